@@ -1,0 +1,35 @@
+# The README's two commands: `make run` and `make test`. Both create the virtualenv
+# and install what they need; `make test` also provisions PostgreSQL and RabbitMQ.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+
+.PHONY: run test check lint typecheck pytest bench clean
+
+$(INSTALLED): setup.cfg pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $@
+
+run: $(INSTALLED)
+	$(BIN)/boxoffice serve
+
+test: $(INSTALLED)
+	scripts/test-services.sh $(MAKE) --no-print-directory check
+
+check: lint typecheck pytest
+
+lint: $(INSTALLED)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(INSTALLED)
+	$(BIN)/mypy
+
+pytest: $(INSTALLED)
+	$(BIN)/pytest
+
+clean:
+	rm -rf $(VENV) var .mypy_cache .pytest_cache .ruff_cache

@@ -1,0 +1,232 @@
+"""The Command aggregate: one per accepted command, its events are the command's life.
+
+Its id is the command id. Optimistic concurrency on it is what makes execution
+exactly-once in effect: two runs of one command cannot both record an outcome.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+from uuid import UUID
+
+from eventsourcing.domain import Aggregate, event
+
+Status = Literal["accepted", "running", "retrying", "succeeded", "failed", "dead_lettered"]
+TERMINAL: frozenset[str] = frozenset({"succeeded", "failed", "dead_lettered"})
+
+
+class CommandEvent(Aggregate.Event):
+    """Base of the Command's events after the first.
+
+    eventsourcing stamps ``modified_on`` after the event's method body has run; the
+    Command stamps it first, so its history and attempts carry each event's own time.
+    """
+
+    def mutate(self, aggregate: Any) -> Any:
+        if aggregate is not None and aggregate.id == self.originator_id:
+            aggregate.modified_on = self.timestamp
+        return super().mutate(aggregate)
+
+
+class Command(Aggregate):
+    """The record of one command from acceptance to its final outcome."""
+
+    class CommandAccepted(Aggregate.Created):
+        """The command was validated and durably recorded; it is due to run."""
+
+        command_type: str
+        aggregate_id: UUID
+        resource: str
+        payload: dict[str, Any]
+        fingerprint: str
+        correlation_id: UUID
+        causation_id: str | None
+        submitted_by: str
+        idempotency_key: str | None
+
+    class CommandStarted(CommandEvent):
+        """A worker started an attempt (the previous one was lost if it never ended)."""
+
+        attempt: int
+        worker: str
+        previous_run_lost: bool
+
+    class CommandSucceeded(CommandEvent):
+        """The handler ran; its domain events were saved in the same transaction."""
+
+        attempt: int
+
+    class CommandFailed(CommandEvent):
+        """A domain error: final."""
+
+        attempt: int
+        error: dict[str, Any]
+
+    class CommandRetryScheduled(CommandEvent):
+        """A technical error; the next attempt is due at ``retry_at``."""
+
+        attempt: int
+        error: dict[str, Any]
+        retry_at: datetime
+
+    class CommandDeadLettered(CommandEvent):
+        """Every attempt failed technically; waiting for a re-drive."""
+
+        attempt: int
+        error: dict[str, Any]
+
+    class CommandRedriven(CommandEvent):
+        """An operator gave the command new attempts, starting at ``next_attempt``."""
+
+        by: str
+        reason: str
+        next_attempt: int
+
+    @event(CommandAccepted)
+    def __init__(
+        self,
+        id: UUID,
+        command_type: str,
+        aggregate_id: UUID,
+        resource: str,
+        payload: dict[str, Any],
+        fingerprint: str,
+        correlation_id: UUID,
+        causation_id: str | None,
+        submitted_by: str,
+        idempotency_key: str | None,
+    ) -> None:
+        self.command_type = command_type
+        self.aggregate_id = aggregate_id
+        self.resource = resource
+        self.payload = payload
+        self.fingerprint = fingerprint
+        self.correlation_id = correlation_id
+        self.causation_id = causation_id
+        self.submitted_by = submitted_by
+        self.idempotency_key = idempotency_key
+        self.status: Status = "accepted"
+        self.attempt = 0
+        self.budget_start = 0
+        self.attempts: list[dict[str, Any]] = []
+        self.error: dict[str, Any] | None = None
+        self.retry_at: datetime | None = None
+        self.history: list[dict[str, Any]] = []
+        self._add_history("accepted", "web", None)
+
+    @property
+    def is_terminal(self) -> bool:
+        """True once the command succeeded, failed or was dead-lettered."""
+        return self.status in TERMINAL
+
+    @property
+    def attempts_in_budget(self) -> int:
+        """Attempts made since acceptance or the last re-drive."""
+        return self.attempt - self.budget_start
+
+    def should_run(self, attempt: int) -> bool:
+        """Whether a delivery for ``attempt`` should run now.
+
+        A pending command runs its next attempt; a running command whose current attempt
+        is delivered again lost its worker (the broker redelivered it), so it runs again
+        as a new attempt. Everything else is a stale duplicate.
+        """
+        if self.status in ("accepted", "retrying"):
+            return attempt == self.attempt + 1
+        if self.status == "running":
+            return attempt == self.attempt
+        return False
+
+    def start(self, worker: str) -> int:
+        """Record that ``worker`` starts the next attempt; returns its number."""
+        lost = self.status == "running"
+        self._started(attempt=self.attempt + 1, worker=worker, previous_run_lost=lost)
+        return self.attempt
+
+    @event(CommandStarted)
+    def _started(self, attempt: int, worker: str, previous_run_lost: bool) -> None:
+        if previous_run_lost and self.attempts:
+            self.attempts[-1].update(
+                ended_at=self.modified_on.isoformat(),
+                outcome="lost",
+                error={"type": "WorkerLost", "message": "the worker stopped mid-command"},
+            )
+        self.status = "running"
+        self.attempt = attempt
+        self.retry_at = None
+        self.attempts.append(
+            {
+                "attempt": attempt,
+                "started_at": self.modified_on.isoformat(),
+                "ended_at": None,
+                "worker": worker,
+                "outcome": None,
+                "error": None,
+            }
+        )
+        self._add_history("running", worker, f"attempt {attempt}")
+
+    @event(CommandSucceeded)
+    def succeed(self, attempt: int) -> None:
+        """Record success; saved in one transaction with the command's domain events."""
+        self.status = "succeeded"
+        self.error = None
+        self._end_attempt(attempt, "succeeded", None)
+        self._add_history("succeeded", self._worker(attempt), None)
+
+    @event(CommandFailed)
+    def fail(self, attempt: int, error: dict[str, Any]) -> None:
+        """Record a domain error: final, never retried."""
+        self.status = "failed"
+        self.error = error
+        self._end_attempt(attempt, "failed", error)
+        self._add_history("failed", self._worker(attempt), error.get("message"))
+
+    @event(CommandRetryScheduled)
+    def schedule_retry(self, attempt: int, error: dict[str, Any], retry_at: datetime) -> None:
+        """Record a technical error and when the next attempt is due."""
+        self.status = "retrying"
+        self.error = error
+        self.retry_at = retry_at
+        self._end_attempt(attempt, "retry_scheduled", error)
+        self._add_history(
+            "retrying", self._worker(attempt), f"{error.get('type')}: retry at {retry_at}"
+        )
+
+    @event(CommandDeadLettered)
+    def dead_letter(self, attempt: int, error: dict[str, Any]) -> None:
+        """Record that the attempts ran out; the command waits for a re-drive."""
+        self.status = "dead_lettered"
+        self.error = error
+        self._end_attempt(attempt, "dead_lettered", error)
+        self._add_history("dead_lettered", self._worker(attempt), error.get("message"))
+
+    def redrive(self, by: str, reason: str) -> None:
+        """Give a dead-lettered command a fresh budget of attempts."""
+        self._redriven(by=by, reason=reason, next_attempt=self.attempt + 1)
+
+    @event(CommandRedriven)
+    def _redriven(self, by: str, reason: str, next_attempt: int) -> None:
+        self.status = "retrying"
+        self.budget_start = self.attempt
+        self.retry_at = None
+        self._add_history("retrying", by, f"re-driven: {reason}")
+
+    def _end_attempt(self, attempt: int, outcome: str, error: dict[str, Any] | None) -> None:
+        for run in self.attempts:
+            if run["attempt"] == attempt:
+                run.update(ended_at=self.modified_on.isoformat(), outcome=outcome, error=error)
+
+    def _worker(self, attempt: int) -> str:
+        return next((str(r["worker"]) for r in self.attempts if r["attempt"] == attempt), "worker")
+
+    def _add_history(self, status: str, component: str, detail: str | None) -> None:
+        self.history.append(
+            {
+                "status": status,
+                "at": self.modified_on.isoformat(),
+                "component": component,
+                "detail": detail,
+            }
+        )

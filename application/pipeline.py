@@ -1,0 +1,258 @@
+"""The command pipeline: accept a command durably, then execute it exactly once in effect.
+
+Generic: it knows command types only through the :class:`CommandRegistry`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import traceback
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import Enum
+from typing import Any
+from uuid import UUID, uuid4, uuid5
+
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.persistence import IntegrityError
+from pydantic import BaseModel
+
+from application.command import Command
+from application.registry import CommandRegistry, CommandSpec
+from application.retry import RetryPolicy
+from application.unit_of_work import UnitOfWork
+from domain.errors import ConflictError, DomainError, NotFoundError
+
+COMMAND_NAMESPACE = UUID("3d0b7c8e-2f5a-5b1e-8c44-5b6f0a9e7d21")
+logger = logging.getLogger(__name__)
+
+
+class BoxofficeApplication(Application[UUID]):
+    """The event store: commands and domain aggregates share one ordered log.
+
+    One log keeps a command's outcome and its domain events in one atomic save and
+    gives the relay, projections and sagas a single position to track.
+    """
+
+    name = "Boxoffice"
+
+
+@dataclass(frozen=True)
+class Submission:
+    """A command as a client submits it, validated but not yet accepted."""
+
+    spec: CommandSpec[Any]
+    payload: BaseModel
+    submitted_by: str
+    idempotency_key: str | None = None
+    correlation_id: UUID | None = None
+    causation_id: str | None = None
+
+    @property
+    def fingerprint(self) -> str:
+        """Identifies what is asked: the same key with another fingerprint is a misuse."""
+        canonical = json.dumps(
+            {"type": self.spec.name, "payload": self.payload.model_dump(mode="json")},
+            sort_keys=True,
+            separators=(",", ":"),
+        )
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+    def command_id(self) -> UUID:
+        """The key scoped to the client, or a fresh id when the client gave none."""
+        if self.idempotency_key is None:
+            return uuid4()
+        return uuid5(COMMAND_NAMESPACE, f"{self.submitted_by}\x00{self.idempotency_key}")
+
+
+@dataclass(frozen=True)
+class Acceptance:
+    """A durably accepted command; ``replayed`` when it was accepted by an earlier request."""
+
+    command: Command
+    position: int | None
+    replayed: bool
+
+
+class IdempotencyKeyReusedError(Exception):
+    """Raised when an ``Idempotency-Key`` is sent again with a different command."""
+
+
+class ResourceExistsError(Exception):
+    """Raised when a create command targets an id that is already taken."""
+
+
+class Outcome(Enum):
+    """What one delivery of a command message did."""
+
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    RETRY_SCHEDULED = "retry_scheduled"
+    DEAD_LETTERED = "dead_lettered"
+    SKIPPED = "skipped"
+
+
+class CommandPipeline:
+    """Accepts commands (web side) and executes them (worker side)."""
+
+    def __init__(
+        self, app: Application[UUID], registry: CommandRegistry, retry: RetryPolicy
+    ) -> None:
+        self.app = app
+        self.registry = registry
+        self.retry = retry
+
+    def accept(self, submission: Submission) -> Acceptance:
+        """Record ``CommandAccepted`` durably, or return the earlier acceptance of the key.
+
+        Raises :class:`IdempotencyKeyReusedError` for a key reused with another command,
+        :class:`ResourceExistsError` when a create targets a taken id, and the event
+        store's errors when it cannot be reached (nothing is then recorded).
+        """
+        command_id = submission.command_id()
+        if submission.idempotency_key is not None:
+            earlier = self._earlier(command_id, submission)
+            if earlier is not None:
+                return earlier
+        spec = submission.spec
+        aggregate_id = spec.target(submission.payload)
+        if spec.creates and self._exists(aggregate_id):
+            raise ResourceExistsError(spec.resource(submission.payload))
+        command = Command(
+            id=command_id,
+            command_type=spec.name,
+            aggregate_id=aggregate_id,
+            resource=spec.resource(submission.payload),
+            payload=submission.payload.model_dump(mode="json"),
+            fingerprint=submission.fingerprint,
+            correlation_id=submission.correlation_id or command_id,
+            causation_id=submission.causation_id,
+            submitted_by=submission.submitted_by,
+            idempotency_key=submission.idempotency_key,
+        )
+        try:
+            recordings = self.app.save(command)
+        except IntegrityError:
+            # Another request with the same key won the race: answer as it did.
+            earlier = self._earlier(command_id, submission)
+            if earlier is None:
+                raise
+            return earlier
+        position = recordings[-1].notification.id if recordings else None
+        return Acceptance(command=command, position=position, replayed=False)
+
+    def get_command(self, command_id: UUID) -> Command | None:
+        """The command with this id, or None when none was ever accepted."""
+        try:
+            command: object = self.app.repository.get(command_id)
+        except AggregateNotFoundError:
+            return None
+        return command if isinstance(command, Command) else None
+
+    def execute(self, command_id: UUID, attempt: int, worker: str) -> Outcome:
+        """Run one delivery of a command message.
+
+        A delivery that finds the command decided, or another run ahead of it, does
+        nothing. Otherwise the handler runs and its aggregates are saved together with
+        ``CommandSucceeded`` in one transaction; a domain error records
+        ``CommandFailed``; any other error schedules a retry or dead-letters.
+        """
+        command = self.get_command(command_id)
+        if command is None or not command.should_run(attempt):
+            return Outcome.SKIPPED
+        if self.retry.exhausted(command.attempts_in_budget):
+            # Every attempt of the budget was lost with its worker.
+            return self._record(command_id, command.attempt, _worker_lost_error(worker), final=True)
+        run = command.start(worker)
+        try:
+            self.app.save(command)
+        except IntegrityError:
+            return Outcome.SKIPPED  # a concurrent delivery started this attempt first
+        spec = self.registry.get(command.command_type)
+        uow = UnitOfWork(self.app)
+        try:
+            spec.run(uow, command.payload)
+            command.succeed(run)
+            self.app.save(*uow.aggregates, command)
+        except DomainError as error:
+            return self._record(command_id, run, _describe_domain_error(error, worker), True)
+        except Exception as error:  # noqa: BLE001 - every other error is technical: retried
+            logger.warning("command %s attempt %d failed: %r", command_id, run, error)
+            return self._record(command_id, run, _describe_technical_error(error, worker), False)
+        return Outcome.SUCCEEDED
+
+    def _record(self, command_id: UUID, run: int, error: dict[str, Any], final: bool) -> Outcome:
+        # Reload: the in-memory command may hold an outcome whose save failed.
+        command = self.get_command(command_id)
+        if command is None or command.is_terminal or command.attempt != run:
+            return Outcome.SKIPPED
+        if final and error["type"] != "WorkerLost":
+            command.fail(run, error)
+            outcome = Outcome.FAILED
+        elif final or self.retry.exhausted(command.attempts_in_budget):
+            command.dead_letter(run, error)
+            outcome = Outcome.DEAD_LETTERED
+        else:
+            delay = timedelta(seconds=self.retry.delay(command.attempts_in_budget))
+            command.schedule_retry(run, error, datetime.now(UTC) + delay)
+            outcome = Outcome.RETRY_SCHEDULED
+        try:
+            self.app.save(command)
+        except IntegrityError:
+            return Outcome.SKIPPED
+        return outcome
+
+    def redrive(self, command_id: UUID, by: str, reason: str) -> Command:
+        """Give a dead-lettered command a fresh budget of attempts."""
+        command = self.get_command(command_id)
+        if command is None or command.status != "dead_lettered":
+            raise ValueError(f"command {command_id} is not dead-lettered")
+        command.redrive(by=by, reason=reason)
+        self.app.save(command)
+        return command
+
+    def _earlier(self, command_id: UUID, submission: Submission) -> Acceptance | None:
+        earlier = self.get_command(command_id)
+        if earlier is None:
+            return None
+        if earlier.fingerprint != submission.fingerprint:
+            raise IdempotencyKeyReusedError(submission.idempotency_key)
+        return Acceptance(command=earlier, position=None, replayed=True)
+
+    def _exists(self, aggregate_id: UUID) -> bool:
+        return bool(list(self.app.recorder.select_events(aggregate_id, limit=1)))
+
+
+def _describe(error: BaseException, worker: str) -> dict[str, Any]:
+    return {
+        "type": type(error).__name__,
+        "message": str(error) or type(error).__name__,
+        "worker": worker,
+        "at": datetime.now(UTC).isoformat(),
+    }
+
+
+def _describe_domain_error(error: DomainError, worker: str) -> dict[str, Any]:
+    if isinstance(error, NotFoundError):
+        category = "not_found"
+    elif isinstance(error, ConflictError):
+        category = "conflict"
+    else:
+        category = "rule"
+    return {**_describe(error, worker), "category": category}
+
+
+def _describe_technical_error(error: Exception, worker: str) -> dict[str, Any]:
+    trace = "".join(traceback.format_exception(error))
+    return {**_describe(error, worker), "category": "technical", "traceback": trace}
+
+
+def _worker_lost_error(worker: str) -> dict[str, Any]:
+    return {
+        "type": "WorkerLost",
+        "message": "every attempt was lost with its worker",
+        "worker": worker,
+        "at": datetime.now(UTC).isoformat(),
+    }

@@ -1,0 +1,28 @@
+"""When a technically failed command is tried again."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff with jitter, capped, for ``max_attempts`` attempts in all."""
+
+    max_attempts: int = 3
+    base_delay: float = 0.5
+    max_delay: float = 30.0
+
+    def delay(self, attempt: int, rng: random.Random | None = None) -> float:
+        """Seconds to wait after failed ``attempt`` (1-based) before the next one.
+
+        The delay is drawn between half the exponential bound and the bound, so retries
+        of commands that failed together spread out yet still back off.
+        """
+        bound = min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
+        return (rng or random).uniform(bound / 2, bound)
+
+    def exhausted(self, attempts_made: int) -> bool:
+        """Whether no attempt is left after ``attempts_made``."""
+        return attempts_made >= self.max_attempts

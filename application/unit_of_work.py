@@ -1,0 +1,50 @@
+"""What a command handler sees: load aggregates, add new ones, nothing else."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.domain import Aggregate
+
+from domain.errors import NotFoundError
+
+A = TypeVar("A", bound=Aggregate)
+
+
+class UnitOfWork:
+    """Collects the aggregates one command touches so they are saved in one transaction."""
+
+    def __init__(self, app: Application[Any]) -> None:
+        self._app = app
+        self._aggregates: dict[UUID, Aggregate] = {}
+
+    def get(self, cls: type[A], aggregate_id: UUID) -> A:
+        """Load an aggregate; a missing one is a domain error (:class:`NotFoundError`)."""
+        if aggregate_id in self._aggregates:
+            found = self._aggregates[aggregate_id]
+        else:
+            try:
+                found = self._app.repository.get(aggregate_id)
+            except AggregateNotFoundError:
+                raise NotFoundError(f"{cls.__name__} {aggregate_id} does not exist") from None
+            self._aggregates[aggregate_id] = found
+        if not isinstance(found, cls):
+            raise NotFoundError(f"{aggregate_id} is not a {cls.__name__}")
+        return found
+
+    def exists(self, aggregate_id: UUID) -> bool:
+        """Whether any aggregate has this id (in this unit or in the store)."""
+        if aggregate_id in self._aggregates:
+            return True
+        return bool(list(self._app.recorder.select_events(aggregate_id, limit=1)))
+
+    def add(self, aggregate: Aggregate) -> None:
+        """Register a new aggregate to be saved with the command's outcome."""
+        self._aggregates[aggregate.id] = aggregate
+
+    @property
+    def aggregates(self) -> list[Aggregate]:
+        """Every aggregate loaded or added; unchanged ones save nothing."""
+        return list(self._aggregates.values())

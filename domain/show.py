@@ -1,0 +1,145 @@
+"""The Show aggregate: a performance with a seat map and a price."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.domain import Aggregate, event
+
+from domain.errors import ConflictError, RuleViolationError
+from domain.ids import aggregate_id
+
+
+class ShowCancelledError(ConflictError):
+    """Raised when a command needs a scheduled show but the show was cancelled."""
+
+
+class UnknownSeatError(RuleViolationError):
+    """Raised when a command names a seat that is not on the show's seat map."""
+
+
+class SeatUnavailableError(ConflictError):
+    """Raised when a seat to be reserved is already held or sold."""
+
+
+class SeatNotHeldError(ConflictError):
+    """Raised when seats are released or sold for a reservation that does not hold them."""
+
+
+class ShowExistsError(ConflictError):
+    """Raised when a show is created with an id that another show already has."""
+
+
+class InvalidSeatMapError(RuleViolationError):
+    """Raised when a show is created without seats, with repeated seats or a negative price."""
+
+
+class Show(Aggregate):
+    """A show: seats are held for a reservation, then released or sold; it can be cancelled."""
+
+    @staticmethod
+    def create_id(show_id: str, **_: Any) -> UUID:
+        """The aggregate id of the show the client calls ``show_id``."""
+        return aggregate_id("show", show_id)
+
+    @classmethod
+    def schedule(
+        cls, show_id: str, title: str, starts_at: str, seats: list[str], price_cents: int
+    ) -> Show:
+        """Create a show; the seat map must be non-empty and without repeats."""
+        if not seats:
+            raise InvalidSeatMapError("a show needs at least one seat")
+        repeated = sorted({seat for seat in seats if seats.count(seat) > 1})
+        if repeated:
+            raise InvalidSeatMapError(f"seats listed more than once: {', '.join(repeated)}")
+        if price_cents < 0:
+            raise InvalidSeatMapError("price_cents must not be negative")
+        return cls(
+            show_id=show_id,
+            title=title,
+            starts_at=starts_at,
+            seats=list(seats),
+            price_cents=price_cents,
+        )
+
+    @event("ShowScheduled")
+    def __init__(
+        self, show_id: str, title: str, starts_at: str, seats: list[str], price_cents: int
+    ) -> None:
+        self.show_id = show_id
+        self.title = title
+        self.starts_at = starts_at
+        self.seats = seats
+        self.price_cents = price_cents
+        self.cancelled = False
+        self.held: dict[str, str] = {}
+        self.sold: dict[str, str] = {}
+
+    @property
+    def status(self) -> str:
+        """``scheduled`` or ``cancelled``."""
+        return "cancelled" if self.cancelled else "scheduled"
+
+    @property
+    def available(self) -> list[str]:
+        """Seats neither held nor sold, in seat-map order."""
+        return [s for s in self.seats if s not in self.held and s not in self.sold]
+
+    def reserve_seats(self, reservation_id: str, seats: list[str]) -> None:
+        """Hold ``seats`` for ``reservation_id``; every seat must exist and be free."""
+        self._require_scheduled()
+        self._require_known(seats)
+        taken = [s for s in seats if s in self.held or s in self.sold]
+        if taken:
+            raise SeatUnavailableError(f"seats not available: {', '.join(taken)}")
+        self._seats_reserved(reservation_id=reservation_id, seats=seats)
+
+    @event("SeatsReserved")
+    def _seats_reserved(self, reservation_id: str, seats: list[str]) -> None:
+        for seat in seats:
+            self.held[seat] = reservation_id
+
+    def release_seats(self, reservation_id: str) -> list[str]:
+        """Free every seat held or sold for ``reservation_id``; returns them (none is a no-op)."""
+        seats = [s for s in self.seats if reservation_id in (self.held.get(s), self.sold.get(s))]
+        if seats:
+            self._seats_released(reservation_id=reservation_id, seats=seats)
+        return seats
+
+    @event("SeatsReleased")
+    def _seats_released(self, reservation_id: str, seats: list[str]) -> None:
+        for seat in seats:
+            self.held.pop(seat, None)
+            self.sold.pop(seat, None)
+
+    def sell_seats(self, reservation_id: str) -> None:
+        """Turn the seats held for ``reservation_id`` into sold seats."""
+        seats = [s for s in self.seats if self.held.get(s) == reservation_id]
+        if not seats:
+            raise SeatNotHeldError(f"no seats are held for reservation {reservation_id}")
+        self._seats_sold(reservation_id=reservation_id, seats=seats)
+
+    @event("SeatsSold")
+    def _seats_sold(self, reservation_id: str, seats: list[str]) -> None:
+        for seat in seats:
+            del self.held[seat]
+            self.sold[seat] = reservation_id
+
+    def cancel(self) -> None:
+        """Cancel the show; cancelling twice is a conflict."""
+        self._require_scheduled()
+        self._show_cancelled()
+
+    @event("ShowCancelled")
+    def _show_cancelled(self) -> None:
+        self.cancelled = True
+
+    def _require_scheduled(self) -> None:
+        if self.cancelled:
+            raise ShowCancelledError(f"show {self.show_id} is cancelled")
+
+    def _require_known(self, seats: list[str]) -> None:
+        unknown = [s for s in seats if s not in self.seats]
+        if unknown:
+            raise UnknownSeatError(f"no such seats on show {self.show_id}: {', '.join(unknown)}")

@@ -1,0 +1,1 @@
+"""Adapters: the event store on PostgreSQL, Celery over RabbitMQ, the outbox relay."""

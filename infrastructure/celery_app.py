@@ -1,0 +1,84 @@
+"""The Celery app: configured from settings, connecting only when first used."""
+
+from __future__ import annotations
+
+import socket
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from celery import Celery
+
+from infrastructure.settings import Settings
+
+EXECUTE_TASK = "boxoffice.commands.execute.v1"
+COMMAND_QUEUE = "boxoffice.commands"
+
+
+def build_celery(settings: Settings) -> Celery:
+    """A Celery app for the configured broker; tasks are registered by ``infrastructure.tasks``."""
+    celery = Celery("boxoffice", set_as_current=False)
+    celery.conf.update(
+        broker_url=settings.broker,
+        broker_connection_retry_on_startup=True,
+        broker_transport_options=_transport_options(settings),
+        task_serializer="json",
+        accept_content=["json"],
+        result_serializer="json",
+        task_ignore_result=True,
+        task_default_queue=COMMAND_QUEUE,
+        # A message is acknowledged only after its command's outcome is recorded, and
+        # redelivered when the worker dies: at-least-once delivery. The Command aggregate
+        # turns it into exactly-once effects.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=settings.worker_prefetch,
+        worker_hijack_root_logger=False,
+        worker_send_task_events=False,
+        task_send_sent_event=False,
+        enable_utc=True,
+    )
+    if settings.broker.startswith("filesystem"):
+        # The server-less transport has no broadcast exchange for remote control.
+        celery.conf.worker_enable_remote_control = False
+    return celery
+
+
+def _transport_options(settings: Settings) -> dict[str, Any]:
+    if settings.broker.startswith("filesystem"):
+        folder = settings.broker_folder
+        for sub in ("queue", "processed"):
+            (folder / sub).mkdir(parents=True, exist_ok=True)
+        return {
+            "data_folder_in": str(folder / "queue"),
+            "data_folder_out": str(folder / "queue"),
+            "processed_folder": str(folder / "processed"),
+            "store_processed": False,
+        }
+    return {
+        # Publisher confirms: a publish returns only once RabbitMQ has the message.
+        "confirm_publish": True,
+        # py-amqp's default TCP_USER_TIMEOUT of 1 s makes a publisher that RabbitMQ
+        # throttles (flow control) fail; give it 30 s.
+        "socket_settings": {socket.TCP_USER_TIMEOUT: 30_000},
+        "max_retries": 3,
+    }
+
+
+class CeleryCommandTransport:
+    """:class:`application.ports.CommandTransport` over Celery."""
+
+    def __init__(self, celery: Celery) -> None:
+        self._celery = celery
+
+    def publish(self, command_id: UUID, attempt: int, eta: datetime | None = None) -> None:
+        """Publish "run ``attempt`` of ``command_id``", to run no earlier than ``eta``."""
+        self._celery.send_task(
+            EXECUTE_TASK,
+            args=[str(command_id), attempt],
+            task_id=f"{command_id}.{attempt}",
+            eta=eta,
+            queue=COMMAND_QUEUE,
+            retry=True,
+            retry_policy={"max_retries": 5, "interval_start": 0.2, "interval_step": 0.5},
+        )

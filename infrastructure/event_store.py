@@ -1,0 +1,57 @@
+"""The eventsourcing configuration for PostgreSQL, and schema creation.
+
+Tables are created once, by :func:`migrate` (``boxoffice migrate``, also run by
+``boxoffice serve``); every other process starts with ``CREATE_TABLE`` off, because
+concurrent ``CREATE TABLE IF NOT EXISTS`` from many workers fails with
+"tuple concurrently updated".
+"""
+
+from __future__ import annotations
+
+from eventsourcing.persistence import InfrastructureFactory, TrackingRecorder
+from eventsourcing.postgres import PostgresTrackingRecorder
+from eventsourcing.utils import Environment
+
+from application.pipeline import BoxofficeApplication
+from infrastructure.settings import Settings
+
+TRACKERS = ("relay",)
+
+
+def event_store_env(settings: Settings, *, create_table: bool = False) -> dict[str, str]:
+    """The eventsourcing environment for the configured PostgreSQL database."""
+    db = settings.database
+    return {
+        "PERSISTENCE_MODULE": "eventsourcing.postgres",
+        "POSTGRES_DBNAME": db.dbname,
+        "POSTGRES_HOST": db.host,
+        "POSTGRES_PORT": str(db.port),
+        "POSTGRES_USER": db.user,
+        "POSTGRES_PASSWORD": db.password,
+        "POSTGRES_POOL_SIZE": str(settings.db_pool_size),
+        "POSTGRES_MAX_OVERFLOW": str(settings.db_max_overflow),
+        "POSTGRES_CONNECT_TIMEOUT": str(settings.db_connect_timeout),
+        "POSTGRES_PRE_PING": "y",
+        "CREATE_TABLE": "y" if create_table else "n",
+    }
+
+
+def build_application(settings: Settings, *, create_table: bool = False) -> BoxofficeApplication:
+    """The event-store application; connects lazily, on first use."""
+    return BoxofficeApplication(env=event_store_env(settings, create_table=create_table))
+
+
+def build_tracker(settings: Settings, name: str, *, create_table: bool = False) -> TrackingRecorder:
+    """A tracking recorder whose table is ``{name}_tracking``, in the event store's database."""
+    env = Environment(name, event_store_env(settings, create_table=create_table))
+    factory = InfrastructureFactory[PostgresTrackingRecorder].construct(env=env)
+    return factory.tracking_recorder(PostgresTrackingRecorder)
+
+
+def migrate(settings: Settings) -> list[str]:
+    """Create every table the service needs, once; returns the tables' names."""
+    app = build_application(settings, create_table=True)
+    app.close()
+    for name in TRACKERS:
+        build_tracker(settings, name, create_table=True)
+    return [f"{BoxofficeApplication.name.lower()}_events"] + [f"{n}_tracking" for n in TRACKERS]

@@ -1,0 +1,61 @@
+"""The transactional outbox relay: publishes what the event store says must run.
+
+Nothing reaches the broker except through here. The relay follows the event log from
+its tracked position (woken by PostgreSQL LISTEN/NOTIFY), publishes each accepted,
+retry-scheduled or re-driven command with publisher confirms, then advances its
+position. A crash between publish and tracking publishes the message again, which the
+workers recognise as a duplicate.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from eventsourcing.application import Application
+from eventsourcing.persistence import Tracking, TrackingRecorder
+from eventsourcing.utils import get_topic
+
+from application.command import Command
+from application.ports import CommandTransport
+
+logger = logging.getLogger(__name__)
+
+PUBLISHED = (Command.CommandAccepted, Command.CommandRetryScheduled, Command.CommandRedriven)
+
+
+class OutboxRelay:
+    """Follows the event log and publishes the commands that are due to run."""
+
+    def __init__(
+        self, app: Application[Any], tracker: TrackingRecorder, transport: CommandTransport
+    ) -> None:
+        self.app = app
+        self.tracker = tracker
+        self.transport = transport
+
+    def run(self, stop: threading.Event) -> None:
+        """Publish until ``stop`` is set."""
+        gt = self.tracker.max_tracking_id(self.app.name)
+        topics = [get_topic(cls) for cls in PUBLISHED]
+        with self.app.recorder.subscribe(gt=gt, topics=topics) as subscription:
+
+            def stop_when_asked() -> None:
+                stop.wait()
+                subscription.stop()
+
+            threading.Thread(target=stop_when_asked, daemon=True).start()
+            for notification in subscription:
+                self.publish(self.app.mapper.to_domain_event(notification))
+                self.tracker.insert_tracking(Tracking(self.app.name, notification.id))
+
+    def publish(self, event: Any) -> None:
+        """Publish the message that ``event`` calls for."""
+        if isinstance(event, Command.CommandAccepted):
+            self.transport.publish(event.originator_id, 1)
+        elif isinstance(event, Command.CommandRetryScheduled):
+            self.transport.publish(event.originator_id, event.attempt + 1, eta=event.retry_at)
+        elif isinstance(event, Command.CommandRedriven):
+            self.transport.publish(event.originator_id, event.next_attempt)
+        logger.debug("published %s for %s", type(event).__name__, event.originator_id)

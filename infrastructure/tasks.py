@@ -1,0 +1,43 @@
+"""The Celery task: deserialize, run the pipeline, classify what happened."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import Callable
+from uuid import UUID
+
+from celery import Celery, Task
+from celery.signals import worker_process_init
+from eventsourcing.persistence import PersistenceError
+
+from application.pipeline import CommandPipeline
+from infrastructure.celery_app import EXECUTE_TASK
+
+logger = logging.getLogger(__name__)
+
+
+def register_tasks(
+    celery: Celery, pipeline: Callable[[], CommandPipeline], after_fork: Callable[[], None]
+) -> None:
+    """Register the execute task; ``pipeline`` is built per process, after the fork."""
+
+    @celery.task(name=EXECUTE_TASK, bind=True, max_retries=None, acks_late=True)
+    def execute(self: Task, command_id: str, attempt: int) -> str:  # type: ignore[type-arg]
+        worker = f"{socket.gethostname()}:{os.getpid()}"
+        try:
+            outcome = pipeline().execute(UUID(command_id), int(attempt), worker)
+        except PersistenceError as error:
+            # The event store could not record even the outcome: keep the message
+            # and try again later, so nothing accepted is dropped.
+            logger.warning("event store unavailable for %s: %r", command_id, error)
+            countdown = min(30, 2 ** min(self.request.retries, 5))
+            raise self.retry(exc=error, countdown=countdown) from error
+        logger.info("command %s attempt %s: %s", command_id, attempt, outcome.value)
+        return outcome.value
+
+    def reconnect(**_: object) -> None:
+        after_fork()
+
+    worker_process_init.connect(reconnect, weak=False)

@@ -1,0 +1,37 @@
+"""The Flask app: commands in, status and resources out, errors as problem+json."""
+
+from __future__ import annotations
+
+from flask import Flask, Response
+from werkzeug.exceptions import HTTPException
+
+from interfaces.bootstrap import Container
+from interfaces.http.problems import Problem
+from interfaces.http.routes import api
+
+
+def create_app(container: Container) -> Flask:
+    """The WSGI app over ``container``."""
+    app = Flask("boxoffice")
+    app.extensions["boxoffice"] = container
+    app.config["MAX_CONTENT_LENGTH"] = container.settings.max_body_bytes
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.register_blueprint(api)
+
+    @app.errorhandler(Problem)
+    def problem(error: Problem) -> Response:
+        return error.response()
+
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException) -> Response:
+        status = error.code or 500
+        headers = dict(error.get_headers())
+        headers.pop("Content-Type", None)
+        return Problem(status, error.name, error.description, headers=headers).response()
+
+    @app.errorhandler(Exception)
+    def unexpected(error: Exception) -> Response:
+        app.logger.exception("unhandled error", exc_info=error)
+        return Problem(500, "Internal server error", "an unexpected error was logged").response()
+
+    return app

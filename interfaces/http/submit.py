@@ -1,0 +1,233 @@
+"""The shared path of every command endpoint: parse, validate, accept, answer.
+
+A route only names its command type and passes its path parameters.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from eventsourcing.persistence import PersistenceError
+from flask import Response, current_app, json, request
+from pydantic import ValidationError
+
+from application.command import Command
+from application.pipeline import (
+    Acceptance,
+    IdempotencyKeyReusedError,
+    ResourceExistsError,
+    Submission,
+)
+from application.registry import CommandSpec
+from interfaces.bootstrap import Container
+from interfaces.http.auth import authenticate, require_writer
+from interfaces.http.presenters import command_links, present_command
+from interfaces.http.problems import Problem
+
+PREFER_WAIT = re.compile(r"(?:^|[,;\s])wait\s*=\s*(\d+(?:\.\d+)?)", re.IGNORECASE)
+IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+RETRY_AFTER_SECONDS = "1"
+
+
+def container() -> Container:
+    """The container of the app serving this request."""
+    built: Container = current_app.extensions["boxoffice"]
+    return built
+
+
+def submit(command_type: str, **path: str) -> Response:
+    """Accept ``command_type`` with this request's body and ``path`` parameters."""
+    built = container()
+    client = authenticate(built.settings.api_tokens)
+    require_writer(client, built.settings.read_only_clients)
+    spec = built.registry.get(command_type)
+    payload = _payload(spec, path)
+    key = _idempotency_key()
+    wait = _prefer_wait(built.settings.max_wait_seconds)
+    submission = Submission(spec=spec, payload=payload, submitted_by=client, idempotency_key=key)
+    try:
+        acceptance = built.pipeline.accept(submission)
+    except IdempotencyKeyReusedError:
+        raise Problem(
+            422,
+            "Idempotency key reused",
+            "this Idempotency-Key was already used for a different command",
+            kind="idempotency-key-reused",
+        ) from None
+    except ResourceExistsError as error:
+        raise Problem(409, "Conflict", f"{error} already exists", kind="resource-exists") from None
+    except PersistenceError:
+        raise Problem(
+            503,
+            "Service unavailable",
+            "the event store cannot be reached; nothing was recorded",
+            headers={"Retry-After": "5"},
+        ) from None
+    if wait is not None:
+        return _answer_after_wait(built, spec, acceptance, wait)
+    return _accepted(acceptance, warn=key is None)
+
+
+def _payload(spec: CommandSpec[Any], path: dict[str, str]) -> Any:
+    if request.mimetype != "application/json" and (request.content_length or request.data):
+        raise Problem(
+            415,
+            "Unsupported media type",
+            "send the command as application/json",
+            headers={"Accept-Post": "application/json"},
+        )
+    raw = request.get_data(cache=True)
+    try:
+        body = json.loads(raw) if raw.strip() else {}
+    except ValueError as error:
+        raise Problem(400, "Malformed JSON", str(error), kind="malformed-json") from None
+    if not isinstance(body, dict):
+        raise Problem(
+            400,
+            "Invalid command",
+            kind="validation-error",
+            errors=[{"location": "body", "message": "the body must be a JSON object"}],
+        )
+    errors = [
+        {"location": f"body.{name}", "message": f"must equal the path's {name} ({value!r})"}
+        for name, value in path.items()
+        if name in body and body[name] != value
+    ]
+    try:
+        payload = spec.payload.model_validate({**body, **path})
+    except ValidationError as invalid:
+        errors.extend(
+            {
+                "location": _location(error["loc"], path),
+                "message": error["msg"],
+                "type": error["type"],
+            }
+            for error in invalid.errors(include_url=False)
+        )
+    if errors:
+        raise Problem(400, "Invalid command", kind="validation-error", errors=errors)
+    return payload
+
+
+def _location(loc: tuple[int | str, ...], path: dict[str, str]) -> str:
+    where = "path" if loc and loc[0] in path else "body"
+    return where + "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc)
+
+
+def _idempotency_key() -> str | None:
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return None
+    if not IDEMPOTENCY_KEY.match(key):
+        raise Problem(
+            400,
+            "Invalid command",
+            kind="validation-error",
+            errors=[
+                {
+                    "location": "header.Idempotency-Key",
+                    "message": "must be 1 to 255 visible ASCII characters",
+                }
+            ],
+        )
+    return key
+
+
+def _prefer_wait(limit: float) -> float | None:
+    prefer = ",".join(request.headers.getlist("Prefer"))
+    match = PREFER_WAIT.search(prefer)
+    if match is None:
+        return None
+    return min(float(match.group(1)), limit)
+
+
+def _accepted(acceptance: Acceptance, *, warn: bool) -> Response:
+    command = acceptance.command
+    body: dict[str, Any] = {
+        "command_id": str(command.id),
+        "status": command.status,
+        "links": command_links(command),
+    }
+    if acceptance.position is not None:
+        body["position"] = acceptance.position
+    if warn:
+        body["warnings"] = [
+            "no Idempotency-Key header: the server assigned the command id, so "
+            "retrying this request may run the command twice"
+        ]
+    response = Response(json.dumps(body), status=202, mimetype="application/json")
+    response.headers["Location"] = f"/commands/{command.id}"
+    response.headers["Retry-After"] = RETRY_AFTER_SECONDS
+    return response
+
+
+def _answer_after_wait(
+    built: Container, spec: CommandSpec[Any], acceptance: Acceptance, wait: float
+) -> Response:
+    pipeline = built.pipeline
+    command_id = acceptance.command.id
+
+    def decided() -> bool:
+        found = pipeline.get_command(command_id)
+        return found is not None and found.is_terminal
+
+    built.waiter.wait(command_id, wait, decided)
+    command = pipeline.get_command(command_id) or acceptance.command
+    applied = {"Preference-Applied": f"wait={_format_seconds(wait)}"}
+    if not command.is_terminal:
+        response = _accepted(acceptance, warn=acceptance.command.idempotency_key is None)
+        response.headers.update(applied)
+        return response
+    if command.status == "succeeded":
+        status = 201 if spec.creates else 200
+        body = present_command(command)
+        resource = _resource(built, spec, command)
+        if resource is not None:
+            body["resource"] = resource
+        response = Response(json.dumps(body), status=status, mimetype="application/json")
+        response.headers.update(applied)
+        response.headers["Content-Location"] = f"/commands/{command.id}"
+        if spec.creates:
+            response.headers["Location"] = command.resource
+        return response
+    raise _outcome_problem(command, applied)
+
+
+def _resource(built: Container, spec: CommandSpec[Any], command: Command) -> Any:
+    if spec.present is None:
+        return None
+    return spec.present(built.app.repository.get(command.aggregate_id))
+
+
+def _outcome_problem(command: Command, headers: dict[str, str]) -> Problem:
+    error = command.error or {}
+    links = command_links(command)
+    if command.status == "failed":
+        status = {"conflict": 409, "not_found": 404}.get(error.get("category", ""), 422)
+        return Problem(
+            status,
+            "Command failed",
+            error.get("message"),
+            kind=_kebab(error.get("type", "command-failed")),
+            headers=headers,
+            command_id=str(command.id),
+            links=links,
+        )
+    return Problem(
+        503,
+        "Command dead-lettered",
+        "every attempt failed with a technical error; the command can be re-driven",
+        kind="dead-lettered",
+        headers=headers,
+        command_id=str(command.id),
+        links=links,
+    )
+
+
+def _kebab(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "-", name.removesuffix("Error")).lower()
+
+
+def _format_seconds(seconds: float) -> str:
+    return str(int(seconds)) if seconds == int(seconds) else str(seconds)

@@ -1,0 +1,1 @@
+"""Read models materialized from the event log with tracking (the registry issue)."""
