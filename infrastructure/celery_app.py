@@ -12,7 +12,6 @@ from celery import Celery
 from infrastructure.settings import Settings
 
 EXECUTE_TASK = "boxoffice.commands.execute.v1"
-COMMAND_QUEUE = "boxoffice.commands"
 
 
 def build_celery(settings: Settings) -> Celery:
@@ -26,7 +25,7 @@ def build_celery(settings: Settings) -> Celery:
         accept_content=["json"],
         result_serializer="json",
         task_ignore_result=True,
-        task_default_queue=COMMAND_QUEUE,
+        task_default_queue=settings.command_queue,
         # A message is acknowledged only after its command's outcome is recorded, and
         # redelivered when the worker dies: at-least-once delivery. The Command aggregate
         # turns it into exactly-once effects.
@@ -70,6 +69,7 @@ class CeleryCommandTransport:
 
     def __init__(self, celery: Celery) -> None:
         self._celery = celery
+        self._queue = str(celery.conf.task_default_queue)
 
     def publish(self, command_id: UUID, attempt: int, eta: datetime | None = None) -> None:
         """Publish "run ``attempt`` of ``command_id``", to run no earlier than ``eta``."""
@@ -78,7 +78,7 @@ class CeleryCommandTransport:
             args=[str(command_id), attempt],
             task_id=f"{command_id}.{attempt}",
             eta=eta,
-            queue=COMMAND_QUEUE,
+            queue=self._queue,
             retry=True,
             retry_policy={"max_retries": 5, "interval_start": 0.2, "interval_step": 0.5},
         )

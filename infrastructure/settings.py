@@ -8,6 +8,7 @@ server-less kombu transport, both keeping their state under ``BOXOFFICE_VAR_DIR`
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -75,7 +76,7 @@ class Settings:
     broker_url: str | None = None
     db_pool_size: int = 2
     db_max_overflow: int = 2
-    db_connect_timeout: float = 5.0
+    db_connect_timeout: int = 5
     max_attempts: int = 3
     retry_base_delay: float = 0.5
     retry_max_delay: float = 30.0
@@ -90,6 +91,8 @@ class Settings:
     api_tokens: Mapping[str, str] = field(default_factory=dict)
     read_only_clients: frozenset[str] = frozenset()
     log_level: str = "INFO"
+    command_queue: str = "boxoffice.commands"
+    command_modules: tuple[str, ...] = ()
 
     @property
     def embedded_database(self) -> bool:
@@ -181,6 +184,18 @@ class Settings:
                 raise ValueError("must be DEBUG, INFO, WARNING or ERROR")
             return raw.upper()
 
+        def queue_name(raw: str) -> str:
+            if not re.fullmatch(r"[A-Za-z0-9._:-]{1,200}", raw):
+                raise ValueError("must be 1 to 200 letters, digits or . _ : -")
+            return raw
+
+        def modules(raw: str) -> tuple[str, ...]:
+            names = tuple(name.strip() for name in raw.split(",") if name.strip())
+            for name in names:
+                if not re.fullmatch(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*", name):
+                    raise ValueError(f"{name!r} is not a module name")
+            return names
+
         defaults = cls()
         settings = cls(
             var_dir=get("BOXOFFICE_VAR_DIR", Path, defaults.var_dir),
@@ -188,9 +203,7 @@ class Settings:
             broker_url=get("BROKER_URL", broker_url, None),
             db_pool_size=get("DB_POOL_SIZE", positive_int, defaults.db_pool_size),
             db_max_overflow=get("DB_MAX_OVERFLOW", int, defaults.db_max_overflow),
-            db_connect_timeout=get(
-                "DB_CONNECT_TIMEOUT", non_negative_float, defaults.db_connect_timeout
-            ),
+            db_connect_timeout=get("DB_CONNECT_TIMEOUT", positive_int, defaults.db_connect_timeout),
             max_attempts=get("COMMAND_MAX_ATTEMPTS", positive_int, defaults.max_attempts),
             retry_base_delay=get(
                 "COMMAND_RETRY_BASE_DELAY", non_negative_float, defaults.retry_base_delay
@@ -209,6 +222,8 @@ class Settings:
             api_tokens=get("API_TOKENS", tokens, {}),
             read_only_clients=frozenset(readers),
             log_level=get("LOG_LEVEL", level, defaults.log_level),
+            command_queue=get("COMMAND_QUEUE", queue_name, defaults.command_queue),
+            command_modules=get("COMMAND_MODULES", modules, ()),
         )
         if settings.db_max_overflow < 0:
             problems.append("DB_MAX_OVERFLOW: must be at least 0")

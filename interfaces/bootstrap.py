@@ -6,6 +6,7 @@ the process that uses it (after a fork, for Celery's prefork workers).
 
 from __future__ import annotations
 
+import importlib
 import threading
 from dataclasses import dataclass, field
 
@@ -86,9 +87,16 @@ class Container:
         self.forget_connections()
 
 
-def bootstrap(settings: Settings) -> Container:
-    """Build the service from ``settings``."""
+def bootstrap(settings: Settings, application: BoxofficeApplication | None = None) -> Container:
+    """Build the service from ``settings``.
+
+    ``application`` replaces the PostgreSQL event store, e.g. with the in-memory one in
+    unit tests. The modules of ``COMMAND_MODULES`` add their commands to the registry.
+    """
     celery = build_celery(settings)
-    container = Container(settings=settings, registry=build_registry(), celery=celery)
+    registry = build_registry()
+    for name in settings.command_modules:
+        importlib.import_module(name).register(registry)
+    container = Container(settings=settings, registry=registry, celery=celery, _app=application)
     register_tasks(celery, lambda: container.pipeline, container.forget_connections)
     return container

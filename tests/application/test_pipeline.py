@@ -1,0 +1,268 @@
+"""The command pipeline, told as stories on the in-memory event store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import pytest
+from eventsourcing.persistence import IntegrityError
+
+from application.command import Command
+from application.pipeline import (
+    BoxofficeApplication,
+    CommandPipeline,
+    IdempotencyKeyReusedError,
+    Outcome,
+    ResourceExistsError,
+    Submission,
+)
+from application.unit_of_work import UnitOfWork
+from domain.show import Show
+from tests.support.commands import Tally
+
+SHOW = {
+    "title": "Hamlet",
+    "starts_at": "2027-01-01T20:00:00Z",
+    "seats": ["A1", "A2"],
+    "price_cents": 4500,
+}
+
+
+def submission(
+    pipeline: CommandPipeline, command_type: str, idempotency_key: str | None = None, **payload: Any
+) -> Submission:
+    spec = pipeline.registry.get(command_type)
+    return Submission(
+        spec=spec,
+        payload=spec.payload.model_validate(payload),
+        submitted_by="alice",
+        idempotency_key=idempotency_key,
+    )
+
+
+def topics(app: BoxofficeApplication, originator_id: UUID) -> list[str]:
+    return [type(e).__name__ for e in app.repository.event_store.get(originator_id)]
+
+
+def test_an_accepted_command_is_recorded_before_anything_runs(
+    pipeline: CommandPipeline, app: BoxofficeApplication
+) -> None:
+    acceptance = pipeline.accept(submission(pipeline, "CreateShow", "k1", show_id="s1", **SHOW))
+
+    # Only the acceptance is in the store: the show does not exist yet.
+    assert topics(app, acceptance.command.id) == ["CommandAccepted"]
+    assert topics(app, Show.create_id("s1")) == []
+    assert acceptance.position == 1
+    assert not acceptance.replayed
+
+
+def test_executing_saves_domain_events_and_the_success_together(
+    pipeline: CommandPipeline, app: BoxofficeApplication
+) -> None:
+    acceptance = pipeline.accept(submission(pipeline, "CreateShow", "k1", show_id="s1", **SHOW))
+
+    outcome = pipeline.execute(acceptance.command.id, 1, "worker-1")
+
+    assert outcome is Outcome.SUCCEEDED
+    assert topics(app, Show.create_id("s1")) == ["ShowScheduled"]
+    assert topics(app, acceptance.command.id) == [
+        "CommandAccepted",
+        "CommandStarted",
+        "CommandSucceeded",
+    ]
+    # The show's event and the success were written by one save: adjacent positions.
+    notifications = app.notification_log.select(start=1, limit=10)
+    assert [n.topic.rsplit(".", 1)[-1] for n in notifications][-2:] == [
+        "ShowScheduled",
+        "CommandSucceeded",
+    ]
+
+
+def test_the_same_key_and_payload_returns_the_original_acceptance(
+    pipeline: CommandPipeline,
+) -> None:
+    first = pipeline.accept(submission(pipeline, "CreateShow", "k1", show_id="s1", **SHOW))
+    pipeline.execute(first.command.id, 1, "worker-1")
+
+    again = pipeline.accept(submission(pipeline, "CreateShow", "k1", show_id="s1", **SHOW))
+
+    # Even after the show exists, the replay is the original command, not a 409.
+    assert again.replayed
+    assert again.command.id == first.command.id
+    assert again.command.status == "succeeded"
+
+
+def test_the_same_key_with_another_payload_is_refused(pipeline: CommandPipeline) -> None:
+    pipeline.accept(submission(pipeline, "CreateShow", "k1", show_id="s1", **SHOW))
+
+    with pytest.raises(IdempotencyKeyReusedError):
+        pipeline.accept(
+            submission(pipeline, "CreateShow", "k1", show_id="s1", **{**SHOW, "title": "Lear"})
+        )
+
+
+def test_keys_are_scoped_to_the_client(pipeline: CommandPipeline) -> None:
+    alice = submission(pipeline, "Bump", "k1", key="t")
+    bob = Submission(
+        spec=alice.spec, payload=alice.payload, submitted_by="bob", idempotency_key="k1"
+    )
+
+    assert pipeline.accept(alice).command.id != pipeline.accept(bob).command.id
+
+
+def test_creating_a_taken_id_is_refused_at_accept_time(pipeline: CommandPipeline) -> None:
+    first = pipeline.accept(submission(pipeline, "CreateShow", "k1", show_id="s1", **SHOW))
+    pipeline.execute(first.command.id, 1, "worker-1")
+
+    with pytest.raises(ResourceExistsError, match="/shows/s1"):
+        pipeline.accept(submission(pipeline, "CreateShow", "k2", show_id="s1", **SHOW))
+
+
+def test_a_race_of_two_creates_fails_the_loser_as_a_domain_error(
+    pipeline: CommandPipeline,
+) -> None:
+    # Both are accepted before either runs, so the conflict is only known at run time.
+    first = pipeline.accept(submission(pipeline, "CreateShow", "k1", show_id="s1", **SHOW))
+    second = pipeline.accept(submission(pipeline, "CreateShow", "k2", show_id="s1", **SHOW))
+
+    assert pipeline.execute(first.command.id, 1, "w") is Outcome.SUCCEEDED
+    assert pipeline.execute(second.command.id, 1, "w") is Outcome.FAILED
+    failed = pipeline.get_command(second.command.id)
+    assert failed is not None
+    assert failed.error is not None
+    assert failed.error["type"] == "ShowExistsError"
+    assert failed.error["category"] == "conflict"
+
+
+def test_a_domain_error_fails_the_command_once_without_retry(
+    pipeline: CommandPipeline,
+) -> None:
+    acceptance = pipeline.accept(submission(pipeline, "CancelShow", show_id="nope"))
+
+    assert pipeline.execute(acceptance.command.id, 1, "w") is Outcome.FAILED
+    command = pipeline.get_command(acceptance.command.id)
+    assert command is not None
+    assert command.status == "failed"
+    assert len(command.attempts) == 1
+    assert command.error is not None
+    assert command.error["category"] == "not_found"
+    assert "traceback" not in command.error
+    # A redelivery of the message does nothing.
+    assert pipeline.execute(acceptance.command.id, 1, "w") is Outcome.SKIPPED
+
+
+def test_technical_errors_retry_then_dead_letter_with_every_attempt(
+    pipeline: CommandPipeline, tmp_path: Path
+) -> None:
+    acceptance = pipeline.accept(
+        submission(
+            pipeline, "Flaky", key="t", failures=99, attempts_file=str(tmp_path / "attempts")
+        )
+    )
+    command_id = acceptance.command.id
+
+    assert pipeline.execute(command_id, 1, "w1") is Outcome.RETRY_SCHEDULED
+    assert pipeline.execute(command_id, 2, "w2") is Outcome.RETRY_SCHEDULED
+    assert pipeline.execute(command_id, 3, "w3") is Outcome.DEAD_LETTERED
+
+    command = pipeline.get_command(command_id)
+    assert command is not None
+    assert command.status == "dead_lettered"
+    assert [a["worker"] for a in command.attempts] == ["w1", "w2", "w3"]
+    assert all(a["error"]["type"] == "ConnectionError" for a in command.attempts)
+    assert all("Traceback" in a["error"]["traceback"] for a in command.attempts)
+
+
+def test_a_retried_command_can_succeed_and_a_redrive_restores_attempts(
+    pipeline: CommandPipeline, app: BoxofficeApplication, tmp_path: Path
+) -> None:
+    acceptance = pipeline.accept(
+        submission(pipeline, "Flaky", key="t", failures=3, attempts_file=str(tmp_path / "n"))
+    )
+    command_id = acceptance.command.id
+    for attempt in (1, 2, 3):
+        pipeline.execute(command_id, attempt, "w")
+
+    pipeline.redrive(command_id, by="ops", reason="gateway back")
+
+    assert pipeline.execute(command_id, 4, "w") is Outcome.SUCCEEDED
+    tally = app.repository.get(Tally.create_id("t"))
+    assert tally.count == 1
+
+
+def test_a_duplicate_delivery_executes_the_command_once(
+    pipeline: CommandPipeline, app: BoxofficeApplication
+) -> None:
+    acceptance = pipeline.accept(submission(pipeline, "Bump", key="t"))
+
+    assert pipeline.execute(acceptance.command.id, 1, "w1") is Outcome.SUCCEEDED
+    assert pipeline.execute(acceptance.command.id, 1, "w2") is Outcome.SKIPPED
+
+    assert app.repository.get(Tally.create_id("t")).count == 1
+
+
+def test_a_version_conflict_on_the_aggregate_is_technical_and_saves_nothing(
+    pipeline: CommandPipeline, app: BoxofficeApplication, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seed = pipeline.accept(submission(pipeline, "Bump", key="t"))
+    pipeline.execute(seed.command.id, 1, "w")
+    acceptance = pipeline.accept(submission(pipeline, "Bump", key="t"))
+    original_get = UnitOfWork.get
+
+    def get_then_interleave(self: UnitOfWork, cls: type[Any], aggregate_id: UUID) -> Any:
+        # Another worker bumps the tally after this one loaded it.
+        loaded = original_get(self, cls, aggregate_id)
+        rival = app.repository.get(aggregate_id)
+        rival.bump()
+        app.save(rival)
+        return loaded
+
+    monkeypatch.setattr(UnitOfWork, "get", get_then_interleave)
+    outcome = pipeline.execute(acceptance.command.id, 1, "w")
+
+    assert outcome is Outcome.RETRY_SCHEDULED
+    command = pipeline.get_command(acceptance.command.id)
+    assert command is not None
+    assert command.error is not None
+    assert command.error["type"] == "IntegrityError"
+    # Neither this attempt's bump nor a success was recorded: only the rival's bump.
+    assert app.repository.get(Tally.create_id("t")).count == 2
+    assert "CommandSucceeded" not in topics(app, acceptance.command.id)
+
+    monkeypatch.undo()
+    assert pipeline.execute(acceptance.command.id, 2, "w") is Outcome.SUCCEEDED
+    assert app.repository.get(Tally.create_id("t")).count == 3
+
+
+def test_a_concurrent_start_of_the_same_attempt_runs_only_once(
+    pipeline: CommandPipeline, app: BoxofficeApplication
+) -> None:
+    acceptance = pipeline.accept(submission(pipeline, "Bump", key="t"))
+    # A second delivery, reading the same state, loses the race to record its start.
+    stale = pipeline.get_command(acceptance.command.id)
+    assert stale is not None
+    pipeline.execute(acceptance.command.id, 1, "w1")
+    stale.start("w2")
+
+    with pytest.raises(IntegrityError):
+        app.save(stale)
+    assert app.repository.get(Tally.create_id("t")).count == 1
+
+
+def test_when_every_attempt_is_lost_with_its_worker_the_command_is_dead_lettered(
+    pipeline: CommandPipeline, app: BoxofficeApplication
+) -> None:
+    acceptance = pipeline.accept(submission(pipeline, "Bump", key="t"))
+    command = pipeline.get_command(acceptance.command.id)
+    assert isinstance(command, Command)
+    for worker in ("w1", "w2", "w3"):  # each start is followed by a crash
+        command.start(worker)
+    app.save(command)
+
+    assert pipeline.execute(acceptance.command.id, 3, "w4") is Outcome.DEAD_LETTERED
+    dead = pipeline.get_command(acceptance.command.id)
+    assert dead is not None
+    assert dead.error is not None
+    assert dead.error["type"] == "WorkerLost"

@@ -1,0 +1,66 @@
+"""Fixtures shared by every layer of tests.
+
+Integration and e2e tests need ``TEST_DATABASE_URL`` and ``TEST_BROKER_URL`` (``make
+test`` provides both). Locally they skip when those are absent; in CI (``CI`` set) they
+fail instead, so a missing server can never pass as a green run.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+
+from infrastructure.settings import DatabaseUrl
+
+
+def _require(variable: str) -> str:
+    value = os.environ.get(variable)
+    if value:
+        return value
+    message = f"{variable} is not set: run `make test`, which starts the servers"
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def server_database_url() -> str:
+    """The PostgreSQL server the integration tests use."""
+    return _require("TEST_DATABASE_URL")
+
+
+@pytest.fixture(scope="session")
+def broker_url() -> str:
+    """The RabbitMQ broker the integration tests use."""
+    return _require("TEST_BROKER_URL")
+
+
+@pytest.fixture
+def database_url(server_database_url: str) -> Iterator[str]:
+    """A fresh, empty database for one test, dropped afterwards."""
+    name = f"t_{uuid.uuid4().hex[:16]}"
+    server = DatabaseUrl.parse(server_database_url)
+    admin = server.url()
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield DatabaseUrl(
+            dbname=name,
+            host=server.host,
+            port=server.port,
+            user=server.user,
+            password=server.password,
+        ).url()
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def queue_name() -> str:
+    """A command queue of this test's own, so tests sharing the broker do not mix."""
+    return f"test.{uuid.uuid4().hex[:12]}"

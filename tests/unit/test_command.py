@@ -1,0 +1,109 @@
+"""The Command aggregate: the life of one command, and which deliveries may run it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from uuid import uuid4
+
+from application.command import Command
+
+
+def accepted() -> Command:
+    command = Command(
+        id=uuid4(),
+        command_type="CreateShow",
+        aggregate_id=uuid4(),
+        resource="/shows/s1",
+        payload={"show_id": "s1"},
+        fingerprint="abc",
+        correlation_id=uuid4(),
+        causation_id=None,
+        submitted_by="alice",
+        idempotency_key="k1",
+    )
+    command.collect_events()
+    return command
+
+
+def event_names(command: Command) -> list[str]:
+    return [type(e).__name__ for e in command.collect_events()]
+
+
+def error(kind: str = "ConnectionError") -> dict[str, str]:
+    return {"type": kind, "message": "boom"}
+
+
+def test_an_accepted_command_runs_its_first_attempt_only() -> None:
+    command = accepted()
+
+    assert command.status == "accepted"
+    assert command.should_run(1)
+    assert not command.should_run(2)
+
+
+def test_a_successful_attempt_is_recorded_with_its_worker_and_times() -> None:
+    command = accepted()
+
+    attempt = command.start("host:1")
+    command.succeed(attempt)
+
+    assert event_names(command) == ["CommandStarted", "CommandSucceeded"]
+    assert command.status == "succeeded"
+    assert command.is_terminal
+    assert command.attempts[0]["worker"] == "host:1"
+    assert command.attempts[0]["outcome"] == "succeeded"
+    assert command.attempts[0]["ended_at"] >= command.attempts[0]["started_at"]
+    assert [h["status"] for h in command.history] == ["accepted", "running", "succeeded"]
+    assert not command.should_run(1)
+
+
+def test_a_redelivered_running_attempt_runs_again_as_a_new_attempt() -> None:
+    command = accepted()
+    command.start("host:1")
+
+    assert command.should_run(1)
+    assert command.start("host:2") == 2
+    assert command.attempts[0]["outcome"] == "lost"
+    assert command.attempts_in_budget == 2
+
+
+def test_a_retry_schedules_the_next_attempt_and_stale_deliveries_are_refused() -> None:
+    command = accepted()
+    command.start("host:1")
+    retry_at = datetime(2030, 1, 1, tzinfo=UTC)
+
+    command.schedule_retry(1, error(), retry_at)
+
+    assert command.status == "retrying"
+    assert command.retry_at == retry_at
+    assert command.should_run(2)
+    assert not command.should_run(1)
+
+
+def test_a_domain_failure_is_final() -> None:
+    command = accepted()
+    command.start("host:1")
+
+    command.fail(1, error("SeatUnavailableError"))
+
+    assert command.status == "failed"
+    assert command.error == error("SeatUnavailableError")
+    assert not command.should_run(1)
+    assert not command.should_run(2)
+
+
+def test_a_redrive_gives_a_dead_lettered_command_a_fresh_budget() -> None:
+    command = accepted()
+    for attempt in (1, 2, 3):
+        command.start("host:1")
+        if attempt < 3:
+            command.schedule_retry(attempt, error(), datetime.now(UTC))
+    command.dead_letter(3, error())
+    command.collect_events()
+
+    command.redrive(by="ops", reason="gateway is back")
+
+    assert event_names(command) == ["CommandRedriven"]
+    assert command.status == "retrying"
+    assert command.attempts_in_budget == 0
+    assert command.should_run(4)
