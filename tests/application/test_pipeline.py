@@ -188,7 +188,7 @@ def test_a_retried_command_can_succeed_and_a_redrive_restores_attempts(
     pipeline.redrive(command_id, by="ops", reason="gateway back")
 
     assert pipeline.execute(command_id, 4, "w") is Outcome.SUCCEEDED
-    tally = app.repository.get(Tally.create_id("t"))
+    tally: Tally = app.repository.get(Tally.create_id("t"))
     assert tally.count == 1
 
 
@@ -214,7 +214,7 @@ def test_a_version_conflict_on_the_aggregate_is_technical_and_saves_nothing(
     def get_then_interleave(self: UnitOfWork, cls: type[Any], aggregate_id: UUID) -> Any:
         # Another worker bumps the tally after this one loaded it.
         loaded = original_get(self, cls, aggregate_id)
-        rival = app.repository.get(aggregate_id)
+        rival: Tally = app.repository.get(aggregate_id)
         rival.bump()
         app.save(rival)
         return loaded

@@ -1,0 +1,257 @@
+"""The HTTP contract of DESIGN.md §3 through Flask's test client, on the in-memory store.
+
+The same rows are exercised over real sockets, gunicorn and workers in tests/e2e.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from application.pipeline import BoxofficeApplication
+from infrastructure.settings import Settings
+from interfaces.bootstrap import Container, bootstrap
+from interfaces.http import create_app
+
+SHOW = {
+    "title": "Hamlet",
+    "starts_at": "2027-01-01T20:00:00Z",
+    "seats": ["A1", "A2"],
+    "price_cents": 4500,
+}
+JSON = {"Content-Type": "application/json"}
+
+
+def make_container(app: BoxofficeApplication, **settings: Any) -> Container:
+    return bootstrap(
+        Settings(command_modules=("tests.support.commands",), **settings), application=app
+    )
+
+
+@pytest.fixture
+def container(app: BoxofficeApplication) -> Container:
+    return make_container(app)
+
+
+@pytest.fixture
+def client(container: Container) -> Iterator[FlaskClient]:
+    flask_app: Flask = create_app(container)
+    yield flask_app.test_client()
+    container.close()
+
+
+def test_a_command_is_accepted_with_a_link_to_its_status(client: FlaskClient) -> None:
+    response = client.put("/shows/s1", json=SHOW, headers={"Idempotency-Key": "k1"})
+
+    assert response.status_code == 202
+    body = response.get_json()
+    assert response.headers["Location"] == f"/commands/{body['command_id']}"
+    assert response.headers["Retry-After"] == "1"
+    assert body["status"] == "accepted"
+    assert body["links"]["resource"] == "/shows/s1"
+    assert "warnings" not in body
+    status = client.get(response.headers["Location"])
+    assert status.status_code == 200
+    assert status.get_json()["status"] == "accepted"
+    assert status.get_json()["type"] == "CreateShow"
+
+
+def test_without_an_idempotency_key_the_answer_warns(client: FlaskClient) -> None:
+    response = client.put("/shows/s1", json=SHOW)
+
+    assert response.status_code == 202
+    assert "not safely retryable" in response.get_json()["warnings"][0].replace(
+        "retrying this request may run the command twice", "not safely retryable"
+    )
+
+
+def test_the_same_key_and_payload_get_the_original_answer(client: FlaskClient) -> None:
+    first = client.put("/shows/s1", json=SHOW, headers={"Idempotency-Key": "k1"})
+    again = client.put("/shows/s1", json=SHOW, headers={"Idempotency-Key": "k1"})
+
+    assert again.status_code == 202
+    assert again.get_json()["command_id"] == first.get_json()["command_id"]
+
+
+def test_the_same_key_with_another_payload_is_422(client: FlaskClient) -> None:
+    client.put("/shows/s1", json=SHOW, headers={"Idempotency-Key": "k1"})
+
+    response = client.put(
+        "/shows/s1", json={**SHOW, "title": "Lear"}, headers={"Idempotency-Key": "k1"}
+    )
+
+    assert response.status_code == 422
+    assert response.mimetype == "application/problem+json"
+    assert response.get_json()["type"] == "/problems/idempotency-key-reused"
+
+
+def test_every_violation_is_listed_in_one_400(client: FlaskClient) -> None:
+    response = client.put(
+        "/shows/-bad",
+        json={"title": "", "starts_at": "soon", "seats": [], "price_cents": -1, "extra": 1},
+    )
+
+    assert response.status_code == 400
+    assert response.mimetype == "application/problem+json"
+    locations = {e["location"] for e in response.get_json()["errors"]}
+    assert locations == {
+        "path.show_id",
+        "body.title",
+        "body.starts_at",
+        "body.seats",
+        "body.price_cents",
+        "body.extra",
+    }
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [("{", "/problems/malformed-json"), ("[1]", "/problems/validation-error")],
+)
+def test_a_body_that_is_not_a_json_object_is_400(
+    client: FlaskClient, data: str, expected: str
+) -> None:
+    response = client.put("/shows/s1", data=data, headers=JSON)
+
+    assert response.status_code == 400
+    assert response.get_json()["type"] == expected
+
+
+def test_a_path_id_contradicted_by_the_body_is_400(client: FlaskClient) -> None:
+    response = client.put("/shows/s1", json={**SHOW, "show_id": "s2"})
+
+    assert response.status_code == 400
+    assert response.get_json()["errors"][0]["location"] == "body.show_id"
+
+
+def test_a_bad_idempotency_key_is_400(client: FlaskClient) -> None:
+    response = client.put("/shows/s1", json=SHOW, headers={"Idempotency-Key": "x" * 256})
+
+    assert response.status_code == 400
+    assert response.get_json()["errors"][0]["location"] == "header.Idempotency-Key"
+
+
+def test_a_taken_id_is_409_at_accept_time(client: FlaskClient, container: Container) -> None:
+    first = client.put("/shows/s1", json=SHOW, headers={"Idempotency-Key": "k1"})
+    container.pipeline.execute(_command_id(first.get_json()), 1, "w")
+
+    response = client.put("/shows/s1", json=SHOW, headers={"Idempotency-Key": "k2"})
+
+    assert response.status_code == 409
+    assert response.get_json()["type"] == "/problems/resource-exists"
+
+
+def test_wrong_content_type_is_415(client: FlaskClient) -> None:
+    response = client.put("/shows/s1", data="title=x", content_type="text/plain")
+
+    assert response.status_code == 415
+    assert response.mimetype == "application/problem+json"
+
+
+def test_a_body_over_the_limit_is_413(app: BoxofficeApplication) -> None:
+    client = create_app(make_container(app, max_body_bytes=100)).test_client()
+
+    response = client.put("/shows/s1", json={**SHOW, "title": "x" * 200})
+
+    assert response.status_code == 413
+    assert response.mimetype == "application/problem+json"
+
+
+def test_credentials_are_required_when_tokens_are_configured(app: BoxofficeApplication) -> None:
+    tokens = {"t-alice": "alice", "t-viewer": "viewer"}
+    container = make_container(app, api_tokens=tokens, read_only_clients=frozenset({"viewer"}))
+    client = create_app(container).test_client()
+
+    missing = client.put("/shows/s1", json=SHOW)
+    wrong = client.put("/shows/s1", json=SHOW, headers={"Authorization": "Bearer nope"})
+    reader = client.put("/shows/s1", json=SHOW, headers={"Authorization": "Bearer t-viewer"})
+    writer = client.put("/shows/s1", json=SHOW, headers={"Authorization": "Bearer t-alice"})
+
+    assert missing.status_code == 401
+    assert "Bearer" in missing.headers["WWW-Authenticate"]
+    assert wrong.status_code == 401
+    assert reader.status_code == 403
+    assert writer.status_code == 202
+    assert container.pipeline.get_command(_command_id(writer.get_json())) is not None
+
+
+def test_an_unreachable_event_store_is_503_and_records_nothing() -> None:
+    settings = Settings(database_url="postgresql://postgres@127.0.0.1:9/none", db_connect_timeout=1)
+    # The store is built on first use, inside the request, as in the web process.
+    client = create_app(bootstrap(settings)).test_client()
+
+    response = client.put("/shows/s1", json=SHOW, headers={"Idempotency-Key": "k1"})
+
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "5"
+    assert response.mimetype == "application/problem+json"
+
+
+def test_an_unknown_command_id_is_404_never_pending(client: FlaskClient) -> None:
+    assert client.get("/commands/00000000-0000-0000-0000-000000000000").status_code == 404
+    assert client.get("/commands/not-a-uuid").status_code == 404
+
+
+def test_prefer_wait_answers_synchronously_when_the_outcome_arrives(
+    client: FlaskClient, container: Container
+) -> None:
+    worker = _execute_when_accepted(container)
+
+    response = client.put("/shows/s1", json=SHOW, headers={"Prefer": "wait=5"})
+    worker.join()
+
+    assert response.status_code == 201
+    assert response.headers["Preference-Applied"] == "wait=5"
+    assert response.headers["Location"] == "/shows/s1"
+    body = response.get_json()
+    assert body["status"] == "succeeded"
+    assert body["resource"]["seats"]["available"] == ["A1", "A2"]
+
+
+def test_prefer_wait_reports_a_domain_error_as_a_problem(
+    client: FlaskClient, container: Container
+) -> None:
+    worker = _execute_when_accepted(container)
+
+    response = client.post("/shows/nope/cancel", headers={"Prefer": "wait=5"})
+    worker.join()
+
+    assert response.status_code == 404
+    assert response.mimetype == "application/problem+json"
+    assert response.headers["Preference-Applied"] == "wait=5"
+    assert response.get_json()["links"]["self"].startswith("/commands/")
+
+
+def test_prefer_wait_still_running_after_the_wait_is_202(client: FlaskClient) -> None:
+    response = client.put("/shows/s1", json=SHOW, headers={"Prefer": "wait=0.2"})
+
+    assert response.status_code == 202
+    assert response.headers["Preference-Applied"] == "wait=0.2"
+
+
+def _command_id(body: dict[str, Any]) -> Any:
+    from uuid import UUID
+
+    return UUID(body["command_id"])
+
+
+def _execute_when_accepted(container: Container) -> threading.Thread:
+    """Plays the worker: runs the next accepted command as soon as it is recorded."""
+    app = container.app
+    start = app.recorder.max_notification_id()
+
+    def run() -> None:
+        with app.recorder.subscribe(gt=start) as subscription:
+            for notification in subscription:
+                if notification.topic.endswith("CommandAccepted"):
+                    container.pipeline.execute(notification.originator_id, 1, "test-worker")
+                    return
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
