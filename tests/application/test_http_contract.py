@@ -8,6 +8,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from typing import Any
+from uuid import UUID
 
 import pytest
 from flask import Flask
@@ -234,9 +235,7 @@ def test_prefer_wait_still_running_after_the_wait_is_202(client: FlaskClient) ->
     assert response.headers["Preference-Applied"] == "wait=0.2"
 
 
-def _command_id(body: dict[str, Any]) -> Any:
-    from uuid import UUID
-
+def _command_id(body: dict[str, Any]) -> UUID:
     return UUID(body["command_id"])
 
 
@@ -249,7 +248,8 @@ def _execute_when_accepted(container: Container) -> threading.Thread:
         with app.recorder.subscribe(gt=start) as subscription:
             for notification in subscription:
                 if notification.topic.endswith("CommandAccepted"):
-                    container.pipeline.execute(notification.originator_id, 1, "test-worker")
+                    command_id = UUID(str(notification.originator_id))
+                    container.pipeline.execute(command_id, 1, "test-worker")
                     return
 
     thread = threading.Thread(target=run, daemon=True)
