@@ -17,6 +17,7 @@ from eventsourcing.application import Application
 from eventsourcing.utils import get_topic
 
 from application.command import Command
+from application.subscriptions import subscribe
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +67,8 @@ class OutcomeWaiter:
                 return
             # The start position is read here, before any caller registers, so every
             # outcome after it reaches the subscription.
-            subscription = self._app.recorder.subscribe(
+            subscription = subscribe(
+                self._app.recorder,
                 gt=self._app.recorder.max_notification_id(),
                 topics=[get_topic(cls) for cls in OUTCOMES],
             )

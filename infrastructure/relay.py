@@ -19,6 +19,7 @@ from eventsourcing.utils import get_topic
 
 from application.command import Command
 from application.ports import CommandTransport
+from application.subscriptions import subscribe
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +40,7 @@ class OutboxRelay:
         """Publish until ``stop`` is set."""
         gt = self.tracker.max_tracking_id(self.app.name)
         topics = [get_topic(cls) for cls in PUBLISHED]
-        with self.app.recorder.subscribe(gt=gt, topics=topics) as subscription:
+        with subscribe(self.app.recorder, gt=gt, topics=topics) as subscription:
 
             def stop_when_asked() -> None:
                 stop.wait()

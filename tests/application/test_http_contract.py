@@ -15,6 +15,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from application.pipeline import BoxofficeApplication
+from application.subscriptions import subscribe
 from infrastructure.settings import Settings
 from interfaces.bootstrap import Container, bootstrap
 from interfaces.http import create_app
@@ -245,7 +246,7 @@ def _execute_when_accepted(container: Container) -> threading.Thread:
     start = app.recorder.max_notification_id()
 
     def run() -> None:
-        with app.recorder.subscribe(gt=start) as subscription:
+        with subscribe(app.recorder, gt=start) as subscription:
             for notification in subscription:
                 if notification.topic.endswith("CommandAccepted"):
                     command_id = UUID(str(notification.originator_id))

@@ -13,6 +13,7 @@ from uuid import UUID
 import kombu
 import psycopg
 import pytest
+from eventsourcing.postgres import PostgresApplicationRecorder
 from kombu.exceptions import ChannelError, OperationalError
 
 from infrastructure.celery_app import CeleryCommandTransport
@@ -204,6 +205,20 @@ def test_exhausted_retries_dead_letter_with_context_and_a_redrive_completes_it(
 
     assert tally(stack, "t") == 1
     assert len(stack.command(command_id).attempts) == 4
+
+
+def test_a_command_whose_notify_is_lost_is_still_relayed(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    relay = stack.process("relay")
+    with running(relay, stack.process("worker")):
+        relay.wait_for_output("relay publishing")
+        # This process's writes now send no NOTIFY, as if the notification were lost.
+        monkeypatch.setattr(PostgresApplicationRecorder, "_notify_channel", lambda *_: None)
+        acceptance = stack.submit("Bump", "k1", key="t")
+        command = stack.outcome(acceptance.command.id, timeout=15)
+
+    assert command.status == "succeeded"
 
 
 def test_a_relay_killed_mid_stream_publishes_everything_after_restart(stack: Stack) -> None:
