@@ -33,3 +33,6 @@ pytest: $(INSTALLED)
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .pytest_cache .ruff_cache
+
+bench: $(INSTALLED)
+	scripts/test-services.sh $(BIN)/python -m benchmarks.pipeline

@@ -1,4 +1,8 @@
-"""The pipeline on the in-memory (POPO) event store."""
+"""The pipeline's stories run on the in-memory (POPO) store and on PostgreSQL.
+
+As in eventsourcing's own tests: one test case, the store chosen by the fixture's
+parameter. The PostgreSQL run needs ``TEST_DATABASE_URL`` (``make test`` provides it).
+"""
 
 from __future__ import annotations
 
@@ -9,12 +13,19 @@ import pytest
 from application.commands import build_registry
 from application.pipeline import BoxofficeApplication, CommandPipeline
 from application.retry import RetryPolicy
+from infrastructure.event_store import build_application, migrate
+from infrastructure.settings import Settings
 from tests.support import commands as test_commands
 
 
-@pytest.fixture
-def app() -> Iterator[BoxofficeApplication]:
-    app = BoxofficeApplication(env={"PERSISTENCE_MODULE": "eventsourcing.popo"})
+@pytest.fixture(params=["popo", pytest.param("postgres", marks=pytest.mark.postgres)])
+def app(request: pytest.FixtureRequest) -> Iterator[BoxofficeApplication]:
+    if request.param == "popo":
+        app = BoxofficeApplication(env={"PERSISTENCE_MODULE": "eventsourcing.popo"})
+    else:
+        settings = Settings(database_url=request.getfixturevalue("database_url"))
+        migrate(settings)
+        app = build_application(settings)
     yield app
     app.close()
 
