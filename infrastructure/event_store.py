@@ -8,15 +8,19 @@ concurrent ``CREATE TABLE IF NOT EXISTS`` from many workers fails with
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 import psycopg
 from eventsourcing.persistence import InfrastructureFactory, TrackingRecorder
-from eventsourcing.postgres import PostgresTrackingRecorder
+from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
 from eventsourcing.utils import Environment
 
 from application.pipeline import BoxofficeApplication
 from infrastructure.settings import Settings
+from projections.documents import PROJECTIONS
 
 TRACKERS = ("relay",)
+TV = TypeVar("TV", bound=PostgresTrackingRecorder)
 
 
 def event_store_env(settings: Settings, *, create_table: bool = False) -> dict[str, str]:
@@ -44,9 +48,21 @@ def build_application(settings: Settings, *, create_table: bool = False) -> Boxo
 
 def build_tracker(settings: Settings, name: str, *, create_table: bool = False) -> TrackingRecorder:
     """A tracking recorder whose table is ``{name}_tracking``, in the event store's database."""
+    return build_view(settings, name, PostgresTrackingRecorder, create_table=create_table)
+
+
+def build_view(
+    settings: Settings, name: str, view_class: type[TV], *, create_table: bool = False
+) -> TV:
+    """A view (a tracking recorder) named ``name``, with its own connection pool."""
     env = Environment(name, event_store_env(settings, create_table=create_table))
-    factory = InfrastructureFactory[PostgresTrackingRecorder].construct(env=env)
-    return factory.tracking_recorder(PostgresTrackingRecorder)
+    factory = InfrastructureFactory[TV].construct(env=env)
+    return factory.tracking_recorder(view_class)
+
+
+def view_on(datastore: PostgresDatastore, name: str, view_class: type[TV]) -> TV:
+    """A view named ``name`` sharing ``datastore``'s pool (for reads in the web process)."""
+    return view_class(datastore=datastore, tracking_table_name=f"{name}_tracking")
 
 
 def ping(settings: Settings, timeout: int = 2) -> None:
@@ -63,6 +79,12 @@ def migrate(settings: Settings) -> list[str]:
     """Create every table the service needs, once; returns the tables' names."""
     app = build_application(settings, create_table=True)
     app.close()
+    tables = [f"{BoxofficeApplication.name.lower()}_events"]
     for name in TRACKERS:
-        build_tracker(settings, name, create_table=True)
-    return [f"{BoxofficeApplication.name.lower()}_events"] + [f"{n}_tracking" for n in TRACKERS]
+        build_tracker(settings, name, create_table=True).datastore.close()  # type: ignore[attr-defined]
+        tables.append(f"{name}_tracking")
+    for projection in PROJECTIONS:
+        view = build_view(settings, projection.name, projection.view_class, create_table=True)
+        view.datastore.close()
+        tables += [projection.view_class.table, f"{projection.name}_tracking"]
+    return tables

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import threading
+import time
 from dataclasses import dataclass, field
 
 from celery import Celery
@@ -18,10 +19,19 @@ from application.registry import CommandRegistry
 from application.retry import RetryPolicy
 from application.waiting import OutcomeWaiter
 from infrastructure.celery_app import CeleryCommandTransport, build_celery
-from infrastructure.event_store import build_application, build_tracker, ping
+from infrastructure.event_store import (
+    build_application,
+    build_tracker,
+    build_view,
+    ping,
+    view_on,
+)
+from infrastructure.projector import Projector
 from infrastructure.relay import OutboxRelay
 from infrastructure.settings import Settings
 from infrastructure.tasks import register_tasks
+from projections.documents import PROJECTIONS, PROJECTIONS_BY_NAME
+from projections.views import DocumentView
 
 
 @dataclass
@@ -34,6 +44,7 @@ class Container:
     _app: BoxofficeApplication | None = None
     _pipeline: CommandPipeline | None = None
     _waiter: OutcomeWaiter | None = None
+    _views: dict[str, DocumentView] | None = None
     _lock: threading.RLock = field(default_factory=threading.RLock)
 
     @property
@@ -67,6 +78,66 @@ class Container:
                 self._waiter = OutcomeWaiter(self.app)
             return self._waiter
 
+    @property
+    def views(self) -> dict[str, DocumentView]:
+        """The read models, sharing this process's event-store connection pool."""
+        with self._lock:
+            if self._views is None:
+                # The in-memory store of unit tests has no views: reads fall back to it.
+                datastore = getattr(self.app.recorder, "datastore", None)
+                self._views = (
+                    {p.name: view_on(datastore, p.name, p.view_class) for p in PROJECTIONS}
+                    if datastore is not None
+                    else {}
+                )
+            return self._views
+
+    def view_position(self, name: str) -> int:
+        """The position of the last event view ``name`` applied."""
+        return self.views[name].max_tracking_id(self.app.name) or 0
+
+    def view_pending(self, name: str, position: int, limit: int) -> int:
+        """How many events up to ``position`` view ``name`` follows but has not applied.
+
+        A view follows only its own topics, so its position stops at the last event it
+        cares about: the events between it and ``position`` that it follows are its lag.
+        """
+        tracked = self.view_position(name)
+        if tracked >= position:
+            return 0
+        pending = self.app.recorder.select_notifications(
+            start=tracked,
+            stop=position,
+            limit=limit,
+            topics=PROJECTIONS_BY_NAME[name].event_topics(),
+            inclusive_of_start=False,
+        )
+        return len(pending)
+
+    def view_reached(self, name: str, position: int) -> bool:
+        """Whether view ``name`` reflects every event up to ``position``."""
+        return self.view_pending(name, position, limit=1) == 0
+
+    def await_view(self, name: str, position: int, timeout: float) -> bool:
+        """Wait up to ``timeout`` s for :meth:`view_reached`; returns whether it did."""
+        deadline = time.monotonic() + timeout
+        pause = 0.01
+        while not self.view_reached(name, position):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            time.sleep(min(pause, remaining))
+            pause = min(pause * 2, 0.2)
+        return True
+
+    def projector(self) -> Projector:
+        """A projector running every projection, each view with its own pool."""
+        projections = [
+            p(build_view(self.settings, p.name, p.view_class), self.app.repository)
+            for p in PROJECTIONS
+        ]
+        return Projector(self.app, projections)
+
     def relay(self) -> OutboxRelay:
         """An outbox relay publishing through this container's Celery app."""
         tracker = build_tracker(self.settings, "relay")
@@ -86,6 +157,7 @@ class Container:
         self._app = None
         self._pipeline = None
         self._waiter = None
+        self._views = None
 
     def close(self) -> None:
         """Close what this process opened."""

@@ -13,10 +13,10 @@ from types import FrameType
 from typing import NoReturn
 from uuid import UUID
 
+from application.documents import present_command
 from infrastructure.event_store import migrate
 from infrastructure.settings import Settings, SettingsError
 from interfaces.bootstrap import bootstrap
-from interfaces.http.presenters import present_command
 
 logger = logging.getLogger("boxoffice")
 
@@ -55,6 +55,7 @@ def _parser() -> argparse.ArgumentParser:
         ("web", _web, "serve HTTP under gunicorn"),
         ("worker", _worker, "execute commands (Celery worker)"),
         ("relay", _relay, "publish accepted commands to the broker (outbox relay)"),
+        ("projector", _projector, "keep the read models up to date"),
     ):
         parts.add_parser(name, help=help_text).set_defaults(run=run)
     commands = parts.add_parser("commands", help="inspect and re-drive commands")
@@ -103,8 +104,7 @@ def _worker(settings: Settings, _: argparse.Namespace) -> NoReturn:
     container.celery.worker_main(argv)
 
 
-def _relay(settings: Settings, _: argparse.Namespace) -> int:
-    container = bootstrap(settings)
+def _stop_on_signals() -> threading.Event:
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -112,8 +112,23 @@ def _relay(settings: Settings, _: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
+    return stop
+
+
+def _relay(settings: Settings, _: argparse.Namespace) -> int:
+    container = bootstrap(settings)
+    stop = _stop_on_signals()
     logger.info("relay publishing to %s", settings.broker.split("://")[0])
     container.relay().run(stop)
+    container.close()
+    return 0
+
+
+def _projector(settings: Settings, _: argparse.Namespace) -> int:
+    container = bootstrap(settings)
+    stop = _stop_on_signals()
+    logger.info("projector running")
+    container.projector().run(stop)
     container.close()
     return 0
 

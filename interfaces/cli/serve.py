@@ -14,11 +14,11 @@ from infrastructure.embedded import EmbeddedPostgres
 from infrastructure.event_store import migrate
 from infrastructure.settings import Settings
 
-PARTS = ("web", "worker", "relay")
+PARTS = ("web", "worker", "relay", "projector")
 
 
 def serve(settings: Settings) -> int:
-    """Run web, worker and relay until Ctrl-C or until one of them dies."""
+    """Run web, worker, relay and projector until Ctrl-C or until one of them dies."""
     env = dict(os.environ)
     embedded: EmbeddedPostgres | None = None
     if settings.embedded_database:

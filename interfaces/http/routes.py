@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint, Response, jsonify, request
 
 from application.commands import present_show
+from application.documents import present_command
 from domain.show import Show
+from interfaces.bootstrap import Container
 from interfaces.http.auth import authenticate
-from interfaces.http.presenters import present_command
 from interfaces.http.problems import Problem
-from interfaces.http.submit import container, submit
+from interfaces.http.submit import PREFER_WAIT, container, submit
+from projections.views import InvalidCursorError
 
 api = Blueprint("api", __name__)
 
@@ -32,31 +35,174 @@ def cancel_show(show_id: str) -> Response:
 
 @api.get("/shows/<show_id>")
 def get_show(show_id: str) -> Response:
-    """The show as it stands now."""
+    """The show from its read model."""
     built = container()
     authenticate(built.settings.api_tokens)
-    try:
-        show: object = built.app.repository.get(Show.create_id(show_id))
-    except AggregateNotFoundError:
-        raise Problem(404, "Not found", f"no show {show_id}") from None
-    if not isinstance(show, Show):
+    show_key = Show.create_id(show_id)
+    view = built.views.get("shows")
+    if view is not None:
+        _await_consistency(built, "shows")
+        document = view.get(show_key)
+    else:
+        found: object = _aggregate(built, show_key)
+        document = present_show(found) if isinstance(found, Show) else None
+    if document is None:
         raise Problem(404, "Not found", f"no show {show_id}")
-    return jsonify(present_show(show))
+    document.pop("position", None)
+    return jsonify(document)
 
 
 @api.get("/commands/<command_id>")
 def get_command(command_id: str) -> Response:
-    """A command's status document; 404 for an id that was never accepted."""
+    """A command's registry entry; 404 for an id that was never accepted."""
     built = container()
     authenticate(built.settings.api_tokens)
     try:
         key = UUID(command_id)
     except ValueError:
         raise Problem(404, "Not found", f"no command {command_id}") from None
-    command = built.pipeline.get_command(key)
-    if command is None:
-        raise Problem(404, "Not found", f"no command {command_id}")
-    return jsonify(present_command(command))
+    registry = built.views.get("command_registry")
+    document = registry.get(key) if registry is not None else None
+    if document is None:
+        # Accepted but not projected yet: the event store has it already.
+        command = built.pipeline.get_command(key)
+        if command is None:
+            raise Problem(404, "Not found", f"no command {command_id}")
+        document = present_command(command)
+    return jsonify(_with_consistency(built, document))
+
+
+@api.get("/commands")
+def list_commands() -> Response:
+    """Registry entries filtered by status, type, aggregate or correlation id, paged."""
+    built = container()
+    authenticate(built.settings.api_tokens)
+    registry = built.views.get("command_registry")
+    if registry is None:
+        raise Problem(503, "Service unavailable", "the command registry is not available")
+    filters, errors = _list_filters()
+    limit = _limit(errors)
+    if errors:
+        raise Problem(400, "Invalid query", kind="validation-error", errors=errors)
+    try:
+        documents, cursor = registry.page(filters, request.args.get("cursor"), limit)
+    except InvalidCursorError:
+        raise Problem(
+            400,
+            "Invalid query",
+            kind="validation-error",
+            errors=[{"location": "query.cursor", "message": "not a cursor issued by this API"}],
+        ) from None
+    body: dict[str, Any] = {
+        "items": [_with_consistency(built, d) for d in documents],
+        "links": {},
+    }
+    if cursor is not None:
+        body["links"]["next"] = "/commands?" + urlencode({**request.args, "cursor": cursor})
+    return jsonify(body)
+
+
+@api.get("/projections")
+def list_projections() -> Response:
+    """Each read model's position, the log's head, and the events it has yet to apply.
+
+    ``lag`` counts the pending events the view follows, up to 10 000 (then ``lag_capped``).
+    """
+    built = container()
+    authenticate(built.settings.api_tokens)
+    head = built.app.recorder.max_notification_id() or 0
+    items = []
+    for name in built.views:
+        lag = built.view_pending(name, head, limit=LAG_CAP)
+        items.append(
+            {
+                "name": name,
+                "position": built.view_position(name),
+                "head": head,
+                "lag": lag,
+                "lag_capped": lag >= LAG_CAP,
+            }
+        )
+    return jsonify({"items": items})
+
+
+LAG_CAP = 10_000
+STATUSES = ("accepted", "running", "retrying", "succeeded", "failed", "dead_lettered")
+
+
+def _list_filters() -> tuple[dict[str, Any], list[dict[str, str]]]:
+    filters: dict[str, Any] = {}
+    errors: list[dict[str, str]] = []
+    for name in ("status", "type", "aggregate_id", "correlation_id"):
+        value = request.args.get(name)
+        if value is None:
+            continue
+        if name == "status" and value not in STATUSES:
+            errors.append({"location": "query.status", "message": f"one of {', '.join(STATUSES)}"})
+        elif name.endswith("_id"):
+            try:
+                filters[name] = UUID(value)
+            except ValueError:
+                errors.append({"location": f"query.{name}", "message": "must be a UUID"})
+            continue
+        filters[name] = value
+    return filters, errors
+
+
+def _limit(errors: list[dict[str, str]]) -> int:
+    raw = request.args.get("limit", "50")
+    if not raw.isdigit() or not 1 <= int(raw) <= 500:
+        errors.append({"location": "query.limit", "message": "a whole number from 1 to 500"})
+        return 50
+    return int(raw)
+
+
+def _with_consistency(built: Container, document: dict[str, Any]) -> dict[str, Any]:
+    """Adds the outcome's consistency token and which views have caught up with it."""
+    position = document.pop("position", None)
+    terminal = document.get("status") in ("succeeded", "failed", "dead_lettered")
+    document["consistency_token"] = str(position) if terminal and position else None
+    if position is not None:
+        document["projections"] = {name: built.view_reached(name, position) for name in built.views}
+    return document
+
+
+def _await_consistency(built: Container, view_name: str) -> None:
+    """With a ``Consistency-Token``, wait until the view has processed that position."""
+    token = request.headers.get("Consistency-Token")
+    if token is None:
+        return
+    if not token.isdigit():
+        raise Problem(
+            400,
+            "Invalid consistency token",
+            "Consistency-Token must be a token given by this API",
+            kind="validation-error",
+            errors=[{"location": "header.Consistency-Token", "message": "not a token"}],
+        )
+    wait = _prefer_wait_or(built.settings.max_wait_seconds, default=5.0)
+    if not built.await_view(view_name, int(token), wait):
+        raise Problem(
+            503,
+            "Not caught up",
+            f"the {view_name} view has not reached position {token} yet",
+            kind="not-caught-up",
+            headers={"Retry-After": "1"},
+        )
+
+
+def _prefer_wait_or(limit: float, default: float) -> float:
+    prefer = ",".join(request.headers.getlist("Prefer"))
+    match = PREFER_WAIT.search(prefer)
+    return min(float(match.group(1)), limit) if match else min(default, limit)
+
+
+def _aggregate(built: Container, key: UUID) -> object:
+    try:
+        found: object = built.app.repository.get(key)
+    except AggregateNotFoundError:
+        return None
+    return found
 
 
 @api.get("/health")

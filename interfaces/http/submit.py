@@ -13,6 +13,7 @@ from flask import Response, current_app, json, request
 from pydantic import ValidationError
 
 from application.command import Command
+from application.documents import command_links, present_command
 from application.pipeline import (
     Acceptance,
     IdempotencyKeyReusedError,
@@ -22,7 +23,6 @@ from application.pipeline import (
 from application.registry import CommandSpec
 from interfaces.bootstrap import Container
 from interfaces.http.auth import authenticate, require_writer
-from interfaces.http.presenters import command_links, present_command
 from interfaces.http.problems import Problem
 
 PREFER_WAIT = re.compile(r"(?:^|[,;\s])wait\s*=\s*(\d+(?:\.\d+)?)", re.IGNORECASE)

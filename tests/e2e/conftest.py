@@ -106,9 +106,8 @@ def live(
             API_TOKENS=f"alice:{TOKEN},viewer:{READER_TOKEN}:read",
         )
         web = ServiceProcess("web", env, log_dir)
-        with running(
-            web, ServiceProcess("worker", env, log_dir), ServiceProcess("relay", env, log_dir)
-        ):
+        others = [ServiceProcess(part, env, log_dir) for part in ("worker", "relay", "projector")]
+        with running(web, *others):
             base = f"http://127.0.0.1:{port}"
             wait_until(http_ready(base + "/health"), 30, "gunicorn to answer")
             yield LiveService(base, database_url, settings, log_dir)

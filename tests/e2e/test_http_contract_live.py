@@ -81,7 +81,8 @@ def test_an_accepted_command_becomes_succeeded_at_its_status_link(live: LiveServ
         return bool(client.request("GET", str(location)).body["status"] == "succeeded")
 
     wait_until(succeeded, 30, "the command to succeed")
-    read = client.request("GET", f"/shows/{show_id}")
+    token = client.request("GET", str(location)).body["consistency_token"]
+    read = client.request("GET", f"/shows/{show_id}", headers={"Consistency-Token": token})
     assert read.status == 200
     assert read.body["status"] == "scheduled"
 

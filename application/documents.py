@@ -1,4 +1,4 @@
-"""How commands look over HTTP."""
+"""The command document: what the registry stores and ``GET /commands/{id}`` shows."""
 
 from __future__ import annotations
 

@@ -1,0 +1,111 @@
+"""Projections that keep one document per aggregate, re-rendered at each of its events.
+
+The aggregate is loaded at the version of the event being processed, so replaying the
+log from zero yields exactly the rows that following it live did.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, ClassVar, Generic, TypeVar
+
+from eventsourcing.application import Repository
+from eventsourcing.domain import Aggregate
+from eventsourcing.persistence import Tracking
+from eventsourcing.projection import Projection
+from eventsourcing.utils import get_topic
+
+from application.command import Command
+from application.commands import present_show
+from application.documents import present_command
+from domain.show import Show
+from projections.views import DocumentView
+
+V = TypeVar("V", bound=DocumentView)
+Render = Callable[[Any], tuple[dict[str, Any], dict[str, Any]]]
+
+
+class DocumentProjection(Projection[V], Generic[V]):
+    """Renders the aggregate of each event into its view's document and columns."""
+
+    aggregate: ClassVar[type[Aggregate]]
+    view_class: ClassVar[type[DocumentView]]
+
+    def __init__(self, view: V, repository: Repository[Any]) -> None:
+        super().__init__(view)
+        self.repository = repository
+
+    @classmethod
+    def event_topics(cls) -> tuple[str, ...]:
+        """The topics of the events this projection follows."""
+        return tuple(
+            get_topic(value)
+            for value in vars(cls.aggregate).values()
+            if isinstance(value, type) and issubclass(value, Aggregate.Event)
+        )
+
+    def render(self, aggregate: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The document and the indexed column values of ``aggregate``."""
+        raise NotImplementedError
+
+    def process_event(self, domain_event: Any, tracking: Tracking) -> None:
+        aggregate: Any = self.repository.get(
+            domain_event.originator_id, version=domain_event.originator_version
+        )
+        document, columns = self.render(aggregate)
+        self.view.upsert(domain_event.originator_id, document, columns, tracking)
+
+
+class CommandRegistryView(DocumentView):
+    """The command registry: one row per command, queryable by status, type and ids."""
+
+    table = "command_registry"
+    columns: ClassVar[dict[str, str]] = {
+        "status": "text",
+        "type": "text",
+        "aggregate_id": "uuid",
+        "correlation_id": "uuid",
+    }
+
+
+class CommandRegistryProjection(DocumentProjection[CommandRegistryView]):
+    """Materializes the command registry."""
+
+    name = "command_registry"
+    aggregate = Command
+    view_class = CommandRegistryView
+
+    def render(self, aggregate: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+        command: Command = aggregate
+        document = present_command(command)
+        columns = {
+            "status": command.status,
+            "type": command.command_type,
+            "aggregate_id": command.aggregate_id,
+            "correlation_id": command.correlation_id,
+        }
+        return document, columns
+
+
+class ShowsView(DocumentView):
+    """Shows as clients read them."""
+
+    table = "shows"
+
+
+class ShowsProjection(DocumentProjection[ShowsView]):
+    """Materializes the shows read model."""
+
+    name = "shows"
+    aggregate = Show
+    view_class = ShowsView
+
+    def render(self, aggregate: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+        return present_show(aggregate), {}
+
+
+PROJECTIONS: tuple[type[DocumentProjection[Any]], ...] = (
+    CommandRegistryProjection,
+    ShowsProjection,
+)
+PROJECTIONS_BY_NAME = {projection.name: projection for projection in PROJECTIONS}

@@ -1,0 +1,136 @@
+"""Materialized views: JSON documents in PostgreSQL, written with their tracking position.
+
+Each write of a row and of the view's position in the event log is one transaction, so
+an event is applied exactly once however the projector stops and restarts.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any, ClassVar
+from uuid import UUID
+
+from eventsourcing.persistence import Tracking
+from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
+from psycopg.sql import SQL, Composable, Identifier
+from psycopg.types.json import Jsonb
+
+
+class DocumentView(PostgresTrackingRecorder):
+    """A table of one JSON document per aggregate, plus indexed columns for queries."""
+
+    table: ClassVar[str]
+    columns: ClassVar[dict[str, str]] = {}
+
+    def __init__(self, datastore: PostgresDatastore, **kwargs: Any) -> None:
+        super().__init__(datastore, **kwargs)
+        self.check_identifier_length(self.table)
+        extra = "".join(f", {name} {kind}" for name, kind in self.columns.items())
+        self.sql_create_statements.append(
+            SQL(
+                "CREATE TABLE IF NOT EXISTS {schema}.{table} ("
+                "id uuid PRIMARY KEY, seq bigserial, position bigint NOT NULL, "
+                "doc jsonb NOT NULL" + extra + ")"
+            ).format(schema=Identifier(self.datastore.schema), table=Identifier(self.table))
+        )
+        for name in self.columns:
+            self.sql_create_statements.append(
+                SQL(
+                    "CREATE INDEX IF NOT EXISTS {index} ON {schema}.{table} ({column}, seq)"
+                ).format(
+                    index=Identifier(f"{self.table}_{name}_idx"),
+                    schema=Identifier(self.datastore.schema),
+                    table=Identifier(self.table),
+                    column=Identifier(name),
+                )
+            )
+
+    def upsert(
+        self, key: UUID, doc: dict[str, Any], values: dict[str, Any], tracking: Tracking
+    ) -> None:
+        """Write ``key``'s document and the view's new position in one transaction."""
+        names = ["id", "position", "doc", *self.columns]
+        params = [key, tracking.notification_id, Jsonb(doc)] + [values[n] for n in self.columns]
+        statement = SQL(
+            "INSERT INTO {schema}.{table} ({names}) VALUES ({params}) "
+            "ON CONFLICT (id) DO UPDATE SET {updates}"
+        ).format(
+            schema=Identifier(self.datastore.schema),
+            table=Identifier(self.table),
+            names=SQL(", ").join(Identifier(n) for n in names),
+            params=SQL(", ").join(SQL("%s") for _ in names),
+            updates=SQL(", ").join(
+                SQL("{0} = EXCLUDED.{0}").format(Identifier(n)) for n in names[1:]
+            ),
+        )
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(statement, params)
+            self._insert_tracking(curs, tracking)
+
+    def get(self, key: UUID) -> dict[str, Any] | None:
+        """The document of ``key`` with its ``position``, or None."""
+        statement = SQL("SELECT doc, position FROM {schema}.{table} WHERE id = %s").format(
+            schema=Identifier(self.datastore.schema), table=Identifier(self.table)
+        )
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(statement, (key,))
+            row = curs.fetchone()
+        if row is None:
+            return None
+        return {**row["doc"], "position": row["position"]}
+
+    def page(
+        self, filters: dict[str, Any], cursor: str | None, limit: int
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """Documents matching ``filters`` in insertion order, and the cursor after them."""
+        conditions: list[Composable] = [
+            SQL("{0} = %s").format(Identifier(name)) for name in filters
+        ]
+        params: list[Any] = list(filters.values())
+        if cursor is not None:
+            conditions.append(SQL("seq > %s"))
+            params.append(decode_cursor(cursor))
+        where = SQL(" WHERE ") + SQL(" AND ").join(conditions) if conditions else SQL("")
+        statement = SQL(
+            "SELECT seq, doc, position FROM {schema}.{table}{where} ORDER BY seq LIMIT %s"
+        ).format(
+            schema=Identifier(self.datastore.schema), table=Identifier(self.table), where=where
+        )
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(statement, [*params, limit + 1])
+            rows = curs.fetchall()
+        more = len(rows) > limit
+        rows = rows[:limit]
+        documents = [{**r["doc"], "position": r["position"]} for r in rows]
+        return documents, (encode_cursor(rows[-1]["seq"]) if more and rows else None)
+
+    def count(self) -> int:
+        """How many documents the view holds."""
+        statement = SQL("SELECT count(*) AS n FROM {schema}.{table}").format(
+            schema=Identifier(self.datastore.schema), table=Identifier(self.table)
+        )
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(statement)
+            row = curs.fetchone()
+        return int(row["n"]) if row else 0
+
+
+class InvalidCursorError(ValueError):
+    """Raised when a paging cursor was not issued by this service."""
+
+
+def encode_cursor(seq: int) -> str:
+    """An opaque cursor for the rows after ``seq``."""
+    return base64.urlsafe_b64encode(f"seq:{seq}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int:
+    """The ``seq`` inside ``cursor``; raises :class:`InvalidCursorError`."""
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        prefix, _, seq = text.partition(":")
+        if prefix != "seq":
+            raise ValueError(prefix)
+        return int(seq)
+    except ValueError:
+        raise InvalidCursorError(cursor) from None

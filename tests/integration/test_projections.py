@@ -1,0 +1,96 @@
+"""Projections: rows and positions written together, so a killed projector loses nothing."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import psycopg
+import pytest
+
+from infrastructure.event_store import build_view
+from infrastructure.projector import Projector
+from projections.documents import CommandRegistryProjection, CommandRegistryView
+from tests.integration.conftest import Stack
+from tests.support.processes import wait_until
+
+pytestmark = [pytest.mark.postgres]
+
+
+class RebuiltRegistryView(CommandRegistryView):
+    table = "command_registry_rebuilt"
+
+
+class RebuiltRegistry(CommandRegistryProjection):
+    name = "rebuilt"
+    view_class = RebuiltRegistryView
+
+
+def registry_rows(database_url: str, table: str) -> dict[Any, Any]:
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute(f"SELECT id, doc, status, type FROM {table}").fetchall()  # noqa: S608
+    return {row[0]: row[1:] for row in rows}
+
+
+def position(database_url: str, name: str) -> int:
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute(
+            f"SELECT max(notification_id) FROM {name}_tracking WHERE application_name = %s",  # noqa: S608
+            ("Boxoffice",),
+        ).fetchone()
+    return int(row[0] or 0) if row else 0
+
+
+def test_a_projector_killed_mid_stream_applies_every_event_exactly_once(stack: Stack) -> None:
+    # 150 commands run to completion in this process: about 600 events to project.
+    for i in range(150):
+        acceptance = stack.submit("Bump", f"k{i}", key=f"t{i % 10}")
+        stack.container.pipeline.execute(acceptance.command.id, 1, "test")
+    head = stack.container.app.recorder.max_notification_id()
+    assert head is not None
+
+    projector = stack.process("projector")
+    projector.start()
+    wait_until(lambda: position(stack.database_url, "command_registry") > 50, 30, "progress")
+    projector.kill()
+    stopped_at = position(stack.database_url, "command_registry")
+    projector.start()
+    wait_until(lambda: position(stack.database_url, "command_registry") == head, 60, "catch-up")
+    projector.stop()
+
+    rebuilt_view = build_view(stack.settings, "rebuilt", RebuiltRegistryView, create_table=True)
+    rebuilt = RebuiltRegistry(rebuilt_view, stack.container.app.repository)
+    stop = threading.Event()
+    runner = threading.Thread(
+        target=Projector(stack.container.app, [rebuilt]).run, args=(stop,), daemon=True
+    )
+    runner.start()
+    wait_until(lambda: position(stack.database_url, "rebuilt") == head, 60, "the rebuild")
+    stop.set()
+    runner.join(10)
+
+    assert stopped_at > 50
+    live_rows = registry_rows(stack.database_url, "command_registry")
+    assert len(live_rows) == 150
+    assert live_rows == registry_rows(stack.database_url, "command_registry_rebuilt")
+    assert {row[1] for row in live_rows.values()} == {"succeeded"}
+
+
+def test_the_registry_row_follows_the_command_through_its_life(stack: Stack) -> None:
+    acceptance = stack.submit("Bump", "k1", key="t", refuse=True)
+    stack.container.pipeline.execute(acceptance.command.id, 1, "test")
+    stop = threading.Event()
+    runner = threading.Thread(target=stack.container.projector().run, args=(stop,), daemon=True)
+    runner.start()
+    head = stack.container.app.recorder.max_notification_id()
+    wait_until(lambda: position(stack.database_url, "command_registry") == head, 30, "catch-up")
+    stop.set()
+    runner.join(10)
+
+    document = stack.container.views["command_registry"].get(acceptance.command.id)
+
+    assert document is not None
+    assert document["status"] == "failed"
+    assert [h["status"] for h in document["history"]] == ["accepted", "running", "failed"]
+    assert document["error"]["type"] == "RefusedError"
+    assert document["position"] == head
