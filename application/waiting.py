@@ -1,14 +1,15 @@
-"""Lets request threads wait for command outcomes, pushed by the event log.
+"""Lets request threads wait for changes to commands, pushed by the event log.
 
-One subscription per process follows the log (LISTEN/NOTIFY on PostgreSQL) and wakes
-the threads waiting for the commands whose outcome it sees. Works with any number of
-web processes, since each follows the shared log itself.
+One subscription per process follows the Command events in the log (LISTEN/NOTIFY on
+PostgreSQL) and wakes the threads waiting on the commands it sees change. Works with
+any number of web processes, since each follows the shared log itself.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 from uuid import UUID
@@ -21,11 +22,19 @@ from application.subscriptions import subscribe
 
 logger = logging.getLogger(__name__)
 
-OUTCOMES = (Command.CommandSucceeded, Command.CommandFailed, Command.CommandDeadLettered)
+COMMAND_EVENTS = (
+    Command.CommandAccepted,
+    Command.CommandStarted,
+    Command.CommandSucceeded,
+    Command.CommandFailed,
+    Command.CommandRetryScheduled,
+    Command.CommandDeadLettered,
+    Command.CommandRedriven,
+)
 
 
-class OutcomeWaiter:
-    """Blocks callers until a command's outcome is recorded, or a timeout passes."""
+class CommandWatcher:
+    """Blocks callers until a condition on a command holds, re-checked at each change."""
 
     def __init__(self, app: Application[Any]) -> None:
         self._app = app
@@ -34,23 +43,29 @@ class OutcomeWaiter:
         self._thread: threading.Thread | None = None
         self._subscription: Any = None
 
-    def wait(self, command_id: UUID, timeout: float, is_decided: Callable[[], bool]) -> bool:
-        """Wait up to ``timeout`` s for ``command_id``'s outcome; True once it is known.
+    def wait(self, command_id: UUID, timeout: float, condition: Callable[[], bool]) -> bool:
+        """Wait up to ``timeout`` s until ``condition()`` holds; returns whether it did.
 
-        ``is_decided`` is checked after the waiter is registered, so an outcome recorded
-        before the call is not missed.
+        ``condition`` is checked once the waiter is registered and after every change
+        to the command, so no change between the check and the wait is missed.
         """
         self._ensure_following()
-        woken = threading.Event()
+        changed = threading.Event()
+        deadline = time.monotonic() + timeout
         with self._lock:
-            self._waiting.setdefault(command_id, []).append(woken)
+            self._waiting.setdefault(command_id, []).append(changed)
         try:
-            return is_decided() or woken.wait(timeout)
+            while not condition():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not changed.wait(remaining):
+                    return condition()
+                changed.clear()
+            return True
         finally:
             with self._lock:
                 waiters = self._waiting.get(command_id, [])
-                if woken in waiters:
-                    waiters.remove(woken)
+                if changed in waiters:
+                    waiters.remove(changed)
                 if not waiters:
                     self._waiting.pop(command_id, None)
 
@@ -66,15 +81,15 @@ class OutcomeWaiter:
             if self._thread is not None and self._thread.is_alive():
                 return
             # The start position is read here, before any caller registers, so every
-            # outcome after it reaches the subscription.
+            # change after it reaches the subscription.
             subscription = subscribe(
                 self._app.recorder,
                 gt=self._app.recorder.max_notification_id(),
-                topics=[get_topic(cls) for cls in OUTCOMES],
+                topics=[get_topic(cls) for cls in COMMAND_EVENTS],
             )
             self._subscription = subscription
             self._thread = threading.Thread(
-                target=self._follow, args=(subscription,), name="outcome-waiter", daemon=True
+                target=self._follow, args=(subscription,), name="command-watcher", daemon=True
             )
             self._thread.start()
 
@@ -84,8 +99,8 @@ class OutcomeWaiter:
                 for notification in subscription:
                     with self._lock:
                         waiters = list(self._waiting.get(notification.originator_id, []))
-                    for woken in waiters:
-                        woken.set()
+                    for changed in waiters:
+                        changed.set()
         except Exception:
             # The next wait() starts a new subscription.
-            logger.exception("outcome subscription ended")
+            logger.exception("command subscription ended")

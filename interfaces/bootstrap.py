@@ -17,7 +17,7 @@ from application.commands import build_registry
 from application.pipeline import BoxofficeApplication, CommandPipeline
 from application.registry import CommandRegistry
 from application.retry import RetryPolicy
-from application.waiting import OutcomeWaiter
+from application.waiting import CommandWatcher
 from infrastructure.celery_app import CeleryCommandTransport, build_celery
 from infrastructure.event_store import (
     build_application,
@@ -43,7 +43,7 @@ class Container:
     celery: Celery
     _app: BoxofficeApplication | None = None
     _pipeline: CommandPipeline | None = None
-    _waiter: OutcomeWaiter | None = None
+    _watcher: CommandWatcher | None = None
     _views: dict[str, DocumentView] | None = None
     _lock: threading.RLock = field(default_factory=threading.RLock)
 
@@ -71,12 +71,12 @@ class Container:
         return self._pipeline
 
     @property
-    def waiter(self) -> OutcomeWaiter:
-        """This process's waiter for command outcomes."""
+    def watcher(self) -> CommandWatcher:
+        """This process's watcher of command changes (Prefer: wait, SSE)."""
         with self._lock:
-            if self._waiter is None:
-                self._waiter = OutcomeWaiter(self.app)
-            return self._waiter
+            if self._watcher is None:
+                self._watcher = CommandWatcher(self.app)
+            return self._watcher
 
     @property
     def views(self) -> dict[str, DocumentView]:
@@ -156,13 +156,13 @@ class Container:
         """Drop event-store objects inherited across a fork; they are rebuilt on use."""
         self._app = None
         self._pipeline = None
-        self._waiter = None
+        self._watcher = None
         self._views = None
 
     def close(self) -> None:
         """Close what this process opened."""
-        if self._waiter is not None:
-            self._waiter.close()
+        if self._watcher is not None:
+            self._watcher.close()
         if self._app is not None:
             self._app.close()
         self.forget_connections()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import time
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlencode
 from uuid import UUID
@@ -57,10 +60,7 @@ def get_command(command_id: str) -> Response:
     """A command's registry entry; 404 for an id that was never accepted."""
     built = container()
     authenticate(built.settings.api_tokens)
-    try:
-        key = UUID(command_id)
-    except ValueError:
-        raise Problem(404, "Not found", f"no command {command_id}") from None
+    key = _command_key(command_id)
     registry = built.views.get("command_registry")
     document = registry.get(key) if registry is not None else None
     if document is None:
@@ -70,6 +70,55 @@ def get_command(command_id: str) -> Response:
             raise Problem(404, "Not found", f"no command {command_id}")
         document = present_command(command)
     return jsonify(_with_consistency(built, document))
+
+
+@api.get("/commands/<command_id>/events")
+def command_events(command_id: str) -> Response:
+    """Server-sent events: one per status change, ending at a terminal status.
+
+    Event ids are the index of the change in the command's history, so a client that
+    reconnects with ``Last-Event-ID`` receives only what it has not seen.
+    """
+    built = container()
+    authenticate(built.settings.api_tokens)
+    key = _command_key(command_id)
+    if built.pipeline.get_command(key) is None:
+        raise Problem(404, "Not found", f"no command {command_id}")
+    last_seen = request.headers.get("Last-Event-ID", "-1").strip()
+    if not last_seen.lstrip("-").isdigit():
+        raise Problem(
+            400,
+            "Invalid Last-Event-ID",
+            kind="validation-error",
+            errors=[{"location": "header.Last-Event-ID", "message": "not an event id"}],
+        )
+    stream = _status_stream(built, key, int(last_seen) + 1)
+    return Response(
+        stream,
+        mimetype="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+def _status_stream(built: Container, key: UUID, first: int) -> Iterator[str]:
+    deadline = time.monotonic() + SSE_MAX_SECONDS
+    sent = first
+    while True:
+        command = built.pipeline.get_command(key)
+        assert command is not None
+        for index in range(sent, len(command.history)):
+            change = {"command_id": str(key), **command.history[index]}
+            yield f"id: {index}\nevent: status\ndata: {json.dumps(change)}\n\n"
+        sent = max(sent, len(command.history))
+        if command.is_terminal or time.monotonic() > deadline:
+            return
+
+        def changed(seen: int = sent) -> bool:
+            current = built.pipeline.get_command(key)
+            return current is not None and len(current.history) > seen
+
+        if not built.watcher.wait(key, SSE_KEEPALIVE_SECONDS, changed):
+            yield ": keep-alive\n\n"
 
 
 @api.get("/commands")
@@ -127,6 +176,10 @@ def list_projections() -> Response:
 
 
 LAG_CAP = 10_000
+SSE_KEEPALIVE_SECONDS = 15.0
+# A stream ends after this long even if the command has not; the client reconnects
+# with Last-Event-ID, which frees the server thread meanwhile.
+SSE_MAX_SECONDS = 300.0
 STATUSES = ("accepted", "running", "retrying", "succeeded", "failed", "dead_lettered")
 
 
@@ -195,6 +248,13 @@ def _prefer_wait_or(limit: float, default: float) -> float:
     prefer = ",".join(request.headers.getlist("Prefer"))
     match = PREFER_WAIT.search(prefer)
     return min(float(match.group(1)), limit) if match else min(default, limit)
+
+
+def _command_key(command_id: str) -> UUID:
+    try:
+        return UUID(command_id)
+    except ValueError:
+        raise Problem(404, "Not found", f"no command {command_id}") from None
 
 
 def _aggregate(built: Container, key: UUID) -> object:

@@ -172,7 +172,7 @@ def _answer_after_wait(
         found = pipeline.get_command(command_id)
         return found is not None and found.is_terminal
 
-    built.waiter.wait(command_id, wait, decided)
+    built.watcher.wait(command_id, wait, decided)
     command = pipeline.get_command(command_id) or acceptance.command
     applied = {"Preference-Applied": f"wait={_format_seconds(wait)}"}
     if not command.is_terminal:

@@ -5,10 +5,11 @@ The same rows are exercised over real sockets, gunicorn and workers in tests/e2e
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import pytest
 from flask import Flask
@@ -256,3 +257,49 @@ def _execute_when_accepted(container: Container) -> threading.Thread:
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
     return thread
+
+
+def server_sent_events(text: str) -> list[dict[str, Any]]:
+    """Parse an event stream into ``{"id", "event", "data"}`` dicts (comments dropped)."""
+    events = []
+    for block in text.strip().split("\n\n"):
+        fields = dict(
+            line.split(": ", 1) for line in block.splitlines() if line and not line.startswith(":")
+        )
+        if fields:
+            events.append({**fields, "data": json.loads(fields["data"])})
+    return events
+
+
+def test_status_changes_stream_as_server_sent_events_until_terminal(
+    client: FlaskClient, container: Container
+) -> None:
+    accepted = client.put("/shows/s1", json=SHOW, headers={"Idempotency-Key": "k1"})
+    command_id = _command_id(accepted.get_json())
+    # The worker runs while the stream is open: its changes are pushed, not polled.
+    threading.Timer(0.3, container.pipeline.execute, (command_id, 1, "w")).start()
+
+    response = client.get(f"/commands/{command_id}/events")
+
+    assert response.mimetype == "text/event-stream"
+    events = server_sent_events(response.get_data(as_text=True))
+    assert [e["data"]["status"] for e in events] == ["accepted", "running", "succeeded"]
+    assert [e["id"] for e in events] == ["0", "1", "2"]
+    assert {e["event"] for e in events} == {"status"}
+
+
+def test_a_reconnecting_event_stream_resumes_after_last_event_id(
+    client: FlaskClient, container: Container
+) -> None:
+    accepted = client.put("/shows/s1", json=SHOW, headers={"Idempotency-Key": "k1"})
+    command_id = _command_id(accepted.get_json())
+    container.pipeline.execute(command_id, 1, "w")
+
+    resumed = client.get(f"/commands/{command_id}/events", headers={"Last-Event-ID": "1"})
+    bad = client.get(f"/commands/{command_id}/events", headers={"Last-Event-ID": "x"})
+    unknown = client.get(f"/commands/{uuid4()}/events")
+
+    events = server_sent_events(resumed.get_data(as_text=True))
+    assert [(e["id"], e["data"]["status"]) for e in events] == [("2", "succeeded")]
+    assert bad.status_code == 400
+    assert unknown.status_code == 404

@@ -68,6 +68,15 @@ class Client:
         except urllib.error.HTTPError as error:
             return _answer(error.code, dict(error.headers), error.read())
 
+    def request_text(self, method: str, path: str) -> str:
+        """The whole body of a response as text (a server-sent event stream, say)."""
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        request = urllib.request.Request(  # noqa: S310 - loopback test URL
+            self.base + path, method=method, headers=headers
+        )
+        with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310
+            return str(response.read().decode())
+
 
 def _answer(status: int, headers: dict[str, str], content: bytes) -> Answer:
     body = json.loads(content) if content.strip() else None

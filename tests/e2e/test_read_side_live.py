@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any
 
@@ -93,3 +94,22 @@ def test_projection_positions_and_lag_are_exposed(live: LiveService) -> None:
     wait_until(caught_up, 10, "the projections to catch up")
     names = {i["name"] for i in client.request("GET", "/projections").body["items"]}
     assert names == {"command_registry", "shows"}
+
+
+def test_the_event_stream_shows_accepted_running_succeeded_in_order(live: LiveService) -> None:
+    show_id = uuid.uuid4().hex[:10]
+    client = live.client()
+    accepted = client.request(
+        "PUT",
+        f"/shows/{show_id}",
+        {"title": "Lear", "starts_at": "2027-02-01T20:00:00Z", "seats": ["B1"], "price_cents": 1},
+        {"Idempotency-Key": show_id},
+    )
+    stream = client.request_text("GET", f"/commands/{accepted.body['command_id']}/events")
+
+    statuses = [
+        json.loads(line.removeprefix("data: "))["status"]
+        for line in stream.splitlines()
+        if line.startswith("data: ")
+    ]
+    assert statuses == ["accepted", "running", "succeeded"]

@@ -60,7 +60,7 @@ class Stack:
 
     def outcome(self, command_id: UUID, timeout: float = 30) -> Command:
         """Wait (pushed by LISTEN/NOTIFY, like Prefer: wait) for the command's outcome."""
-        decided = self.container.waiter.wait(
+        decided = self.container.watcher.wait(
             command_id, timeout, lambda: self.command(command_id).is_terminal
         )
         command = self.command(command_id)
