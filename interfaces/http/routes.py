@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from functools import partial
 from typing import Any
 from urllib.parse import urlencode
 from uuid import UUID
@@ -17,6 +18,7 @@ from application.documents import present_command
 from domain.show import Show
 from interfaces.bootstrap import Container
 from interfaces.http.auth import authenticate
+from interfaces.http.openapi import COMMAND_ROUTES, build_openapi
 from interfaces.http.problems import Problem
 from interfaces.http.submit import PREFER_WAIT, container, submit
 from projections.views import InvalidCursorError
@@ -24,16 +26,19 @@ from projections.views import InvalidCursorError
 api = Blueprint("api", __name__)
 
 
-@api.put("/shows/<show_id>")
-def create_show(show_id: str) -> Response:
-    """CreateShow."""
-    return submit("CreateShow", show_id=show_id)
+for _route in COMMAND_ROUTES:
+    api.add_url_rule(
+        _route.rule,
+        endpoint=_route.command_type,
+        view_func=partial(submit, _route.command_type),
+        methods=[_route.method],
+    )
 
 
-@api.post("/shows/<show_id>/cancel")
-def cancel_show(show_id: str) -> Response:
-    """CancelShow."""
-    return submit("CancelShow", show_id=show_id)
+@api.get("/openapi.json")
+def openapi() -> Response:
+    """The OpenAPI 3.1 document."""
+    return jsonify(build_openapi(container().registry))
 
 
 @api.get("/shows/<show_id>")

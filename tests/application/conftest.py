@@ -7,14 +7,18 @@ parameter. The PostgreSQL run needs ``TEST_DATABASE_URL`` (``make test`` provide
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
+from flask.testing import FlaskClient
 
 from application.commands import build_registry
 from application.pipeline import BoxofficeApplication, CommandPipeline
 from application.retry import RetryPolicy
 from infrastructure.event_store import build_application, migrate
 from infrastructure.settings import Settings
+from interfaces.bootstrap import Container, bootstrap
+from interfaces.http import create_app
 from tests.support import commands as test_commands
 
 
@@ -35,3 +39,21 @@ def pipeline(app: BoxofficeApplication) -> CommandPipeline:
     registry = build_registry()
     test_commands.register(registry)
     return CommandPipeline(app, registry, RetryPolicy(max_attempts=3, base_delay=0.01))
+
+
+def make_container(app: BoxofficeApplication, **settings: Any) -> Container:
+    """The service over ``app``, with the test commands registered."""
+    return bootstrap(
+        Settings(command_modules=("tests.support.commands",), **settings), application=app
+    )
+
+
+@pytest.fixture
+def container(app: BoxofficeApplication) -> Container:
+    return make_container(app)
+
+
+@pytest.fixture
+def client(container: Container) -> Iterator[FlaskClient]:
+    yield create_app(container).test_client()
+    container.close()

@@ -7,12 +7,10 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
 from typing import Any
 from uuid import UUID, uuid4
 
 import pytest
-from flask import Flask
 from flask.testing import FlaskClient
 
 from application.pipeline import BoxofficeApplication
@@ -20,6 +18,7 @@ from application.subscriptions import subscribe
 from infrastructure.settings import Settings
 from interfaces.bootstrap import Container, bootstrap
 from interfaces.http import create_app
+from tests.application.conftest import make_container
 
 SHOW = {
     "title": "Hamlet",
@@ -28,24 +27,6 @@ SHOW = {
     "price_cents": 4500,
 }
 JSON = {"Content-Type": "application/json"}
-
-
-def make_container(app: BoxofficeApplication, **settings: Any) -> Container:
-    return bootstrap(
-        Settings(command_modules=("tests.support.commands",), **settings), application=app
-    )
-
-
-@pytest.fixture
-def container(app: BoxofficeApplication) -> Container:
-    return make_container(app)
-
-
-@pytest.fixture
-def client(container: Container) -> Iterator[FlaskClient]:
-    flask_app: Flask = create_app(container)
-    yield flask_app.test_client()
-    container.close()
 
 
 def test_a_command_is_accepted_with_a_link_to_its_status(client: FlaskClient) -> None:

@@ -1,0 +1,300 @@
+"""The OpenAPI 3.1 document, generated from the schemas that validate requests.
+
+Command request bodies come from the registry's payload models, responses from
+``interfaces.http.schemas``; apispec assembles them into the document.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from apispec import APISpec
+from pydantic import BaseModel
+
+from application.registry import CommandRegistry
+from interfaces.http import schemas
+
+
+@dataclass(frozen=True)
+class CommandRoute:
+    """An HTTP endpoint that submits one command type."""
+
+    method: str
+    rule: str
+    command_type: str
+    summary: str
+
+    @property
+    def path(self) -> str:
+        """The rule in OpenAPI's template syntax."""
+        return re.sub(r"<(\w+)>", r"{\1}", self.rule)
+
+    @property
+    def parameters(self) -> list[str]:
+        """The path parameters' names."""
+        return re.findall(r"<(\w+)>", self.rule)
+
+
+COMMAND_ROUTES = (
+    CommandRoute("PUT", "/shows/<show_id>", "CreateShow", "Create a show (CreateShow)"),
+    CommandRoute("POST", "/shows/<show_id>/cancel", "CancelShow", "Cancel a show (CancelShow)"),
+)
+
+RESOURCE_ID = {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"}
+PROBLEM = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/ProblemDetails"}}}
+
+
+def _problem(description: str, **headers: str) -> dict[str, Any]:
+    response: dict[str, Any] = {"description": description, "content": PROBLEM}
+    if headers:
+        response["headers"] = {n: {"schema": {"type": t}} for n, t in headers.items()}
+    return response
+
+
+def _json(schema: str, description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}},
+    }
+
+
+COMMON_ERRORS = {
+    "401": _problem("missing or bad credentials", **{"WWW-Authenticate": "string"}),
+    "503": _problem("the event store cannot be reached", **{"Retry-After": "string"}),
+}
+
+
+def build_openapi(registry: CommandRegistry) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of this service."""
+    spec = APISpec(
+        title="Boxoffice",
+        version="0.1.0",
+        openapi_version="3.1.0",
+        info={"description": "Seat reservations; every state change is an asynchronous command."},
+    )
+    spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer"})
+    for model in (
+        schemas.Accepted,
+        schemas.CommandDocument,
+        schemas.CommandPage,
+        schemas.ShowDocument,
+        schemas.ProjectionList,
+        schemas.Health,
+        schemas.ProblemDetails,
+    ):
+        _add_model(spec, model)
+    for route in COMMAND_ROUTES:
+        _add_command_route(spec, registry, route)
+    _add_reads(spec)
+    document: dict[str, Any] = spec.to_dict()
+    document["security"] = [{"bearer": []}, {}]
+    return document
+
+
+def _add_model(spec: APISpec, model: type[BaseModel], name: str | None = None) -> str:
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    for def_name, definition in schema.pop("$defs", {}).items():
+        if def_name not in spec.components.schemas:
+            spec.components.schema(def_name, definition)
+    name = name or model.__name__
+    if name not in spec.components.schemas:
+        spec.components.schema(name, schema)
+    return name
+
+
+def _add_command_route(spec: APISpec, registry: CommandRegistry, route: CommandRoute) -> None:
+    command = registry.get(route.command_type)
+    body = command.payload.model_json_schema(ref_template="#/components/schemas/{model}")
+    for def_name, definition in body.pop("$defs", {}).items():
+        if def_name not in spec.components.schemas:
+            spec.components.schema(def_name, definition)
+    # Path parameters may be repeated in the body (they must then be equal).
+    body["required"] = [f for f in body.get("required", []) if f not in route.parameters]
+    body_name = f"{route.command_type}Body"
+    spec.components.schema(body_name, body)
+    created = "201" if command.creates else "200"
+    operation = {
+        "operationId": route.command_type,
+        "summary": route.summary,
+        "parameters": [
+            {"name": p, "in": "path", "required": True, "schema": RESOURCE_ID}
+            for p in route.parameters
+        ]
+        + [
+            {
+                "name": "Idempotency-Key",
+                "in": "header",
+                "required": False,
+                "schema": {"type": "string", "pattern": "^[\\x21-\\x7e]{1,255}$"},
+                "description": "makes retries safe: the same key and payload get the same answer",
+            },
+            {
+                "name": "Prefer",
+                "in": "header",
+                "required": False,
+                "schema": {"type": "string", "pattern": "^wait=[0-9]{1,2}$"},
+                "description": "wait=N: answer synchronously if the outcome is known within N s",
+            },
+        ],
+        "requestBody": {
+            "required": route.method == "PUT",
+            "content": {
+                "application/json": {"schema": {"$ref": f"#/components/schemas/{body_name}"}}
+            },
+        },
+        "responses": {
+            "202": {
+                **_json("Accepted", "accepted; its status is at Location"),
+                "headers": {
+                    "Location": {"schema": {"type": "string"}},
+                    "Retry-After": {"schema": {"type": "string"}},
+                },
+                "links": {
+                    "GetCommand": {
+                        "operationId": "GetCommand",
+                        "parameters": {"command_id": "$response.body#/command_id"},
+                    }
+                },
+            },
+            created: _json("CommandDocument", "Prefer: wait, and the command succeeded"),
+            "400": _problem("invalid command: every violation is listed"),
+            "403": _problem("the client may not submit commands"),
+            "404": _problem("Prefer: wait, and the target does not exist"),
+            "409": _problem("the id is taken, or (Prefer: wait) the state forbids it"),
+            "413": _problem("body too large"),
+            "415": _problem("not application/json"),
+            "422": _problem("Idempotency-Key reused for another command, or a broken rule"),
+            **COMMON_ERRORS,
+        },
+    }
+    spec.path(path=route.path, operations={route.method.lower(): operation})
+
+
+def _add_reads(spec: APISpec) -> None:
+    command_id = {
+        "name": "command_id",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string"},
+    }
+    consistency = {
+        "name": "Consistency-Token",
+        "in": "header",
+        "required": False,
+        "schema": {"type": "string", "pattern": "^[0-9]{1,18}$"},
+        "description": "wait until the view includes this position (a command's outcome)",
+    }
+    spec.path(
+        path="/commands/{command_id}",
+        operations={
+            "get": {
+                "operationId": "GetCommand",
+                "summary": "A command's registry entry",
+                "parameters": [command_id],
+                "responses": {
+                    "200": _json("CommandDocument", "the entry"),
+                    "404": _problem("never accepted"),
+                    **COMMON_ERRORS,
+                },
+            }
+        },
+    )
+    spec.path(
+        path="/commands/{command_id}/events",
+        operations={
+            "get": {
+                "operationId": "StreamCommand",
+                "summary": "Server-sent events: one per status change, until a terminal one",
+                "parameters": [
+                    command_id,
+                    {
+                        "name": "Last-Event-ID",
+                        "in": "header",
+                        "schema": {"type": "string", "pattern": "^-?[0-9]{1,9}$"},
+                    },
+                ],
+                "responses": {
+                    "200": {
+                        "description": "the stream",
+                        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                    },
+                    "400": _problem("bad Last-Event-ID"),
+                    "404": _problem("never accepted"),
+                    **COMMON_ERRORS,
+                },
+            }
+        },
+    )
+    filters = [
+        {"name": "status", "in": "query", "schema": {"type": "string"}},
+        {"name": "type", "in": "query", "schema": {"type": "string"}},
+        {"name": "aggregate_id", "in": "query", "schema": {"type": "string", "format": "uuid"}},
+        {"name": "correlation_id", "in": "query", "schema": {"type": "string", "format": "uuid"}},
+        {"name": "cursor", "in": "query", "schema": {"type": "string"}},
+        {
+            "name": "limit",
+            "in": "query",
+            "schema": {"type": "integer", "minimum": 1, "maximum": 500},
+        },
+    ]
+    spec.path(
+        path="/commands",
+        operations={
+            "get": {
+                "operationId": "ListCommands",
+                "summary": "Registry entries by filter, oldest first, cursor-paged",
+                "parameters": filters,
+                "responses": {
+                    "200": _json("CommandPage", "a page"),
+                    "400": _problem("bad filter"),
+                    **COMMON_ERRORS,
+                },
+            }
+        },
+    )
+    spec.path(
+        path="/shows/{show_id}",
+        operations={
+            "get": {
+                "operationId": "GetShow",
+                "summary": "A show from its read model",
+                "parameters": [
+                    {"name": "show_id", "in": "path", "required": True, "schema": RESOURCE_ID},
+                    consistency,
+                    {"name": "Prefer", "in": "header", "schema": {"type": "string"}},
+                ],
+                "responses": {
+                    "200": _json("ShowDocument", "the show"),
+                    "400": _problem("bad Consistency-Token"),
+                    "404": _problem("no such show"),
+                    **COMMON_ERRORS,
+                },
+            }
+        },
+    )
+    spec.path(
+        path="/projections",
+        operations={
+            "get": {
+                "operationId": "ListProjections",
+                "summary": "Read models' positions and lag",
+                "responses": {"200": _json("ProjectionList", "positions"), **COMMON_ERRORS},
+            }
+        },
+    )
+    spec.path(
+        path="/health",
+        operations={
+            "get": {
+                "operationId": "Health",
+                "summary": "Whether the event store and the broker are reachable",
+                "security": [{}],
+                "responses": {
+                    "200": _json("Health", "both reachable"),
+                    "503": _json("Health", "one is not"),
+                },
+            }
+        },
+    )

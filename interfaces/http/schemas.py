@@ -1,0 +1,119 @@
+"""Response shapes, for the OpenAPI document (requests use the command payload schemas)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+Status = Literal["accepted", "running", "retrying", "succeeded", "failed", "dead_lettered"]
+
+
+class CommandLinks(BaseModel):
+    self: str
+    resource: str
+    events: str
+
+
+class Accepted(BaseModel):
+    """The answer to an accepted command."""
+
+    command_id: str
+    status: Status
+    links: CommandLinks
+    position: int | None = Field(None, description="event-log position of the acceptance")
+    warnings: list[str] | None = None
+
+
+class Attempt(BaseModel):
+    attempt: int
+    started_at: str
+    ended_at: str | None
+    worker: str
+    outcome: str | None
+    error: dict[str, Any] | None
+
+
+class Change(BaseModel):
+    status: str
+    at: str
+    component: str
+    detail: str | None
+
+
+class CommandDocument(BaseModel):
+    """A command's registry entry."""
+
+    command_id: str
+    type: str
+    aggregate_id: str
+    status: Status
+    attempts: list[Attempt]
+    submitted_at: str
+    updated_at: str
+    correlation_id: str
+    causation_id: str | None
+    error: dict[str, Any] | None
+    retry_at: str | None
+    links: CommandLinks
+    history: list[Change]
+    consistency_token: str | None = Field(
+        None, description="send as Consistency-Token to read views that include this outcome"
+    )
+    projections: dict[str, bool] | None = Field(
+        None, description="which read models have caught up with this command"
+    )
+    resource: dict[str, Any] | None = Field(None, description="in synchronous answers")
+
+
+class CommandPage(BaseModel):
+    items: list[CommandDocument]
+    links: dict[str, str]
+
+
+class Seats(BaseModel):
+    available: list[str]
+    held: list[str]
+    sold: list[str]
+
+
+class ShowDocument(BaseModel):
+    show_id: str
+    title: str
+    starts_at: str
+    price_cents: int
+    status: Literal["scheduled", "cancelled"]
+    seats: Seats
+
+
+class ProjectionState(BaseModel):
+    name: str
+    position: int
+    head: int
+    lag: int
+    lag_capped: bool
+
+
+class ProjectionList(BaseModel):
+    items: list[ProjectionState]
+
+
+class Reachability(BaseModel):
+    reachable: bool
+    error: str | None = None
+
+
+class Health(BaseModel):
+    status: Literal["ok", "degraded"]
+    event_store: Reachability
+    broker: Reachability
+
+
+class ProblemDetails(BaseModel):
+    """RFC 9457 problem details."""
+
+    type: str
+    title: str
+    status: int
+    detail: str | None = None
+    errors: list[dict[str, Any]] | None = Field(None, description="every violation found")
