@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Iterator
 from functools import partial
@@ -24,6 +25,7 @@ from interfaces.http.submit import PREFER_WAIT, container, submit
 from projections.views import InvalidCursorError
 
 api = Blueprint("api", __name__)
+logger = logging.getLogger(__name__)
 
 
 for _route in COMMAND_ROUTES:
@@ -97,7 +99,7 @@ def command_events(command_id: str) -> Response:
             kind="validation-error",
             errors=[{"location": "header.Last-Event-ID", "message": "not an event id"}],
         )
-    stream = _status_stream(built, key, int(last_seen) + 1)
+    stream = _status_stream(built, key, max(0, int(last_seen) + 1))
     return Response(
         stream,
         mimetype="text/event-stream",
@@ -106,6 +108,16 @@ def command_events(command_id: str) -> Response:
 
 
 def _status_stream(built: Container, key: UUID, first: int) -> Iterator[str]:
+    try:
+        yield from _status_changes(built, key, first)
+    except Exception:
+        # The 200 and its headers are sent: end the stream with an error event.
+        logger.exception("event stream of command %s failed", key)
+        detail = {"detail": "the stream failed; reconnect with Last-Event-ID"}
+        yield f"event: error\ndata: {json.dumps(detail)}\n\n"
+
+
+def _status_changes(built: Container, key: UUID, first: int) -> Iterator[str]:
     deadline = time.monotonic() + SSE_MAX_SECONDS
     sent = first
     while True:

@@ -284,3 +284,16 @@ def test_a_reconnecting_event_stream_resumes_after_last_event_id(
     assert [(e["id"], e["data"]["status"]) for e in events] == [("2", "succeeded")]
     assert bad.status_code == 400
     assert unknown.status_code == 404
+
+
+def test_a_negative_last_event_id_replays_the_whole_stream(
+    client: FlaskClient, container: Container
+) -> None:
+    accepted = client.put("/shows/s1", json=SHOW, headers={"Idempotency-Key": "k1"})
+    command_id = _command_id(accepted.get_json())
+    container.pipeline.execute(command_id, 1, "w")
+
+    response = client.get(f"/commands/{command_id}/events", headers={"Last-Event-ID": "-500"})
+
+    events = server_sent_events(response.get_data(as_text=True))
+    assert [e["data"]["status"] for e in events] == ["accepted", "running", "succeeded"]
