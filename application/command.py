@@ -44,6 +44,7 @@ class Command(Aggregate):
         causation_id: str | None
         submitted_by: str
         idempotency_key: str | None
+        callback_url: str | None = None
 
     class CommandStarted(CommandEvent):
         """A worker started an attempt (the previous one was lost if it never ended)."""
@@ -96,6 +97,7 @@ class Command(Aggregate):
         causation_id: str | None,
         submitted_by: str,
         idempotency_key: str | None,
+        callback_url: str | None = None,
     ) -> None:
         self.command_type = command_type
         self.aggregate_id = aggregate_id
@@ -106,6 +108,7 @@ class Command(Aggregate):
         self.causation_id = causation_id
         self.submitted_by = submitted_by
         self.idempotency_key = idempotency_key
+        self.callback_url = callback_url
         self.status: Status = "accepted"
         self.attempt = 0
         self.budget_start = 0

@@ -49,6 +49,7 @@ class Submission:
     idempotency_key: str | None = None
     correlation_id: UUID | None = None
     causation_id: str | None = None
+    callback_url: str | None = None
 
     @property
     def fingerprint(self) -> str:
@@ -131,6 +132,7 @@ class CommandPipeline:
             causation_id=submission.causation_id,
             submitted_by=submission.submitted_by,
             idempotency_key=submission.idempotency_key,
+            callback_url=submission.callback_url,
         )
         try:
             recordings = self.app.save(command)

@@ -19,7 +19,7 @@ from application.pipeline import BoxofficeApplication
 from infrastructure.settings import Settings
 from projections.documents import PROJECTIONS
 
-TRACKERS = ("relay",)
+TRACKERS = ("relay", "webhooks")
 TV = TypeVar("TV", bound=PostgresTrackingRecorder)
 
 

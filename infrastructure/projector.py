@@ -11,23 +11,33 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from eventsourcing.application import Application
 from eventsourcing.persistence import Tracking
 
 from application.subscriptions import subscribe
-from projections.documents import DocumentProjection
 
 logger = logging.getLogger(__name__)
+
+
+class Follower(Protocol):
+    """Something that processes events of some topics, tracking its position in ``view``."""
+
+    name: str
+
+    @property
+    def view(self) -> Any: ...
+
+    def event_topics(self) -> tuple[str, ...]: ...
+
+    def process_event(self, domain_event: Any, tracking: Tracking) -> None: ...
 
 
 class Projector:
     """Runs projections over one application's event log until stopped."""
 
-    def __init__(
-        self, app: Application[Any], projections: Sequence[DocumentProjection[Any]]
-    ) -> None:
+    def __init__(self, app: Application[Any], projections: Sequence[Follower]) -> None:
         self.app = app
         self.projections = projections
 
@@ -47,7 +57,7 @@ class Projector:
             thread.join()
 
     def _follow_with_retries(
-        self, projection: DocumentProjection[Any], stop: threading.Event, retry_after: float
+        self, projection: Follower, stop: threading.Event, retry_after: float
     ) -> None:
         while not stop.is_set():
             try:
@@ -56,7 +66,7 @@ class Projector:
                 logger.exception("projection %s failed; resuming", projection.name)
                 stop.wait(retry_after)
 
-    def follow(self, projection: DocumentProjection[Any], stop: threading.Event) -> None:
+    def follow(self, projection: Follower, stop: threading.Event) -> None:
         """Apply every event after the projection's position until ``stop`` is set."""
         gt = projection.view.max_tracking_id(self.app.name)
         logger.info("projection %s following from %s", projection.name, gt or 0)

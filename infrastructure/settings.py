@@ -93,6 +93,8 @@ class Settings:
     log_level: str = "INFO"
     command_queue: str = "boxoffice.commands"
     command_modules: tuple[str, ...] = ()
+    webhook_secret: str = ""
+    webhook_max_attempts: int = 8
 
     @property
     def embedded_database(self) -> bool:
@@ -196,6 +198,11 @@ class Settings:
                     raise ValueError(f"{name!r} is not a module name")
             return names
 
+        def secret(raw: str) -> str:
+            if len(raw) < 16:
+                raise ValueError("must be at least 16 characters")
+            return raw
+
         defaults = cls()
         settings = cls(
             var_dir=get("BOXOFFICE_VAR_DIR", Path, defaults.var_dir),
@@ -224,6 +231,10 @@ class Settings:
             log_level=get("LOG_LEVEL", level, defaults.log_level),
             command_queue=get("COMMAND_QUEUE", queue_name, defaults.command_queue),
             command_modules=get("COMMAND_MODULES", modules, ()),
+            webhook_secret=get("WEBHOOK_SECRET", secret, ""),
+            webhook_max_attempts=get(
+                "WEBHOOK_MAX_ATTEMPTS", positive_int, defaults.webhook_max_attempts
+            ),
         )
         if settings.db_max_overflow < 0:
             problems.append("DB_MAX_OVERFLOW: must be at least 0")

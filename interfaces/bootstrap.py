@@ -10,8 +10,10 @@ import importlib
 import threading
 import time
 from dataclasses import dataclass, field
+from uuid import UUID
 
 from celery import Celery
+from psycopg.sql import SQL, Identifier
 
 from application.commands import build_registry
 from application.pipeline import BoxofficeApplication, CommandPipeline
@@ -26,10 +28,11 @@ from infrastructure.event_store import (
     ping,
     view_on,
 )
-from infrastructure.projector import Projector
+from infrastructure.projector import Follower, Projector
 from infrastructure.relay import OutboxRelay
 from infrastructure.settings import Settings
 from infrastructure.tasks import register_tasks
+from infrastructure.webhooks import WebhookDispatcher
 from projections.documents import PROJECTIONS, PROJECTIONS_BY_NAME
 from projections.views import DocumentView
 
@@ -92,6 +95,18 @@ class Container:
                 )
             return self._views
 
+    def position_of(self, aggregate_id: UUID) -> int | None:
+        """The event-log position of ``aggregate_id``'s latest event (PostgreSQL only)."""
+        datastore = getattr(self.app.recorder, "datastore", None)
+        if datastore is None:
+            return None
+        table = getattr(self.app.recorder, "events_table_name", "boxoffice_events")
+        statement = SQL("SELECT max(notification_id) AS position FROM {0} WHERE originator_id = %s")
+        with datastore.transaction(commit=False) as curs:
+            curs.execute(statement.format(Identifier(table)), (aggregate_id,))
+            row = curs.fetchone()
+        return int(row["position"]) if row and row["position"] is not None else None
+
     def view_position(self, name: str) -> int:
         """The position of the last event view ``name`` applied."""
         return self.views[name].max_tracking_id(self.app.name) or 0
@@ -130,13 +145,26 @@ class Container:
             pause = min(pause * 2, 0.2)
         return True
 
-    def projector(self) -> Projector:
-        """A projector running every projection, each view with its own pool."""
-        projections = [
+    def projector(self, stop: threading.Event | None = None) -> Projector:
+        """A projector running every projection, each view with its own pool.
+
+        With ``WEBHOOK_SECRET`` set it also delivers the webhooks.
+        """
+        followers: list[Follower] = [
             p(build_view(self.settings, p.name, p.view_class), self.app.repository)
             for p in PROJECTIONS
         ]
-        return Projector(self.app, projections)
+        if self.settings.webhook_secret:
+            followers.append(
+                WebhookDispatcher(
+                    build_tracker(self.settings, WebhookDispatcher.name),
+                    self.app.repository,
+                    self.settings.webhook_secret,
+                    max_attempts=self.settings.webhook_max_attempts,
+                    stop=stop,
+                )
+            )
+        return Projector(self.app, followers)
 
     def relay(self) -> OutboxRelay:
         """An outbox relay publishing through this container's Celery app."""

@@ -128,7 +128,7 @@ def _projector(settings: Settings, _: argparse.Namespace) -> int:
     container = bootstrap(settings)
     stop = _stop_on_signals()
     logger.info("projector running")
-    container.projector().run(stop)
+    container.projector(stop).run(stop)
     container.close()
     return 0
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 from types import FrameType
 
 from infrastructure.embedded import EmbeddedPostgres
@@ -26,6 +28,8 @@ def serve(settings: Settings) -> int:
         url = embedded.start()
         env["DATABASE_URL"] = url
         settings = settings.with_database(url)
+    if not settings.webhook_secret:
+        env["WEBHOOK_SECRET"] = _webhook_secret(settings.var_dir)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -46,6 +50,16 @@ def serve(settings: Settings) -> int:
         _stop_all(children)
         if embedded is not None:
             embedded.stop()
+
+
+def _webhook_secret(var_dir: Path) -> str:
+    """The embedded default's webhook secret, made once and kept in ``var/``."""
+    path = var_dir / "webhook_secret"
+    if not path.exists():
+        var_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(32))
+        path.chmod(0o600)
+    return path.read_text().strip()
 
 
 def _supervise(children: dict[str, subprocess.Popen[bytes]], stop: threading.Event) -> int:

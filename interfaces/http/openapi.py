@@ -137,7 +137,47 @@ def _add_command_route(spec: APISpec, registry: CommandRegistry, route: CommandR
                 "schema": {"type": "string", "pattern": "^wait=[0-9]{1,2}$"},
                 "description": "wait=N: answer synchronously if the outcome is known within N s",
             },
+            {
+                "name": "Callback-Url",
+                "in": "header",
+                "required": False,
+                "schema": {"type": "string", "format": "uri", "maxLength": 2048},
+                "description": "POSTed the terminal status, signed (Boxoffice-Signature)",
+            },
         ],
+        "callbacks": {
+            "outcome": {
+                "{$request.header.Callback-Url}": {
+                    "post": {
+                        "summary": "The command's terminal status",
+                        "parameters": [
+                            {
+                                "name": "Boxoffice-Signature",
+                                "in": "header",
+                                "required": True,
+                                "schema": {"type": "string"},
+                                "description": "t=<unix>,v1=<hex HMAC-SHA256 of 't.body'>",
+                            },
+                            {
+                                "name": "Boxoffice-Delivery",
+                                "in": "header",
+                                "required": True,
+                                "schema": {"type": "string"},
+                                "description": "the same for every retry of one delivery",
+                            },
+                        ],
+                        "requestBody": {
+                            "content": {
+                                "application/json": {
+                                    "schema": {"$ref": "#/components/schemas/CommandDocument"}
+                                }
+                            }
+                        },
+                        "responses": {"2XX": {"description": "received; any other is retried"}},
+                    }
+                }
+            }
+        },
         "requestBody": {
             "required": route.method == "PUT",
             "content": {
@@ -192,9 +232,10 @@ def _add_reads(spec: APISpec) -> None:
             "get": {
                 "operationId": "GetCommand",
                 "summary": "A command's registry entry",
-                "parameters": [command_id],
+                "parameters": [command_id, consistency],
                 "responses": {
                     "200": _json("CommandDocument", "the entry"),
+                    "400": _problem("bad Consistency-Token"),
                     "404": _problem("never accepted"),
                     **COMMON_ERRORS,
                 },

@@ -69,6 +69,8 @@ def get_command(command_id: str) -> Response:
     authenticate(built.settings.api_tokens)
     key = _command_key(command_id)
     registry = built.views.get("command_registry")
+    if registry is not None:
+        _await_consistency(built, "command_registry")
     document = registry.get(key) if registry is not None else None
     if document is None:
         # Accepted but not projected yet: the event store has it already.

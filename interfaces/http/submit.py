@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from typing import Any
+from urllib.parse import urlsplit
 
 from eventsourcing.persistence import PersistenceError
 from flask import Response, current_app, json, request
@@ -45,7 +46,14 @@ def submit(command_type: str, **path: str) -> Response:
     payload = _payload(spec, path)
     key = _idempotency_key()
     wait = _prefer_wait(built.settings.max_wait_seconds)
-    submission = Submission(spec=spec, payload=payload, submitted_by=client, idempotency_key=key)
+    callback = _callback_url(bool(built.settings.webhook_secret))
+    submission = Submission(
+        spec=spec,
+        payload=payload,
+        submitted_by=client,
+        idempotency_key=key,
+        callback_url=callback,
+    )
     try:
         acceptance = built.pipeline.accept(submission)
     except IdempotencyKeyReusedError:
@@ -134,6 +142,26 @@ def _idempotency_key() -> str | None:
     return key
 
 
+def _callback_url(configured: bool) -> str | None:
+    url = request.headers.get("Callback-Url")
+    if url is None:
+        return None
+    problem = None
+    parts = urlsplit(url)
+    if not configured:
+        problem = "webhooks are not enabled on this service (WEBHOOK_SECRET is not set)"
+    elif parts.scheme not in ("http", "https") or not parts.hostname or len(url) > 2048:
+        problem = "must be an absolute http(s) URL of at most 2048 characters"
+    if problem:
+        raise Problem(
+            400,
+            "Invalid command",
+            kind="validation-error",
+            errors=[{"location": "header.Callback-Url", "message": problem}],
+        )
+    return url
+
+
 def _prefer_wait(limit: float) -> float | None:
     prefer = ",".join(request.headers.getlist("Prefer"))
     match = PREFER_WAIT.search(prefer)
@@ -182,6 +210,8 @@ def _answer_after_wait(
     if command.status == "succeeded":
         status = 201 if spec.creates else 200
         body = present_command(command)
+        position = built.position_of(command.id)
+        body["consistency_token"] = str(position) if position is not None else None
         resource = _resource(built, spec, command)
         if resource is not None:
             body["resource"] = resource

@@ -297,3 +297,20 @@ def test_a_negative_last_event_id_replays_the_whole_stream(
 
     events = server_sent_events(response.get_data(as_text=True))
     assert [e["data"]["status"] for e in events] == ["accepted", "running", "succeeded"]
+
+
+def test_a_callback_url_needs_webhooks_enabled_and_an_http_url(
+    app: BoxofficeApplication,
+) -> None:
+    disabled = create_app(make_container(app)).test_client()
+    enabled = create_app(make_container(app, webhook_secret="s" * 32)).test_client()
+
+    refused = disabled.put("/shows/s1", json=SHOW, headers={"Callback-Url": "http://x/hook"})
+    bad = enabled.put("/shows/s1", json=SHOW, headers={"Callback-Url": "ftp://x/hook"})
+    good = enabled.put("/shows/s1", json=SHOW, headers={"Callback-Url": "http://x/hook"})
+
+    assert refused.status_code == 400
+    assert "WEBHOOK_SECRET" in refused.get_json()["errors"][0]["message"]
+    assert bad.status_code == 400
+    assert bad.get_json()["errors"][0]["location"] == "header.Callback-Url"
+    assert good.status_code == 202

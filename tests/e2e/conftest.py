@@ -19,6 +19,7 @@ from tests.support.processes import ServiceProcess, http_ready, running, service
 
 TOKEN = "e2e-writer-token"
 READER_TOKEN = "e2e-reader-token"
+WEBHOOK_SECRET = "e2e-webhook-secret-0123456789"
 
 
 def free_port() -> int:
@@ -113,6 +114,7 @@ def live(
             WEB_PORT=str(port),
             WEB_WORKERS="2",
             API_TOKENS=f"alice:{TOKEN},viewer:{READER_TOKEN}:read",
+            WEBHOOK_SECRET=WEBHOOK_SECRET,
         )
         web = ServiceProcess("web", env, log_dir)
         others = [ServiceProcess(part, env, log_dir) for part in ("worker", "relay", "projector")]

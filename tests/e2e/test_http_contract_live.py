@@ -53,7 +53,11 @@ def test_prefer_wait_answers_201_with_the_resource_and_the_events_are_stored(
     assert answer.header("Preference-Applied") == "wait=5"
     assert answer.header("Location") == f"/shows/{show_id}"
     assert answer.body["resource"]["seats"]["available"] == ["A1", "A2", "A3"]
-    status = live.client().request("GET", f"/commands/{answer.body['command_id']}")
+    status = live.client().request(
+        "GET",
+        f"/commands/{answer.body['command_id']}",
+        headers={"Consistency-Token": answer.body["consistency_token"]},
+    )
     assert status.body["status"] == "succeeded"
     assert [h["status"] for h in status.body["history"]] == ["accepted", "running", "succeeded"]
     with psycopg.connect(live.database_url) as conn:
