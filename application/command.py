@@ -128,17 +128,19 @@ class Command(Aggregate):
         """Attempts made since acceptance or the last re-drive."""
         return self.attempt - self.budget_start
 
-    def should_run(self, attempt: int) -> bool:
+    def should_run(self, attempt: int, redelivered: bool = False) -> bool:
         """Whether a delivery for ``attempt`` should run now.
 
-        A pending command runs its next attempt; a running command whose current attempt
-        is delivered again lost its worker (the broker redelivered it), so it runs again
-        as a new attempt. Everything else is a stale duplicate.
+        A pending command runs its next attempt. A running command whose current attempt
+        the broker *redelivers* lost its worker (the broker only redelivers a message
+        whose consumer went away), so it runs again as a new attempt; the same attempt
+        delivered afresh is a duplicate publish while the run goes on. Everything else
+        is a stale duplicate.
         """
         if self.status in ("accepted", "retrying"):
             return attempt == self.attempt + 1
         if self.status == "running":
-            return attempt == self.attempt
+            return redelivered and attempt == self.attempt
         return False
 
     def start(self, worker: str) -> int:

@@ -153,8 +153,13 @@ class CommandPipeline:
             return None
         return command if isinstance(command, Command) else None
 
-    def execute(self, command_id: UUID, attempt: int, worker: str) -> Outcome:
+    def execute(
+        self, command_id: UUID, attempt: int, worker: str, redelivered: bool = False
+    ) -> Outcome:
         """Run one delivery of a command message.
+
+        ``redelivered`` is the broker's flag for a message whose earlier consumer went
+        away without acknowledging it.
 
         A delivery that finds the command decided, or another run ahead of it, does
         nothing. Otherwise the handler runs and its aggregates are saved together with
@@ -162,7 +167,7 @@ class CommandPipeline:
         ``CommandFailed``; any other error schedules a retry or dead-letters.
         """
         command = self.get_command(command_id)
-        if command is None or not command.should_run(attempt):
+        if command is None or not command.should_run(attempt, redelivered):
             return Outcome.SKIPPED
         if self.retry.exhausted(command.attempts_in_budget):
             # Every attempt of the budget was lost with its worker.

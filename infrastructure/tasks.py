@@ -27,7 +27,8 @@ def register_tasks(
     def execute(self: Task, command_id: str, attempt: int) -> str:  # type: ignore[type-arg]
         worker = f"{socket.gethostname()}:{os.getpid()}"
         try:
-            outcome = pipeline().execute(UUID(command_id), int(attempt), worker)
+            redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
+            outcome = pipeline().execute(UUID(command_id), int(attempt), worker, redelivered)
         except PersistenceError as error:
             # The event store could not record even the outcome: keep the message
             # and try again later, so nothing accepted is dropped.

@@ -261,8 +261,35 @@ def test_when_every_attempt_is_lost_with_its_worker_the_command_is_dead_lettered
         command.start(worker)
     app.save(command)
 
-    assert pipeline.execute(acceptance.command.id, 3, "w4") is Outcome.DEAD_LETTERED
+    assert pipeline.execute(acceptance.command.id, 3, "w4", redelivered=True) is (
+        Outcome.DEAD_LETTERED
+    )
     dead = pipeline.get_command(acceptance.command.id)
     assert dead is not None
     assert dead.error is not None
     assert dead.error["type"] == "WorkerLost"
+
+
+def test_a_fresh_duplicate_of_a_running_attempt_is_skipped_but_a_redelivery_takes_over(
+    pipeline: CommandPipeline, app: BoxofficeApplication
+) -> None:
+    acceptance = pipeline.accept(submission(pipeline, "Bump", key="t"))
+    command_id = acceptance.command.id
+    running = pipeline.get_command(command_id)
+    assert running is not None
+    running.start("w1")  # w1 runs attempt 1 (and, as it turns out, dies)
+    app.save(running)
+
+    # The relay publishing again is no reason to take the command from w1...
+    assert pipeline.execute(command_id, 1, "w2") is Outcome.SKIPPED
+    # ...but the broker redelivering w1's unacknowledged message is.
+    assert pipeline.execute(command_id, 1, "w3", redelivered=True) is Outcome.SUCCEEDED
+
+    command = pipeline.get_command(command_id)
+    assert command is not None
+    assert [(a["worker"], a["outcome"]) for a in command.attempts] == [
+        ("w1", "lost"),
+        ("w3", "succeeded"),
+    ]
+    tally: Tally = app.repository.get(Tally.create_id("t"))
+    assert tally.count == 1

@@ -61,10 +61,18 @@ def test_a_redelivered_running_attempt_runs_again_as_a_new_attempt() -> None:
     command = accepted()
     command.start("host:1")
 
-    assert command.should_run(1)
+    assert command.should_run(1, redelivered=True)
     assert command.start("host:2") == 2
     assert command.attempts[0]["outcome"] == "lost"
     assert command.attempts_in_budget == 2
+
+
+def test_a_fresh_duplicate_of_a_running_attempt_leaves_the_run_alone() -> None:
+    command = accepted()
+    command.start("host:1")
+
+    assert not command.should_run(1)
+    assert not command.should_run(2, redelivered=True)
 
 
 def test_a_retry_schedules_the_next_attempt_and_stale_deliveries_are_refused() -> None:
