@@ -94,6 +94,7 @@ class Settings:
     command_queue: str = "boxoffice.commands"
     command_modules: tuple[str, ...] = ()
     webhook_secret: str = ""
+    command_retention_days: float = 30.0
     webhook_max_attempts: int = 8
 
     @property
@@ -232,6 +233,9 @@ class Settings:
             command_queue=get("COMMAND_QUEUE", queue_name, defaults.command_queue),
             command_modules=get("COMMAND_MODULES", modules, ()),
             webhook_secret=get("WEBHOOK_SECRET", secret, ""),
+            command_retention_days=get(
+                "COMMAND_RETENTION_DAYS", non_negative_float, defaults.command_retention_days
+            ),
             webhook_max_attempts=get(
                 "WEBHOOK_MAX_ATTEMPTS", positive_int, defaults.webhook_max_attempts
             ),

@@ -237,6 +237,7 @@ def _add_reads(spec: APISpec) -> None:
                     "200": _json("CommandDocument", "the entry"),
                     "400": _problem("bad Consistency-Token"),
                     "404": _problem("never accepted"),
+                    "410": _problem("past the retention window"),
                     **COMMON_ERRORS,
                 },
             }

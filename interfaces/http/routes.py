@@ -6,6 +6,7 @@ import json
 import logging
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 from urllib.parse import urlencode
@@ -78,6 +79,7 @@ def get_command(command_id: str) -> Response:
         if command is None:
             raise Problem(404, "Not found", f"no command {command_id}")
         document = present_command(command)
+    _require_retained(built, document)
     return jsonify(_with_consistency(built, document))
 
 
@@ -267,6 +269,19 @@ def _prefer_wait_or(limit: float, default: float) -> float:
     prefer = ",".join(request.headers.getlist("Prefer"))
     match = PREFER_WAIT.search(prefer)
     return min(float(match.group(1)), limit) if match else min(default, limit)
+
+
+def _require_retained(built: Container, document: dict[str, Any]) -> None:
+    """Raise 410 for a command submitted before the retention window."""
+    retention = timedelta(days=built.settings.command_retention_days)
+    submitted = datetime.fromisoformat(document["submitted_at"])
+    if submitted < datetime.now(UTC) - retention:
+        raise Problem(
+            410,
+            "Gone",
+            f"command {document['command_id']} is past the "
+            f"{built.settings.command_retention_days:g}-day retention window",
+        )
 
 
 def _command_key(command_id: str) -> UUID:

@@ -314,3 +314,15 @@ def test_a_callback_url_needs_webhooks_enabled_and_an_http_url(
     assert bad.status_code == 400
     assert bad.get_json()["errors"][0]["location"] == "header.Callback-Url"
     assert good.status_code == 202
+
+
+def test_a_command_past_the_retention_window_is_gone(app: BoxofficeApplication) -> None:
+    fresh = create_app(make_container(app)).test_client()
+    expired = create_app(make_container(app, command_retention_days=0)).test_client()
+    accepted = fresh.put("/shows/s1", json=SHOW, headers={"Idempotency-Key": "k1"})
+    location = accepted.headers["Location"]
+
+    assert fresh.get(location).status_code == 200
+    gone = expired.get(location)
+    assert gone.status_code == 410
+    assert gone.mimetype == "application/problem+json"
