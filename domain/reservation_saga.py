@@ -1,0 +1,178 @@
+"""ReservationSaga: the process manager of one reservation.
+
+reserve seats → charge payment → confirm; a decline releases the seats and rejects
+(compensation); taken seats put the reservation on the waiting list; no payment
+outcome before the deadline releases the seats and expires it; a payment captured
+after that is refunded.
+
+Each decision is one event that names the commands it issues, so the saga runner can
+record the decision and the commands in one transaction. Every handler is guarded by
+the saga's state: an event delivered again finds the step taken and changes nothing.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.domain import Aggregate, event
+
+from domain.ids import aggregate_id
+
+TERMINAL = frozenset({"confirmed", "rejected", "expired", "cancelled"})
+
+
+def issue(command_type: str, key: str, **payload: Any) -> dict[str, Any]:
+    """A command the saga issues; ``key`` makes issuing it twice impossible."""
+    return {"type": command_type, "key": key, "payload": payload}
+
+
+class ReservationSaga(Aggregate):
+    """States: reserving, charging, confirming, compensating, waitlisted, expiring,
+    and the terminal confirmed, rejected, expired, cancelled."""
+
+    @staticmethod
+    def create_id(reservation_id: str, **_: Any) -> UUID:
+        """The saga of reservation ``reservation_id``."""
+        return aggregate_id("saga", reservation_id)
+
+    @classmethod
+    def start(cls, reservation_id: str, show_id: str) -> ReservationSaga:
+        """Begin by reserving the seats."""
+        return cls(
+            reservation_id=reservation_id,
+            show_id=show_id,
+            commands=[issue("ReserveSeats", "reserve-1", reservation_id=reservation_id)],
+        )
+
+    @event("SagaStarted")
+    def __init__(self, reservation_id: str, show_id: str, commands: list[dict[str, Any]]) -> None:
+        self.reservation_id = reservation_id
+        self.show_id = show_id
+        self.state = "reserving"
+        self.run = 1
+        self.deadline_at: datetime | None = None
+        self.refunded = False
+        self.issued = commands
+
+    @property
+    def is_finished(self) -> bool:
+        """True in a terminal state."""
+        return self.state in TERMINAL
+
+    def seats_reserved(self, deadline_at: datetime) -> None:
+        """The seats are held: charge the payment, due by ``deadline_at``."""
+        if self.state == "reserving":
+            charge = issue(
+                "ChargePayment", f"charge-{self.run}", reservation_id=self.reservation_id
+            )
+            self._seats_held(deadline_at=deadline_at, commands=[charge])
+
+    @event("SagaSeatsHeld")
+    def _seats_held(self, deadline_at: datetime, commands: list[dict[str, Any]]) -> None:
+        self.state = "charging"
+        self.deadline_at = deadline_at
+        self.issued = commands
+
+    def seats_unavailable(self) -> None:
+        """The seats were taken: join the waiting list instead of failing."""
+        if self.state == "reserving":
+            wait = issue(
+                "WaitlistReservation", f"waitlist-{self.run}", reservation_id=self.reservation_id
+            )
+            self._waitlisted(commands=[wait])
+
+    @event("SagaWaitlisted")
+    def _waitlisted(self, commands: list[dict[str, Any]]) -> None:
+        self.state = "waitlisted"
+        self.issued = commands
+
+    def cannot_reserve(self, reason: str) -> None:
+        """Reserving failed for good (the show was cancelled, say): reject."""
+        if self.state == "reserving":
+            reject = issue(
+                "RejectReservation",
+                f"reject-{self.run}",
+                reservation_id=self.reservation_id,
+                reason=reason,
+            )
+            self._compensating(reason=reason, commands=[reject])
+
+    def offered(self) -> None:
+        """Seats came free for the waiting reservation: reserve them again."""
+        if self.state == "waitlisted":
+            run = self.run + 1
+            reserve = issue("ReserveSeats", f"reserve-{run}", reservation_id=self.reservation_id)
+            self._resumed(run=run, commands=[reserve])
+
+    @event("SagaResumed")
+    def _resumed(self, run: int, commands: list[dict[str, Any]]) -> None:
+        self.state = "reserving"
+        self.run = run
+        self.issued = commands
+
+    def payment_captured(self) -> None:
+        """Paid: confirm; if the reservation already expired or was cancelled, refund."""
+        if self.state == "charging":
+            confirm = issue(
+                "ConfirmReservation", f"confirm-{self.run}", reservation_id=self.reservation_id
+            )
+            self._confirming(commands=[confirm])
+        elif self.state in ("expiring", "expired", "cancelled") and not self.refunded:
+            refund = issue("RefundPayment", "refund-late", reservation_id=self.reservation_id)
+            self._late_payment_refunded(commands=[refund])
+
+    @event("SagaConfirming")
+    def _confirming(self, commands: list[dict[str, Any]]) -> None:
+        self.state = "confirming"
+        self.issued = commands
+
+    @event("SagaLatePaymentRefunded")
+    def _late_payment_refunded(self, commands: list[dict[str, Any]]) -> None:
+        self.refunded = True
+        self.issued = commands
+
+    def payment_declined(self, reason: str) -> None:
+        """Declined: release the seats and reject (compensation)."""
+        if self.state == "charging":
+            reject = issue(
+                "RejectReservation",
+                f"reject-{self.run}",
+                reservation_id=self.reservation_id,
+                reason=reason,
+            )
+            self._compensating(reason=reason, commands=[reject])
+
+    @event("SagaCompensating")
+    def _compensating(self, reason: str, commands: list[dict[str, Any]]) -> None:
+        self.state = "compensating"
+        self.issued = commands
+
+    def deadline_passed(self, now: datetime) -> None:
+        """No payment outcome by the deadline: release the seats and expire."""
+        if self.state == "charging" and self.deadline_at is not None and now >= self.deadline_at:
+            expire = issue(
+                "ExpireReservation", f"expire-{self.run}", reservation_id=self.reservation_id
+            )
+            self._expiring(commands=[expire])
+
+    @event("SagaExpiring")
+    def _expiring(self, commands: list[dict[str, Any]]) -> None:
+        self.state = "expiring"
+        self.issued = commands
+
+    def reservation_finished(self, status: str) -> None:
+        """The reservation reached ``status``; a terminal one ends the saga."""
+        if status not in TERMINAL or self.state == status:
+            return
+        # A cancellation ends the saga from any state, even a finished one (a confirmed
+        # reservation can be cancelled); other outcomes only end a running saga.
+        if status == "cancelled" or not self.is_finished:
+            self._finished(state=status)
+
+    @event("SagaFinished")
+    def _finished(self, state: str) -> None:
+        self.state = state
+        self.deadline_at = None
+        self.issued = []
