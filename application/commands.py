@@ -76,9 +76,8 @@ def present_show(show: Show) -> dict[str, Any]:
     }
 
 
-def build_registry() -> CommandRegistry:
-    """Every command this service executes."""
-    registry = CommandRegistry()
+def register(registry: CommandRegistry) -> None:
+    """Add the show commands."""
     registry.register(
         CommandSpec(
             name="CreateShow",
@@ -102,4 +101,3 @@ def build_registry() -> CommandRegistry:
             present=present_show,
         )
     )
-    return registry

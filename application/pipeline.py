@@ -20,6 +20,7 @@ from eventsourcing.persistence import IntegrityError
 from pydantic import BaseModel
 
 from application.command import Command
+from application.ports import Services
 from application.registry import CommandRegistry, CommandSpec
 from application.retry import RetryPolicy
 from application.unit_of_work import UnitOfWork
@@ -99,11 +100,16 @@ class CommandPipeline:
     """Accepts commands (web side) and executes them (worker side)."""
 
     def __init__(
-        self, app: Application[UUID], registry: CommandRegistry, retry: RetryPolicy
+        self,
+        app: Application[UUID],
+        registry: CommandRegistry,
+        retry: RetryPolicy,
+        services: Services | None = None,
     ) -> None:
         self.app = app
         self.registry = registry
         self.retry = retry
+        self.services = services
 
     def accept(self, submission: Submission) -> Acceptance:
         """Record ``CommandAccepted`` durably, or return the earlier acceptance of the key.
@@ -118,22 +124,9 @@ class CommandPipeline:
             if earlier is not None:
                 return earlier
         spec = submission.spec
-        aggregate_id = spec.target(submission.payload)
-        if spec.creates and self._exists(aggregate_id):
+        if spec.creates and self._exists(spec.target(submission.payload)):
             raise ResourceExistsError(spec.resource(submission.payload))
-        command = Command(
-            id=command_id,
-            command_type=spec.name,
-            aggregate_id=aggregate_id,
-            resource=spec.resource(submission.payload),
-            payload=submission.payload.model_dump(mode="json"),
-            fingerprint=submission.fingerprint,
-            correlation_id=submission.correlation_id or command_id,
-            causation_id=submission.causation_id,
-            submitted_by=submission.submitted_by,
-            idempotency_key=submission.idempotency_key,
-            callback_url=submission.callback_url,
-        )
+        command = self.prepare(submission, command_id)
         try:
             recordings = self.app.save(command)
         except IntegrityError:
@@ -144,6 +137,27 @@ class CommandPipeline:
             return earlier
         position = recordings[-1].notification.id if recordings else None
         return Acceptance(command=command, position=position, replayed=False)
+
+    def prepare(self, submission: Submission, command_id: UUID | None = None) -> Command:
+        """The ``Command`` for ``submission``, not yet saved (a saga saves it with its decision)."""
+        spec = submission.spec
+        command_id = command_id or submission.command_id()
+        correlation = submission.correlation_id
+        if correlation is None and spec.correlate is not None:
+            correlation = spec.correlate(submission.payload)
+        return Command(
+            id=command_id,
+            command_type=spec.name,
+            aggregate_id=spec.target(submission.payload),
+            resource=spec.resource(submission.payload),
+            payload=submission.payload.model_dump(mode="json"),
+            fingerprint=submission.fingerprint,
+            correlation_id=correlation or command_id,
+            causation_id=submission.causation_id,
+            submitted_by=submission.submitted_by,
+            idempotency_key=submission.idempotency_key,
+            callback_url=submission.callback_url,
+        )
 
     def get_command(self, command_id: UUID) -> Command | None:
         """The command with this id, or None when none was ever accepted."""
@@ -178,7 +192,7 @@ class CommandPipeline:
         except IntegrityError:
             return Outcome.SKIPPED  # a concurrent delivery started this attempt first
         spec = self.registry.get(command.command_type)
-        uow = UnitOfWork(self.app)
+        uow = UnitOfWork(self.app, self.services)
         try:
             spec.run(uow, command.payload)
             command.succeed(run)

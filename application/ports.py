@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Protocol
 from uuid import UUID
 
@@ -13,3 +14,36 @@ class CommandTransport(Protocol):
     def publish(self, command_id: UUID, attempt: int, eta: datetime | None = None) -> None:
         """Hand the message to the broker; returns once the broker has confirmed it."""
         ...
+
+
+@dataclass(frozen=True)
+class ChargeResult:
+    """What the gateway answered: approved with a reference, or declined with a reason."""
+
+    approved: bool
+    reference: str | None = None
+    reason: str | None = None
+
+
+class PaymentGatewayUnavailableError(Exception):
+    """Raised by a gateway adapter when it cannot give an answer now: the charge retries."""
+
+
+class PaymentGateway(Protocol):
+    """Charges and refunds cards; a repeated ``idempotency_key`` never charges twice."""
+
+    def charge(self, idempotency_key: str, amount_cents: int, card_token: str) -> ChargeResult:
+        """Charge ``amount_cents``; raises :class:`PaymentGatewayUnavailableError`."""
+        ...
+
+    def refund(self, idempotency_key: str) -> None:
+        """Refund the charge made with ``idempotency_key``."""
+        ...
+
+
+@dataclass(frozen=True)
+class Services:
+    """The ports command handlers may use."""
+
+    payment_gateway: PaymentGateway
+    payment_deadline: timedelta = timedelta(seconds=30)

@@ -25,7 +25,8 @@ class CommandSpec(Generic[P]):
     ``target`` maps a validated payload to the id of the aggregate it acts on, and
     ``resource`` to the path of the resource it creates or changes. ``creates`` says the
     target must not exist yet, which the web can check when it accepts the command.
-    ``present`` renders the resource for synchronous answers and reads.
+    ``present`` renders the resource for synchronous answers and reads. ``correlate``
+    gives the correlation id of a command that starts a process (its saga's id).
     """
 
     name: str
@@ -36,6 +37,7 @@ class CommandSpec(Generic[P]):
     creates: bool = False
     aggregate: type[Aggregate] | None = None
     present: Callable[[Any], dict[str, Any]] | None = None
+    correlate: Callable[[P], UUID] | None = None
 
     def run(self, uow: UnitOfWork, payload: dict[str, Any]) -> None:
         """Validate a stored payload and run the handler on it."""

@@ -8,6 +8,7 @@ from uuid import UUID
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate
 
+from application.ports import Services
 from domain.errors import NotFoundError
 
 A = TypeVar("A", bound=Aggregate)
@@ -16,9 +17,21 @@ A = TypeVar("A", bound=Aggregate)
 class UnitOfWork:
     """Collects the aggregates one command touches so they are saved in one transaction."""
 
-    def __init__(self, app: Application[Any]) -> None:
+    def __init__(self, app: Application[Any], services: Services | None = None) -> None:
         self._app = app
+        self._services = services
         self._aggregates: dict[UUID, Aggregate] = {}
+
+    @property
+    def services(self) -> Services:
+        """The ports (payment gateway, ...) handlers may call."""
+        if self._services is None:
+            raise RuntimeError("this unit of work was built without services")
+        return self._services
+
+    def find(self, cls: type[A], aggregate_id: UUID) -> A | None:
+        """The aggregate, or None when it does not exist."""
+        return self.get(cls, aggregate_id) if self.exists(aggregate_id) else None
 
     def get(self, cls: type[A], aggregate_id: UUID) -> A:
         """Load an aggregate; a missing one is a domain error (:class:`NotFoundError`)."""

@@ -86,6 +86,20 @@ class Show(Aggregate):
         """Seats neither held nor sold, in seat-map order."""
         return [s for s in self.seats if s not in self.held and s not in self.sold]
 
+    def check_bookable(self, seats: list[str]) -> None:
+        """Raise unless ``seats`` are distinct seats of this scheduled show."""
+        self._require_scheduled()
+        self._require_known(seats)
+        repeated = sorted({seat for seat in seats if seats.count(seat) > 1})
+        if repeated:
+            raise UnknownSeatError(f"seats listed more than once: {', '.join(repeated)}")
+
+    @property
+    def reservation_ids(self) -> list[str]:
+        """The reservations holding or owning seats, in seat-map order."""
+        holders = [self.held.get(s) or self.sold.get(s) for s in self.seats]
+        return list(dict.fromkeys(h for h in holders if h is not None))
+
     def reserve_seats(self, reservation_id: str, seats: list[str]) -> None:
         """Hold ``seats`` for ``reservation_id``; every seat must exist and be free."""
         self._require_scheduled()

@@ -16,10 +16,11 @@ from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
 from eventsourcing.utils import Environment
 
 from application.pipeline import BoxofficeApplication
+from infrastructure.payment_gateway import PostgresLedger
 from infrastructure.settings import Settings
 from projections.documents import PROJECTIONS
 
-TRACKERS = ("relay", "webhooks")
+TRACKERS = ("relay", "webhooks", "saga_runner")
 TV = TypeVar("TV", bound=PostgresTrackingRecorder)
 
 
@@ -78,8 +79,9 @@ def ping(settings: Settings, timeout: int = 2) -> None:
 def migrate(settings: Settings) -> list[str]:
     """Create every table the service needs, once; returns the tables' names."""
     app = build_application(settings, create_table=True)
+    PostgresLedger(app.recorder.datastore).create_table()  # type: ignore[attr-defined]
     app.close()
-    tables = [f"{BoxofficeApplication.name.lower()}_events"]
+    tables = [f"{BoxofficeApplication.name.lower()}_events", "fake_gateway_charges"]
     for name in TRACKERS:
         build_tracker(settings, name, create_table=True).datastore.close()  # type: ignore[attr-defined]
         tables.append(f"{name}_tracking")

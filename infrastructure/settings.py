@@ -95,6 +95,8 @@ class Settings:
     command_modules: tuple[str, ...] = ()
     webhook_secret: str = ""
     command_retention_days: float = 30.0
+    payment_deadline_seconds: float = 30.0
+    fake_gateway_slow_seconds: float = 35.0
     webhook_max_attempts: int = 8
 
     @property
@@ -233,6 +235,12 @@ class Settings:
             command_queue=get("COMMAND_QUEUE", queue_name, defaults.command_queue),
             command_modules=get("COMMAND_MODULES", modules, ()),
             webhook_secret=get("WEBHOOK_SECRET", secret, ""),
+            payment_deadline_seconds=get(
+                "PAYMENT_DEADLINE_SECONDS", non_negative_float, defaults.payment_deadline_seconds
+            ),
+            fake_gateway_slow_seconds=get(
+                "FAKE_GATEWAY_SLOW_SECONDS", non_negative_float, defaults.fake_gateway_slow_seconds
+            ),
             command_retention_days=get(
                 "COMMAND_RETENTION_DAYS", non_negative_float, defaults.command_retention_days
             ),

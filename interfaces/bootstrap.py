@@ -10,15 +10,18 @@ import importlib
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import timedelta
 from uuid import UUID
 
 from celery import Celery
 from psycopg.sql import SQL, Identifier
 
-from application.commands import build_registry
+from application.catalog import build_registry
 from application.pipeline import BoxofficeApplication, CommandPipeline
+from application.ports import Services
 from application.registry import CommandRegistry
 from application.retry import RetryPolicy
+from application.sagas import SagaRunner
 from application.waiting import CommandWatcher
 from infrastructure.celery_app import CeleryCommandTransport, build_celery
 from infrastructure.event_store import (
@@ -28,12 +31,18 @@ from infrastructure.event_store import (
     ping,
     view_on,
 )
+from infrastructure.payment_gateway import (
+    FakePaymentGateway,
+    InMemoryLedger,
+    Ledger,
+    PostgresLedger,
+)
 from infrastructure.projector import Follower, Projector
 from infrastructure.relay import OutboxRelay
 from infrastructure.settings import Settings
 from infrastructure.tasks import register_tasks
 from infrastructure.webhooks import WebhookDispatcher
-from projections.documents import PROJECTIONS, PROJECTIONS_BY_NAME
+from projections.documents import PROJECTIONS, PROJECTIONS_BY_NAME, SagasProjection, SagasView
 from projections.views import DocumentView
 
 
@@ -48,6 +57,7 @@ class Container:
     _pipeline: CommandPipeline | None = None
     _watcher: CommandWatcher | None = None
     _views: dict[str, DocumentView] | None = None
+    _services: Services | None = None
     _lock: threading.RLock = field(default_factory=threading.RLock)
 
     @property
@@ -70,8 +80,36 @@ class Container:
             base_delay=self.settings.retry_base_delay,
             max_delay=self.settings.retry_max_delay,
         )
-        self._pipeline = CommandPipeline(self.app, self.registry, retry)
+        self._pipeline = CommandPipeline(self.app, self.registry, retry, self.services)
         return self._pipeline
+
+    @property
+    def services(self) -> Services:
+        """The ports handlers use: the fake payment gateway, with its ledger in the store."""
+        with self._lock:
+            if self._services is None:
+                datastore = getattr(self.app.recorder, "datastore", None)
+                ledger: Ledger = (
+                    PostgresLedger(datastore) if datastore is not None else InMemoryLedger()
+                )
+                self._services = Services(
+                    payment_gateway=FakePaymentGateway(
+                        ledger, slow_seconds=self.settings.fake_gateway_slow_seconds
+                    ),
+                    payment_deadline=timedelta(seconds=self.settings.payment_deadline_seconds),
+                )
+            return self._services
+
+    def saga_runner(self) -> SagaRunner:
+        """The saga runner; deadlines come from the sagas read model."""
+        sagas = build_view(self.settings, SagasProjection.name, SagasView)
+        return SagaRunner(
+            build_tracker(self.settings, SagaRunner.name),
+            self.app,
+            self.pipeline,
+            self.services.payment_deadline,
+            due=sagas.due,
+        )
 
     @property
     def watcher(self) -> CommandWatcher:
@@ -186,6 +224,7 @@ class Container:
         self._pipeline = None
         self._watcher = None
         self._views = None
+        self._services = None
 
     def close(self) -> None:
         """Close what this process opened."""

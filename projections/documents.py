@@ -7,6 +7,7 @@ log from zero yields exactly the rows that following it live did.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any, ClassVar, Generic, TypeVar
 
 from eventsourcing.application import Repository
@@ -18,6 +19,9 @@ from eventsourcing.utils import get_topic
 from application.command import Command
 from application.commands import present_show
 from application.documents import present_command
+from application.reservations import present_reservation
+from domain.reservation import Reservation
+from domain.reservation_saga import ReservationSaga
 from domain.show import Show
 from projections.views import DocumentView
 
@@ -104,8 +108,72 @@ class ShowsProjection(DocumentProjection[ShowsView]):
         return present_show(aggregate), {}
 
 
+class ReservationsView(DocumentView):
+    """Reservations as clients read them."""
+
+    table = "reservations"
+    columns: ClassVar[dict[str, str]] = {"show_id": "text", "status": "text"}
+
+
+class ReservationsProjection(DocumentProjection[ReservationsView]):
+    """Materializes the reservations read model."""
+
+    name = "reservations"
+    aggregate = Reservation
+    view_class = ReservationsView
+
+    def render(self, aggregate: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+        reservation: Reservation = aggregate
+        columns = {"show_id": reservation.show_id, "status": reservation.status}
+        return present_reservation(reservation), columns
+
+
+class SagasView(DocumentView):
+    """Sagas' states, and the deadlines the saga runner fires."""
+
+    table = "sagas"
+    columns: ClassVar[dict[str, str]] = {"state": "text", "deadline_at": "timestamptz"}
+
+    def due(self, now: datetime) -> list[str]:
+        """Reservations whose saga is charging past its deadline."""
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(
+                "SELECT doc->>'reservation_id' AS reservation_id FROM sagas "
+                "WHERE state = 'charging' AND deadline_at <= %s ORDER BY deadline_at",
+                (now,),
+            )
+            return [row["reservation_id"] for row in curs.fetchall()]
+
+
+def present_saga(saga: ReservationSaga) -> dict[str, Any]:
+    """A saga's state."""
+    return {
+        "saga_id": str(saga.id),
+        "reservation_id": saga.reservation_id,
+        "show_id": saga.show_id,
+        "state": saga.state,
+        "run": saga.run,
+        "deadline_at": saga.deadline_at.isoformat() if saga.deadline_at else None,
+        "late_payment_refunded": saga.refunded,
+    }
+
+
+class SagasProjection(DocumentProjection[SagasView]):
+    """Materializes the sagas read model."""
+
+    name = "sagas"
+    aggregate = ReservationSaga
+    view_class = SagasView
+
+    def render(self, aggregate: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+        saga: ReservationSaga = aggregate
+        return present_saga(saga), {"state": saga.state, "deadline_at": saga.deadline_at}
+
+
 PROJECTIONS: tuple[type[DocumentProjection[Any]], ...] = (
     CommandRegistryProjection,
     ShowsProjection,
+    ReservationsProjection,
+    SagasProjection,
 )
 PROJECTIONS_BY_NAME = {projection.name: projection for projection in PROJECTIONS}

@@ -15,10 +15,12 @@ from uuid import UUID
 
 from application.documents import present_command
 from infrastructure.event_store import migrate
+from infrastructure.projector import Projector
 from infrastructure.settings import Settings, SettingsError
 from interfaces.bootstrap import bootstrap
 
 logger = logging.getLogger("boxoffice")
+DEADLINE_CHECK_SECONDS = 0.5
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -55,7 +57,8 @@ def _parser() -> argparse.ArgumentParser:
         ("web", _web, "serve HTTP under gunicorn"),
         ("worker", _worker, "execute commands (Celery worker)"),
         ("relay", _relay, "publish accepted commands to the broker (outbox relay)"),
-        ("projector", _projector, "keep the read models up to date"),
+        ("projector", _projector, "keep the read models up to date, deliver webhooks"),
+        ("sagas", _sagas, "drive the reservation sagas and fire their deadlines"),
     ):
         parts.add_parser(name, help=help_text).set_defaults(run=run)
     commands = parts.add_parser("commands", help="inspect and re-drive commands")
@@ -129,6 +132,25 @@ def _projector(settings: Settings, _: argparse.Namespace) -> int:
     stop = _stop_on_signals()
     logger.info("projector running")
     container.projector(stop).run(stop)
+    container.close()
+    return 0
+
+
+def _sagas(settings: Settings, _: argparse.Namespace) -> int:
+    container = bootstrap(settings)
+    stop = _stop_on_signals()
+    runner = container.saga_runner()
+
+    def fire_deadlines() -> None:
+        while not stop.wait(DEADLINE_CHECK_SECONDS):
+            try:
+                runner.fire_deadlines()
+            except Exception:
+                logger.exception("firing deadlines failed; trying again")
+
+    threading.Thread(target=fire_deadlines, name="deadlines", daemon=True).start()
+    logger.info("saga runner running")
+    Projector(container.app, [runner]).run(stop)
     container.close()
     return 0
 

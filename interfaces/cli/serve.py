@@ -16,11 +16,11 @@ from infrastructure.embedded import EmbeddedPostgres
 from infrastructure.event_store import migrate
 from infrastructure.settings import Settings
 
-PARTS = ("web", "worker", "relay", "projector")
+PARTS = ("web", "worker", "relay", "projector", "sagas")
 
 
 def serve(settings: Settings) -> int:
-    """Run web, worker, relay and projector until Ctrl-C or until one of them dies."""
+    """Run every part until Ctrl-C or until one of them dies."""
     env = dict(os.environ)
     embedded: EmbeddedPostgres | None = None
     if settings.embedded_database:

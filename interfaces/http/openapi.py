@@ -40,6 +40,15 @@ class CommandRoute:
 COMMAND_ROUTES = (
     CommandRoute("PUT", "/shows/<show_id>", "CreateShow", "Create a show (CreateShow)"),
     CommandRoute("POST", "/shows/<show_id>/cancel", "CancelShow", "Cancel a show (CancelShow)"),
+    CommandRoute(
+        "PUT", "/reservations/<reservation_id>", "PlaceReservation", "Reserve seats (starts a saga)"
+    ),
+    CommandRoute(
+        "POST",
+        "/reservations/<reservation_id>/cancel",
+        "CancelReservation",
+        "Cancel a reservation: release its seats, refund its payment",
+    ),
 )
 
 RESOURCE_ID = {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"}
@@ -80,6 +89,8 @@ def build_openapi(registry: CommandRegistry) -> dict[str, Any]:
         schemas.CommandDocument,
         schemas.CommandPage,
         schemas.ShowDocument,
+        schemas.ReservationDocument,
+        schemas.SagaDocument,
         schemas.ProjectionList,
         schemas.Health,
         schemas.ProblemDetails,
@@ -311,6 +322,54 @@ def _add_reads(spec: APISpec) -> None:
                     "200": _json("ShowDocument", "the show"),
                     "400": _problem("bad Consistency-Token"),
                     "404": _problem("no such show"),
+                    **COMMON_ERRORS,
+                },
+            }
+        },
+    )
+    spec.path(
+        path="/reservations/{reservation_id}",
+        operations={
+            "get": {
+                "operationId": "GetReservation",
+                "summary": "A reservation from its read model",
+                "parameters": [
+                    {
+                        "name": "reservation_id",
+                        "in": "path",
+                        "required": True,
+                        "schema": RESOURCE_ID,
+                    },
+                    consistency,
+                ],
+                "responses": {
+                    "200": _json("ReservationDocument", "the reservation"),
+                    "400": _problem("bad Consistency-Token"),
+                    "404": _problem("no such reservation"),
+                    **COMMON_ERRORS,
+                },
+            }
+        },
+    )
+    spec.path(
+        path="/sagas/{saga_id}",
+        operations={
+            "get": {
+                "operationId": "GetSaga",
+                "summary": "A saga's state and timeline (decisions and the commands issued)",
+                "parameters": [
+                    {
+                        "name": "saga_id",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string"},
+                    },
+                    consistency,
+                ],
+                "responses": {
+                    "200": _json("SagaDocument", "the saga"),
+                    "400": _problem("bad Consistency-Token"),
+                    "404": _problem("no such saga"),
                     **COMMON_ERRORS,
                 },
             }

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
@@ -17,12 +17,16 @@ from flask import Blueprint, Response, jsonify, request
 
 from application.commands import present_show
 from application.documents import present_command
+from application.reservations import present_reservation
+from domain.reservation import Reservation
+from domain.reservation_saga import ReservationSaga
 from domain.show import Show
 from interfaces.bootstrap import Container
 from interfaces.http.auth import authenticate
 from interfaces.http.openapi import COMMAND_ROUTES, build_openapi
 from interfaces.http.problems import Problem
 from interfaces.http.submit import PREFER_WAIT, container, submit
+from projections.documents import present_saga
 from projections.views import InvalidCursorError
 
 api = Blueprint("api", __name__)
@@ -47,20 +51,78 @@ def openapi() -> Response:
 @api.get("/shows/<show_id>")
 def get_show(show_id: str) -> Response:
     """The show from its read model."""
-    built = container()
-    authenticate(built.settings.api_tokens)
-    show_key = Show.create_id(show_id)
-    view = built.views.get("shows")
-    if view is not None:
-        _await_consistency(built, "shows")
-        document = view.get(show_key)
-    else:
-        found: object = _aggregate(built, show_key)
-        document = present_show(found) if isinstance(found, Show) else None
+    document = _read("shows", Show.create_id(show_id), Show, present_show)
     if document is None:
         raise Problem(404, "Not found", f"no show {show_id}")
-    document.pop("position", None)
     return jsonify(document)
+
+
+@api.get("/reservations/<reservation_id>")
+def get_reservation(reservation_id: str) -> Response:
+    """The reservation from its read model."""
+    key = Reservation.create_id(reservation_id)
+    document = _read("reservations", key, Reservation, present_reservation)
+    if document is None:
+        raise Problem(404, "Not found", f"no reservation {reservation_id}")
+    return jsonify(document)
+
+
+@api.get("/sagas/<saga_id>")
+def get_saga(saga_id: str) -> Response:
+    """A saga's state and its timeline: its decisions and the commands they issued."""
+    key = _uuid_or_404(saga_id, "saga")
+    document = _read("sagas", key, ReservationSaga, present_saga)
+    if document is None:
+        raise Problem(404, "Not found", f"no saga {saga_id}")
+    built = container()
+    decisions = [
+        {
+            "at": event.timestamp.isoformat(),
+            "kind": "decision",
+            "name": type(event).__name__,
+            "issued": [c["type"] for c in getattr(event, "commands", [])],
+        }
+        for event in _saga_events(built, key)
+    ]
+    registry = built.views.get("command_registry")
+    commands = registry.page({"correlation_id": key}, None, 500)[0] if registry else []
+    steps = [
+        {
+            "at": c["submitted_at"],
+            "kind": "command",
+            "name": c["type"],
+            "command_id": c["command_id"],
+            "status": c["status"],
+            "causation_id": c["causation_id"],
+        }
+        for c in commands
+    ]
+    document["timeline"] = sorted(decisions + steps, key=lambda entry: str(entry["at"]))
+    return jsonify(document)
+
+
+def _saga_events(built: Container, key: UUID) -> list[Any]:
+    return list(built.app.repository.event_store.get(key))
+
+
+def _read(
+    view_name: str, key: UUID, cls: type[Any], present: Callable[[Any], dict[str, Any]]
+) -> dict[str, Any] | None:
+    """A document from a read model (honouring Consistency-Token), or None.
+
+    The in-memory store of unit tests has no views: the aggregate is read instead.
+    """
+    built = container()
+    authenticate(built.settings.api_tokens)
+    view = built.views.get(view_name)
+    if view is None:
+        found = _aggregate(built, key)
+        return present(found) if isinstance(found, cls) else None
+    _await_consistency(built, view_name)
+    document = view.get(key)
+    if document is not None:
+        document.pop("position", None)
+    return document
 
 
 @api.get("/commands/<command_id>")
@@ -285,10 +347,14 @@ def _require_retained(built: Container, document: dict[str, Any]) -> None:
 
 
 def _command_key(command_id: str) -> UUID:
+    return _uuid_or_404(command_id, "command")
+
+
+def _uuid_or_404(value: str, kind: str) -> UUID:
     try:
-        return UUID(command_id)
+        return UUID(value)
     except ValueError:
-        raise Problem(404, "Not found", f"no command {command_id}") from None
+        raise Problem(404, "Not found", f"no {kind} {value}") from None
 
 
 def _aggregate(built: Container, key: UUID) -> object:

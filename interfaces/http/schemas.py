@@ -86,6 +86,38 @@ class ShowDocument(BaseModel):
     seats: Seats
 
 
+class ReservationDocument(BaseModel):
+    reservation_id: str
+    show_id: str
+    customer_id: str
+    seats: list[str]
+    status: Literal["pending", "confirmed", "rejected", "waitlisted", "cancelled", "expired"]
+    reason: str | None
+    amount_cents: int
+    saga_id: str
+
+
+class TimelineEntry(BaseModel):
+    at: str
+    kind: Literal["decision", "command"]
+    name: str
+    issued: list[str] | None = None
+    command_id: str | None = None
+    status: str | None = None
+    causation_id: str | None = None
+
+
+class SagaDocument(BaseModel):
+    saga_id: str
+    reservation_id: str
+    show_id: str
+    state: str
+    run: int
+    deadline_at: str | None
+    late_payment_refunded: bool
+    timeline: list[TimelineEntry]
+
+
 class ProjectionState(BaseModel):
     name: str
     position: int

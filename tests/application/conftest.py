@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from application.commands import build_registry
+from application.catalog import build_registry
 from application.pipeline import BoxofficeApplication, CommandPipeline
 from application.retry import RetryPolicy
 from infrastructure.event_store import build_application, migrate
