@@ -1,0 +1,314 @@
+"""Every reservation flow, told as a story: the pipeline and the saga runner in-process.
+
+``World.settle()`` plays relay, worker and saga runner: it runs each command as soon
+as it is accepted (retries at once) and hands every event to the saga runner, until
+nothing new happens. Time is the test's to move, for deadlines.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+import pytest
+
+from application.catalog import build_registry
+from application.command import Command
+from application.pipeline import BoxofficeApplication, CommandPipeline, Submission
+from application.ports import Services
+from application.retry import RetryPolicy
+from application.sagas import SagaRunner
+from domain.payment import Payment
+from domain.reservation import Reservation
+from domain.reservation_saga import ReservationSaga
+from domain.show import Show
+from domain.waiting_list import WaitingList
+from infrastructure.payment_gateway import FakePaymentGateway, InMemoryLedger
+
+DEADLINE = timedelta(seconds=30)
+
+
+class World:
+    """The service with every asynchronous hop run in order, in this process."""
+
+    def __init__(self, app: BoxofficeApplication) -> None:
+        self.app = app
+        self.ledger = InMemoryLedger()
+        self.now = datetime(2027, 1, 1, 12, 0, tzinfo=UTC)
+        services = Services(FakePaymentGateway(self.ledger, slow_seconds=0), DEADLINE)
+        self.pipeline = CommandPipeline(
+            app, build_registry(), RetryPolicy(max_attempts=3, base_delay=0), services
+        )
+        self.runner = SagaRunner(
+            view=None,  # type: ignore[arg-type]  # the world tracks its own position
+            app=app,
+            pipeline=self.pipeline,
+            payment_deadline=DEADLINE,
+            due=self._due,
+            clock=lambda: self.now,
+        )
+        self.position = app.recorder.max_notification_id() or 0
+        self.held: list[tuple[UUID, int]] = []
+        self.hold_types: set[str] = set()
+
+    def submit(self, command_type: str, **payload: Any) -> UUID:
+        spec = self.pipeline.registry.get(command_type)
+        submission = Submission(spec, spec.payload.model_validate(payload), "customer")
+        return self.pipeline.accept(submission).command.id
+
+    def settle(self) -> None:
+        """Deliver everything due until nothing new happens."""
+        while True:
+            notifications = self.app.recorder.select_notifications(
+                start=self.position, limit=100, inclusive_of_start=False
+            )
+            if not notifications:
+                return
+            for notification in notifications:
+                self.position = notification.id
+                event = self.app.mapper.to_domain_event(notification)
+                self._deliver(event)
+                self.runner.route(event)
+
+    def release_held(self) -> None:
+        """Run the commands held back (a slow gateway's answer arriving)."""
+        held, self.held = self.held, []
+        for command_id, attempt in held:
+            self.pipeline.execute(command_id, attempt, "worker")
+        self.settle()
+
+    def pass_time(self, delta: timedelta) -> None:
+        self.now += delta
+        self.runner.fire_deadlines()
+        self.settle()
+
+    def get(self, cls: type[Any], aggregate_id: UUID) -> Any:
+        return self.app.repository.get(aggregate_id)
+
+    def reservation(self, reservation_id: str) -> Reservation:
+        found: Reservation = self.get(Reservation, Reservation.create_id(reservation_id))
+        return found
+
+    def payment(self, reservation_id: str) -> Payment:
+        found: Payment = self.get(Payment, Payment.create_id(reservation_id))
+        return found
+
+    def show(self, show_id: str = "s1") -> Show:
+        found: Show = self.get(Show, Show.create_id(show_id))
+        return found
+
+    def saga(self, reservation_id: str) -> ReservationSaga:
+        found: ReservationSaga = self.get(
+            ReservationSaga, ReservationSaga.create_id(reservation_id)
+        )
+        return found
+
+    def commands(self) -> list[Command]:
+        ids = {
+            UUID(str(n.originator_id))
+            for n in self.app.recorder.select_notifications(start=0, limit=10_000)
+            if n.topic.endswith("CommandAccepted")
+        }
+        return [self.app.repository.get(i) for i in ids]
+
+    def _deliver(self, event: Any) -> None:
+        name = type(event).__name__
+        if name not in ("CommandAccepted", "CommandRetryScheduled", "CommandRedriven"):
+            return
+        command: Command = self.app.repository.get(event.originator_id)
+        attempt = command.attempt + 1
+        if command.command_type in self.hold_types and name == "CommandAccepted":
+            self.held.append((command.id, attempt))
+            return
+        self.pipeline.execute(command.id, attempt, "worker")
+
+    def _due(self, now: datetime) -> list[str]:
+        sagas: list[ReservationSaga] = [
+            self.app.repository.get(c.correlation_id)
+            for c in self.commands()
+            if c.command_type == "PlaceReservation"
+        ]
+        return [
+            s.reservation_id
+            for s in sagas
+            if s.state == "charging" and s.deadline_at is not None and s.deadline_at <= now
+        ]
+
+
+@pytest.fixture
+def world(app: BoxofficeApplication) -> World:
+    world = World(app)
+    world.submit(
+        "CreateShow",
+        show_id="s1",
+        title="Hamlet",
+        starts_at="2027-01-01T20:00:00Z",
+        seats=["A1", "A2", "A3", "A4"],
+        price_cents=1500,
+    )
+    world.settle()
+    return world
+
+
+def place(world: World, reservation_id: str, seats: list[str], card: str) -> None:
+    world.submit(
+        "PlaceReservation",
+        reservation_id=reservation_id,
+        show_id="s1",
+        customer_id=f"customer-{reservation_id}",
+        seats=seats,
+        card_token=card,
+    )
+    world.settle()
+
+
+def test_an_approved_payment_confirms_the_reservation_and_sells_the_seats(world: World) -> None:
+    place(world, "r1", ["A1", "A2"], "tok_approve")
+
+    assert world.reservation("r1").status == "confirmed"
+    assert world.show().sold == {"A1": "r1", "A2": "r1"}
+    assert world.payment("r1").status == "captured"
+    assert world.payment("r1").amount_cents == 3000
+    assert world.saga("r1").state == "confirmed"
+    # Every step went through the pipeline, correlated to the saga, caused by an event.
+    steps = [c for c in world.commands() if c.correlation_id == world.saga("r1").id]
+    assert {c.command_type for c in steps} == {
+        "PlaceReservation",
+        "ReserveSeats",
+        "ChargePayment",
+        "ConfirmReservation",
+    }
+    assert all(c.status == "succeeded" for c in steps)
+    assert all(c.causation_id for c in steps if c.command_type != "PlaceReservation")
+
+
+def test_a_declined_payment_releases_the_seats_and_rejects(world: World) -> None:
+    place(world, "r1", ["A1"], "tok_decline")
+
+    reservation = world.reservation("r1")
+    assert reservation.status == "rejected"
+    assert reservation.reason == "card declined"
+    assert world.show().available == ["A1", "A2", "A3", "A4"]
+    assert world.payment("r1").status == "declined"
+    assert world.saga("r1").state == "rejected"
+
+
+def test_a_flaky_gateway_is_retried_and_charges_once(world: World) -> None:
+    place(world, "r1", ["A1"], "tok_flaky")
+
+    assert world.reservation("r1").status == "confirmed"
+    charge = next(c for c in world.commands() if c.command_type == "ChargePayment")
+    assert [a["outcome"] for a in charge.attempts] == [
+        "retry_scheduled",
+        "retry_scheduled",
+        "succeeded",
+    ]
+    entry = world.ledger.entries[world.payment("r1").idempotency_key]
+    assert entry.calls == 3
+    assert entry.result is not None
+    assert entry.result.approved
+    assert len(world.ledger.entries) == 1
+
+
+def test_an_outage_dead_letters_the_charge_and_the_deadline_expires_the_reservation(
+    world: World,
+) -> None:
+    place(world, "r1", ["A1"], "tok_outage")
+    charge = next(c for c in world.commands() if c.command_type == "ChargePayment")
+    assert charge.status == "dead_lettered"
+    assert world.reservation("r1").status == "pending"
+
+    world.pass_time(DEADLINE - timedelta(seconds=1))
+    assert world.reservation("r1").status == "pending"
+    world.pass_time(timedelta(seconds=1))
+
+    assert world.reservation("r1").status == "expired"
+    assert world.show().available == ["A1", "A2", "A3", "A4"]
+    assert world.saga("r1").state == "expired"
+
+
+def test_a_payment_after_the_deadline_is_refunded(world: World) -> None:
+    world.hold_types = {"ChargePayment"}  # the slow gateway has not answered yet
+    place(world, "r1", ["A1"], "tok_slow")
+
+    world.pass_time(DEADLINE)
+    assert world.reservation("r1").status == "expired"
+    world.release_held()
+
+    assert world.payment("r1").status == "refunded"
+    assert world.ledger.entries[world.payment("r1").idempotency_key].refunded
+    assert world.saga("r1").refunded
+    assert world.reservation("r1").status == "expired"
+
+
+def test_taken_seats_waitlist_and_freed_seats_promote_the_first_in_line(world: World) -> None:
+    place(world, "r1", ["A1", "A2"], "tok_approve")
+    place(world, "r2", ["A2"], "tok_approve")
+    place(world, "r3", ["A1"], "tok_approve")
+    assert world.reservation("r2").status == "waitlisted"
+    assert world.reservation("r3").status == "waitlisted"
+    waiting: WaitingList = world.get(WaitingList, WaitingList.create_id("s1"))
+    assert waiting.reservation_ids == ["r2", "r3"]
+
+    world.submit("CancelReservation", reservation_id="r1")
+    world.settle()
+
+    assert world.reservation("r1").status == "cancelled"
+    assert world.payment("r1").status == "refunded"
+    assert world.reservation("r2").status == "confirmed"
+    assert world.reservation("r3").status == "confirmed"
+    assert world.show().sold == {"A1": "r3", "A2": "r2"}
+    assert world.saga("r2").run == 2
+
+
+def test_cancelling_the_show_cancels_every_reservation_with_refunds(world: World) -> None:
+    place(world, "r1", ["A1"], "tok_approve")
+    place(world, "r2", ["A2"], "tok_approve")
+    place(world, "r3", ["A1"], "tok_approve")  # waitlisted
+
+    world.submit("CancelShow", show_id="s1")
+    world.settle()
+
+    for reservation_id in ("r1", "r2", "r3"):
+        assert world.reservation(reservation_id).status == "cancelled"
+        assert world.saga(reservation_id).state == "cancelled"
+    assert world.payment("r1").status == "refunded"
+    assert world.payment("r2").status == "refunded"
+    assert world.show().status == "cancelled"
+    assert world.show().available == ["A1", "A2", "A3", "A4"]
+
+
+def test_a_reservation_for_a_missing_show_or_unknown_seat_fails(world: World) -> None:
+    missing = world.submit(
+        "PlaceReservation",
+        reservation_id="r1",
+        show_id="nope",
+        customer_id="c",
+        seats=["A1"],
+        card_token="tok_approve",
+    )
+    unknown = world.submit(
+        "PlaceReservation",
+        reservation_id="r2",
+        show_id="s1",
+        customer_id="c",
+        seats=["Z9"],
+        card_token="tok_approve",
+    )
+    world.settle()
+
+    failed = {c.id: c.error or {} for c in world.commands() if c.status == "failed"}
+    assert failed[missing]["category"] == "not_found"
+    assert failed[unknown]["type"] == "UnknownSeatError"
+
+
+def test_a_redelivered_event_changes_no_saga(world: World) -> None:
+    place(world, "r1", ["A1"], "tok_approve")
+    events = world.app.recorder.select_notifications(start=0, limit=10_000)
+    head = world.app.recorder.max_notification_id()
+
+    for notification in events:
+        world.runner.route(world.app.mapper.to_domain_event(notification))
+
+    assert world.app.recorder.max_notification_id() == head
