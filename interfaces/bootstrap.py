@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from uuid import UUID
 
@@ -188,21 +188,26 @@ class Container:
 
         With ``WEBHOOK_SECRET`` set it also delivers the webhooks.
         """
+        # Each follower's subscription keeps a connection for LISTEN and needs another
+        # for its reads: the projector's own application has a pool sized for that.
+        count = len(PROJECTIONS) + (1 if self.settings.webhook_secret else 0)
+        app = build_application(
+            replace(self.settings, db_pool_size=2 * count + 1, db_max_overflow=2)
+        )
         followers: list[Follower] = [
-            p(build_view(self.settings, p.name, p.view_class), self.app.repository)
-            for p in PROJECTIONS
+            p(build_view(self.settings, p.name, p.view_class), app.repository) for p in PROJECTIONS
         ]
         if self.settings.webhook_secret:
             followers.append(
                 WebhookDispatcher(
                     build_tracker(self.settings, WebhookDispatcher.name),
-                    self.app.repository,
+                    app.repository,
                     self.settings.webhook_secret,
                     max_attempts=self.settings.webhook_max_attempts,
                     stop=stop,
                 )
             )
-        return Projector(self.app, followers)
+        return Projector(app, followers)
 
     def relay(self) -> OutboxRelay:
         """An outbox relay publishing through this container's Celery app."""

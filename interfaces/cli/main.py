@@ -9,6 +9,7 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
+from dataclasses import replace
 from types import FrameType
 from typing import NoReturn
 from uuid import UUID
@@ -137,7 +138,8 @@ def _projector(settings: Settings, _: argparse.Namespace) -> int:
 
 
 def _sagas(settings: Settings, _: argparse.Namespace) -> int:
-    container = bootstrap(settings)
+    # The runner's subscription keeps two connections; deadlines and saves need more.
+    container = bootstrap(replace(settings, db_pool_size=max(settings.db_pool_size, 4)))
     stop = _stop_on_signals()
     runner = container.saga_runner()
 

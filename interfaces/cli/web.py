@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from flask import Flask
@@ -35,7 +36,13 @@ class WebServer(BaseApplication):  # type: ignore[misc]
             self.cfg.set(key, value)
 
     def load(self) -> Flask:
-        return create_app(bootstrap(self.settings))
+        # Each request thread may hold a connection, and the command watcher keeps one
+        # for LISTEN and uses another for its reads.
+        pool = replace(
+            self.settings,
+            db_max_overflow=max(self.settings.db_max_overflow, self.settings.web_threads + 2),
+        )
+        return create_app(bootstrap(pool))
 
 
 def run_web(settings: Settings) -> None:
