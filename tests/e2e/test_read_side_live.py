@@ -70,7 +70,9 @@ def test_the_registry_lists_commands_by_filter_with_cursor_paging(live: LiveServ
     bad = client.request("GET", "/commands?status=done&limit=0&aggregate_id=x")
 
     assert [c["command_id"] for c in by_aggregate["items"]] == [created[0]["command_id"]]
-    assert by_aggregate["items"][0]["projections"] == {"command_registry": True, "shows": True}
+    assert by_aggregate["items"][0]["projections"] == dict.fromkeys(
+        ("command_registry", "shows", "reservations", "sagas"), True
+    )
     assert len(first_page["items"]) == 2
     assert not {c["command_id"] for c in first_page["items"]} & {
         c["command_id"] for c in second_page["items"]
@@ -93,7 +95,7 @@ def test_projection_positions_and_lag_are_exposed(live: LiveService) -> None:
 
     wait_until(caught_up, 10, "the projections to catch up")
     names = {i["name"] for i in client.request("GET", "/projections").body["items"]}
-    assert names == {"command_registry", "shows"}
+    assert names == {"command_registry", "shows", "reservations", "sagas"}
 
 
 def test_the_event_stream_shows_accepted_running_succeeded_in_order(live: LiveService) -> None:
