@@ -9,6 +9,9 @@ from typing import Any
 import psycopg
 import pytest
 
+from infrastructure.event_store import migrate
+from infrastructure.settings import Settings
+from tests.conftest import fresh_database
 from tests.e2e.conftest import READER_TOKEN, Answer, Client, LiveService, free_port
 from tests.support.processes import ServiceProcess, http_ready, running, service_env, wait_until
 
@@ -124,12 +127,29 @@ def test_a_taken_id_is_409_and_a_domain_error_under_wait_is_409(live: LiveServic
     assert twice.header("Preference-Applied") == "wait=5"
 
 
-def test_prefer_wait_still_running_after_the_wait_is_202(live: LiveService) -> None:
-    answer = live.client().request("PUT", f"/shows/{new_id()}", show(), {"Prefer": "wait=0"})
+def test_prefer_wait_still_running_after_the_wait_is_202(
+    live: LiveService, server_database_url: str, broker_url: str
+) -> None:
+    # A web process over a store that no relay or worker serves: commands stay accepted.
+    port = free_port()
+    with fresh_database(server_database_url) as database_url:
+        migrate(Settings(database_url=database_url))
+        env = service_env(database_url, broker_url, "e2e.idle", WEB_PORT=str(port))
+        web = ServiceProcess("web", env, live.log_dir, name="web-idle")
+        with running(web):
+            base = f"http://127.0.0.1:{port}"
+            wait_until(http_ready(base + "/health"), 30, "gunicorn to answer")
+            started = time.monotonic()
+            answer = Client(base, token=None).request(
+                "PUT", f"/shows/{new_id()}", show(), {"Prefer": "wait=1"}
+            )
+            waited = time.monotonic() - started
 
     assert answer.status == 202
-    assert answer.header("Preference-Applied") == "wait=0"
+    assert answer.header("Preference-Applied") == "wait=1"
+    assert answer.body["status"] == "accepted"
     assert answer.body["warnings"]
+    assert 1 <= waited < 5
 
 
 def test_invalid_commands_get_400_with_every_violation(live: LiveService) -> None:
