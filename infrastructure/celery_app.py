@@ -53,6 +53,9 @@ def _transport_options(settings: Settings) -> dict[str, Any]:
             "data_folder_out": str(folder / "queue"),
             "processed_folder": str(folder / "processed"),
             "store_processed": False,
+            # The transport polls its folder; its default second would add a second to
+            # every hop of a saga.
+            "polling_interval": 0.05,
         }
     return {
         # Publisher confirms: a publish returns only once RabbitMQ has the message.

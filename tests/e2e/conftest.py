@@ -117,7 +117,9 @@ def live(
             WEBHOOK_SECRET=WEBHOOK_SECRET,
         )
         web = ServiceProcess("web", env, log_dir)
-        others = [ServiceProcess(part, env, log_dir) for part in ("worker", "relay", "projector")]
+        others = [
+            ServiceProcess(part, env, log_dir) for part in ("worker", "relay", "projector", "sagas")
+        ]
         with running(web, *others):
             base = f"http://127.0.0.1:{port}"
             wait_until(http_ready(base + "/health"), 30, "gunicorn to answer")

@@ -1,0 +1,53 @@
+"""Reservations over real HTTP: placed, driven by the saga, read back with its timeline."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from tests.e2e.conftest import LiveService
+from tests.support.processes import wait_until
+
+pytestmark = [pytest.mark.postgres, pytest.mark.rabbitmq]
+
+
+def test_a_reservation_is_confirmed_and_its_saga_shows_every_step(live: LiveService) -> None:
+    client = live.client()
+    show_id, reservation_id = uuid.uuid4().hex[:10], uuid.uuid4().hex[:10]
+    client.request(
+        "PUT",
+        f"/shows/{show_id}",
+        {"title": "Lear", "starts_at": "2027-02-01T20:00:00Z", "seats": ["A1"], "price_cents": 10},
+        {"Prefer": "wait=5", "Idempotency-Key": f"show-{show_id}"},
+    )
+
+    placed = client.request(
+        "PUT",
+        f"/reservations/{reservation_id}",
+        {"show_id": show_id, "customer_id": "ann", "seats": ["A1"], "card_token": "tok_approve"},
+        {"Prefer": "wait=5", "Idempotency-Key": f"reserve-{reservation_id}"},
+    )
+    assert placed.status == 201, placed.body
+    assert placed.header("Location") == f"/reservations/{reservation_id}"
+
+    def confirmed() -> bool:
+        answer = client.request("GET", f"/reservations/{reservation_id}")
+        return answer.status == 200 and answer.body["status"] == "confirmed"
+
+    wait_until(confirmed, 30, "the reservation to be confirmed")
+    reservation = client.request("GET", f"/reservations/{reservation_id}").body
+    assert reservation["amount_cents"] == 10
+
+    def saga_done() -> bool:
+        answer = client.request("GET", f"/sagas/{reservation['saga_id']}")
+        return answer.status == 200 and answer.body["state"] == "confirmed"
+
+    wait_until(saga_done, 30, "the saga to finish")
+    saga = client.request("GET", f"/sagas/{reservation['saga_id']}").body
+    commands = [e["name"] for e in saga["timeline"] if e["kind"] == "command"]
+    assert commands == ["PlaceReservation", "ReserveSeats", "ChargePayment", "ConfirmReservation"]
+    steps = client.request("GET", f"/commands?correlation_id={reservation['saga_id']}").body
+    assert {c["status"] for c in steps["items"]} == {"succeeded"}
+    assert all(c["causation_id"] for c in steps["items"] if c["type"] != "PlaceReservation")
+    assert client.request("GET", f"/shows/{show_id}").body["seats"]["sold"] == ["A1"]
