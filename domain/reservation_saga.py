@@ -56,6 +56,17 @@ class ReservationSaga(Aggregate):
         self.refunded = False
         self.issued = commands
 
+    def _command(self, command_type: str, step: str, **payload: Any) -> dict[str, Any]:
+        """A command of this run for this saga's reservation."""
+        return issue(
+            command_type, f"{step}-{self.run}", reservation_id=self.reservation_id, **payload
+        )
+
+    def _compensate(self, reason: str) -> None:
+        """Release the seats and reject: what a failure after reserving calls for."""
+        reject = self._command("RejectReservation", "reject", reason=reason)
+        self._compensating(reason=reason, commands=[reject])
+
     @property
     def is_finished(self) -> bool:
         """True in a terminal state."""
@@ -64,9 +75,7 @@ class ReservationSaga(Aggregate):
     def seats_reserved(self, deadline_at: datetime) -> None:
         """The seats are held: charge the payment, due by ``deadline_at``."""
         if self.state == "reserving":
-            charge = issue(
-                "ChargePayment", f"charge-{self.run}", reservation_id=self.reservation_id
-            )
+            charge = self._command("ChargePayment", "charge")
             self._seats_held(deadline_at=deadline_at, commands=[charge])
 
     @event("SagaSeatsHeld")
@@ -78,10 +87,7 @@ class ReservationSaga(Aggregate):
     def seats_unavailable(self) -> None:
         """The seats were taken: join the waiting list instead of failing."""
         if self.state == "reserving":
-            wait = issue(
-                "WaitlistReservation", f"waitlist-{self.run}", reservation_id=self.reservation_id
-            )
-            self._waitlisted(commands=[wait])
+            self._waitlisted(commands=[self._command("WaitlistReservation", "waitlist")])
 
     @event("SagaWaitlisted")
     def _waitlisted(self, commands: list[dict[str, Any]]) -> None:
@@ -91,13 +97,7 @@ class ReservationSaga(Aggregate):
     def cannot_reserve(self, reason: str) -> None:
         """Reserving failed for good (the show was cancelled, say): reject."""
         if self.state == "reserving":
-            reject = issue(
-                "RejectReservation",
-                f"reject-{self.run}",
-                reservation_id=self.reservation_id,
-                reason=reason,
-            )
-            self._compensating(reason=reason, commands=[reject])
+            self._compensate(reason)
 
     def offered(self) -> None:
         """Seats came free for the waiting reservation: reserve them again."""
@@ -115,10 +115,7 @@ class ReservationSaga(Aggregate):
     def payment_captured(self) -> None:
         """Paid: confirm; if the reservation already expired or was cancelled, refund."""
         if self.state == "charging":
-            confirm = issue(
-                "ConfirmReservation", f"confirm-{self.run}", reservation_id=self.reservation_id
-            )
-            self._confirming(commands=[confirm])
+            self._confirming(commands=[self._command("ConfirmReservation", "confirm")])
         elif self.state in ("expiring", "expired", "cancelled") and not self.refunded:
             refund = issue("RefundPayment", "refund-late", reservation_id=self.reservation_id)
             self._late_payment_refunded(commands=[refund])
@@ -136,13 +133,7 @@ class ReservationSaga(Aggregate):
     def payment_declined(self, reason: str) -> None:
         """Declined: release the seats and reject (compensation)."""
         if self.state == "charging":
-            reject = issue(
-                "RejectReservation",
-                f"reject-{self.run}",
-                reservation_id=self.reservation_id,
-                reason=reason,
-            )
-            self._compensating(reason=reason, commands=[reject])
+            self._compensate(reason)
 
     @event("SagaCompensating")
     def _compensating(self, reason: str, commands: list[dict[str, Any]]) -> None:
@@ -152,10 +143,7 @@ class ReservationSaga(Aggregate):
     def deadline_passed(self, now: datetime) -> None:
         """No payment outcome by the deadline: release the seats and expire."""
         if self.state == "charging" and self.deadline_at is not None and now >= self.deadline_at:
-            expire = issue(
-                "ExpireReservation", f"expire-{self.run}", reservation_id=self.reservation_id
-            )
-            self._expiring(commands=[expire])
+            self._expiring(commands=[self._command("ExpireReservation", "expire")])
 
     @event("SagaExpiring")
     def _expiring(self, commands: list[dict[str, Any]]) -> None:

@@ -223,13 +223,35 @@ def _add_command_route(spec: APISpec, registry: CommandRegistry, route: CommandR
     spec.path(path=route.path, operations={route.method.lower(): operation})
 
 
+def _get(
+    spec: APISpec,
+    path: str,
+    operation_id: str,
+    summary: str,
+    parameters: list[dict[str, Any]],
+    ok: dict[str, Any],
+    **errors: str,
+) -> None:
+    """Document a read: its 200, its own errors (by status) and the common ones."""
+    responses = {"200": ok, **{s.lstrip("_"): _problem(d) for s, d in errors.items()}}
+    spec.path(
+        path=path,
+        operations={
+            "get": {
+                "operationId": operation_id,
+                "summary": summary,
+                "parameters": parameters,
+                "responses": {**responses, **COMMON_ERRORS},
+            }
+        },
+    )
+
+
+def _path_id(name: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": schema or {"type": "string"}}
+
+
 def _add_reads(spec: APISpec) -> None:
-    command_id = {
-        "name": "command_id",
-        "in": "path",
-        "required": True,
-        "schema": {"type": "string"},
-    }
     consistency = {
         "name": "Consistency-Token",
         "in": "header",
@@ -237,153 +259,100 @@ def _add_reads(spec: APISpec) -> None:
         "schema": {"type": "string", "pattern": "^[0-9]{1,18}$"},
         "description": "wait until the view includes this position (a command's outcome)",
     }
-    spec.path(
-        path="/commands/{command_id}",
-        operations={
-            "get": {
-                "operationId": "GetCommand",
-                "summary": "A command's registry entry",
-                "parameters": [command_id, consistency],
-                "responses": {
-                    "200": _json("CommandDocument", "the entry"),
-                    "400": _problem("bad Consistency-Token"),
-                    "404": _problem("never accepted"),
-                    "410": _problem("past the retention window"),
-                    **COMMON_ERRORS,
-                },
-            }
-        },
+    bad_consistency = "bad Consistency-Token"
+    _get(
+        spec,
+        "/commands/{command_id}",
+        "GetCommand",
+        "A command's registry entry",
+        [_path_id("command_id"), consistency],
+        _json("CommandDocument", "the entry"),
+        _400=bad_consistency,
+        _404="never accepted",
+        _410="past the retention window",
     )
-    spec.path(
-        path="/commands/{command_id}/events",
-        operations={
-            "get": {
-                "operationId": "StreamCommand",
-                "summary": "Server-sent events: one per status change, until a terminal one",
-                "parameters": [
-                    command_id,
-                    {
-                        "name": "Last-Event-ID",
-                        "in": "header",
-                        "schema": {"type": "string", "pattern": "^-?[0-9]{1,9}$"},
-                    },
-                ],
-                "responses": {
-                    "200": {
-                        "description": "the stream",
-                        "content": {"text/event-stream": {"schema": {"type": "string"}}},
-                    },
-                    "400": _problem("bad Last-Event-ID"),
-                    "404": _problem("never accepted"),
-                    **COMMON_ERRORS,
-                },
-            }
-        },
-    )
-    filters = [
-        {"name": "status", "in": "query", "schema": {"type": "string"}},
-        {"name": "type", "in": "query", "schema": {"type": "string"}},
-        {"name": "aggregate_id", "in": "query", "schema": {"type": "string", "format": "uuid"}},
-        {"name": "correlation_id", "in": "query", "schema": {"type": "string", "format": "uuid"}},
-        {"name": "cursor", "in": "query", "schema": {"type": "string"}},
+    _get(
+        spec,
+        "/commands/{command_id}/events",
+        "StreamCommand",
+        "Server-sent events: one per status change, until a terminal one",
+        [
+            _path_id("command_id"),
+            {
+                "name": "Last-Event-ID",
+                "in": "header",
+                "schema": {"type": "string", "pattern": "^-?[0-9]{1,9}$"},
+            },
+        ],
         {
-            "name": "limit",
-            "in": "query",
-            "schema": {"type": "integer", "minimum": 1, "maximum": 500},
+            "description": "the stream",
+            "content": {"text/event-stream": {"schema": {"type": "string"}}},
         },
-    ]
-    spec.path(
-        path="/commands",
-        operations={
-            "get": {
-                "operationId": "ListCommands",
-                "summary": "Registry entries by filter, oldest first, cursor-paged",
-                "parameters": filters,
-                "responses": {
-                    "200": _json("CommandPage", "a page"),
-                    "400": _problem("bad filter"),
-                    **COMMON_ERRORS,
-                },
-            }
-        },
+        _400="bad Last-Event-ID",
+        _404="never accepted",
     )
-    spec.path(
-        path="/shows/{show_id}",
-        operations={
-            "get": {
-                "operationId": "GetShow",
-                "summary": "A show from its read model",
-                "parameters": [
-                    {"name": "show_id", "in": "path", "required": True, "schema": RESOURCE_ID},
-                    consistency,
-                    {"name": "Prefer", "in": "header", "schema": {"type": "string"}},
-                ],
-                "responses": {
-                    "200": _json("ShowDocument", "the show"),
-                    "400": _problem("bad Consistency-Token"),
-                    "404": _problem("no such show"),
-                    **COMMON_ERRORS,
-                },
-            }
-        },
+    uuid = {"type": "string", "format": "uuid"}
+    _get(
+        spec,
+        "/commands",
+        "ListCommands",
+        "Registry entries by filter, oldest first, cursor-paged",
+        [
+            {"name": "status", "in": "query", "schema": {"type": "string"}},
+            {"name": "type", "in": "query", "schema": {"type": "string"}},
+            {"name": "aggregate_id", "in": "query", "schema": uuid},
+            {"name": "correlation_id", "in": "query", "schema": uuid},
+            {"name": "cursor", "in": "query", "schema": {"type": "string"}},
+            {
+                "name": "limit",
+                "in": "query",
+                "schema": {"type": "integer", "minimum": 1, "maximum": 500},
+            },
+        ],
+        _json("CommandPage", "a page"),
+        _400="bad filter",
     )
-    spec.path(
-        path="/reservations/{reservation_id}",
-        operations={
-            "get": {
-                "operationId": "GetReservation",
-                "summary": "A reservation from its read model",
-                "parameters": [
-                    {
-                        "name": "reservation_id",
-                        "in": "path",
-                        "required": True,
-                        "schema": RESOURCE_ID,
-                    },
-                    consistency,
-                ],
-                "responses": {
-                    "200": _json("ReservationDocument", "the reservation"),
-                    "400": _problem("bad Consistency-Token"),
-                    "404": _problem("no such reservation"),
-                    **COMMON_ERRORS,
-                },
-            }
-        },
-    )
-    spec.path(
-        path="/sagas/{saga_id}",
-        operations={
-            "get": {
-                "operationId": "GetSaga",
-                "summary": "A saga's state and timeline (decisions and the commands issued)",
-                "parameters": [
-                    {
-                        "name": "saga_id",
-                        "in": "path",
-                        "required": True,
-                        "schema": {"type": "string"},
-                    },
-                    consistency,
-                ],
-                "responses": {
-                    "200": _json("SagaDocument", "the saga"),
-                    "400": _problem("bad Consistency-Token"),
-                    "404": _problem("no such saga"),
-                    **COMMON_ERRORS,
-                },
-            }
-        },
-    )
-    spec.path(
-        path="/projections",
-        operations={
-            "get": {
-                "operationId": "ListProjections",
-                "summary": "Read models' positions and lag",
-                "responses": {"200": _json("ProjectionList", "positions"), **COMMON_ERRORS},
-            }
-        },
+    for path, operation_id, summary, parameter, schema, kind in (
+        ("/shows/{show_id}", "GetShow", "A show", "show_id", "ShowDocument", "show"),
+        (
+            "/reservations/{reservation_id}",
+            "GetReservation",
+            "A reservation",
+            "reservation_id",
+            "ReservationDocument",
+            "reservation",
+        ),
+        (
+            "/sagas/{saga_id}",
+            "GetSaga",
+            "A saga's state and timeline (decisions and the commands issued)",
+            "saga_id",
+            "SagaDocument",
+            "saga",
+        ),
+    ):
+        id_schema = None if parameter == "saga_id" else RESOURCE_ID
+        _get(
+            spec,
+            path,
+            operation_id,
+            f"{summary}, from its read model",
+            [
+                _path_id(parameter, id_schema),
+                consistency,
+                {"name": "Prefer", "in": "header", "schema": {"type": "string"}},
+            ],
+            _json(schema, f"the {kind}"),
+            _400=bad_consistency,
+            _404=f"no such {kind}",
+        )
+    _get(
+        spec,
+        "/projections",
+        "ListProjections",
+        "Read models' positions and lag",
+        [],
+        _json("ProjectionList", "positions"),
     )
     spec.path(
         path="/health",
