@@ -8,12 +8,19 @@ concurrent ``CREATE TABLE IF NOT EXISTS`` from many workers fails with
 
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import Any, TypeVar
+from uuid import UUID
 
 import psycopg
+from eventsourcing.application import Application
 from eventsourcing.persistence import InfrastructureFactory, TrackingRecorder
-from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
+from eventsourcing.postgres import (
+    PostgresApplicationRecorder,
+    PostgresDatastore,
+    PostgresTrackingRecorder,
+)
 from eventsourcing.utils import Environment
+from psycopg.sql import SQL, Identifier
 
 from application.pipeline import BoxofficeApplication
 from infrastructure.payment_gateway import PostgresLedger
@@ -74,6 +81,23 @@ def ping(settings: Settings, timeout: int = 2) -> None:
     """
     with psycopg.connect(settings.database.url(), connect_timeout=timeout) as conn:
         conn.execute("SELECT 1")
+
+
+def position_of(app: Application[Any], aggregate_id: UUID) -> int | None:
+    """The event-log position of ``aggregate_id``'s latest event; None off PostgreSQL."""
+    recorder = app.recorder
+    if not isinstance(recorder, PostgresApplicationRecorder):
+        return None
+    statement = SQL("SELECT max(notification_id) AS position FROM {0}.{1} WHERE originator_id = %s")
+    with recorder.datastore.transaction(commit=False) as curs:
+        curs.execute(
+            statement.format(
+                Identifier(recorder.datastore.schema), Identifier(recorder.events_table_name)
+            ),
+            (aggregate_id,),
+        )
+        row = curs.fetchone()
+    return int(row["position"]) if row and row["position"] is not None else None
 
 
 def migrate(settings: Settings) -> list[str]:

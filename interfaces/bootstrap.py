@@ -14,7 +14,6 @@ from datetime import timedelta
 from uuid import UUID
 
 from celery import Celery
-from psycopg.sql import SQL, Identifier
 
 from application.catalog import build_registry
 from application.pipeline import BoxofficeApplication, CommandPipeline
@@ -29,6 +28,7 @@ from infrastructure.event_store import (
     build_tracker,
     build_view,
     ping,
+    position_of,
     view_on,
 )
 from infrastructure.payment_gateway import (
@@ -135,15 +135,7 @@ class Container:
 
     def position_of(self, aggregate_id: UUID) -> int | None:
         """The event-log position of ``aggregate_id``'s latest event (PostgreSQL only)."""
-        datastore = getattr(self.app.recorder, "datastore", None)
-        if datastore is None:
-            return None
-        table = getattr(self.app.recorder, "events_table_name", "boxoffice_events")
-        statement = SQL("SELECT max(notification_id) AS position FROM {0} WHERE originator_id = %s")
-        with datastore.transaction(commit=False) as curs:
-            curs.execute(statement.format(Identifier(table)), (aggregate_id,))
-            row = curs.fetchone()
-        return int(row["position"]) if row and row["position"] is not None else None
+        return position_of(self.app, aggregate_id)
 
     def view_position(self, name: str) -> int:
         """The position of the last event view ``name`` applied."""
