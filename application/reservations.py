@@ -210,7 +210,7 @@ def register(registry: CommandRegistry) -> None:
     def resource(c: Any) -> str:
         return f"/reservations/{c.reservation_id}"
 
-    def step(name: str, payload: type[Payload], handler: Any) -> CommandSpec[Any]:
+    def spec(name: str, payload: type[Payload], handler: Any, **extra: Any) -> CommandSpec[Any]:
         return CommandSpec(
             name=name,
             payload=payload,
@@ -219,29 +219,26 @@ def register(registry: CommandRegistry) -> None:
             resource=resource,
             aggregate=Reservation,
             present=present_reservation,
+            **extra,
         )
 
     registry.register(
-        CommandSpec(
-            name="PlaceReservation",
-            payload=PlaceReservation,
-            handler=place_reservation,
-            target=target,
-            resource=resource,
+        spec(
+            "PlaceReservation",
+            PlaceReservation,
+            place_reservation,
             creates=True,
-            aggregate=Reservation,
-            present=present_reservation,
             correlate=lambda c: ReservationSaga.create_id(c.reservation_id),
         )
     )
-    registry.register(step("CancelReservation", CancelReservation, cancel_reservation))
-    registry.register(step("ReserveSeats", ReservationStep, reserve_seats))
-    registry.register(step("ChargePayment", ReservationStep, charge_payment))
-    registry.register(step("ConfirmReservation", ReservationStep, confirm_reservation))
-    registry.register(step("RejectReservation", RejectReservation, reject_reservation))
-    registry.register(step("WaitlistReservation", ReservationStep, waitlist_reservation))
-    registry.register(step("ExpireReservation", ReservationStep, expire_reservation))
-    registry.register(step("RefundPayment", ReservationStep, refund_payment))
+    registry.register(spec("CancelReservation", CancelReservation, cancel_reservation))
+    registry.register(spec("ReserveSeats", ReservationStep, reserve_seats))
+    registry.register(spec("ChargePayment", ReservationStep, charge_payment))
+    registry.register(spec("ConfirmReservation", ReservationStep, confirm_reservation))
+    registry.register(spec("RejectReservation", RejectReservation, reject_reservation))
+    registry.register(spec("WaitlistReservation", ReservationStep, waitlist_reservation))
+    registry.register(spec("ExpireReservation", ReservationStep, expire_reservation))
+    registry.register(spec("RefundPayment", ReservationStep, refund_payment))
     registry.register(
         CommandSpec(
             name="PromoteWaitingCustomers",
