@@ -6,6 +6,7 @@ log from zero yields exactly the rows that following it live did.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, ClassVar, Generic, TypeVar
@@ -35,9 +36,13 @@ class DocumentProjection(Projection[V], Generic[V]):
     aggregate: ClassVar[type[Aggregate]]
     view_class: ClassVar[type[DocumentView]]
 
+    cache_size: ClassVar[int] = 10_000
+
     def __init__(self, view: V, repository: Repository[Any]) -> None:
         super().__init__(view)
         self.repository = repository
+        # Aggregates as of the last event applied to them, most recent last.
+        self._recent: OrderedDict[Any, Any] = OrderedDict()
 
     @classmethod
     def event_topics(cls) -> tuple[str, ...]:
@@ -53,11 +58,28 @@ class DocumentProjection(Projection[V], Generic[V]):
         raise NotImplementedError
 
     def process_event(self, domain_event: Any, tracking: Tracking) -> None:
-        aggregate: Any = self.repository.get(
+        aggregate = self._at_version_of(domain_event)
+        document, columns = self.render(aggregate)
+        try:
+            self.view.upsert(domain_event.originator_id, document, columns, tracking)
+        except BaseException:
+            # The view did not take this event: forget a state it does not have.
+            self._recent.pop(domain_event.originator_id, None)
+            raise
+        self._recent[domain_event.originator_id] = aggregate
+        self._recent.move_to_end(domain_event.originator_id)
+        if len(self._recent) > self.cache_size:
+            self._recent.popitem(last=False)
+
+    def _at_version_of(self, domain_event: Any) -> Any:
+        """The aggregate as of ``domain_event``: the previous state plus this event when it
+        is at hand (as a replay would apply it), else loaded from the store."""
+        previous = self._recent.pop(domain_event.originator_id, None)
+        if previous is not None and previous.version == domain_event.originator_version - 1:
+            return domain_event.mutate(previous)
+        return self.repository.get(
             domain_event.originator_id, version=domain_event.originator_version
         )
-        document, columns = self.render(aggregate)
-        self.view.upsert(domain_event.originator_id, document, columns, tracking)
 
 
 class CommandRegistryView(DocumentView):

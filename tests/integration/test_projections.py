@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from typing import Any
 
 import psycopg
 import pytest
 
+from application.command import Command
+from application.documents import present_command
 from infrastructure.event_store import build_view
 from infrastructure.projector import Projector
 from projections.documents import CommandRegistryProjection, CommandRegistryView
@@ -74,6 +77,10 @@ def test_a_projector_killed_mid_stream_applies_every_event_exactly_once(stack: S
     assert len(live_rows) == 150
     assert live_rows == registry_rows(stack.database_url, "command_registry_rebuilt")
     assert {row[1] for row in live_rows.values()} == {"succeeded"}
+    # Documents built event by event equal those rendered from a fresh load.
+    for command_id, (document, *_) in live_rows.items():
+        loaded: Command = stack.container.app.repository.get(command_id)
+        assert document == json.loads(json.dumps(present_command(loaded)))
 
 
 def test_the_registry_row_follows_the_command_through_its_life(stack: Stack) -> None:
