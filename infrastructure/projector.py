@@ -61,22 +61,23 @@ class Projector:
     ) -> None:
         while not stop.is_set():
             try:
-                self.follow(projection, stop)
+                follow(self.app, projection, stop)
             except Exception:
                 logger.exception("projection %s failed; resuming", projection.name)
                 stop.wait(retry_after)
 
-    def follow(self, projection: Follower, stop: threading.Event) -> None:
-        """Apply every event after the projection's position until ``stop`` is set."""
-        gt = projection.view.max_tracking_id(self.app.name)
-        logger.info("projection %s following from %s", projection.name, gt or 0)
-        with subscribe(self.app.recorder, gt, projection.event_topics()) as subscription:
 
-            def stop_when_asked() -> None:
-                stop.wait()
-                subscription.stop()
+def follow(app: Application[Any], follower: Follower, stop: threading.Event) -> None:
+    """Hand ``follower`` every event of its topics after its position until ``stop`` is set."""
+    gt = follower.view.max_tracking_id(app.name)
+    logger.info("%s following from %s", follower.name, gt or 0)
+    with subscribe(app.recorder, gt, follower.event_topics()) as subscription:
 
-            threading.Thread(target=stop_when_asked, daemon=True).start()
-            for notification in subscription:
-                event = self.app.mapper.to_domain_event(notification)
-                projection.process_event(event, Tracking(self.app.name, notification.id))
+        def stop_when_asked() -> None:
+            stop.wait()
+            subscription.stop()
+
+        threading.Thread(target=stop_when_asked, daemon=True).start()
+        for notification in subscription:
+            event = app.mapper.to_domain_event(notification)
+            follower.process_event(event, Tracking(app.name, notification.id))

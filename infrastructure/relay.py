@@ -19,7 +19,7 @@ from eventsourcing.utils import get_topic
 
 from application.command import Command
 from application.ports import CommandTransport
-from application.subscriptions import subscribe
+from infrastructure.projector import follow
 
 logger = logging.getLogger(__name__)
 
@@ -29,27 +29,28 @@ PUBLISHED = (Command.CommandAccepted, Command.CommandRetryScheduled, Command.Com
 class OutboxRelay:
     """Follows the event log and publishes the commands that are due to run."""
 
+    name = "relay"
+
     def __init__(
         self, app: Application[Any], tracker: TrackingRecorder, transport: CommandTransport
     ) -> None:
         self.app = app
-        self.tracker = tracker
+        self.view = tracker
         self.transport = transport
+
+    @staticmethod
+    def event_topics() -> tuple[str, ...]:
+        """The events that call for a message."""
+        return tuple(get_topic(cls) for cls in PUBLISHED)
 
     def run(self, stop: threading.Event) -> None:
         """Publish until ``stop`` is set."""
-        gt = self.tracker.max_tracking_id(self.app.name)
-        topics = [get_topic(cls) for cls in PUBLISHED]
-        with subscribe(self.app.recorder, gt=gt, topics=topics) as subscription:
+        follow(self.app, self, stop)
 
-            def stop_when_asked() -> None:
-                stop.wait()
-                subscription.stop()
-
-            threading.Thread(target=stop_when_asked, daemon=True).start()
-            for notification in subscription:
-                self.publish(self.app.mapper.to_domain_event(notification))
-                self.tracker.insert_tracking(Tracking(self.app.name, notification.id))
+    def process_event(self, domain_event: Any, tracking: Tracking) -> None:
+        """Publish, then advance the relay's position."""
+        self.publish(domain_event)
+        self.view.insert_tracking(tracking)
 
     def publish(self, event: Any) -> None:
         """Publish the message that ``event`` calls for."""
