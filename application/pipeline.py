@@ -15,7 +15,7 @@ from enum import Enum
 from typing import Any
 from uuid import UUID, uuid4, uuid5
 
-from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.application import Application
 from eventsourcing.persistence import IntegrityError
 from pydantic import BaseModel
 
@@ -23,7 +23,7 @@ from application.command import Command
 from application.ports import Services
 from application.registry import CommandRegistry, CommandSpec
 from application.retry import RetryPolicy
-from application.unit_of_work import UnitOfWork
+from application.unit_of_work import UnitOfWork, aggregate_exists, find_aggregate
 from domain.errors import ConflictError, DomainError, NotFoundError
 
 COMMAND_NAMESPACE = UUID("3d0b7c8e-2f5a-5b1e-8c44-5b6f0a9e7d21")
@@ -124,7 +124,7 @@ class CommandPipeline:
             if earlier is not None:
                 return earlier
         spec = submission.spec
-        if spec.creates and self._exists(spec.target(submission.payload)):
+        if spec.creates and aggregate_exists(self.app, spec.target(submission.payload)):
             raise ResourceExistsError(spec.resource(submission.payload))
         command = self.prepare(submission, command_id)
         try:
@@ -161,10 +161,7 @@ class CommandPipeline:
 
     def get_command(self, command_id: UUID) -> Command | None:
         """The command with this id, or None when none was ever accepted."""
-        try:
-            command: object = self.app.repository.get(command_id)
-        except AggregateNotFoundError:
-            return None
+        command = find_aggregate(self.app, command_id)
         return command if isinstance(command, Command) else None
 
     def execute(
@@ -241,9 +238,6 @@ class CommandPipeline:
         if earlier.fingerprint != submission.fingerprint:
             raise IdempotencyKeyReusedError(submission.idempotency_key)
         return Acceptance(command=earlier, position=None, replayed=True)
-
-    def _exists(self, aggregate_id: UUID) -> bool:
-        return bool(list(self.app.recorder.select_events(aggregate_id, limit=1)))
 
 
 def _describe(error: BaseException, worker: str) -> dict[str, Any]:

@@ -17,13 +17,14 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.application import Application
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError, Tracking, TrackingRecorder
 from eventsourcing.utils import get_topic
 
 from application.command import Command
 from application.pipeline import CommandPipeline, Submission
+from application.unit_of_work import find_aggregate
 from domain.payment import Payment
 from domain.reservation import Reservation
 from domain.reservation_saga import ReservationSaga
@@ -209,8 +210,4 @@ class SagaRunner:
         return found if isinstance(found, ReservationSaga) else None
 
     def _find(self, aggregate_id: Any) -> object:
-        try:
-            found: object = self.app.repository.get(aggregate_id)
-        except AggregateNotFoundError:
-            return None
-        return found
+        return find_aggregate(self.app, aggregate_id)

@@ -14,6 +14,20 @@ from domain.errors import NotFoundError
 A = TypeVar("A", bound=Aggregate)
 
 
+def find_aggregate(app: Application[Any], aggregate_id: UUID) -> Aggregate | None:
+    """The aggregate with this id as it stands, or None when none was ever saved."""
+    try:
+        found: Aggregate = app.repository.get(aggregate_id)
+    except AggregateNotFoundError:
+        return None
+    return found
+
+
+def aggregate_exists(app: Application[Any], aggregate_id: UUID) -> bool:
+    """Whether any event was saved for this id (one row read, nothing reconstructed)."""
+    return bool(list(app.recorder.select_events(aggregate_id, limit=1)))
+
+
 class UnitOfWork:
     """Collects the aggregates one command touches so they are saved in one transaction."""
 
@@ -31,27 +45,26 @@ class UnitOfWork:
 
     def find(self, cls: type[A], aggregate_id: UUID) -> A | None:
         """The aggregate, or None when it does not exist."""
-        return self.get(cls, aggregate_id) if self.exists(aggregate_id) else None
+        if aggregate_id not in self._aggregates:
+            found = find_aggregate(self._app, aggregate_id)
+            if found is None:
+                return None
+            self._aggregates[aggregate_id] = found
+        return self.get(cls, aggregate_id)
 
     def get(self, cls: type[A], aggregate_id: UUID) -> A:
         """Load an aggregate; a missing one is a domain error (:class:`NotFoundError`)."""
-        if aggregate_id in self._aggregates:
-            found = self._aggregates[aggregate_id]
-        else:
-            try:
-                found = self._app.repository.get(aggregate_id)
-            except AggregateNotFoundError:
-                raise NotFoundError(f"{cls.__name__} {aggregate_id} does not exist") from None
-            self._aggregates[aggregate_id] = found
+        found = self._aggregates.get(aggregate_id) or find_aggregate(self._app, aggregate_id)
+        if found is None:
+            raise NotFoundError(f"{cls.__name__} {aggregate_id} does not exist")
+        self._aggregates[aggregate_id] = found
         if not isinstance(found, cls):
             raise NotFoundError(f"{aggregate_id} is not a {cls.__name__}")
         return found
 
     def exists(self, aggregate_id: UUID) -> bool:
         """Whether any aggregate has this id (in this unit or in the store)."""
-        if aggregate_id in self._aggregates:
-            return True
-        return bool(list(self._app.recorder.select_events(aggregate_id, limit=1)))
+        return aggregate_id in self._aggregates or aggregate_exists(self._app, aggregate_id)
 
     def add(self, aggregate: Aggregate) -> None:
         """Register a new aggregate to be saved with the command's outcome."""

@@ -12,12 +12,12 @@ from typing import Any
 from urllib.parse import urlencode
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError
 from flask import Blueprint, Response, jsonify, request
 
 from application.commands import present_show
 from application.documents import present_command
 from application.reservations import present_reservation
+from application.unit_of_work import find_aggregate
 from domain.reservation import Reservation
 from domain.reservation_saga import ReservationSaga
 from domain.show import Show
@@ -116,7 +116,7 @@ def _read(
     authenticate(built.settings.api_tokens)
     view = built.views.get(view_name)
     if view is None:
-        found = _aggregate(built, key)
+        found = find_aggregate(built.app, key)
         return present(found) if isinstance(found, cls) else None
     _await_consistency(built, view_name)
     document = view.get(key)
@@ -355,14 +355,6 @@ def _uuid_or_404(value: str, kind: str) -> UUID:
         return UUID(value)
     except ValueError:
         raise Problem(404, "Not found", f"no {kind} {value}") from None
-
-
-def _aggregate(built: Container, key: UUID) -> object:
-    try:
-        found: object = built.app.repository.get(key)
-    except AggregateNotFoundError:
-        return None
-    return found
 
 
 @api.get("/health")
