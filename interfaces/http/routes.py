@@ -8,12 +8,13 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from typing import Any
+from typing import Any, get_args
 from urllib.parse import urlencode
 from uuid import UUID
 
 from flask import Blueprint, Response, jsonify, request
 
+from application.command import TERMINAL, Status
 from application.commands import present_show
 from application.documents import present_command
 from application.reservations import present_reservation
@@ -25,7 +26,7 @@ from interfaces.bootstrap import Container
 from interfaces.http.auth import authenticate
 from interfaces.http.openapi import COMMAND_ROUTES, build_openapi
 from interfaces.http.problems import Problem
-from interfaces.http.submit import PREFER_WAIT, container, submit
+from interfaces.http.submit import container, prefer_wait, submit
 from projections.documents import present_saga
 from projections.views import InvalidCursorError
 
@@ -259,11 +260,13 @@ def list_projections() -> Response:
 
 
 LAG_CAP = 10_000
+# How long a read with a Consistency-Token and no Prefer: wait waits for its view.
+CONSISTENCY_WAIT_SECONDS = 5.0
 SSE_KEEPALIVE_SECONDS = 15.0
 # A stream ends after this long even if the command has not; the client reconnects
 # with Last-Event-ID, which frees the server thread meanwhile.
 SSE_MAX_SECONDS = 300.0
-STATUSES = ("accepted", "running", "retrying", "succeeded", "failed", "dead_lettered")
+STATUSES: tuple[str, ...] = get_args(Status)
 
 
 def _list_filters() -> tuple[dict[str, Any], list[dict[str, str]]]:
@@ -296,7 +299,7 @@ def _limit(errors: list[dict[str, str]]) -> int:
 def _with_consistency(built: Container, document: dict[str, Any]) -> dict[str, Any]:
     """Adds the outcome's consistency token and which views have caught up with it."""
     position = document.pop("position", None)
-    terminal = document.get("status") in ("succeeded", "failed", "dead_lettered")
+    terminal = document.get("status") in TERMINAL
     document["consistency_token"] = str(position) if terminal and position else None
     if position is not None:
         document["projections"] = {name: built.view_reached(name, position) for name in built.views}
@@ -316,7 +319,9 @@ def _await_consistency(built: Container, view_name: str) -> None:
             kind="validation-error",
             errors=[{"location": "header.Consistency-Token", "message": "not a token"}],
         )
-    wait = _prefer_wait_or(built.settings.max_wait_seconds, default=5.0)
+    wait = prefer_wait(built.settings.max_wait_seconds)
+    if wait is None:
+        wait = min(CONSISTENCY_WAIT_SECONDS, built.settings.max_wait_seconds)
     if not built.await_view(view_name, int(token), wait):
         raise Problem(
             503,
@@ -325,12 +330,6 @@ def _await_consistency(built: Container, view_name: str) -> None:
             kind="not-caught-up",
             headers={"Retry-After": "1"},
         )
-
-
-def _prefer_wait_or(limit: float, default: float) -> float:
-    prefer = ",".join(request.headers.getlist("Prefer"))
-    match = PREFER_WAIT.search(prefer)
-    return min(float(match.group(1)), limit) if match else min(default, limit)
 
 
 def _require_retained(built: Container, document: dict[str, Any]) -> None:

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-Status = Literal["accepted", "running", "retrying", "succeeded", "failed", "dead_lettered"]
+from application.command import Status
 
 
 class CommandLinks(BaseModel):

@@ -45,7 +45,7 @@ def submit(command_type: str, **path: str) -> Response:
     spec = built.registry.get(command_type)
     payload = _payload(spec, path)
     key = _idempotency_key()
-    wait = _prefer_wait(built.settings.max_wait_seconds)
+    wait = prefer_wait(built.settings.max_wait_seconds)
     callback = _callback_url(bool(built.settings.webhook_secret))
     submission = Submission(
         spec=spec,
@@ -162,7 +162,8 @@ def _callback_url(configured: bool) -> str | None:
     return url
 
 
-def _prefer_wait(limit: float) -> float | None:
+def prefer_wait(limit: float) -> float | None:
+    """The seconds asked for with ``Prefer: wait=N`` (RFC 7240), capped at ``limit``."""
     prefer = ",".join(request.headers.getlist("Prefer"))
     match = PREFER_WAIT.search(prefer)
     if match is None:
