@@ -182,7 +182,8 @@ class CommandPipeline:
             return Outcome.SKIPPED
         if self.retry.exhausted(command.attempts_in_budget):
             # Every attempt of the budget was lost with its worker.
-            return self._record(command_id, command.attempt, _worker_lost_error(worker), final=True)
+            lost = _worker_lost_error(worker)
+            return self._record(command_id, command.attempt, lost, Outcome.DEAD_LETTERED)
         run = command.start(worker)
         try:
             self.app.save(command)
@@ -195,27 +196,31 @@ class CommandPipeline:
             command.succeed(run)
             self.app.save(*uow.aggregates, command)
         except DomainError as error:
-            return self._record(command_id, run, _describe_domain_error(error, worker), True)
+            failure = _describe_domain_error(error, worker)
+            return self._record(command_id, run, failure, Outcome.FAILED)
         except Exception as error:  # noqa: BLE001 - every other error is technical: retried
             logger.warning("command %s attempt %d failed: %r", command_id, run, error)
-            return self._record(command_id, run, _describe_technical_error(error, worker), False)
+            failure = _describe_technical_error(error, worker)
+            return self._record(command_id, run, failure, Outcome.RETRY_SCHEDULED)
         return Outcome.SUCCEEDED
 
-    def _record(self, command_id: UUID, run: int, error: dict[str, Any], final: bool) -> Outcome:
+    def _record(
+        self, command_id: UUID, run: int, error: dict[str, Any], outcome: Outcome
+    ) -> Outcome:
+        """Record ``outcome`` of attempt ``run``; a retry past the budget dead-letters."""
         # Reload: the in-memory command may hold an outcome whose save failed.
         command = self.get_command(command_id)
         if command is None or command.is_terminal or command.attempt != run:
             return Outcome.SKIPPED
-        if final and error["type"] != "WorkerLost":
-            command.fail(run, error)
-            outcome = Outcome.FAILED
-        elif final or self.retry.exhausted(command.attempts_in_budget):
-            command.dead_letter(run, error)
+        if outcome is Outcome.RETRY_SCHEDULED and self.retry.exhausted(command.attempts_in_budget):
             outcome = Outcome.DEAD_LETTERED
+        if outcome is Outcome.FAILED:
+            command.fail(run, error)
+        elif outcome is Outcome.DEAD_LETTERED:
+            command.dead_letter(run, error)
         else:
             delay = timedelta(seconds=self.retry.delay(command.attempts_in_budget))
             command.schedule_retry(run, error, datetime.now(UTC) + delay)
-            outcome = Outcome.RETRY_SCHEDULED
         try:
             self.app.save(command)
         except IntegrityError:
