@@ -86,7 +86,6 @@ def register(registry: CommandRegistry) -> None:
             target=lambda c: Show.create_id(c.show_id),
             resource=lambda c: f"/shows/{c.show_id}",
             creates=True,
-            aggregate=Show,
             present=present_show,
         )
     )
@@ -97,7 +96,6 @@ def register(registry: CommandRegistry) -> None:
             handler=cancel_show,
             target=lambda c: Show.create_id(c.show_id),
             resource=lambda c: f"/shows/{c.show_id}",
-            aggregate=Show,
             present=present_show,
         )
     )

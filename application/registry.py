@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 from uuid import UUID
 
-from eventsourcing.domain import Aggregate
 from pydantic import BaseModel
 
 from application.unit_of_work import UnitOfWork
@@ -35,7 +34,6 @@ class CommandSpec(Generic[P]):
     target: Callable[[P], UUID]
     resource: Callable[[P], str]
     creates: bool = False
-    aggregate: type[Aggregate] | None = None
     present: Callable[[Any], dict[str, Any]] | None = None
     correlate: Callable[[P], UUID] | None = None
 

@@ -217,7 +217,6 @@ def register(registry: CommandRegistry) -> None:
             handler=handler,
             target=target,
             resource=resource,
-            aggregate=Reservation,
             present=present_reservation,
             **extra,
         )

@@ -104,16 +104,6 @@ class DocumentView(PostgresTrackingRecorder):
         documents = [{**r["doc"], "position": r["position"]} for r in rows]
         return documents, (encode_cursor(rows[-1]["seq"]) if more and rows else None)
 
-    def count(self) -> int:
-        """How many documents the view holds."""
-        statement = SQL("SELECT count(*) AS n FROM {schema}.{table}").format(
-            schema=Identifier(self.datastore.schema), table=Identifier(self.table)
-        )
-        with self.datastore.transaction(commit=False) as curs:
-            curs.execute(statement)
-            row = curs.fetchone()
-        return int(row["n"]) if row else 0
-
 
 class InvalidCursorError(ValueError):
     """Raised when a paging cursor was not issued by this service."""
