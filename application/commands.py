@@ -73,6 +73,7 @@ def present_show(show: Show) -> dict[str, Any]:
             "held": sorted(show.held),
             "sold": sorted(show.sold),
         },
+        "waiting_list": show.waiting_ids,
     }
 
 

@@ -37,7 +37,8 @@ class PaymentGateway(Protocol):
         ...
 
     def refund(self, idempotency_key: str) -> None:
-        """Refund the charge made with ``idempotency_key``."""
+        """Refund the charge made with ``idempotency_key``, if one was made and is not
+        refunded yet; otherwise do nothing. Safe to call again."""
         ...
 
 

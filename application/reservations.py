@@ -14,7 +14,6 @@ from domain.payment import Payment
 from domain.reservation import Reservation, ReservationStateError
 from domain.reservation_saga import ReservationSaga
 from domain.show import Show
-from domain.waiting_list import WaitingList
 
 
 class ReservationExistsError(ConflictError):
@@ -52,12 +51,6 @@ class RejectReservation(ReservationStep):
     reason: str
 
 
-class PromoteWaitingCustomers(Payload):
-    """Offer freed seats of a show to those waiting for them, first in line first."""
-
-    show_id: ResourceId
-
-
 def _reservation(uow: UnitOfWork, reservation_id: str) -> Reservation:
     return uow.get(Reservation, Reservation.create_id(reservation_id))
 
@@ -84,28 +77,34 @@ def place_reservation(uow: UnitOfWork, cmd: PlaceReservation) -> None:
     )
 
 
-def cancel_reservation(uow: UnitOfWork, cmd: CancelReservation) -> None:
-    """Cancel, release the seats, leave the waiting list, refund a captured payment."""
-    reservation = _reservation(uow, cmd.reservation_id)
-    reservation.cancel(cmd.reason)
-    _show(uow, reservation).release_seats(reservation.reservation_id)
-    waiting = uow.find(WaitingList, WaitingList.create_id(reservation.show_id))
-    if waiting is not None:
-        waiting.leave(reservation.reservation_id)
-    _refund_if_captured(uow, reservation.reservation_id)
-
-
 def reserve_seats(uow: UnitOfWork, cmd: ReservationStep) -> None:
-    """Hold the reservation's seats."""
+    """Hold the reservation's seats, or put it on the show's waiting list."""
     reservation = _reservation(uow, cmd.reservation_id)
-    if reservation.status != "pending":
+    if reservation.status != "pending" or reservation.has_seats:
         raise ReservationStateError(f"reservation {cmd.reservation_id} is {reservation.status}")
-    _show(uow, reservation).reserve_seats(reservation.reservation_id, reservation.seats)
+    if _show(uow, reservation).reserve_or_wait(reservation.reservation_id, reservation.seats):
+        reservation.hold_seats()
+    else:
+        reservation.waitlist()
 
 
 def charge_payment(uow: UnitOfWork, cmd: ReservationStep) -> None:
-    """Charge the card once (the gateway's idempotency key sees to that)."""
+    """Charge the card once (the gateway's idempotency key sees to that).
+
+    A reservation that ended before its charge ran is not charged; an earlier attempt
+    may still have reached the gateway before losing its save to the change that ended
+    it, so whatever the gateway took under this reservation's key goes back.
+    """
     reservation = _reservation(uow, cmd.reservation_id)
+    gateway = uow.services.payment_gateway
+    if reservation.payment is not None:
+        return  # charged by an earlier delivery
+    if not reservation.is_chargeable:
+        if reservation.is_finished:
+            gateway.refund(Payment.idempotency_key_of(reservation.reservation_id))
+        raise ReservationStateError(
+            f"reservation {cmd.reservation_id} is {reservation.status}; not charged"
+        )
     payment = uow.find(Payment, Payment.create_id(cmd.reservation_id))
     if payment is None:
         payment = Payment(
@@ -114,77 +113,62 @@ def charge_payment(uow: UnitOfWork, cmd: ReservationStep) -> None:
             card_token=reservation.card_token,
         )
         uow.add(payment)
-    if payment.status != "requested":
-        return
-    result = uow.services.payment_gateway.charge(
-        payment.idempotency_key, payment.amount_cents, payment.card_token
-    )
+    result = gateway.charge(payment.idempotency_key, payment.amount_cents, payment.card_token)
     if result.approved:
         payment.capture(result.reference or "")
+        reservation.paid()
     else:
-        payment.decline(result.reason or "declined")
+        reason = result.reason or "declined"
+        payment.decline(reason)
+        reservation.payment_declined(reason)
 
 
 def confirm_reservation(uow: UnitOfWork, cmd: ReservationStep) -> None:
     """Sell the held seats and confirm."""
     reservation = _reservation(uow, cmd.reservation_id)
-    _show(uow, reservation).sell_seats(reservation.reservation_id)
     reservation.confirm()
+    _show(uow, reservation).sell_seats(reservation.reservation_id)
+
+
+def cancel_reservation(uow: UnitOfWork, cmd: CancelReservation) -> None:
+    """Cancel, release the seats or leave the waiting list, refund a captured payment."""
+    reservation = _reservation(uow, cmd.reservation_id)
+    reservation.cancel(cmd.reason)
+    _settle_ended(uow, reservation)
 
 
 def reject_reservation(uow: UnitOfWork, cmd: RejectReservation) -> None:
     """Release the seats and reject."""
     reservation = _reservation(uow, cmd.reservation_id)
-    _show(uow, reservation).release_seats(reservation.reservation_id)
     reservation.reject(cmd.reason)
-
-
-def waitlist_reservation(uow: UnitOfWork, cmd: ReservationStep) -> None:
-    """Join the show's waiting list."""
-    reservation = _reservation(uow, cmd.reservation_id)
-    waiting_id = WaitingList.create_id(reservation.show_id)
-    waiting = uow.find(WaitingList, waiting_id)
-    if waiting is None:
-        waiting = WaitingList(show_id=reservation.show_id)
-        uow.add(waiting)
-    waiting.join(reservation.reservation_id, reservation.seats)
-    reservation.waitlist()
+    _settle_ended(uow, reservation)
 
 
 def expire_reservation(uow: UnitOfWork, cmd: ReservationStep) -> None:
     """Release the seats and expire."""
     reservation = _reservation(uow, cmd.reservation_id)
-    _show(uow, reservation).release_seats(reservation.reservation_id)
     reservation.expire()
+    _settle_ended(uow, reservation)
 
 
-def refund_payment(uow: UnitOfWork, cmd: ReservationStep) -> None:
-    """Refund a captured payment (a late one, after expiry or cancellation)."""
-    _refund_if_captured(uow, cmd.reservation_id)
+def _settle_ended(uow: UnitOfWork, reservation: Reservation) -> None:
+    """What ending a reservation short of use calls for, in the same save as the end.
 
-
-def promote_waiting_customers(uow: UnitOfWork, cmd: PromoteWaitingCustomers) -> None:
-    """Offer free seats to everyone waiting for them, in order of arrival."""
-    waiting = uow.find(WaitingList, WaitingList.create_id(cmd.show_id))
-    if waiting is None:
-        return
-    show = uow.get(Show, Show.create_id(cmd.show_id))
-    if show.cancelled:
-        return
-    available = list(show.available)
-    while (reservation_id := waiting.first_fitting(available)) is not None:
-        waiting.leave(reservation_id)
-        reservation = _reservation(uow, reservation_id)
-        if reservation.status == "waitlisted":
-            reservation.offer()
-            available = [seat for seat in available if seat not in reservation.seats]
-
-
-def _refund_if_captured(uow: UnitOfWork, reservation_id: str) -> None:
-    payment = uow.find(Payment, Payment.create_id(reservation_id))
-    if payment is not None and payment.status == "captured":
+    Its seats are released and offered at once to those waiting for them (their
+    reservations are written too), it leaves the waiting list, and a captured payment
+    is refunded. Every command that changes the reservation or the show writes one of
+    them, so a racing charge, hold or join is ordered before or after this, never lost.
+    """
+    show = _show(uow, reservation)
+    show.leave_waiting_list(reservation.reservation_id)
+    if show.release_seats(reservation.reservation_id):
+        for offered in show.offer_free_seats():
+            _reservation(uow, offered).offer()
+    if reservation.payment == "captured":
+        payment = uow.get(Payment, Payment.create_id(reservation.reservation_id))
         uow.services.payment_gateway.refund(payment.idempotency_key)
         payment.refund()
+        reservation.refunded()
 
 
 def present_reservation(reservation: Reservation) -> dict[str, Any]:
@@ -235,15 +219,4 @@ def register(registry: CommandRegistry) -> None:
     registry.register(spec("ChargePayment", ReservationStep, charge_payment))
     registry.register(spec("ConfirmReservation", ReservationStep, confirm_reservation))
     registry.register(spec("RejectReservation", RejectReservation, reject_reservation))
-    registry.register(spec("WaitlistReservation", ReservationStep, waitlist_reservation))
     registry.register(spec("ExpireReservation", ReservationStep, expire_reservation))
-    registry.register(spec("RefundPayment", ReservationStep, refund_payment))
-    registry.register(
-        CommandSpec(
-            name="PromoteWaitingCustomers",
-            payload=PromoteWaitingCustomers,
-            handler=promote_waiting_customers,
-            target=lambda c: WaitingList.create_id(c.show_id),
-            resource=lambda c: f"/shows/{c.show_id}",
-        )
-    )

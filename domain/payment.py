@@ -32,10 +32,16 @@ class Payment(Aggregate):
         self.reference: str | None = None
         self.reason: str | None = None
 
+    @staticmethod
+    def idempotency_key_of(reservation_id: str) -> str:
+        """The key the gateway sees for this reservation's charge: a retried charge never
+        charges twice, and a refund by key finds a charge whose recording was lost."""
+        return f"charge-{Payment.create_id(reservation_id)}"
+
     @property
     def idempotency_key(self) -> str:
-        """The key the gateway sees for this charge: a retried charge never charges twice."""
-        return f"charge-{self.id}"
+        """The key the gateway sees for this charge."""
+        return self.idempotency_key_of(self.reservation_id)
 
     def capture(self, reference: str) -> None:
         """The gateway took the money."""

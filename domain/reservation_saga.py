@@ -1,9 +1,14 @@
 """ReservationSaga: the process manager of one reservation.
 
 reserve seats → charge payment → confirm; a decline releases the seats and rejects
-(compensation); taken seats put the reservation on the waiting list; no payment
-outcome before the deadline releases the seats and expires it; a payment captured
-after that is refunded.
+(compensation); taken seats put the reservation on the waiting list, and seats held
+for it later run it again; no payment outcome before the deadline releases the seats
+and expires it.
+
+It follows the reservation's own events, which the reservation's commands write one
+at a time (optimistic concurrency), so they reach the saga in the order they happened.
+Refunds are not the saga's: whatever ends a paid reservation short of confirmation
+refunds it in the same save, so no interleaving leaves money behind.
 
 Each decision is one event that names the commands it issues, so the saga runner can
 record the decision and the commands in one transaction. Every handler is guarded by
@@ -53,7 +58,6 @@ class ReservationSaga(Aggregate):
         self.state = "reserving"
         self.run = 1
         self.deadline_at: datetime | None = None
-        self.refunded = False
         self.issued = commands
 
     def _command(self, command_type: str, step: str, **payload: Any) -> dict[str, Any]:
@@ -85,9 +89,9 @@ class ReservationSaga(Aggregate):
         self.issued = commands
 
     def seats_unavailable(self) -> None:
-        """The seats were taken: join the waiting list instead of failing."""
+        """The seats were taken: the reservation waits on the show's waiting list."""
         if self.state == "reserving":
-            self._waitlisted(commands=[self._command("WaitlistReservation", "waitlist")])
+            self._waitlisted(commands=[])
 
     @event("SagaWaitlisted")
     def _waitlisted(self, commands: list[dict[str, Any]]) -> None:
@@ -99,35 +103,28 @@ class ReservationSaga(Aggregate):
         if self.state == "reserving":
             self._compensate(reason)
 
-    def offered(self) -> None:
-        """Seats came free for the waiting reservation: reserve them again."""
+    def offered(self, deadline_at: datetime) -> None:
+        """Seats came free and are held for the waiting reservation: charge, in a new run."""
         if self.state == "waitlisted":
             run = self.run + 1
-            reserve = issue("ReserveSeats", f"reserve-{run}", reservation_id=self.reservation_id)
-            self._resumed(run=run, commands=[reserve])
+            charge = issue("ChargePayment", f"charge-{run}", reservation_id=self.reservation_id)
+            self._resumed(run=run, deadline_at=deadline_at, commands=[charge])
 
     @event("SagaResumed")
-    def _resumed(self, run: int, commands: list[dict[str, Any]]) -> None:
-        self.state = "reserving"
+    def _resumed(self, run: int, deadline_at: datetime, commands: list[dict[str, Any]]) -> None:
+        self.state = "charging"
         self.run = run
+        self.deadline_at = deadline_at
         self.issued = commands
 
     def payment_captured(self) -> None:
-        """Paid: confirm; if the reservation already expired or was cancelled, refund."""
+        """Paid: confirm."""
         if self.state == "charging":
             self._confirming(commands=[self._command("ConfirmReservation", "confirm")])
-        elif self.state in ("expiring", "expired", "cancelled") and not self.refunded:
-            refund = issue("RefundPayment", "refund-late", reservation_id=self.reservation_id)
-            self._late_payment_refunded(commands=[refund])
 
     @event("SagaConfirming")
     def _confirming(self, commands: list[dict[str, Any]]) -> None:
         self.state = "confirming"
-        self.issued = commands
-
-    @event("SagaLatePaymentRefunded")
-    def _late_payment_refunded(self, commands: list[dict[str, Any]]) -> None:
-        self.refunded = True
         self.issued = commands
 
     def payment_declined(self, reason: str) -> None:

@@ -19,10 +19,6 @@ class UnknownSeatError(RuleViolationError):
     """Raised when a command names a seat that is not on the show's seat map."""
 
 
-class SeatUnavailableError(ConflictError):
-    """Raised when a seat to be reserved is already held or sold."""
-
-
 class SeatNotHeldError(ConflictError):
     """Raised when seats are released or sold for a reservation that does not hold them."""
 
@@ -75,6 +71,7 @@ class Show(Aggregate):
         self.cancelled = False
         self.held: dict[str, str] = {}
         self.sold: dict[str, str] = {}
+        self.waiting: list[dict[str, Any]] = []
 
     @property
     def status(self) -> str:
@@ -100,19 +97,62 @@ class Show(Aggregate):
         holders = [self.held.get(s) or self.sold.get(s) for s in self.seats]
         return list(dict.fromkeys(h for h in holders if h is not None))
 
-    def reserve_seats(self, reservation_id: str, seats: list[str]) -> None:
-        """Hold ``seats`` for ``reservation_id``; every seat must exist and be free."""
+    @property
+    def waiting_ids(self) -> list[str]:
+        """The reservations on the waiting list, first in line first."""
+        return [entry["reservation_id"] for entry in self.waiting]
+
+    def reserve_or_wait(self, reservation_id: str, seats: list[str]) -> bool:
+        """Hold ``seats`` if they are all free (True), else join the waiting list (False).
+
+        One decision on one aggregate: a release that races it writes this show too, so
+        optimistic concurrency orders the two and nobody waits for seats that are free.
+        """
         self._require_scheduled()
         self._require_known(seats)
-        taken = [s for s in seats if s in self.held or s in self.sold]
-        if taken:
-            raise SeatUnavailableError(f"seats not available: {', '.join(taken)}")
-        self._seats_reserved(reservation_id=reservation_id, seats=seats)
+        if all(s not in self.held and s not in self.sold for s in seats):
+            self._seats_reserved(reservation_id=reservation_id, seats=seats)
+            return True
+        if reservation_id not in self.waiting_ids:
+            self._joined_waiting_list(reservation_id=reservation_id, seats=seats)
+        return False
 
     @event("SeatsReserved")
     def _seats_reserved(self, reservation_id: str, seats: list[str]) -> None:
         for seat in seats:
             self.held[seat] = reservation_id
+
+    @event("CustomerJoinedWaitingList")
+    def _joined_waiting_list(self, reservation_id: str, seats: list[str]) -> None:
+        self.waiting.append({"reservation_id": reservation_id, "seats": seats})
+
+    def leave_waiting_list(self, reservation_id: str) -> None:
+        """Take ``reservation_id`` off the waiting list; not on it is a no-op."""
+        if reservation_id in self.waiting_ids:
+            self._left_waiting_list(reservation_id=reservation_id)
+
+    @event("CustomerLeftWaitingList")
+    def _left_waiting_list(self, reservation_id: str) -> None:
+        self.waiting = [e for e in self.waiting if e["reservation_id"] != reservation_id]
+
+    def offer_free_seats(self) -> list[str]:
+        """Hold free seats for those waiting, first in line first; returns who got them.
+
+        Each one served leaves the waiting list with its seats held, in this same save.
+        """
+        offered: list[str] = []
+        if self.cancelled:
+            return offered
+        while (entry := self._first_fitting()) is not None:
+            reservation_id = str(entry["reservation_id"])
+            self._left_waiting_list(reservation_id=reservation_id)
+            self._seats_reserved(reservation_id=reservation_id, seats=list(entry["seats"]))
+            offered.append(reservation_id)
+        return offered
+
+    def _first_fitting(self) -> dict[str, Any] | None:
+        free = set(self.available)
+        return next((e for e in self.waiting if set(e["seats"]) <= free), None)
 
     def release_seats(self, reservation_id: str) -> list[str]:
         """Free every seat held or sold for ``reservation_id``; returns them (none is a no-op)."""

@@ -52,7 +52,7 @@ class Ledger(Protocol):
         ...
 
     def refund(self, key: str) -> None:
-        """Mark ``key``'s charge refunded."""
+        """Mark ``key``'s charge refunded; a key with no approved charge is left alone."""
         ...
 
 
@@ -75,7 +75,9 @@ class InMemoryLedger:
 
     def refund(self, key: str) -> None:
         with self._lock:
-            self.entries[key].refunded = True
+            entry = self.entries.get(key)
+            if entry is not None and entry.result is not None and entry.result.approved:
+                entry.refunded = True
 
 
 class PostgresLedger:
@@ -120,7 +122,10 @@ class PostgresLedger:
 
     def refund(self, key: str) -> None:
         with self.datastore.transaction(commit=True) as curs:
-            curs.execute("UPDATE fake_gateway_charges SET refunded = true WHERE key = %s", (key,))
+            curs.execute(
+                "UPDATE fake_gateway_charges SET refunded = true WHERE key = %s AND approved",
+                (key,),
+            )
 
 
 class FakePaymentGateway:
@@ -149,5 +154,5 @@ class FakePaymentGateway:
         return result
 
     def refund(self, idempotency_key: str) -> None:
-        """Refund the charge made with ``idempotency_key``."""
+        """Refund the charge made with ``idempotency_key``; nothing when none was made."""
         self.ledger.refund(idempotency_key)

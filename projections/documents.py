@@ -176,7 +176,6 @@ def present_saga(saga: ReservationSaga) -> dict[str, Any]:
         "state": saga.state,
         "run": saga.run,
         "deadline_at": saga.deadline_at.isoformat() if saga.deadline_at else None,
-        "late_payment_refunded": saga.refunded,
     }
 
 

@@ -84,6 +84,7 @@ class ShowDocument(BaseModel):
     price_cents: int
     status: Literal["scheduled", "cancelled"]
     seats: Seats
+    waiting_list: list[str] = Field(description="reservation ids waiting for seats, in order")
 
 
 class ReservationDocument(BaseModel):
@@ -114,7 +115,6 @@ class SagaDocument(BaseModel):
     state: str
     run: int
     deadline_at: str | None
-    late_payment_refunded: bool
     timeline: list[TimelineEntry]
 
 

@@ -6,8 +6,9 @@ from datetime import timedelta
 
 import pytest
 
+from application.command import Command
 from application.pipeline import BoxofficeApplication
-from domain.waiting_list import WaitingList
+from domain.payment import Payment
 from tests.support.world import DEADLINE, World
 
 
@@ -103,18 +104,28 @@ def test_an_outage_dead_letters_the_charge_and_the_deadline_expires_the_reservat
     assert world.saga("r1").state == "expired"
 
 
-def test_a_payment_after_the_deadline_is_refunded(world: World) -> None:
-    world.hold_types = {"ChargePayment"}  # the slow gateway has not answered yet
+def test_a_payment_taken_after_the_deadline_is_refunded(world: World) -> None:
+    world.hold_types = {"ChargePayment"}
     place(world, "r1", ["A1"], "tok_slow")
+    charge = world.take_held("ChargePayment")
 
-    world.pass_time(DEADLINE)
-    assert world.reservation("r1").status == "expired"
-    world.release_held()
+    with world.paused(charge):
+        # The slow gateway took the money; before its answer is recorded the deadline
+        # passes and the reservation expires.
+        world.pass_time(DEADLINE)
+        assert world.reservation("r1").status == "expired"
+    world.settle()
 
-    assert world.payment("r1").status == "refunded"
-    assert world.ledger.entries[world.payment("r1").idempotency_key].refunded
-    assert world.saga("r1").refunded
+    entry = world.ledger.entries[Payment.idempotency_key_of("r1")]
+    assert entry.result is not None
+    assert entry.result.approved
+    assert entry.refunded
     assert world.reservation("r1").status == "expired"
+    assert world.show().available == ["A1", "A2", "A3", "A4"]
+    charge_command: Command = world.app.repository.get(charge[0])
+    assert charge_command.status == "failed"
+    assert charge_command.error is not None
+    assert "not charged" in charge_command.error["message"]
 
 
 def test_taken_seats_waitlist_and_freed_seats_promote_the_first_in_line(world: World) -> None:
@@ -123,8 +134,7 @@ def test_taken_seats_waitlist_and_freed_seats_promote_the_first_in_line(world: W
     place(world, "r3", ["A1"], "tok_approve")
     assert world.reservation("r2").status == "waitlisted"
     assert world.reservation("r3").status == "waitlisted"
-    waiting: WaitingList = world.get(WaitingList, WaitingList.create_id("s1"))
-    assert waiting.reservation_ids == ["r2", "r3"]
+    assert world.show().waiting_ids == ["r2", "r3"]
 
     world.submit("CancelReservation", reservation_id="r1")
     world.settle()
@@ -134,6 +144,7 @@ def test_taken_seats_waitlist_and_freed_seats_promote_the_first_in_line(world: W
     assert world.reservation("r2").status == "confirmed"
     assert world.reservation("r3").status == "confirmed"
     assert world.show().sold == {"A1": "r3", "A2": "r2"}
+    assert world.show().waiting_ids == []
     assert world.saga("r2").run == 2
 
 

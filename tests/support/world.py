@@ -3,10 +3,17 @@
 ``World.settle()`` plays relay, worker and saga runner: it runs each command as soon
 as it is accepted (retries at once) and hands every event to the saga runner, until
 nothing new happens. Time is the test's to move, for deadlines.
+
+Races are the test's to force: commands of ``hold_types`` are held back when accepted,
+and ``World.paused(...)`` runs a held command up to the save of its outcome (loaded,
+decided, gateway called) and keeps it there while the test runs others.
 """
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -17,6 +24,7 @@ from application.pipeline import BoxofficeApplication, CommandPipeline, Submissi
 from application.ports import Services
 from application.retry import RetryPolicy
 from application.sagas import SagaRunner
+from application.unit_of_work import find_aggregate
 from domain.payment import Payment
 from domain.reservation import Reservation
 from domain.reservation_saga import ReservationSaga
@@ -75,6 +83,61 @@ class World:
             self.pipeline.execute(command_id, attempt, "worker")
         self.settle()
 
+    def take_held(self, command_type: str, reservation_id: str | None = None) -> tuple[UUID, int]:
+        """The first held command of ``command_type`` (for ``reservation_id``), no longer held."""
+        for held in self.held:
+            command: Command = self.app.repository.get(held[0])
+            if command.command_type == command_type and reservation_id in (
+                None,
+                command.payload.get("reservation_id"),
+            ):
+                self.held.remove(held)
+                return held
+        raise AssertionError(f"no {command_type} is held")
+
+    def execute(self, held: tuple[UUID, int]) -> None:
+        """Run one held command now, to its end."""
+        self.pipeline.execute(held[0], held[1], "worker-b")
+
+    @contextmanager
+    def paused(self, held: tuple[UUID, int]) -> Iterator[None]:
+        """Run ``held`` in another thread up to the save of its outcome; on leaving, let
+        it save (a conflict there schedules a retry, as on a real worker)."""
+        command_id, attempt = held
+        arrived, go = threading.Event(), threading.Event()
+        original = self.app.save
+        errors: list[BaseException] = []
+
+        def save(*objects: Any, **kwargs: Any) -> Any:
+            if threading.current_thread() is thread and any(
+                isinstance(o, Command) and o.id == command_id and o.status == "succeeded"
+                for o in objects
+            ):
+                arrived.set()
+                go.wait()
+            return original(*objects, **kwargs)
+
+        def run() -> None:
+            try:
+                self.pipeline.execute(command_id, attempt, "worker-a")
+            except BaseException as error:  # noqa: BLE001 - re-raised in the test's thread
+                errors.append(error)
+            finally:
+                arrived.set()
+
+        thread = threading.Thread(target=run, name=f"paused-{command_id}")
+        self.app.save = save  # type: ignore[method-assign]
+        try:
+            thread.start()
+            arrived.wait(10)
+            yield
+        finally:
+            go.set()
+            thread.join(10)
+            self.app.save = original  # type: ignore[method-assign]
+        if errors:
+            raise errors[0]
+
     def pass_time(self, delta: timedelta) -> None:
         self.now += delta
         self.runner.fire_deadlines()
@@ -121,11 +184,12 @@ class World:
         self.pipeline.execute(command.id, attempt, "worker")
 
     def _due(self, now: datetime) -> list[str]:
-        sagas: list[ReservationSaga] = [
-            self.app.repository.get(c.correlation_id)
+        found = [
+            find_aggregate(self.app, c.correlation_id)
             for c in self.commands()
             if c.command_type == "PlaceReservation"
         ]
+        sagas = [s for s in found if isinstance(s, ReservationSaga)]
         return [
             s.reservation_id
             for s in sagas

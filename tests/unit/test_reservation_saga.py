@@ -58,22 +58,24 @@ def test_held_seats_lead_to_a_charge_due_by_the_deadline() -> None:
     assert saga.deadline_at == DEADLINE
 
 
-def test_taken_seats_put_the_reservation_on_the_waiting_list() -> None:
+def test_taken_seats_leave_the_saga_waiting_with_nothing_to_issue() -> None:
     saga = saga_in("reserving")
 
     saga.seats_unavailable()
 
-    assert decisions(saga) == [("SagaWaitlisted", ["WaitlistReservation"])]
+    assert decisions(saga) == [("SagaWaitlisted", [])]
+    assert saga.state == "waitlisted"
 
 
-def test_an_offer_to_a_waitlisted_reservation_reserves_again_with_new_command_keys() -> None:
+def test_seats_held_for_a_waiting_reservation_charge_it_in_a_new_run() -> None:
     saga = saga_in("waitlisted")
 
-    saga.offered()
+    saga.offered(DEADLINE)
 
-    assert decisions(saga) == [("SagaResumed", ["ReserveSeats"])]
-    assert saga.issued[0]["key"] == "reserve-2"
-    assert saga.state == "reserving"
+    assert decisions(saga) == [("SagaResumed", ["ChargePayment"])]
+    assert saga.issued[0]["key"] == "charge-2"
+    assert saga.state == "charging"
+    assert saga.deadline_at == DEADLINE
 
 
 def test_a_captured_payment_confirms() -> None:
@@ -110,20 +112,6 @@ def test_the_deadline_expires_a_charge_without_outcome_but_not_before_it_is_due(
     assert decisions(saga) == [("SagaExpiring", ["ExpireReservation"])]
 
 
-@pytest.mark.parametrize("state", ["expiring", "expired", "cancelled"])
-def test_a_payment_captured_after_expiry_or_cancellation_is_refunded_once(state: str) -> None:
-    saga = saga_in("expiring")
-    if state != "expiring":
-        saga.reservation_finished(state)
-        saga.collect_events()
-
-    saga.payment_captured()
-    saga.payment_captured()
-
-    assert decisions(saga) == [("SagaLatePaymentRefunded", ["RefundPayment"])]
-    assert saga.refunded
-
-
 @pytest.mark.parametrize(
     ("state", "status"),
     [
@@ -149,7 +137,8 @@ def test_the_reservation_s_final_status_ends_the_saga(state: str, status: str) -
     [
         ("charging", lambda s: s.seats_reserved(DEADLINE)),
         ("charging", lambda s: s.seats_unavailable()),
-        ("charging", lambda s: s.offered()),
+        ("charging", lambda s: s.offered(DEADLINE)),
+        ("expiring", lambda s: s.payment_captured()),
         ("confirming", lambda s: s.payment_captured()),
         ("confirming", lambda s: s.payment_declined("late decline")),
         ("confirming", lambda s: s.deadline_passed(DEADLINE)),
