@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 from uuid import UUID
 
 import psycopg
+from eventsourcing import persistence as es_persistence
 from eventsourcing.application import Application
 from eventsourcing.persistence import InfrastructureFactory, TrackingRecorder
 from eventsourcing.postgres import (
@@ -29,6 +30,17 @@ from projections.documents import PROJECTIONS
 
 TRACKERS = ("relay", "webhooks", "saga_runner")
 TV = TypeVar("TV", bound=PostgresTrackingRecorder)
+
+
+# What reaching the store can raise when it is down, restarting or out of connections:
+# eventsourcing's wrappers of driver errors and psycopg's own (the pool's time-out is
+# a psycopg OperationalError).
+STORE_UNAVAILABLE: tuple[type[Exception], ...] = (
+    es_persistence.OperationalError,
+    es_persistence.InterfaceError,
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
+)
 
 
 def event_store_env(settings: Settings, *, create_table: bool = False) -> dict[str, str]:

@@ -1,15 +1,16 @@
-"""The projector: follows the event log and keeps every read model up to date.
+"""Following the event log: the projector, and the loop the relay and sagas share.
 
-Each projection runs in its own thread from its own tracked position. An error (the
-database restarting, say) is logged and the projection resumes from its tracked
-position after a pause: the row and the position are written together, so nothing is
-applied twice or skipped.
+Each follower runs from its own tracked position. An error (the database restarting,
+the broker gone) is logged and the follower resumes from its tracked position after a
+pause that grows while the error persists: the effect and the position are written
+together, or the effect is idempotent, so nothing is applied twice or skipped.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -45,8 +46,8 @@ class Projector:
         """Project until ``stop`` is set."""
         threads = [
             threading.Thread(
-                target=self._follow_with_retries,
-                args=(projection, stop, retry_after),
+                target=follow_until_stopped,
+                args=(self.app, projection, stop, retry_after),
                 name=f"projection-{projection.name}",
             )
             for projection in self.projections
@@ -56,15 +57,38 @@ class Projector:
         for thread in threads:
             thread.join()
 
-    def _follow_with_retries(
-        self, projection: Follower, stop: threading.Event, retry_after: float
-    ) -> None:
-        while not stop.is_set():
-            try:
-                follow(self.app, projection, stop)
-            except Exception:
-                logger.exception("projection %s failed; resuming", projection.name)
-                stop.wait(retry_after)
+
+def follow_until_stopped(
+    app: Application[Any],
+    follower: Follower,
+    stop: threading.Event,
+    retry_after: float = 1.0,
+    max_retry_after: float = 30.0,
+) -> None:
+    """:func:`follow`, resumed from the tracked position after any error, until ``stop``.
+
+    The pause doubles from ``retry_after`` up to ``max_retry_after`` while the error
+    persists, and starts again from ``retry_after`` once following lasted longer than
+    the longest pause (the dependency came back).
+    """
+    pause = retry_after
+    while not stop.is_set():
+        started = time.monotonic()
+        try:
+            follow(app, follower, stop)
+        except Exception as error:  # every failure is retried, and logged
+            if time.monotonic() - started > max_retry_after:
+                pause = retry_after
+            logger.warning(
+                "%s stopped: %s; resuming from its tracked position in %.1f s",
+                follower.name,
+                error,
+                pause,
+                # The first failure of a streak with its traceback, the rest in one line.
+                exc_info=pause == retry_after,
+            )
+            stop.wait(pause)
+            pause = min(pause * 2, max_retry_after)
 
 
 def follow(app: Application[Any], follower: Follower, stop: threading.Event) -> None:

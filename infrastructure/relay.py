@@ -19,7 +19,7 @@ from eventsourcing.utils import get_topic
 
 from application.command import Command
 from application.ports import CommandTransport
-from infrastructure.projector import follow
+from infrastructure.projector import follow_until_stopped
 
 logger = logging.getLogger(__name__)
 
@@ -44,8 +44,8 @@ class OutboxRelay:
         return tuple(get_topic(cls) for cls in PUBLISHED)
 
     def run(self, stop: threading.Event) -> None:
-        """Publish until ``stop`` is set."""
-        follow(self.app, self, stop)
+        """Publish until ``stop`` is set, resuming after any outage of the store or broker."""
+        follow_until_stopped(self.app, self, stop)
 
     def process_event(self, domain_event: Any, tracking: Tracking) -> None:
         """Publish, then advance the relay's position."""

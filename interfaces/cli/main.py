@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -99,7 +100,9 @@ def _worker(settings: Settings, _: argparse.Namespace) -> NoReturn:
         "worker",
         f"--loglevel={settings.log_level}",
         f"--concurrency={settings.worker_concurrency}",
-        "--hostname=boxoffice@%h",
+        # Each worker process its own node name: Celery's control queue of a name is
+        # exclusive, so a second worker under the same name would not start.
+        f"--hostname=boxoffice-{os.getpid()}@%h",
         "--without-gossip",
         "--without-mingle",
     ]

@@ -17,10 +17,13 @@ from infrastructure.event_store import migrate
 from infrastructure.settings import Settings
 
 PARTS = ("web", "worker", "relay", "projector", "sagas")
+# A part that dies is restarted after RESTART_PAUSE s, doubling while it keeps dying.
+RESTART_PAUSE = 1.0
+MAX_RESTART_PAUSE = 30.0
 
 
 def serve(settings: Settings) -> int:
-    """Run every part until Ctrl-C or until one of them dies."""
+    """Run every part until Ctrl-C or SIGTERM (exit status 0); a part that dies is restarted."""
     env = dict(os.environ)
     embedded: EmbeddedPostgres | None = None
     if settings.embedded_database:
@@ -37,17 +40,16 @@ def serve(settings: Settings) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    children: dict[str, subprocess.Popen[bytes]] = {}
+    parts = [Part(name, env) for name in PARTS]
     try:
         migrate(settings)
-        for part in PARTS:
-            children[part] = subprocess.Popen(
-                [sys.executable, "-m", "interfaces.cli.main", part], env=env
-            )
+        for part in parts:
+            part.start()
         _announce(settings, embedded is not None)
-        return _supervise(children, stop)
+        _supervise(parts, stop)
+        return 0
     finally:
-        _stop_all(children)
+        _stop_all([part.process for part in parts if part.process is not None])
         if embedded is not None:
             embedded.stop()
 
@@ -62,21 +64,57 @@ def _webhook_secret(var_dir: Path) -> str:
     return path.read_text().strip()
 
 
-def _supervise(children: dict[str, subprocess.Popen[bytes]], stop: threading.Event) -> int:
+class Part:
+    """One part of the service as a child process, restarted with backoff when it dies."""
+
+    def __init__(self, name: str, env: dict[str, str]) -> None:
+        self.name = name
+        self.env = env
+        self.process: subprocess.Popen[bytes] | None = None
+        self.started_at = 0.0
+        self.restart_at: float | None = None
+        self.pause = RESTART_PAUSE
+
+    def start(self) -> None:
+        """Start the part's process and say so."""
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "interfaces.cli.main", self.name], env=self.env
+        )
+        self.started_at = time.monotonic()
+        self.restart_at = None
+        print(f"boxoffice: {self.name} started (pid {self.process.pid})", flush=True)
+
+    def check(self, now: float) -> None:
+        """Schedule a restart of a part that exited, and restart it when due."""
+        if self.process is None:
+            return
+        if self.restart_at is None and self.process.poll() is not None:
+            if now - self.started_at > MAX_RESTART_PAUSE:
+                self.pause = RESTART_PAUSE  # it ran a good while: not a crash loop
+            self.restart_at = now + self.pause
+            print(
+                f"boxoffice: {self.name} exited with {self.process.returncode}; "
+                f"restarting it in {self.pause:g} s",
+                flush=True,
+            )
+            self.pause = min(self.pause * 2, MAX_RESTART_PAUSE)
+        elif self.restart_at is not None and now >= self.restart_at:
+            self.start()
+
+
+def _supervise(parts: list[Part], stop: threading.Event) -> None:
     while not stop.wait(0.5):
-        for part, child in children.items():
-            if child.poll() is not None:
-                print(f"boxoffice: {part} exited with {child.returncode}; stopping", flush=True)
-                return 1
-    return 0
+        now = time.monotonic()
+        for part in parts:
+            part.check(now)
 
 
-def _stop_all(children: dict[str, subprocess.Popen[bytes]]) -> None:
-    for child in children.values():
+def _stop_all(children: list[subprocess.Popen[bytes]]) -> None:
+    for child in children:
         if child.poll() is None:
             child.send_signal(signal.SIGTERM)
     deadline = time.monotonic() + 15
-    for child in children.values():
+    for child in children:
         try:
             child.wait(max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:

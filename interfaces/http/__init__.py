@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Flask, Response
 from werkzeug.exceptions import HTTPException
 
+from infrastructure.event_store import STORE_UNAVAILABLE
 from interfaces.bootstrap import Container
 from interfaces.http.problems import Problem
 from interfaces.http.routes import api
@@ -28,6 +29,19 @@ def create_app(container: Container) -> Flask:
         headers = dict(error.get_headers())
         headers.pop("Content-Type", None)
         return Problem(status, error.name, error.description, headers=headers).response()
+
+    def store_unavailable(error: Exception) -> Response:
+        app.logger.warning("event store unavailable: %s", error)
+        return Problem(
+            503,
+            "Service unavailable",
+            "the event store cannot be reached; try again shortly",
+            kind="store-unavailable",
+            headers={"Retry-After": "5"},
+        ).response()
+
+    for unavailable in STORE_UNAVAILABLE:
+        app.register_error_handler(unavailable, store_unavailable)
 
     @app.errorhandler(Exception)
     def unexpected(error: Exception) -> Response:
