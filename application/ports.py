@@ -11,8 +11,14 @@ from uuid import UUID
 class CommandTransport(Protocol):
     """Carries "run attempt N of command C" to the workers (Celery over RabbitMQ)."""
 
-    def publish(self, command_id: UUID, attempt: int, eta: datetime | None = None) -> None:
-        """Hand the message to the broker; returns once the broker has confirmed it."""
+    def publish(
+        self, command_id: UUID, attempt: int, eta: datetime | None = None, takeover: bool = False
+    ) -> None:
+        """Hand the message to the broker; returns once the broker has confirmed it.
+
+        ``takeover`` marks a message for a running attempt that has had no sign of life
+        past its lease: it runs again as a new attempt, as a broker redelivery would.
+        """
         ...
 
 

@@ -38,6 +38,8 @@ def build_celery(settings: Settings) -> Celery:
         enable_utc=True,
     )
     if settings.broker.startswith("filesystem"):
+        # kombu's own writes a message file in place, so a consumer can read it torn.
+        celery.conf.broker_transport = "infrastructure.filesystem_transport:Transport"
         # The server-less transport has no broadcast exchange for remote control.
         celery.conf.worker_enable_remote_control = False
     return celery
@@ -74,11 +76,14 @@ class CeleryCommandTransport:
         self._celery = celery
         self._queue = str(celery.conf.task_default_queue)
 
-    def publish(self, command_id: UUID, attempt: int, eta: datetime | None = None) -> None:
+    def publish(
+        self, command_id: UUID, attempt: int, eta: datetime | None = None, takeover: bool = False
+    ) -> None:
         """Publish "run ``attempt`` of ``command_id``", to run no earlier than ``eta``."""
         self._celery.send_task(
             EXECUTE_TASK,
             args=[str(command_id), attempt],
+            kwargs={"takeover": True} if takeover else {},
             task_id=f"{command_id}.{attempt}",
             eta=eta,
             queue=self._queue,

@@ -98,6 +98,7 @@ class Settings:
     payment_deadline_seconds: float = 30.0
     fake_gateway_slow_seconds: float = 35.0
     webhook_max_attempts: int = 8
+    command_lease_seconds: float = 120.0
 
     @property
     def embedded_database(self) -> bool:
@@ -247,9 +248,17 @@ class Settings:
             webhook_max_attempts=get(
                 "WEBHOOK_MAX_ATTEMPTS", positive_int, defaults.webhook_max_attempts
             ),
+            command_lease_seconds=get(
+                "COMMAND_LEASE_SECONDS", non_negative_float, defaults.command_lease_seconds
+            ),
         )
         if settings.db_max_overflow < 0:
             problems.append("DB_MAX_OVERFLOW: must be at least 0")
+        if settings.command_lease_seconds <= settings.retry_max_delay:
+            problems.append(
+                "COMMAND_LEASE_SECONDS: must be longer than COMMAND_RETRY_MAX_DELAY, or every "
+                "scheduled retry would be published twice"
+            )
         if problems:
             raise SettingsError(problems)
         return settings

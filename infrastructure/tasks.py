@@ -24,10 +24,12 @@ def register_tasks(
     """Register the execute task; ``pipeline`` is built per process, after the fork."""
 
     @celery.task(name=EXECUTE_TASK, bind=True, max_retries=None, acks_late=True)
-    def execute(self: Task, command_id: str, attempt: int) -> str:  # type: ignore[type-arg]
+    def execute(self: Task, command_id: str, attempt: int, takeover: bool = False) -> str:  # type: ignore[type-arg]
         worker = f"{socket.gethostname()}:{os.getpid()}"
         try:
-            redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
+            # The broker redelivers a message whose consumer went away; the sweeper
+            # publishes a takeover for a run with no sign of life past its lease.
+            redelivered = takeover or bool((self.request.delivery_info or {}).get("redelivered"))
             outcome = pipeline().execute(UUID(command_id), int(attempt), worker, redelivered)
         except PersistenceError as error:
             # The event store could not record even the outcome: keep the message

@@ -21,6 +21,7 @@ from application.ports import Services
 from application.registry import CommandRegistry
 from application.retry import RetryPolicy
 from application.sagas import SagaRunner
+from application.sweeper import StrandedCommandSweeper
 from application.waiting import CommandWatcher
 from infrastructure.celery_app import CeleryCommandTransport, build_celery
 from infrastructure.event_store import (
@@ -42,7 +43,13 @@ from infrastructure.relay import OutboxRelay
 from infrastructure.settings import Settings
 from infrastructure.tasks import register_tasks
 from infrastructure.webhooks import WebhookDispatcher
-from projections.documents import PROJECTIONS, PROJECTIONS_BY_NAME, SagasProjection, SagasView
+from projections.documents import (
+    PROJECTIONS,
+    PROJECTIONS_BY_NAME,
+    CommandRegistryView,
+    SagasProjection,
+    SagasView,
+)
 from projections.views import DocumentView
 
 
@@ -205,6 +212,17 @@ class Container:
         """An outbox relay publishing through this container's Celery app."""
         tracker = build_tracker(self.settings, "relay")
         return OutboxRelay(self.app, tracker, CeleryCommandTransport(self.celery))
+
+    def sweeper(self) -> StrandedCommandSweeper:
+        """The sweeper that publishes again commands stranded past their lease."""
+        registry = self.views["command_registry"]
+        assert isinstance(registry, CommandRegistryView)
+        return StrandedCommandSweeper(
+            self.pipeline,
+            CeleryCommandTransport(self.celery),
+            registry.unfinished_since,
+            timedelta(seconds=self.settings.command_lease_seconds),
+        )
 
     def ping_event_store(self) -> None:
         """Raise unless the event store's database answers now."""

@@ -10,6 +10,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, ClassVar, Generic, TypeVar
+from uuid import UUID
 
 from eventsourcing.application import Repository
 from eventsourcing.domain import Aggregate
@@ -92,6 +93,17 @@ class CommandRegistryView(DocumentView):
         "aggregate_id": "uuid",
         "correlation_id": "uuid",
     }
+
+    def unfinished_since(self, before: datetime, limit: int) -> list[UUID]:
+        """Commands accepted, running or retrying whose last change is before ``before``."""
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(
+                "SELECT id FROM command_registry "
+                "WHERE status IN ('accepted', 'running', 'retrying') "
+                "AND (doc->>'updated_at')::timestamptz < %s ORDER BY seq LIMIT %s",
+                (before, limit),
+            )
+            return [row["id"] for row in curs.fetchall()]
 
 
 class CommandRegistryProjection(DocumentProjection[CommandRegistryView]):

@@ -9,7 +9,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from types import FrameType
 from typing import NoReturn
@@ -126,9 +126,25 @@ def _relay(settings: Settings, _: argparse.Namespace) -> int:
     container = bootstrap(settings)
     stop = _stop_on_signals()
     logger.info("relay publishing to %s", settings.broker.split("://")[0])
+    sweeper = container.sweeper()
+    # A quarter of the lease: a stranded command waits at most 1.25 leases.
+    _every(settings.command_lease_seconds / 4, sweeper.sweep, stop, "sweeping stranded commands")
     container.relay().run(stop)
     container.close()
     return 0
+
+
+def _every(seconds: float, job: Callable[[], object], stop: threading.Event, what: str) -> None:
+    """Run ``job`` every ``seconds`` in a daemon thread until ``stop``; log its failures."""
+
+    def loop() -> None:
+        while not stop.wait(seconds):
+            try:
+                job()
+            except Exception as error:  # noqa: BLE001 - any failure is retried next tick
+                logger.warning("%s failed: %s; trying again in %g s", what, error, seconds)
+
+    threading.Thread(target=loop, name=what, daemon=True).start()
 
 
 def _projector(settings: Settings, _: argparse.Namespace) -> int:
@@ -145,15 +161,7 @@ def _sagas(settings: Settings, _: argparse.Namespace) -> int:
     container = bootstrap(replace(settings, db_pool_size=max(settings.db_pool_size, 4)))
     stop = _stop_on_signals()
     runner = container.saga_runner()
-
-    def fire_deadlines() -> None:
-        while not stop.wait(DEADLINE_CHECK_SECONDS):
-            try:
-                runner.fire_deadlines()
-            except Exception:
-                logger.exception("firing deadlines failed; trying again")
-
-    threading.Thread(target=fire_deadlines, name="deadlines", daemon=True).start()
+    _every(DEADLINE_CHECK_SECONDS, runner.fire_deadlines, stop, "firing deadlines")
     logger.info("saga runner running")
     Projector(container.app, [runner]).run(stop)
     container.close()

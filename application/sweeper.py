@@ -1,0 +1,68 @@
+"""Nothing accepted is stranded, whatever the broker does.
+
+The event log is the truth and the broker a doorbell: a message can be lost (a broker
+that dropped it, the embedded transport's worker killed mid-command, a purge). The
+sweeper finds commands that are accepted, retrying or running with no change for
+longer than the lease, checks each against the log, and publishes it again: a pending
+one its next attempt, a running one a takeover, which runs it again as a new attempt
+and marks the silent one lost (as a broker redelivery does). The delivery guards make a
+spare message harmless, so a command the sweeper wakes needlessly still runs once.
+
+A handler must finish within the lease (``COMMAND_LEASE_SECONDS``), or its command is
+taken over while it runs; optimistic concurrency still lets only one run record an
+outcome, so the cost is work done twice, never an effect done twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from uuid import UUID
+
+from application.pipeline import CommandPipeline
+from application.ports import CommandTransport
+
+logger = logging.getLogger(__name__)
+
+BATCH = 500
+
+
+class StrandedCommandSweeper:
+    """Publishes again every command with no live attempt past its lease."""
+
+    def __init__(
+        self,
+        pipeline: CommandPipeline,
+        transport: CommandTransport,
+        candidates: Callable[[datetime, int], list[UUID]],
+        lease: timedelta,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.pipeline = pipeline
+        self.transport = transport
+        self.candidates = candidates
+        self.lease = lease
+        self.clock = clock
+
+    def sweep(self) -> int:
+        """Publish the stranded commands again; returns how many."""
+        cutoff = self.clock() - self.lease
+        published = 0
+        for command_id in self.candidates(cutoff, BATCH):
+            # The candidates come from a view, which may lag: the log decides.
+            command = self.pipeline.get_command(command_id)
+            if command is None or command.is_terminal or command.modified_on > cutoff:
+                continue
+            if command.status == "running":
+                self.transport.publish(command_id, command.attempt, takeover=True)
+            else:
+                self.transport.publish(command_id, command.attempt + 1)
+            logger.warning(
+                "command %s was %s with no change since %s: published again",
+                command_id,
+                command.status,
+                command.modified_on.isoformat(),
+            )
+            published += 1
+        return published
