@@ -25,6 +25,7 @@ from psycopg.sql import SQL, Identifier
 
 from application.pipeline import BoxofficeApplication
 from infrastructure.payment_gateway import PostgresLedger
+from infrastructure.projector import StallLog
 from infrastructure.settings import Settings
 from projections.documents import PROJECTIONS
 
@@ -116,8 +117,13 @@ def migrate(settings: Settings) -> list[str]:
     """Create every table the service needs, once; returns the tables' names."""
     app = build_application(settings, create_table=True)
     PostgresLedger(app.recorder.datastore).create_table()  # type: ignore[attr-defined]
+    StallLog(app.recorder.datastore).create_table()  # type: ignore[attr-defined]
     app.close()
-    tables = [f"{BoxofficeApplication.name.lower()}_events", "fake_gateway_charges"]
+    tables = [
+        f"{BoxofficeApplication.name.lower()}_events",
+        "fake_gateway_charges",
+        "follower_stalls",
+    ]
     for name in TRACKERS:
         build_tracker(settings, name, create_table=True).datastore.close()  # type: ignore[attr-defined]
         tables.append(f"{name}_tracking")

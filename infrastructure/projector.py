@@ -11,11 +11,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from eventsourcing.application import Application
 from eventsourcing.persistence import Tracking
+from eventsourcing.postgres import PostgresDatastore
 
 from application.subscriptions import subscribe
 
@@ -38,9 +39,15 @@ class Follower(Protocol):
 class Projector:
     """Runs projections over one application's event log until stopped."""
 
-    def __init__(self, app: Application[Any], projections: Sequence[Follower]) -> None:
+    def __init__(
+        self,
+        app: Application[Any],
+        projections: Sequence[Follower],
+        stalls: StallLog | None = None,
+    ) -> None:
         self.app = app
         self.projections = projections
+        self.stalls = stalls
 
     def run(self, stop: threading.Event, retry_after: float = 1.0) -> None:
         """Project until ``stop`` is set."""
@@ -48,6 +55,7 @@ class Projector:
             threading.Thread(
                 target=follow_until_stopped,
                 args=(self.app, projection, stop, retry_after),
+                kwargs={"stalls": self.stalls},
                 name=f"projection-{projection.name}",
             )
             for projection in self.projections
@@ -58,28 +66,110 @@ class Projector:
             thread.join()
 
 
+class EventNotAppliedError(Exception):
+    """Raised when a follower fails on one event: it says which, and why."""
+
+    def __init__(self, name: str, position: int, error: Exception) -> None:
+        super().__init__(f"{name} could not apply the event at position {position}: {error!r}")
+        self.name = name
+        self.position = position
+        self.error = error
+
+
+class StallLog:
+    """Where followers record the event they cannot get past, for /health and /projections.
+
+    One row per follower that is failing: the event's position, the error, how many
+    tries in a row failed on it, and since when. The row goes once an event is applied.
+    """
+
+    CREATE = (
+        "CREATE TABLE IF NOT EXISTS follower_stalls (name text PRIMARY KEY, "
+        "position bigint NOT NULL, error text NOT NULL, attempts int NOT NULL, "
+        "since timestamptz NOT NULL DEFAULT now(), last_at timestamptz NOT NULL DEFAULT now())"
+    )
+
+    def __init__(self, datastore: PostgresDatastore) -> None:
+        self.datastore = datastore
+
+    def create_table(self) -> None:
+        """Create the table (``boxoffice migrate``)."""
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(self.CREATE)
+
+    def record(self, name: str, position: int, error: str) -> None:
+        """One more failed try of ``name`` on the event at ``position``."""
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(
+                "INSERT INTO follower_stalls (name, position, error, attempts) "
+                "VALUES (%s, %s, %s, 1) ON CONFLICT (name) DO UPDATE SET "
+                "attempts = CASE WHEN follower_stalls.position = EXCLUDED.position "
+                "THEN follower_stalls.attempts + 1 ELSE 1 END, "
+                "since = CASE WHEN follower_stalls.position = EXCLUDED.position "
+                "THEN follower_stalls.since ELSE now() END, "
+                "position = EXCLUDED.position, error = EXCLUDED.error, last_at = now()",
+                (name, position, error),
+            )
+
+    def clear(self, name: str) -> None:
+        """``name`` applied an event: it is not stalled."""
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute("DELETE FROM follower_stalls WHERE name = %s", (name,))
+
+    def all(self) -> dict[str, dict[str, Any]]:
+        """Every failing follower's row, by name."""
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(
+                "SELECT name, position, error, attempts, since, last_at FROM follower_stalls"
+            )
+            return {
+                row["name"]: {
+                    "position": row["position"],
+                    "error": row["error"],
+                    "attempts": row["attempts"],
+                    "since": row["since"].isoformat(),
+                    "last_at": row["last_at"].isoformat(),
+                }
+                for row in curs.fetchall()
+            }
+
+
 def follow_until_stopped(
     app: Application[Any],
     follower: Follower,
     stop: threading.Event,
     retry_after: float = 1.0,
     max_retry_after: float = 30.0,
+    stalls: StallLog | None = None,
 ) -> None:
     """:func:`follow`, resumed from the tracked position after any error, until ``stop``.
 
     The pause doubles from ``retry_after`` up to ``max_retry_after`` while the error
     persists, and starts again from ``retry_after`` once following lasted longer than
-    the longest pause (the dependency came back).
+    the longest pause (the dependency came back). An event the follower fails on is
+    logged as an error with its position and recorded in ``stalls`` until one applies.
     """
     pause = retry_after
+    stalled = False
+
+    def applied(position: int) -> None:
+        nonlocal stalled
+        if stalled and stalls is not None:
+            stalls.clear(follower.name)
+        stalled = False
+
     while not stop.is_set():
         started = time.monotonic()
         try:
-            follow(app, follower, stop)
+            follow(app, follower, stop, applied)
         except Exception as error:  # every failure is retried, and logged
             if time.monotonic() - started > max_retry_after:
                 pause = retry_after
-            logger.warning(
+            if isinstance(error, EventNotAppliedError):
+                stalled = True
+                _record_stall(stalls, error)
+            logger.log(
+                logging.ERROR if isinstance(error, EventNotAppliedError) else logging.WARNING,
                 "%s stopped: %s; resuming from its tracked position in %.1f s",
                 follower.name,
                 error,
@@ -91,8 +181,25 @@ def follow_until_stopped(
             pause = min(pause * 2, max_retry_after)
 
 
-def follow(app: Application[Any], follower: Follower, stop: threading.Event) -> None:
-    """Hand ``follower`` every event of its topics after its position until ``stop`` is set."""
+def _record_stall(stalls: StallLog | None, error: EventNotAppliedError) -> None:
+    if stalls is None:
+        return
+    try:
+        stalls.record(error.name, error.position, repr(error.error))
+    except Exception as unrecorded:  # noqa: BLE001 - the log line above says it anyway
+        logger.warning("could not record that %s is stalled: %s", error.name, unrecorded)
+
+
+def follow(
+    app: Application[Any],
+    follower: Follower,
+    stop: threading.Event,
+    applied: Callable[[int], None] | None = None,
+) -> None:
+    """Hand ``follower`` every event of its topics after its position until ``stop`` is set.
+
+    ``applied`` is called with each event's position once the follower has taken it.
+    """
     gt = follower.view.max_tracking_id(app.name)
     logger.info("%s following from %s", follower.name, gt or 0)
     with subscribe(app.recorder, gt, follower.event_topics()) as subscription:
@@ -103,5 +210,10 @@ def follow(app: Application[Any], follower: Follower, stop: threading.Event) -> 
 
         threading.Thread(target=stop_when_asked, daemon=True).start()
         for notification in subscription:
-            event = app.mapper.to_domain_event(notification)
-            follower.process_event(event, Tracking(app.name, notification.id))
+            try:
+                event = app.mapper.to_domain_event(notification)
+                follower.process_event(event, Tracking(app.name, notification.id))
+            except Exception as error:
+                raise EventNotAppliedError(follower.name, notification.id, error) from error
+            if applied is not None:
+                applied(notification.id)

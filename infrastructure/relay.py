@@ -19,7 +19,7 @@ from eventsourcing.utils import get_topic
 
 from application.command import Command
 from application.ports import CommandTransport
-from infrastructure.projector import follow_until_stopped
+from infrastructure.projector import StallLog, follow_until_stopped
 
 logger = logging.getLogger(__name__)
 
@@ -32,11 +32,16 @@ class OutboxRelay:
     name = "relay"
 
     def __init__(
-        self, app: Application[Any], tracker: TrackingRecorder, transport: CommandTransport
+        self,
+        app: Application[Any],
+        tracker: TrackingRecorder,
+        transport: CommandTransport,
+        stalls: StallLog | None = None,
     ) -> None:
         self.app = app
         self.view = tracker
         self.transport = transport
+        self.stalls = stalls
 
     @staticmethod
     def event_topics() -> tuple[str, ...]:
@@ -45,7 +50,7 @@ class OutboxRelay:
 
     def run(self, stop: threading.Event) -> None:
         """Publish until ``stop`` is set, resuming after any outage of the store or broker."""
-        follow_until_stopped(self.app, self, stop)
+        follow_until_stopped(self.app, self, stop, stalls=self.stalls)
 
     def process_event(self, domain_event: Any, tracking: Tracking) -> None:
         """Publish, then advance the relay's position."""

@@ -11,6 +11,7 @@ import threading
 import time
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
+from typing import Any
 from uuid import UUID
 
 from celery import Celery
@@ -38,7 +39,7 @@ from infrastructure.payment_gateway import (
     Ledger,
     PostgresLedger,
 )
-from infrastructure.projector import Follower, Projector
+from infrastructure.projector import Follower, Projector, StallLog
 from infrastructure.relay import OutboxRelay
 from infrastructure.settings import Settings
 from infrastructure.tasks import register_tasks
@@ -206,12 +207,22 @@ class Container:
                     stop=stop,
                 )
             )
-        return Projector(app, followers)
+        return Projector(app, followers, StallLog(app.recorder.datastore))  # type: ignore[attr-defined]
 
     def relay(self) -> OutboxRelay:
         """An outbox relay publishing through this container's Celery app."""
         tracker = build_tracker(self.settings, "relay")
-        return OutboxRelay(self.app, tracker, CeleryCommandTransport(self.celery))
+        return OutboxRelay(self.app, tracker, CeleryCommandTransport(self.celery), self.stall_log())
+
+    def stall_log(self) -> StallLog | None:
+        """Where followers record an event they cannot get past (None on the in-memory store)."""
+        datastore = getattr(self.app.recorder, "datastore", None)
+        return StallLog(datastore) if datastore is not None else None
+
+    def stalled(self) -> dict[str, dict[str, Any]]:
+        """The followers failing on an event now, by name (see :class:`StallLog`)."""
+        log = self.stall_log()
+        return log.all() if log is not None else {}
 
     def sweeper(self) -> StrandedCommandSweeper:
         """The sweeper that publishes again commands stranded past their lease."""

@@ -163,7 +163,7 @@ def _sagas(settings: Settings, _: argparse.Namespace) -> int:
     runner = container.saga_runner()
     _every(DEADLINE_CHECK_SECONDS, runner.fire_deadlines, stop, "firing deadlines")
     logger.info("saga runner running")
-    Projector(container.app, [runner]).run(stop)
+    Projector(container.app, [runner], container.stall_log()).run(stop)
     container.close()
     return 0
 

@@ -118,12 +118,25 @@ class SagaDocument(BaseModel):
     timeline: list[TimelineEntry]
 
 
+class Stall(BaseModel):
+    position: int = Field(description="the event-log position of the event it cannot apply")
+    error: str
+    attempts: int = Field(description="tries in a row that failed on that event")
+    since: str
+    last_at: str
+
+
+class NamedStall(Stall):
+    name: str
+
+
 class ProjectionState(BaseModel):
     name: str
     position: int
     head: int
     lag: int
     lag_capped: bool
+    stalled: Stall | None
 
 
 class ProjectionList(BaseModel):
@@ -139,6 +152,9 @@ class Health(BaseModel):
     status: Literal["ok", "degraded"]
     event_store: Reachability
     broker: Reachability
+    stalled: list[NamedStall] = Field(
+        description="followers (projections, relay, saga runner) failing on one event"
+    )
 
 
 class ProblemDetails(BaseModel):

@@ -93,6 +93,30 @@ def test_every_violation_is_listed_in_one_400(client: FlaskClient) -> None:
     }
 
 
+@pytest.mark.parametrize("text", ["Ham\x00let", "Ham\x07let", "Ham\x9blet", "Ham\ud800let"])
+def test_control_characters_and_lone_surrogates_in_text_are_400_and_record_nothing(
+    client: FlaskClient, app: BoxofficeApplication, text: str
+) -> None:
+    head = app.recorder.max_notification_id()
+
+    response = client.put("/shows/s1", data=json.dumps({**SHOW, "title": text}), headers=JSON)
+
+    assert response.status_code == 400, response.get_json()
+    errors = response.get_json()["errors"]
+    assert [e["location"] for e in errors] == ["body.title"]
+    assert ("valid string" if "\ud800" in text else "control character") in errors[0]["message"]
+    assert app.recorder.max_notification_id() == head
+
+
+def test_a_control_character_in_a_list_item_names_the_field(client: FlaskClient) -> None:
+    body = json.dumps({**SHOW, "seats": ["A1", "A\x002"]})
+
+    response = client.put("/shows/s1", data=body, headers=JSON)
+
+    assert response.status_code == 400
+    assert {e["location"] for e in response.get_json()["errors"]} == {"body.seats"}
+
+
 @pytest.mark.parametrize(
     ("data", "expected"),
     [("{", "/problems/malformed-json"), ("[1]", "/problems/validation-error")],

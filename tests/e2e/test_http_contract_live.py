@@ -40,6 +40,7 @@ def test_health_reports_the_event_store_and_the_broker(live: LiveService) -> Non
         "status": "ok",
         "event_store": {"reachable": True},
         "broker": {"reachable": True},
+        "stalled": [],
     }
 
 
