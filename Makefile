@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: run test check lint typecheck pytest bench clean
+.PHONY: run test check lint typecheck pytest bench chaos clean
 
 $(INSTALLED): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -36,3 +36,15 @@ clean:
 
 bench: $(INSTALLED)
 	scripts/test-services.sh $(BIN)/python -m benchmarks.pipeline
+
+# Reservations under load while parts are SIGKILLed and the servers restarted, then
+# the books. Several seeds on RabbitMQ and on the embedded transport; fails if any
+# run does not balance. CHAOS_RESERVATIONS and CHAOS_SEEDS size it.
+CHAOS_RESERVATIONS ?= 1600
+CHAOS_SEEDS ?= 1 2 3
+chaos: $(INSTALLED)
+	scripts/test-services.sh sh -c 'for seed in $(CHAOS_SEEDS); do \
+	  for transport in amqp filesystem; do \
+	    $(BIN)/python -m tests.chaos.run --seed $$seed --transport $$transport \
+	      --reservations $(CHAOS_RESERVATIONS) --work var/chaos || exit 1; \
+	  done; done'

@@ -3,7 +3,9 @@
 #
 # Usage: scripts/test-services.sh COMMAND [ARGS...]
 #
-# Exports TEST_DATABASE_URL and TEST_BROKER_URL to COMMAND. When both are already
+# Exports TEST_DATABASE_URL and TEST_BROKER_URL to COMMAND, and TEST_SERVICES_STATE,
+# TEST_PG_BIN and TEST_RABBIT_BIN (with the RABBITMQ_* variables) for tests that restart
+# the servers. When both URLs are already
 # set, the external servers they name are used and nothing is installed or started.
 # Otherwise the Debian packages are installed when missing, both servers are started
 # with their state in a temporary directory, and both are stopped by their own pid
@@ -104,5 +106,7 @@ start_postgres
 start_rabbitmq
 export TEST_DATABASE_URL="postgresql://postgres@127.0.0.1:$PG_PORT/boxoffice_test"
 export TEST_BROKER_URL="amqp://guest:guest@127.0.0.1:$AMQP_PORT//"
+# For tests that restart the servers themselves (make chaos): where they live.
+export TEST_SERVICES_STATE=$STATE TEST_PG_BIN=$PG_BIN TEST_RABBIT_BIN=$RABBIT_BIN
 log "PostgreSQL on 127.0.0.1:$PG_PORT, RabbitMQ on 127.0.0.1:$AMQP_PORT"
 "$@"
