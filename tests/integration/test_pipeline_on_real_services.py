@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -150,6 +151,24 @@ def test_concurrent_commands_on_one_aggregate_lose_no_update(stack: Stack) -> No
 
     assert {c.status for c in outcomes} == {"succeeded"}
     assert tally(stack, "shared") == 20
+
+
+def test_two_workers_on_one_host_each_start_under_their_own_name_and_both_work(
+    stack: Stack,
+) -> None:
+    workers = [stack.process("worker", name=f"worker{i}", WORKER_CONCURRENCY="1") for i in (1, 2)]
+    with running(stack.process("relay"), *workers):
+        for worker in workers:
+            worker.wait_for_output("ready.")
+        acceptances = [stack.submit("Bump", key=f"w{i}", nap=0.2) for i in range(12)]
+        outcomes = [stack.outcome(a.command.id, timeout=60) for a in acceptances]
+        alive = [w.process is not None and w.process.poll() is None for w in workers]
+
+    assert {c.status for c in outcomes} == {"succeeded"}
+    assert alive == [True, True]
+    names = {re.search(r"(boxoffice-\d+@\S+) ready", w.output()).group(1) for w in workers}  # type: ignore[union-attr]
+    assert len(names) == 2
+    assert all(": succeeded" in w.output() for w in workers)
 
 
 def test_a_domain_error_fails_the_command_without_retry(stack: Stack) -> None:
