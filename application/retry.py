@@ -26,3 +26,23 @@ class RetryPolicy:
     def exhausted(self, attempts_made: int) -> bool:
         """Whether no attempt is left after ``attempts_made``."""
         return attempts_made >= self.max_attempts
+
+
+@dataclass
+class Backoff:
+    """The pause before resuming a long-running part after a failure.
+
+    It starts at ``first`` and doubles up to ``longest`` while failures follow each
+    other, and starts again from ``first`` after a run that lasted longer than
+    ``longest`` (the dependency came back in between).
+    """
+
+    first: float = 1.0
+    longest: float = 30.0
+    streak: int = 0
+
+    def after_failure(self, ran_for: float) -> float:
+        """The pause to take now, after a run of ``ran_for`` seconds that failed."""
+        self.streak = 1 if ran_for > self.longest else self.streak + 1
+        # The exponent is capped: a streak of a thousand would overflow a float.
+        return float(min(self.first * 2 ** min(self.streak - 1, 32), self.longest))

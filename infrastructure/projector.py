@@ -18,6 +18,7 @@ from eventsourcing.application import Application
 from eventsourcing.persistence import Tracking
 from eventsourcing.postgres import PostgresDatastore
 
+from application.retry import Backoff
 from application.subscriptions import subscribe
 
 logger = logging.getLogger(__name__)
@@ -149,7 +150,7 @@ def follow_until_stopped(
     the longest pause (the dependency came back). An event the follower fails on is
     logged as an error with its position and recorded in ``stalls`` until one applies.
     """
-    pause = retry_after
+    backoff = Backoff(retry_after, max_retry_after)
     stalled = False
 
     def applied(position: int) -> None:
@@ -163,8 +164,7 @@ def follow_until_stopped(
         try:
             follow(app, follower, stop, applied)
         except Exception as error:  # every failure is retried, and logged
-            if time.monotonic() - started > max_retry_after:
-                pause = retry_after
+            pause = backoff.after_failure(time.monotonic() - started)
             if isinstance(error, EventNotAppliedError):
                 stalled = True
                 _record_stall(stalls, error)
@@ -175,10 +175,9 @@ def follow_until_stopped(
                 error,
                 pause,
                 # The first failure of a streak with its traceback, the rest in one line.
-                exc_info=pause == retry_after,
+                exc_info=backoff.streak == 1,
             )
             stop.wait(pause)
-            pause = min(pause * 2, max_retry_after)
 
 
 def _record_stall(stalls: StallLog | None, error: EventNotAppliedError) -> None:

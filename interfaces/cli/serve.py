@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from types import FrameType
 
+from application.retry import Backoff
 from infrastructure.embedded import EmbeddedPostgres
 from infrastructure.event_store import migrate
 from infrastructure.settings import Settings
@@ -73,7 +74,7 @@ class Part:
         self.process: subprocess.Popen[bytes] | None = None
         self.started_at = 0.0
         self.restart_at: float | None = None
-        self.pause = RESTART_PAUSE
+        self.backoff = Backoff(RESTART_PAUSE, MAX_RESTART_PAUSE)
 
     def start(self) -> None:
         """Start the part's process and say so."""
@@ -89,15 +90,13 @@ class Part:
         if self.process is None:
             return
         if self.restart_at is None and self.process.poll() is not None:
-            if now - self.started_at > MAX_RESTART_PAUSE:
-                self.pause = RESTART_PAUSE  # it ran a good while: not a crash loop
-            self.restart_at = now + self.pause
+            pause = self.backoff.after_failure(now - self.started_at)
+            self.restart_at = now + pause
             print(
                 f"boxoffice: {self.name} exited with {self.process.returncode}; "
-                f"restarting it in {self.pause:g} s",
+                f"restarting it in {pause:g} s",
                 flush=True,
             )
-            self.pause = min(self.pause * 2, MAX_RESTART_PAUSE)
         elif self.restart_at is not None and now >= self.restart_at:
             self.start()
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from application.retry import RetryPolicy
+from application.retry import Backoff, RetryPolicy
 
 
 def test_delays_grow_exponentially_within_jitter_bounds_and_are_capped() -> None:
@@ -22,3 +22,14 @@ def test_attempts_run_out_at_the_maximum() -> None:
 
     assert not policy.exhausted(2)
     assert policy.exhausted(3)
+
+
+def test_backoff_doubles_while_failures_follow_and_starts_over_after_a_long_run() -> None:
+    backoff = Backoff(first=1.0, longest=8.0)
+
+    pauses = [backoff.after_failure(ran_for=0.1) for _ in range(5)]
+    after_a_long_run = backoff.after_failure(ran_for=9.0)
+
+    assert pauses == [1.0, 2.0, 4.0, 8.0, 8.0]
+    assert after_a_long_run == 1.0
+    assert backoff.streak == 1
