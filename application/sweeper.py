@@ -44,16 +44,30 @@ class StrandedCommandSweeper:
         self.candidates = candidates
         self.lease = lease
         self.clock = clock
+        # When this sweeper last published each command that is still unfinished.
+        self._published: dict[UUID, datetime] = {}
 
     def sweep(self) -> int:
-        """Publish the stranded commands again; returns how many."""
-        cutoff = self.clock() - self.lease
+        """Publish the stranded commands again; returns how many.
+
+        A command is published again at most once per lease: one still waiting in a
+        long queue is not stranded, and publishing it at every sweep would only lengthen
+        the queue it waits in.
+        """
+        now = self.clock()
+        cutoff = now - self.lease
         published = 0
-        for command_id in self.candidates(cutoff, BATCH):
+        candidates = self.candidates(cutoff, BATCH)
+        unfinished = set(candidates)
+        self._published = {i: at for i, at in self._published.items() if i in unfinished}
+        for command_id in candidates:
+            if self._published.get(command_id, cutoff) > cutoff:
+                continue
             # The candidates come from a view, which may lag: the log decides.
             command = self.pipeline.get_command(command_id)
             if command is None or command.is_terminal or command.modified_on > cutoff:
                 continue
+            self._published[command_id] = now
             if command.status == "running":
                 self.transport.publish(command_id, command.attempt, takeover=True)
             else:

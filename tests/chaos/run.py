@@ -178,7 +178,7 @@ class Chaos:
             COMMAND_MAX_ATTEMPTS="4",
             COMMAND_RETRY_BASE_DELAY="0.2",
             COMMAND_RETRY_MAX_DELAY="3",
-            COMMAND_LEASE_SECONDS="20",
+            COMMAND_LEASE_SECONDS="60",
             LOG_LEVEL="WARNING",
         )
         env.pop("COMMAND_MODULES")

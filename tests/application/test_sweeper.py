@@ -1,0 +1,71 @@
+"""The stranded-command sweeper on the in-memory store.
+
+The transport here records what would be published: the port's contract is all the
+sweeper sees. Real processes and a real loss of messages are in
+tests/integration/test_embedded_transport.py.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+from application.pipeline import CommandPipeline, Submission
+from application.sweeper import StrandedCommandSweeper
+
+LEASE = timedelta(seconds=60)
+
+
+class RecordingTransport:
+    def __init__(self) -> None:
+        self.published: list[tuple[UUID, int, bool]] = []
+
+    def publish(
+        self, command_id: UUID, attempt: int, eta: datetime | None = None, takeover: bool = False
+    ) -> None:
+        self.published.append((command_id, attempt, takeover))
+
+
+def accept(pipeline: CommandPipeline, name: str) -> UUID:
+    spec = pipeline.registry.get("CreateShow")
+    payload: Any = spec.payload.model_validate(
+        {
+            "show_id": name,
+            "title": "Hamlet",
+            "starts_at": "2027-01-01T20:00:00Z",
+            "seats": ["A1"],
+            "price_cents": 100,
+        }
+    )
+    return pipeline.accept(Submission(spec, payload, "tests")).command.id
+
+
+def test_stranded_commands_are_published_again_once_per_lease(pipeline: CommandPipeline) -> None:
+    waiting = accept(pipeline, "waiting")
+    running = accept(pipeline, "running")
+    done = accept(pipeline, "done")
+    command = pipeline.get_command(running)
+    assert command is not None
+    command.start("a worker that then died")
+    pipeline.app.save(command)
+    pipeline.execute(done, 1, "worker")
+    transport = RecordingTransport()
+    now = datetime.now(UTC)
+    sweeper = StrandedCommandSweeper(
+        pipeline,
+        transport,
+        candidates=lambda cutoff, limit: [waiting, running, done],
+        lease=LEASE,
+        clock=lambda: now,
+    )
+
+    assert sweeper.sweep() == 0  # nothing is older than the lease yet
+    now += LEASE + timedelta(seconds=1)
+    assert sweeper.sweep() == 2
+    assert transport.published == [(waiting, 1, False), (running, 1, True)]
+
+    now += timedelta(seconds=5)
+    assert sweeper.sweep() == 0  # published a moment ago: perhaps only queued
+    now += LEASE
+    assert sweeper.sweep() == 2
