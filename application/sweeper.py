@@ -44,30 +44,33 @@ class StrandedCommandSweeper:
         self.candidates = candidates
         self.lease = lease
         self.clock = clock
-        # When this sweeper last published each command that is still unfinished.
-        self._published: dict[UUID, datetime] = {}
+        # For each unfinished command this sweeper published: when it may publish it
+        # again, and how many times it has.
+        self._published: dict[UUID, tuple[datetime, int]] = {}
 
     def sweep(self) -> int:
         """Publish the stranded commands again; returns how many.
 
-        A command is published again at most once per lease: one still waiting in a
-        long queue is not stranded, and publishing it at every sweep would only lengthen
-        the queue it waits in.
+        A command is published again after one lease, then two, four and so on: one
+        still waiting in a long queue is not stranded, and publishing it at every sweep
+        would only lengthen the queue it waits in, so the spare messages of a command
+        grow with the logarithm of its wait.
         """
         now = self.clock()
         cutoff = now - self.lease
         published = 0
         candidates = self.candidates(cutoff, BATCH)
         unfinished = set(candidates)
-        self._published = {i: at for i, at in self._published.items() if i in unfinished}
+        self._published = {i: p for i, p in self._published.items() if i in unfinished}
         for command_id in candidates:
-            if self._published.get(command_id, cutoff) > cutoff:
+            not_before, times = self._published.get(command_id, (now, 0))
+            if not_before > now:
                 continue
             # The candidates come from a view, which may lag: the log decides.
             command = self.pipeline.get_command(command_id)
             if command is None or command.is_terminal or command.modified_on > cutoff:
                 continue
-            self._published[command_id] = now
+            self._published[command_id] = (now + self.lease * 2**times, times + 1)
             if command.status == "running":
                 self.transport.publish(command_id, command.attempt, takeover=True)
             else:

@@ -24,6 +24,8 @@ RABBIT_BIN=/usr/lib/rabbitmq/bin
 missing=()
 [[ -n "$(pg_bin)" && -x "$(pg_bin)/initdb" ]] || missing+=(postgresql)
 [[ -x "$RABBIT_BIN/rabbitmq-server" ]] || missing+=(rabbitmq-server)
+# The fault tests' proxy (tests/support/faults.py).
+command -v socat >/dev/null || missing+=(socat)
 if (( ${#missing[@]} )); then
     log "installing ${missing[*]} from Debian's packages"
     export DEBIAN_FRONTEND=noninteractive

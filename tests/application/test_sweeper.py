@@ -41,7 +41,9 @@ def accept(pipeline: CommandPipeline, name: str) -> UUID:
     return pipeline.accept(Submission(spec, payload, "tests")).command.id
 
 
-def test_stranded_commands_are_published_again_once_per_lease(pipeline: CommandPipeline) -> None:
+def test_stranded_commands_are_published_again_after_one_two_four_leases(
+    pipeline: CommandPipeline,
+) -> None:
     waiting = accept(pipeline, "waiting")
     running = accept(pipeline, "running")
     done = accept(pipeline, "done")
@@ -68,4 +70,9 @@ def test_stranded_commands_are_published_again_once_per_lease(pipeline: CommandP
     now += timedelta(seconds=5)
     assert sweeper.sweep() == 0  # published a moment ago: perhaps only queued
     now += LEASE
+    assert sweeper.sweep() == 2  # one lease after the first
+    now += LEASE + timedelta(seconds=1)
+    assert sweeper.sweep() == 0  # the next one waits two
+    now += LEASE
     assert sweeper.sweep() == 2
+    assert len(transport.published) == 6

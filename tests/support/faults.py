@@ -1,17 +1,24 @@
 """Network faults for tests: a loopback TCP proxy that a test can cut and restore.
 
 Processes under test connect to the proxy instead of PostgreSQL or RabbitMQ. ``cut()``
-closes every connection through it and refuses new ones, as a server that went away
-would; ``restore()`` lets connections through again. Only the processes pointed at the
-proxy see the outage: the servers the rest of the suite shares keep running.
+kills the proxy and every connection through it, so the processes see their connections
+drop and new ones refused, as when a server goes away; ``restore()`` starts it again on
+the same port. Only the processes pointed at the proxy see the outage: the servers the
+rest of the suite shares keep running.
+
+The proxy is ``socat``, one process per connection, so that it adds no latency that
+depends on how busy the test process is (a proxy in Python threads slowed a loaded
+service tenfold). ``scripts/test-services.sh`` installs it with the servers.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
 import socket
-import struct
-import threading
+import subprocess
+import time
 from types import TracebackType
 
 
@@ -20,10 +27,8 @@ class TcpProxy:
 
     def __init__(self, target_host: str, target_port: int) -> None:
         self.target = (target_host, target_port)
-        self._lock = threading.Lock()
-        self._sockets: set[socket.socket] = set()
-        self._listener: socket.socket | None = None
         self.port = self._free_port()
+        self._process: subprocess.Popen[bytes] | None = None
         self.restore()
 
     @staticmethod
@@ -35,28 +40,34 @@ class TcpProxy:
 
     def restore(self) -> None:
         """Accept connections again (on the same port)."""
-        listener = socket.socket()
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(("127.0.0.1", self.port))
-        listener.listen(64)
-        self._listener = listener
-        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+        host, port = self.target
+        self._process = subprocess.Popen(
+            [
+                "socat",
+                f"TCP-LISTEN:{self.port},bind=127.0.0.1,fork,reuseaddr",
+                f"TCP:{host}:{port}",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,  # its forked children share its group: cut kills all
+        )
+        deadline = time.monotonic() + 10
+        while not self._listening():
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"socat did not listen on {self.port}")
+            time.sleep(0.02)
+
+    def _listening(self) -> bool:
+        with socket.socket() as probe:
+            return probe.connect_ex(("127.0.0.1", self.port)) == 0
 
     def cut(self) -> None:
-        """Refuse new connections and reset every open one."""
-        with self._lock:
-            listener, self._listener = self._listener, None
-            sockets, self._sockets = self._sockets, set()
-        if listener is not None:
-            listener.close()
-        for sock in sockets:
-            with contextlib.suppress(OSError):
-                # Linger 0: close with a reset, as a crashed server's host would. The
-                # shutdown wakes the thread blocked reading it; a bare close would not,
-                # and the socket would stay open until that read returned.
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                sock.shutdown(socket.SHUT_RDWR)
-            sock.close()
+        """Refuse new connections and drop every open one."""
+        if self._process is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self._process.pid, signal.SIGKILL)
+            self._process.wait()
+            self._process = None
 
     def close(self) -> None:
         """Stop the proxy for good."""
@@ -72,39 +83,3 @@ class TcpProxy:
         tb: TracebackType | None,
     ) -> None:
         self.close()
-
-    def _accept(self, listener: socket.socket) -> None:
-        while True:
-            try:
-                client, _ = listener.accept()
-            except OSError:
-                return  # cut
-            try:
-                upstream = socket.create_connection(self.target, timeout=5)
-            except OSError:
-                client.close()
-                continue
-            upstream.settimeout(None)
-            with self._lock:
-                if self._listener is not listener:
-                    client.close()
-                    upstream.close()
-                    return
-                self._sockets.update((client, upstream))
-            for source, sink in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
-
-    def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
-        try:
-            while data := source.recv(65536):
-                sink.sendall(data)
-        except OSError:
-            pass
-        finally:
-            # Either direction ending ends the connection, as a reset would.
-            with self._lock:
-                self._sockets.difference_update((source, sink))
-            for sock in (source, sink):
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
-                sock.close()
