@@ -37,6 +37,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,10 +62,9 @@ from tests.support.faults import TcpProxy
 from tests.support.invariants import violations
 from tests.support.processes import ROOT, http_ready, service_env, wait_until
 
+# Every card token; a slow one holds a worker process for longer than the deadline.
 CARDS = (
-    "tok_approve",
-    "tok_approve",
-    "tok_approve",
+    *("tok_approve",) * 4,
     "tok_decline",
     "tok_flaky",
     "tok_outage",
@@ -168,10 +168,11 @@ class Chaos:
         env = service_env(
             _via(database_url, self.pg),
             _via(broker_url, self.mq) if self.mq else "filesystem://",
-            f"chaos.{plan.seed}",
+            f"chaos.{plan.seed}.{uuid.uuid4().hex[:8]}",  # a killed run's queue stays behind
             WEB_PORT=str(self.port),
             WEB_WORKERS="2",
-            WORKER_CONCURRENCY="3",
+            # Slow charges sleep in the gateway: processes, not cores, are what they use.
+            WORKER_CONCURRENCY="8",
             BOXOFFICE_VAR_DIR=str(work / "var"),
             PAYMENT_DEADLINE_SECONDS=str(DEADLINE_SECONDS),
             FAKE_GATEWAY_SLOW_SECONDS=str(DEADLINE_SECONDS + 2),
