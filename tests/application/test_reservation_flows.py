@@ -15,32 +15,12 @@ from tests.support.world import DEADLINE, World
 @pytest.fixture
 def world(app: BoxofficeApplication) -> World:
     world = World(app)
-    world.submit(
-        "CreateShow",
-        show_id="s1",
-        title="Hamlet",
-        starts_at="2027-01-01T20:00:00Z",
-        seats=["A1", "A2", "A3", "A4"],
-        price_cents=1500,
-    )
-    world.settle()
+    world.create_show(["A1", "A2", "A3", "A4"], price_cents=1500)
     return world
 
 
-def place(world: World, reservation_id: str, seats: list[str], card: str) -> None:
-    world.submit(
-        "PlaceReservation",
-        reservation_id=reservation_id,
-        show_id="s1",
-        customer_id=f"customer-{reservation_id}",
-        seats=seats,
-        card_token=card,
-    )
-    world.settle()
-
-
 def test_an_approved_payment_confirms_the_reservation_and_sells_the_seats(world: World) -> None:
-    place(world, "r1", ["A1", "A2"], "tok_approve")
+    world.place("r1", ["A1", "A2"], "tok_approve")
 
     assert world.reservation("r1").status == "confirmed"
     assert world.show().sold == {"A1": "r1", "A2": "r1"}
@@ -60,7 +40,7 @@ def test_an_approved_payment_confirms_the_reservation_and_sells_the_seats(world:
 
 
 def test_a_declined_payment_releases_the_seats_and_rejects(world: World) -> None:
-    place(world, "r1", ["A1"], "tok_decline")
+    world.place("r1", ["A1"], "tok_decline")
 
     reservation = world.reservation("r1")
     assert reservation.status == "rejected"
@@ -71,7 +51,7 @@ def test_a_declined_payment_releases_the_seats_and_rejects(world: World) -> None
 
 
 def test_a_flaky_gateway_is_retried_and_charges_once(world: World) -> None:
-    place(world, "r1", ["A1"], "tok_flaky")
+    world.place("r1", ["A1"], "tok_flaky")
 
     assert world.reservation("r1").status == "confirmed"
     charge = next(c for c in world.commands() if c.command_type == "ChargePayment")
@@ -90,7 +70,7 @@ def test_a_flaky_gateway_is_retried_and_charges_once(world: World) -> None:
 def test_an_outage_dead_letters_the_charge_and_the_deadline_expires_the_reservation(
     world: World,
 ) -> None:
-    place(world, "r1", ["A1"], "tok_outage")
+    world.place("r1", ["A1"], "tok_outage")
     charge = next(c for c in world.commands() if c.command_type == "ChargePayment")
     assert charge.status == "dead_lettered"
     assert world.reservation("r1").status == "pending"
@@ -106,7 +86,7 @@ def test_an_outage_dead_letters_the_charge_and_the_deadline_expires_the_reservat
 
 def test_a_payment_taken_after_the_deadline_is_refunded(world: World) -> None:
     world.hold_types = {"ChargePayment"}
-    place(world, "r1", ["A1"], "tok_slow")
+    world.place("r1", ["A1"], "tok_slow")
     charge = world.take_held("ChargePayment")
 
     with world.paused(charge):
@@ -129,9 +109,9 @@ def test_a_payment_taken_after_the_deadline_is_refunded(world: World) -> None:
 
 
 def test_taken_seats_waitlist_and_freed_seats_promote_the_first_in_line(world: World) -> None:
-    place(world, "r1", ["A1", "A2"], "tok_approve")
-    place(world, "r2", ["A2"], "tok_approve")
-    place(world, "r3", ["A1"], "tok_approve")
+    world.place("r1", ["A1", "A2"], "tok_approve")
+    world.place("r2", ["A2"], "tok_approve")
+    world.place("r3", ["A1"], "tok_approve")
     assert world.reservation("r2").status == "waitlisted"
     assert world.reservation("r3").status == "waitlisted"
     assert world.show().waiting_ids == ["r2", "r3"]
@@ -149,9 +129,9 @@ def test_taken_seats_waitlist_and_freed_seats_promote_the_first_in_line(world: W
 
 
 def test_cancelling_the_show_cancels_every_reservation_with_refunds(world: World) -> None:
-    place(world, "r1", ["A1"], "tok_approve")
-    place(world, "r2", ["A2"], "tok_approve")
-    place(world, "r3", ["A1"], "tok_approve")  # waitlisted
+    world.place("r1", ["A1"], "tok_approve")
+    world.place("r2", ["A2"], "tok_approve")
+    world.place("r3", ["A1"], "tok_approve")  # waitlisted
 
     world.submit("CancelShow", show_id="s1")
     world.settle()
@@ -190,7 +170,7 @@ def test_a_reservation_for_a_missing_show_or_unknown_seat_fails(world: World) ->
 
 
 def test_a_redelivered_event_changes_no_saga(world: World) -> None:
-    place(world, "r1", ["A1"], "tok_approve")
+    world.place("r1", ["A1"], "tok_approve")
     events = world.app.recorder.select_notifications(start=0, limit=10_000)
     head = world.app.recorder.max_notification_id()
 

@@ -48,15 +48,7 @@ scripts = st.tuples(operations, st.none() | st.integers(0, 40)).map(
 
 def new_world() -> World:
     world = World(BoxofficeApplication(env={"PERSISTENCE_MODULE": "eventsourcing.popo"}))
-    world.submit(
-        "CreateShow",
-        show_id="s1",
-        title="Hamlet",
-        starts_at="2027-01-01T20:00:00Z",
-        seats=SEATS,
-        price_cents=1000,
-    )
-    world.settle()
+    world.create_show(SEATS, price_cents=1000)
     world.hold_types = EVERY_COMMAND
     return world
 

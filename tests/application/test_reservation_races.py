@@ -26,18 +26,6 @@ Held = tuple[Any, int]
 Scenario = Callable[[World], tuple[Held, Held]]
 
 
-def place(world: World, reservation_id: str, seats: list[str], card: str = "tok_approve") -> None:
-    world.submit(
-        "PlaceReservation",
-        reservation_id=reservation_id,
-        show_id="s1",
-        customer_id=f"customer-{reservation_id}",
-        seats=seats,
-        card_token=card,
-    )
-    world.settle()
-
-
 def cancel(world: World, reservation_id: str) -> None:
     world.submit("CancelReservation", reservation_id=reservation_id)
     world.settle()
@@ -48,7 +36,7 @@ def step_against_cancel(step: str, card: str = "tok_approve") -> Scenario:
 
     def scenario(world: World) -> tuple[Held, Held]:
         world.hold_types = {step, "CancelReservation"}
-        place(world, "r1", ["A1", "A2"], card)
+        world.place("r1", ["A1", "A2"], card)
         if step == "ExpireReservation":
             world.pass_time(DEADLINE)
         cancel(world, "r1")
@@ -59,7 +47,7 @@ def step_against_cancel(step: str, card: str = "tok_approve") -> Scenario:
 
 def charge_against_expire(world: World) -> tuple[Held, Held]:
     world.hold_types = {"ChargePayment", "ExpireReservation"}
-    place(world, "r1", ["A1"], "tok_slow")
+    world.place("r1", ["A1"], "tok_slow")
     world.pass_time(DEADLINE)
     return world.take_held("ChargePayment"), world.take_held("ExpireReservation")
 
@@ -69,11 +57,10 @@ def join_against_release(release: str) -> Scenario:
 
     def scenario(world: World) -> tuple[Held, Held]:
         if release == "CancelReservation":
-            place(world, "r1", ["A1"])  # confirmed
+            world.place("r1", ["A1"])  # confirmed
         else:
             world.hold_types = {release}
-            place(
-                world,
+            world.place(
                 "r1",
                 ["A1"],
                 "tok_outage" if release == "ExpireReservation" else "tok_decline",
@@ -81,7 +68,7 @@ def join_against_release(release: str) -> Scenario:
             if release == "ExpireReservation":
                 world.pass_time(DEADLINE)
         world.hold_types = {"ReserveSeats", release}
-        place(world, "r2", ["A1", "A2"])
+        world.place("r2", ["A1", "A2"])
         if release == "CancelReservation":
             cancel(world, "r1")
         return world.take_held("ReserveSeats", "r2"), world.take_held(release, "r1")
@@ -91,8 +78,8 @@ def join_against_release(release: str) -> Scenario:
 
 def reserve_against_reserve(world: World) -> tuple[Held, Held]:
     world.hold_types = {"ReserveSeats"}
-    place(world, "r1", ["A1", "A2"])
-    place(world, "r2", ["A2", "A3"])
+    world.place("r1", ["A1", "A2"])
+    world.place("r2", ["A2", "A3"])
     return world.take_held("ReserveSeats", "r1"), world.take_held("ReserveSeats", "r2")
 
 
@@ -101,7 +88,7 @@ def against_show_cancel(step: str) -> Scenario:
 
     def scenario(world: World) -> tuple[Held, Held]:
         world.hold_types = {step, "CancelShow"}
-        place(world, "r1", ["A1"])
+        world.place("r1", ["A1"])
         world.submit("CancelShow", show_id="s1")
         world.settle()
         return world.take_held(step), world.take_held("CancelShow")
@@ -110,8 +97,8 @@ def against_show_cancel(step: str) -> Scenario:
 
 
 def offer_against_waiter_cancel(world: World) -> tuple[Held, Held]:
-    place(world, "r1", ["A1"])  # confirmed
-    place(world, "r2", ["A1"])  # waits for A1
+    world.place("r1", ["A1"])  # confirmed
+    world.place("r2", ["A1"])  # waits for A1
     world.hold_types = {"CancelReservation"}
     cancel(world, "r1")  # frees A1: it is offered to r2
     cancel(world, "r2")
@@ -120,7 +107,7 @@ def offer_against_waiter_cancel(world: World) -> tuple[Held, Held]:
 
 def cancel_against_cancel(world: World) -> tuple[Held, Held]:
     world.hold_types = {"CancelReservation"}
-    place(world, "r1", ["A1"])
+    world.place("r1", ["A1"])
     cancel(world, "r1")
     cancel(world, "r1")
     return world.take_held("CancelReservation"), world.take_held("CancelReservation")
@@ -166,15 +153,7 @@ def run_in_order(world: World, first: Held, second: Held, order: str) -> None:
 @pytest.mark.parametrize("name", list(SCENARIOS))
 def test_racing_commands_keep_seats_and_money_right(name: str, order: str) -> None:
     world = World(BoxofficeApplication(env={"PERSISTENCE_MODULE": "eventsourcing.popo"}))
-    world.submit(
-        "CreateShow",
-        show_id="s1",
-        title="Hamlet",
-        starts_at="2027-01-01T20:00:00Z",
-        seats=["A1", "A2", "A3", "A4"],
-        price_cents=1000,
-    )
-    world.settle()
+    world.create_show(["A1", "A2", "A3", "A4"], price_cents=1000)
     first, second = SCENARIOS[name](world)
 
     run_in_order(world, first, second, order)

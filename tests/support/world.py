@@ -57,6 +57,32 @@ class World:
         self.held: list[tuple[UUID, int]] = []
         self.hold_types: set[str] = set()
 
+    def create_show(self, seats: list[str], price_cents: int, show_id: str = "s1") -> None:
+        """Schedule a show and settle."""
+        self.submit(
+            "CreateShow",
+            show_id=show_id,
+            title="Hamlet",
+            starts_at="2027-01-01T20:00:00Z",
+            seats=seats,
+            price_cents=price_cents,
+        )
+        self.settle()
+
+    def place(
+        self, reservation_id: str, seats: list[str], card: str = "tok_approve", show_id: str = "s1"
+    ) -> None:
+        """A customer places a reservation; settle."""
+        self.submit(
+            "PlaceReservation",
+            reservation_id=reservation_id,
+            show_id=show_id,
+            customer_id=f"customer-{reservation_id}",
+            seats=seats,
+            card_token=card,
+        )
+        self.settle()
+
     def submit(self, command_type: str, **payload: Any) -> UUID:
         spec = self.pipeline.registry.get(command_type)
         submission = Submission(spec, spec.payload.model_validate(payload), "customer")
