@@ -42,7 +42,6 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 from uuid import UUID
 
 import psycopg
@@ -57,6 +56,7 @@ from infrastructure.settings import DatabaseUrl, Settings
 from interfaces.bootstrap import Container, bootstrap
 from projections.documents import PROJECTIONS
 from tests.conftest import fresh_database
+from tests.e2e.conftest import free_port
 from tests.support import servers
 from tests.support.faults import TcpProxy
 from tests.support.invariants import violations
@@ -140,13 +140,6 @@ class Client:
             time.sleep(0.2)
 
 
-def _via(url: str, proxy: TcpProxy) -> str:
-    parts = urlsplit(url)
-    auth, _, _ = parts.netloc.rpartition("@")
-    host = f"127.0.0.1:{proxy.port}"
-    return urlunsplit(parts._replace(netloc=f"{auth}@{host}" if auth else host))
-
-
 class Chaos:
     """The service under ``serve``, its proxies, its clients and its faults."""
 
@@ -157,17 +150,13 @@ class Chaos:
         self.work = work
         self.tally = Tally()
         self.faults: list[dict[str, Any]] = []
-        db = DatabaseUrl.parse(database_url)
-        self.pg = TcpProxy(db.host, db.port)
-        self.mq: TcpProxy | None = None
-        if plan.transport == "amqp":
-            mq = urlsplit(broker_url)
-            self.mq = TcpProxy(mq.hostname or "127.0.0.1", mq.port or 5672)
-        self.port = _free_port()
+        self.pg = TcpProxy.to(database_url, 5432)
+        self.mq = TcpProxy.to(broker_url, 5672) if plan.transport == "amqp" else None
+        self.port = free_port()
         self.log = work / "serve.log"
         env = service_env(
-            _via(database_url, self.pg),
-            _via(broker_url, self.mq) if self.mq else "filesystem://",
+            self.pg.route(database_url),
+            self.mq.route(broker_url) if self.mq else "filesystem://",
             f"chaos.{plan.seed}.{uuid.uuid4().hex[:8]}",  # a killed run's queue stays behind
             WEB_PORT=str(self.port),
             WEB_WORKERS="2",
@@ -483,15 +472,6 @@ class Chaos:
                 if json.loads(json.dumps(expected, default=str)) != actual:
                     problems.append(f"{projection.name} row {aggregate_id} differs from the log")
         return problems
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def run(plan: Plan, server_database_url: str, broker_url: str, work: Path) -> dict[str, Any]:

@@ -15,12 +15,10 @@ import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 from uuid import UUID
 
 import pytest
 
-from infrastructure.settings import DatabaseUrl
 from tests.conftest import fresh_database
 from tests.e2e.conftest import free_port
 from tests.integration.conftest import Stack
@@ -72,41 +70,32 @@ class Outage:
             assert part.process.poll() is None, f"{part.part} died:\n{part.output()[-3000:]}"
 
 
-def _via(url: str, proxy: TcpProxy) -> str:
-    parts = urlsplit(url)
-    netloc = parts.netloc.rsplit("@", 1)
-    host = f"127.0.0.1:{proxy.port}"
-    return urlunsplit(parts._replace(netloc=f"{netloc[0]}@{host}" if len(netloc) == 2 else host))
-
-
 @pytest.fixture
 def outage(server_database_url: str, broker_url: str, tmp_path: Path) -> Iterator[Outage]:
-    with fresh_database(server_database_url) as database_url:
-        db = DatabaseUrl.parse(database_url)
-        mq = urlsplit(broker_url)
-        with (
-            TcpProxy(db.host, db.port) as pg_proxy,
-            TcpProxy(mq.hostname or "127.0.0.1", mq.port or 5672) as mq_proxy,
-        ):
-            queue = f"outage.{uuid.uuid4().hex[:8]}"
-            stack = Stack(database_url, broker_url, queue, tmp_path)
-            port = free_port()
-            env = service_env(
-                _via(database_url, pg_proxy),
-                _via(broker_url, mq_proxy),
-                queue,
-                WEB_PORT=str(port),
-                WEB_WORKERS="1",
-            )
-            parts = [
-                ServiceProcess(p, env, tmp_path)
-                for p in ("web", "relay", "worker", "projector", "sagas")
-            ]
-            with running(*parts):
-                base = f"http://127.0.0.1:{port}"
-                wait_until(http_ready(base + "/health"), 30, "gunicorn to answer")
-                yield Outage(stack, parts, pg_proxy, mq_proxy, base)
-            stack.container.close()
+    with (
+        fresh_database(server_database_url) as database_url,
+        TcpProxy.to(database_url, 5432) as pg_proxy,
+        TcpProxy.to(broker_url, 5672) as mq_proxy,
+    ):
+        queue = f"outage.{uuid.uuid4().hex[:8]}"
+        stack = Stack(database_url, broker_url, queue, tmp_path)
+        port = free_port()
+        env = service_env(
+            pg_proxy.route(database_url),
+            mq_proxy.route(broker_url),
+            queue,
+            WEB_PORT=str(port),
+            WEB_WORKERS="1",
+        )
+        parts = [
+            ServiceProcess(p, env, tmp_path)
+            for p in ("web", "relay", "worker", "projector", "sagas")
+        ]
+        with running(*parts):
+            base = f"http://127.0.0.1:{port}"
+            wait_until(http_ready(base + "/health"), 30, "gunicorn to answer")
+            yield Outage(stack, parts, pg_proxy, mq_proxy, base)
+        stack.container.close()
 
 
 def test_every_part_carries_on_after_postgresql_and_rabbitmq_go_away(outage: Outage) -> None:

@@ -20,6 +20,9 @@ import socket
 import subprocess
 import time
 from types import TracebackType
+from urllib.parse import urlsplit, urlunsplit
+
+from tests.e2e.conftest import free_port
 
 
 class TcpProxy:
@@ -27,16 +30,22 @@ class TcpProxy:
 
     def __init__(self, target_host: str, target_port: int) -> None:
         self.target = (target_host, target_port)
-        self.port = self._free_port()
+        self.port = free_port()
         self._process: subprocess.Popen[bytes] | None = None
         self.restore()
 
-    @staticmethod
-    def _free_port() -> int:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port: int = probe.getsockname()[1]
-            return port
+    @classmethod
+    def to(cls, url: str, default_port: int) -> TcpProxy:
+        """A proxy to the server of ``url`` (``postgresql://`` or ``amqp://``)."""
+        parts = urlsplit(url)
+        return cls(parts.hostname or "127.0.0.1", parts.port or default_port)
+
+    def route(self, url: str) -> str:
+        """``url`` with its host and port replaced by this proxy's."""
+        parts = urlsplit(url)
+        auth, _, _ = parts.netloc.rpartition("@")
+        host = f"127.0.0.1:{self.port}"
+        return urlunsplit(parts._replace(netloc=f"{auth}@{host}" if auth else host))
 
     def restore(self) -> None:
         """Accept connections again (on the same port)."""
