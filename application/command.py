@@ -29,6 +29,10 @@ class CommandEvent(Aggregate.Event):
         return super().mutate(aggregate)
 
 
+# The category of the error recorded for an attempt whose save lost a version conflict.
+VERSION_CONFLICT = "version_conflict"
+
+
 class Command(Aggregate):
     """The record of one command from acceptance to its final outcome."""
 
@@ -127,6 +131,22 @@ class Command(Aggregate):
     def attempts_in_budget(self) -> int:
         """Attempts made since acceptance or the last re-drive."""
         return self.attempt - self.budget_start
+
+    @property
+    def conflicts_in_budget(self) -> int:
+        """Attempts since acceptance or the last re-drive that lost a version conflict:
+        another command changed an aggregate this one had decided on."""
+        return sum(
+            1
+            for run in self.attempts
+            if run["attempt"] > self.budget_start
+            and (run.get("error") or {}).get("category") == VERSION_CONFLICT
+        )
+
+    @property
+    def failures_in_budget(self) -> int:
+        """Attempts in the budget that did not merely lose a version conflict."""
+        return self.attempts_in_budget - self.conflicts_in_budget
 
     def should_run(self, attempt: int, redelivered: bool = False) -> bool:
         """Whether a delivery for ``attempt`` should run now.

@@ -19,7 +19,7 @@ from eventsourcing.application import Application
 from eventsourcing.persistence import IntegrityError
 from pydantic import BaseModel
 
-from application.command import Command
+from application.command import VERSION_CONFLICT, Command
 from application.ports import Services
 from application.registry import CommandRegistry, CommandSpec
 from application.retry import RetryPolicy
@@ -180,7 +180,7 @@ class CommandPipeline:
         command = self.get_command(command_id)
         if command is None or not command.should_run(attempt, redelivered):
             return Outcome.SKIPPED
-        if self.retry.exhausted(command.attempts_in_budget):
+        if self.retry.exhausted(command.failures_in_budget):
             # Every attempt of the budget was lost with its worker.
             lost = _worker_lost_error(worker)
             return self._record(command_id, command.attempt, lost, Outcome.DEAD_LETTERED)
@@ -195,6 +195,10 @@ class CommandPipeline:
             spec.run(uow, command.payload)
             command.succeed(run)
             self.app.save(*uow.aggregates, command)
+        except IntegrityError as error:
+            # Another command changed an aggregate this one decided on: decide again.
+            conflict = _describe_conflict(error, worker)
+            return self._record(command_id, run, conflict, Outcome.RETRY_SCHEDULED)
         except DomainError as error:
             failure = _describe_domain_error(error, worker)
             return self._record(command_id, run, failure, Outcome.FAILED)
@@ -212,14 +216,21 @@ class CommandPipeline:
         command = self.get_command(command_id)
         if command is None or command.is_terminal or command.attempt != run:
             return Outcome.SKIPPED
-        if outcome is Outcome.RETRY_SCHEDULED and self.retry.exhausted(command.attempts_in_budget):
-            outcome = Outcome.DEAD_LETTERED
+        tries = command.failures_in_budget
+        if outcome is Outcome.RETRY_SCHEDULED:
+            if error.get("category") == VERSION_CONFLICT:
+                tries = command.conflicts_in_budget + 1  # this one too
+                out_of_budget = tries >= self.retry.max_conflicts
+            else:
+                out_of_budget = self.retry.exhausted(tries)
+            if out_of_budget:
+                outcome = Outcome.DEAD_LETTERED
         if outcome is Outcome.FAILED:
             command.fail(run, error)
         elif outcome is Outcome.DEAD_LETTERED:
             command.dead_letter(run, error)
         else:
-            delay = timedelta(seconds=self.retry.delay(command.attempts_in_budget))
+            delay = timedelta(seconds=self.retry.delay(tries))
             command.schedule_retry(run, error, datetime.now(UTC) + delay)
         try:
             self.app.save(command)
@@ -267,6 +278,10 @@ def _describe_domain_error(error: DomainError, worker: str) -> dict[str, Any]:
 def _describe_technical_error(error: Exception, worker: str) -> dict[str, Any]:
     trace = "".join(traceback.format_exception(error))
     return {**_describe(error, worker), "category": "technical", "traceback": trace}
+
+
+def _describe_conflict(error: IntegrityError, worker: str) -> dict[str, Any]:
+    return {**_describe(error, worker), "category": VERSION_CONFLICT}
 
 
 def _worker_lost_error(worker: str) -> dict[str, Any]:

@@ -8,11 +8,15 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Exponential backoff with jitter, capped, for ``max_attempts`` attempts in all."""
+    """Exponential backoff with jitter, capped, for ``max_attempts`` failed attempts and
+    ``max_conflicts`` lost version conflicts."""
 
     max_attempts: int = 3
     base_delay: float = 0.5
     max_delay: float = 30.0
+    # A lost version conflict says "decide again on fresh state", not "this failed": it
+    # does not spend an attempt, but a command that keeps losing is stopped here.
+    max_conflicts: int = 20
 
     def delay(self, attempt: int, rng: random.Random | None = None) -> float:
         """Seconds to wait after failed ``attempt`` (1-based) before the next one.

@@ -178,3 +178,24 @@ def test_a_redelivered_event_changes_no_saga(world: World) -> None:
         world.runner.route(world.app.mapper.to_domain_event(notification))
 
     assert world.app.recorder.max_notification_id() == head
+
+
+def test_losing_version_conflicts_does_not_spend_the_retry_budget(world: World) -> None:
+    world.hold_types = {"CancelShow"}
+    world.hold_retries = True
+    world.submit("CancelShow", show_id="s1")
+    world.settle()
+    # Another writer changes the show between each attempt's loads and its save, more
+    # times than the budget has attempts (3): each attempt loses a version conflict.
+    for seat in ["A1", "A2", "A3", "A4"]:
+        with world.paused(world.take_held("CancelShow")):
+            world.place(f"r-{seat}", [seat])
+        world.settle()
+
+    world.hold_types = set()
+    world.release_held()
+
+    cancel = next(c for c in world.commands() if c.command_type == "CancelShow")
+    assert cancel.status == "succeeded"
+    assert [a["error"]["category"] for a in cancel.attempts[:-1]] == ["version_conflict"] * 4
+    assert world.show().cancelled

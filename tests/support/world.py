@@ -56,6 +56,7 @@ class World:
         self.position = app.recorder.max_notification_id() or 0
         self.held: list[tuple[UUID, int]] = []
         self.hold_types: set[str] = set()
+        self.hold_retries = False  # hold the retries of hold_types too, not only their first run
 
     def create_show(self, seats: list[str], price_cents: int, show_id: str = "s1") -> None:
         """Schedule a show and settle."""
@@ -204,7 +205,8 @@ class World:
             return
         command: Command = self.app.repository.get(event.originator_id)
         attempt = command.attempt + 1
-        if command.command_type in self.hold_types and name == "CommandAccepted":
+        first_run = name == "CommandAccepted"
+        if command.command_type in self.hold_types and (first_run or self.hold_retries):
             self.held.append((command.id, attempt))
             return
         self.pipeline.execute(command.id, attempt, "worker")
