@@ -48,12 +48,14 @@ def build_celery(settings: Settings) -> Celery:
 def _transport_options(settings: Settings) -> dict[str, Any]:
     if settings.broker.startswith("filesystem"):
         folder = settings.broker_folder
-        for sub in ("queue", "processed"):
+        for sub in ("queue", "processed", "control"):
             (folder / sub).mkdir(parents=True, exist_ok=True)
         return {
             "data_folder_in": str(folder / "queue"),
             "data_folder_out": str(folder / "queue"),
             "processed_folder": str(folder / "processed"),
+            # Its exchange tables; kombu's default is "control" in the working directory.
+            "control_folder": str(folder / "control"),
             "store_processed": False,
             # The transport polls its folder; its default second would add a second to
             # every hop of a saga.

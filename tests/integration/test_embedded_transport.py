@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.conftest import Stack
-from tests.support.processes import ServiceProcess, running, wait_until
+from tests.support.processes import ROOT, ServiceProcess, running, wait_until
 
 pytestmark = [pytest.mark.postgres]
 
@@ -48,6 +48,9 @@ def test_a_torn_message_is_dropped_and_the_worker_carries_on(
         assert worker.process is not None
         assert worker.process.poll() is None, worker.output()[-3000:]
         assert "dropped an unreadable message" in worker.output()
+    # Every file of the transport stays under the var folder, none in the working dir.
+    assert list((var / "broker" / "control").glob("*.exchange"))
+    assert not (ROOT / "control").exists()
     stack.container.close()
 
 
