@@ -110,7 +110,7 @@ class Show(Aggregate):
         """
         self._require_scheduled()
         self._require_known(seats)
-        if all(s not in self.held and s not in self.sold for s in seats):
+        if set(seats) <= set(self.available):
             self._seats_reserved(reservation_id=reservation_id, seats=seats)
             return True
         if reservation_id not in self.waiting_ids:
