@@ -189,10 +189,11 @@ class CommandPipeline:
             self.app.save(command)
         except IntegrityError:
             return Outcome.SKIPPED  # a concurrent delivery started this attempt first
-        spec = self.registry.get(command.command_type)
         uow = UnitOfWork(self.app, self.services)
         try:
-            spec.run(uow, command.payload)
+            # Inside the try: a worker started without the command's module records a
+            # technical error (retried, then dead-lettered) instead of leaving it running.
+            self.registry.get(command.command_type).run(uow, command.payload)
             command.succeed(run)
             self.app.save(*uow.aggregates, command)
         except IntegrityError as error:

@@ -43,7 +43,14 @@ class CommandSpec(Generic[P]):
 
 
 class UnknownCommandError(LookupError):
-    """Raised when a command type has no registered handler."""
+    """Raised when a command type has no registered handler in this process."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f"no handler for command type {name} in this process: "
+            "is the module that registers it in COMMAND_MODULES?"
+        )
+        self.name = name
 
 
 class CommandRegistry:

@@ -18,6 +18,7 @@ from application.pipeline import (
     ResourceExistsError,
     Submission,
 )
+from application.catalog import build_registry
 from application.unit_of_work import UnitOfWork
 from domain.show import Show
 from tests.support.commands import Tally
@@ -293,3 +294,25 @@ def test_a_fresh_duplicate_of_a_running_attempt_is_skipped_but_a_redelivery_take
     ]
     tally: Tally = app.repository.get(Tally.create_id("t"))
     assert tally.count == 1
+
+
+def test_a_worker_that_does_not_know_the_type_strands_nothing(
+    pipeline: CommandPipeline, app: BoxofficeApplication
+) -> None:
+    # The web knows Bump; this worker was started with other COMMAND_MODULES.
+    acceptance = pipeline.accept(submission(pipeline, "Bump", key="t"))
+    known_elsewhere = CommandPipeline(app, build_registry(), pipeline.retry)
+    command_id = acceptance.command.id
+
+    outcomes = [known_elsewhere.execute(command_id, attempt, "w") for attempt in (1, 2, 3)]
+
+    # Every attempt ends, with an error that says what to fix; after the budget the
+    # command waits for a re-drive (a worker that knows it may then run it).
+    assert outcomes == [Outcome.RETRY_SCHEDULED, Outcome.RETRY_SCHEDULED, Outcome.DEAD_LETTERED]
+    command = pipeline.get_command(command_id)
+    assert command is not None and command.status == "dead_lettered"
+    assert command.error is not None
+    assert command.error["type"] == "UnknownCommandError"
+    assert "COMMAND_MODULES" in command.error["message"]
+    pipeline.redrive(command_id, by="ops", reason="workers restarted with the module")
+    assert pipeline.execute(command_id, 4, "w") is Outcome.SUCCEEDED
