@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol, Self
 from uuid import UUID
+
+from eventsourcing.persistence import Notification
 
 
 class CommandTransport(Protocol):
@@ -54,3 +57,21 @@ class Services:
 
     payment_gateway: PaymentGateway
     payment_deadline: timedelta = timedelta(seconds=30)
+
+
+class Subscription(Protocol):
+    """The event log's notifications after a position, in order, until stopped."""
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(self, *_: Any) -> None: ...
+
+    def __iter__(self) -> Iterator[Notification]: ...
+
+    def stop(self) -> None:
+        """End the iteration; callable from any thread."""
+        ...
+
+
+# Subscribes to the log after a position (None: from the start), to some topics (or all).
+Subscribe = Callable[[int | None, Sequence[str]], Subscription]

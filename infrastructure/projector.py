@@ -19,7 +19,7 @@ from eventsourcing.persistence import Tracking
 from eventsourcing.postgres import PostgresDatastore
 
 from application.retry import Backoff
-from application.subscriptions import subscribe
+from infrastructure.subscription import subscribe
 
 logger = logging.getLogger(__name__)
 

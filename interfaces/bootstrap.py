@@ -17,13 +17,13 @@ from uuid import UUID
 from celery import Celery
 
 from application.catalog import build_registry
+from application.command_watcher import CommandWatcher
 from application.pipeline import BoxofficeApplication, CommandPipeline
 from application.ports import Services
 from application.registry import CommandRegistry
 from application.retry import RetryPolicy
 from application.sagas import SagaRunner
 from application.sweeper import StrandedCommandSweeper
-from application.waiting import CommandWatcher
 from infrastructure.celery_app import CeleryCommandTransport, build_celery
 from infrastructure.event_store import (
     build_application,
@@ -42,6 +42,7 @@ from infrastructure.payment_gateway import (
 from infrastructure.projector import Follower, Projector, StallLog
 from infrastructure.relay import OutboxRelay
 from infrastructure.settings import Settings
+from infrastructure.subscription import subscribe
 from infrastructure.tasks import register_tasks
 from infrastructure.webhooks import WebhookDispatcher
 from projections.documents import (
@@ -124,7 +125,9 @@ class Container:
         """This process's watcher of command changes (Prefer: wait, SSE)."""
         with self._lock:
             if self._watcher is None:
-                self._watcher = CommandWatcher(self.app)
+                self._watcher = CommandWatcher(
+                    self.app, lambda gt, topics: subscribe(self.app.recorder, gt, topics)
+                )
             return self._watcher
 
     @property

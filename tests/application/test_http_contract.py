@@ -14,8 +14,8 @@ import pytest
 from flask.testing import FlaskClient
 
 from application.pipeline import BoxofficeApplication
-from application.subscriptions import subscribe
 from infrastructure.settings import Settings
+from infrastructure.subscription import subscribe
 from interfaces.bootstrap import Container, bootstrap
 from interfaces.http import create_app
 from tests.application.conftest import make_container
@@ -252,7 +252,7 @@ def _execute_when_accepted(container: Container) -> threading.Thread:
     start = app.recorder.max_notification_id()
 
     def run() -> None:
-        with subscribe(app.recorder, gt=start) as subscription:
+        with subscribe(app.recorder, start) as subscription:
             for notification in subscription:
                 if notification.topic.endswith("CommandAccepted"):
                     command_id = UUID(str(notification.originator_id))

@@ -9,6 +9,7 @@ from uuid import UUID
 import pytest
 from eventsourcing.persistence import IntegrityError
 
+from application.catalog import build_registry
 from application.command import Command
 from application.pipeline import (
     BoxofficeApplication,
@@ -18,7 +19,6 @@ from application.pipeline import (
     ResourceExistsError,
     Submission,
 )
-from application.catalog import build_registry
 from application.unit_of_work import UnitOfWork
 from domain.show import Show
 from tests.support.commands import Tally
@@ -310,7 +310,8 @@ def test_a_worker_that_does_not_know_the_type_strands_nothing(
     # command waits for a re-drive (a worker that knows it may then run it).
     assert outcomes == [Outcome.RETRY_SCHEDULED, Outcome.RETRY_SCHEDULED, Outcome.DEAD_LETTERED]
     command = pipeline.get_command(command_id)
-    assert command is not None and command.status == "dead_lettered"
+    assert command is not None
+    assert command.status == "dead_lettered"
     assert command.error is not None
     assert command.error["type"] == "UnknownCommandError"
     assert "COMMAND_MODULES" in command.error["message"]

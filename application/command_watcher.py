@@ -18,7 +18,7 @@ from eventsourcing.application import Application
 from eventsourcing.utils import get_topic
 
 from application.command import Command
-from application.subscriptions import subscribe
+from application.ports import Subscribe, Subscription
 
 logger = logging.getLogger(__name__)
 
@@ -36,12 +36,13 @@ COMMAND_EVENTS = (
 class CommandWatcher:
     """Blocks callers until a condition on a command holds, re-checked at each change."""
 
-    def __init__(self, app: Application[Any]) -> None:
+    def __init__(self, app: Application[Any], subscribe: Subscribe) -> None:
         self._app = app
+        self._subscribe = subscribe
         self._lock = threading.Lock()
         self._waiting: dict[UUID, list[threading.Event]] = {}
         self._thread: threading.Thread | None = None
-        self._subscription: Any = None
+        self._subscription: Subscription | None = None
 
     def wait(self, command_id: UUID, timeout: float, condition: Callable[[], bool]) -> bool:
         """Wait up to ``timeout`` s until ``condition()`` holds; returns whether it did.
@@ -82,10 +83,9 @@ class CommandWatcher:
                 return
             # The start position is read here, before any caller registers, so every
             # change after it reaches the subscription.
-            subscription = subscribe(
-                self._app.recorder,
-                gt=self._app.recorder.max_notification_id(),
-                topics=[get_topic(cls) for cls in COMMAND_EVENTS],
+            subscription = self._subscribe(
+                self._app.recorder.max_notification_id(),
+                [get_topic(cls) for cls in COMMAND_EVENTS],
             )
             self._subscription = subscription
             self._thread = threading.Thread(
@@ -93,12 +93,13 @@ class CommandWatcher:
             )
             self._thread.start()
 
-    def _follow(self, subscription: Any) -> None:
+    def _follow(self, subscription: Subscription) -> None:
         try:
             with subscription:
                 for notification in subscription:
                     with self._lock:
-                        waiters = list(self._waiting.get(notification.originator_id, []))
+                        key = UUID(str(notification.originator_id))
+                        waiters = list(self._waiting.get(key, []))
                     for changed in waiters:
                         changed.set()
         except Exception:

@@ -1,0 +1,110 @@
+"""Following the event log without ever stalling.
+
+eventsourcing's LISTEN/NOTIFY subscriptions pull new events only when a notification
+arrives. A notification sent before the subscription's LISTEN is in place, or lost on
+the way, leaves events unread until the next write, which on a quiet system may never
+come (pyeventsourcing/eventsourcing#305). :class:`LogSubscription` pulls when notified
+and at least every ``interval`` seconds, through the recorders' public API only.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Iterator, Sequence
+from typing import Any, Self
+
+from eventsourcing.persistence import ApplicationRecorder, Notification
+from eventsourcing.postgres import PostgresApplicationRecorder
+from psycopg.sql import SQL, Identifier
+
+# How long a follower may miss a notification before it pulls anyway.
+CATCH_UP_INTERVAL = 1.0
+# The in-memory store sends no notifications: polling it often costs nothing.
+IN_MEMORY_INTERVAL = 0.02
+BATCH = 500
+
+
+class LogSubscription(Iterator[Notification]):
+    """The notifications after ``gt`` (of ``topics`` only, if given), in log order.
+
+    Iterating blocks until one is recorded, and ends when :meth:`stop` is called. An
+    error of the listening connection (the database went away) is raised by the
+    iteration, so that the follower resumes from its tracked position.
+    """
+
+    def __init__(
+        self,
+        recorder: ApplicationRecorder,
+        gt: int | None,
+        topics: Sequence[str] = (),
+        interval: float | None = None,
+    ) -> None:
+        self._recorder = recorder
+        self._last = gt or 0
+        self._topics = list(topics)
+        self._pending: deque[Notification] = deque()
+        self._wake = threading.Event()
+        self._stopped = threading.Event()
+        self._error: BaseException | None = None
+        self._listener: threading.Thread | None = None
+        if isinstance(recorder, PostgresApplicationRecorder):
+            self._interval = CATCH_UP_INTERVAL if interval is None else interval
+            self._listener = threading.Thread(
+                target=self._listen, args=(recorder,), name="log-listener", daemon=True
+            )
+            self._listener.start()
+        else:
+            self._interval = IN_MEMORY_INTERVAL if interval is None else interval
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+        if self._listener is not None and self._listener is not threading.current_thread():
+            self._listener.join()
+
+    def stop(self) -> None:
+        """End the iteration (from any thread)."""
+        self._stopped.set()
+        self._wake.set()
+
+    def __iter__(self) -> Self:
+        return self
+
+    def __next__(self) -> Notification:
+        while True:
+            if self._error is not None:
+                raise self._error
+            if self._stopped.is_set():
+                raise StopIteration
+            if self._pending:
+                return self._pending.popleft()
+            # Cleared before the pull: a notification during the pull wakes the next wait.
+            self._wake.clear()
+            batch = self._recorder.select_notifications(
+                start=self._last, limit=BATCH, topics=self._topics, inclusive_of_start=False
+            )
+            if batch:
+                self._pending.extend(batch)
+                self._last = batch[-1].id
+            else:
+                self._wake.wait(self._interval)
+
+    def _listen(self, recorder: PostgresApplicationRecorder) -> None:
+        try:
+            with recorder.datastore.get_connection() as conn:
+                conn.execute(SQL("LISTEN {0}").format(Identifier(recorder.channel_name)))
+                while not self._stopped.is_set():
+                    # A short timeout so that a stop is noticed soon.
+                    for _ in conn.notifies(timeout=0.1, stop_after=1):
+                        self._wake.set()
+        except BaseException as error:  # noqa: BLE001 - handed to the iterating thread
+            self._error = error
+            self._wake.set()
+
+
+def subscribe(recorder: Any, gt: int | None, topics: Sequence[str] = ()) -> LogSubscription:
+    """A :class:`LogSubscription` to ``recorder`` after position ``gt``."""
+    return LogSubscription(recorder, gt, topics)
