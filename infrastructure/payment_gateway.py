@@ -15,14 +15,18 @@ answered gets the same answer again, so a retried charge never charges twice.
 
 from __future__ import annotations
 
+import importlib
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
+from eventsourcing.application import Application
 from eventsourcing.postgres import PostgresDatastore
 
-from application.ports import ChargeResult, PaymentGatewayUnavailableError
+from application.ports import ChargeResult, PaymentGateway, PaymentGatewayUnavailableError
+from infrastructure.settings import Settings
 
 # Calls per charge answered "unavailable" before the real answer (None: every call).
 UNAVAILABLE_CALLS: dict[str, int | None] = {"tok_outage": None, "tok_flaky": 2}
@@ -156,3 +160,24 @@ class FakePaymentGateway:
     def refund(self, idempotency_key: str) -> None:
         """Refund the charge made with ``idempotency_key``; nothing when none was made."""
         self.ledger.refund(idempotency_key)
+
+
+def fake_gateway(settings: Settings, app: Application[Any]) -> PaymentGateway:
+    """The fake, with its ledger in the event store's database (in memory without one)."""
+    datastore = getattr(app.recorder, "datastore", None)
+    ledger: Ledger = PostgresLedger(datastore) if datastore is not None else InMemoryLedger()
+    return FakePaymentGateway(ledger, slow_seconds=settings.fake_gateway_slow_seconds)
+
+
+# Builds a gateway adapter from the settings and this process's event-store application.
+GatewayFactory = Callable[[Settings, Application[Any]], PaymentGateway]
+
+
+def build_payment_gateway(settings: Settings, app: Application[Any]) -> PaymentGateway:
+    """The adapter ``PAYMENT_GATEWAY`` names: ``fake``, or ``package.module:factory`` for a
+    :data:`GatewayFactory` of another adapter."""
+    if settings.payment_gateway == "fake":
+        return fake_gateway(settings, app)
+    module, _, name = settings.payment_gateway.partition(":")
+    factory: GatewayFactory = getattr(importlib.import_module(module), name)
+    return factory(settings, app)

@@ -99,6 +99,7 @@ class Settings:
     fake_gateway_slow_seconds: float = 35.0
     webhook_max_attempts: int = 8
     command_lease_seconds: float = 120.0
+    payment_gateway: str = "fake"
 
     @property
     def embedded_database(self) -> bool:
@@ -207,6 +208,11 @@ class Settings:
                 raise ValueError("must be at least 16 characters")
             return raw
 
+        def adapter(raw: str) -> str:
+            if raw != "fake" and not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", raw):
+                raise ValueError("must be fake or package.module:factory")
+            return raw
+
         defaults = cls()
         settings = cls(
             var_dir=get("BOXOFFICE_VAR_DIR", Path, defaults.var_dir),
@@ -251,6 +257,7 @@ class Settings:
             command_lease_seconds=get(
                 "COMMAND_LEASE_SECONDS", non_negative_float, defaults.command_lease_seconds
             ),
+            payment_gateway=get("PAYMENT_GATEWAY", adapter, defaults.payment_gateway),
         )
         if settings.db_max_overflow < 0:
             problems.append("DB_MAX_OVERFLOW: must be at least 0")

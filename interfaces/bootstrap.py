@@ -33,12 +33,7 @@ from infrastructure.event_store import (
     position_of,
     view_on,
 )
-from infrastructure.payment_gateway import (
-    FakePaymentGateway,
-    InMemoryLedger,
-    Ledger,
-    PostgresLedger,
-)
+from infrastructure.payment_gateway import build_payment_gateway
 from infrastructure.projector import Follower, Projector, StallLog
 from infrastructure.relay import OutboxRelay
 from infrastructure.settings import Settings
@@ -94,17 +89,11 @@ class Container:
 
     @property
     def services(self) -> Services:
-        """The ports handlers use: the fake payment gateway, with its ledger in the store."""
+        """The ports handlers use; the payment gateway is the one ``PAYMENT_GATEWAY`` names."""
         with self._lock:
             if self._services is None:
-                datastore = getattr(self.app.recorder, "datastore", None)
-                ledger: Ledger = (
-                    PostgresLedger(datastore) if datastore is not None else InMemoryLedger()
-                )
                 self._services = Services(
-                    payment_gateway=FakePaymentGateway(
-                        ledger, slow_seconds=self.settings.fake_gateway_slow_seconds
-                    ),
+                    payment_gateway=build_payment_gateway(self.settings, self.app),
                     payment_deadline=timedelta(seconds=self.settings.payment_deadline_seconds),
                 )
             return self._services

@@ -66,3 +66,11 @@ def test_a_socket_directory_url_round_trips() -> None:
     assert parsed.host == "/tmp/sock"
     assert parsed.port == 5433
     assert DatabaseUrl.parse(parsed.url()) == parsed
+
+
+def test_a_payment_gateway_is_fake_or_a_factory_path() -> None:
+    assert Settings.from_env({}).payment_gateway == "fake"
+    named = Settings.from_env({"PAYMENT_GATEWAY": "acme.gateway:build"})
+    assert named.payment_gateway == "acme.gateway:build"
+    with pytest.raises(SettingsError, match="PAYMENT_GATEWAY"):
+        Settings.from_env({"PAYMENT_GATEWAY": "stripe"})
