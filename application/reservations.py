@@ -12,8 +12,18 @@ from application.unit_of_work import UnitOfWork
 from domain.errors import ConflictError
 from domain.payment import Payment
 from domain.reservation import Reservation, ReservationStateError
-from domain.reservation_saga import ReservationSaga
+from domain.reservation_saga import (
+    CHARGE_PAYMENT,
+    CONFIRM_RESERVATION,
+    EXPIRE_RESERVATION,
+    REJECT_RESERVATION,
+    RESERVE_SEATS,
+    ReservationSaga,
+)
 from domain.show import Show
+
+PLACE_RESERVATION = "PlaceReservation"
+CANCEL_RESERVATION = "CancelReservation"
 
 
 class ReservationExistsError(ConflictError):
@@ -207,16 +217,16 @@ def register(registry: CommandRegistry) -> None:
 
     registry.register(
         spec(
-            "PlaceReservation",
+            PLACE_RESERVATION,
             PlaceReservation,
             place_reservation,
             creates=True,
             correlate=lambda c: ReservationSaga.create_id(c.reservation_id),
         )
     )
-    registry.register(spec("CancelReservation", CancelReservation, cancel_reservation))
-    registry.register(spec("ReserveSeats", ReservationStep, reserve_seats))
-    registry.register(spec("ChargePayment", ReservationStep, charge_payment))
-    registry.register(spec("ConfirmReservation", ReservationStep, confirm_reservation))
-    registry.register(spec("RejectReservation", RejectReservation, reject_reservation))
-    registry.register(spec("ExpireReservation", ReservationStep, expire_reservation))
+    registry.register(spec(CANCEL_RESERVATION, CancelReservation, cancel_reservation))
+    registry.register(spec(RESERVE_SEATS, ReservationStep, reserve_seats))
+    registry.register(spec(CHARGE_PAYMENT, ReservationStep, charge_payment))
+    registry.register(spec(CONFIRM_RESERVATION, ReservationStep, confirm_reservation))
+    registry.register(spec(REJECT_RESERVATION, RejectReservation, reject_reservation))
+    registry.register(spec(EXPIRE_RESERVATION, ReservationStep, expire_reservation))

@@ -25,9 +25,10 @@ from eventsourcing.utils import get_topic
 
 from application.command import Command
 from application.pipeline import CommandPipeline, Submission
+from application.reservations import CANCEL_RESERVATION
 from application.unit_of_work import find_aggregate
 from domain.reservation import Reservation
-from domain.reservation_saga import ReservationSaga
+from domain.reservation_saga import ISSUED_TYPES, RESERVE_SEATS, ReservationSaga, SagaState
 from domain.show import Show
 
 logger = logging.getLogger(__name__)
@@ -48,9 +49,11 @@ OFFERED = _event_class(Reservation, "ReservationOffered")
 PAID = _event_class(Reservation, "ReservationPaid")
 PAYMENT_DECLINED = _event_class(Reservation, "ReservationPaymentDeclined")
 SHOW_CANCELLED = _event_class(Show, "ShowCancelled")
-RESERVATION_FINISHED: dict[type[Aggregate.Event], str] = {
-    _event_class(Reservation, f"Reservation{status.capitalize()}"): status
-    for status in ("confirmed", "rejected", "expired", "cancelled")
+RESERVATION_FINISHED: dict[type[Aggregate.Event], SagaState] = {
+    _event_class(Reservation, "ReservationConfirmed"): SagaState.CONFIRMED,
+    _event_class(Reservation, "ReservationRejected"): SagaState.REJECTED,
+    _event_class(Reservation, "ReservationExpired"): SagaState.EXPIRED,
+    _event_class(Reservation, "ReservationCancelled"): SagaState.CANCELLED,
 }
 ROUTED: tuple[type[Aggregate.Event], ...] = (
     PLACED,
@@ -85,6 +88,10 @@ class SagaRunner:
         self.payment_deadline = payment_deadline
         self.due = due
         self.clock = clock
+        unknown = (ISSUED_TYPES | {CANCEL_RESERVATION}) - {s.name for s in pipeline.registry}
+        if unknown:
+            # Fail at start-up, not when a saga first issues the missing command.
+            raise LookupError(f"the sagas issue unregistered commands: {sorted(unknown)}")
 
     @staticmethod
     def event_topics() -> tuple[str, ...]:
@@ -129,9 +136,9 @@ class SagaRunner:
         if isinstance(event, PAYMENT_DECLINED):
             reason = reservation.reason or "declined"
             return lambda saga: saga.payment_declined(reason)
-        status = RESERVATION_FINISHED.get(type(event))
-        if status is not None:
-            return lambda saga: saga.reservation_finished(status)
+        ended = RESERVATION_FINISHED.get(type(event))
+        if ended is not None:
+            return lambda saga: saga.reservation_finished(ended)
         return None
 
     def fire_deadlines(self) -> int:
@@ -152,7 +159,7 @@ class SagaRunner:
     def _reserve_failed(self, command: Command, cause: str) -> None:
         # Taken seats do not fail a reserve (the reservation waits instead): a failed
         # reserve is final (the show was cancelled, say), so the reservation is rejected.
-        if command.command_type != "ReserveSeats" or command.error is None:
+        if command.command_type != RESERVE_SEATS or command.error is None:
             return
         reason = str(command.error.get("message", "seats could not be reserved"))
         self._decide(
@@ -162,7 +169,7 @@ class SagaRunner:
     def _cancel_reservations_of(self, show: Show, cause: str) -> None:
         for reservation_id in [*show.reservation_ids, *show.waiting_ids]:
             self._issue(
-                "CancelReservation",
+                CANCEL_RESERVATION,
                 f"cancel-with-show-{reservation_id}",
                 {"reservation_id": reservation_id, "reason": f"show {show.show_id} cancelled"},
                 cause,

@@ -18,6 +18,7 @@ the saga's state: an event delivered again finds the step taken and changes noth
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 from uuid import UUID
 
@@ -25,7 +26,36 @@ from eventsourcing.domain import Aggregate, event
 
 from domain.ids import aggregate_id
 
-TERMINAL = frozenset({"confirmed", "rejected", "expired", "cancelled"})
+
+class SagaState(StrEnum):
+    """Where a reservation's saga stands; stored by value, so a value never changes."""
+
+    RESERVING = "reserving"
+    WAITLISTED = "waitlisted"
+    CHARGING = "charging"
+    CONFIRMING = "confirming"
+    COMPENSATING = "compensating"
+    EXPIRING = "expiring"
+    CONFIRMED = "confirmed"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+    CANCELLED = "cancelled"
+
+
+TERMINAL = frozenset(
+    {SagaState.CONFIRMED, SagaState.REJECTED, SagaState.EXPIRED, SagaState.CANCELLED}
+)
+
+# The types of the commands the saga issues, as the application registers them; they
+# are stored in the saga's events, so a rename needs a new name, not an edit.
+RESERVE_SEATS = "ReserveSeats"
+CHARGE_PAYMENT = "ChargePayment"
+CONFIRM_RESERVATION = "ConfirmReservation"
+REJECT_RESERVATION = "RejectReservation"
+EXPIRE_RESERVATION = "ExpireReservation"
+ISSUED_TYPES = frozenset(
+    {RESERVE_SEATS, CHARGE_PAYMENT, CONFIRM_RESERVATION, REJECT_RESERVATION, EXPIRE_RESERVATION}
+)
 
 
 def issue(command_type: str, key: str, **payload: Any) -> dict[str, Any]:
@@ -34,8 +64,7 @@ def issue(command_type: str, key: str, **payload: Any) -> dict[str, Any]:
 
 
 class ReservationSaga(Aggregate):
-    """States: reserving, charging, confirming, compensating, waitlisted, expiring,
-    and the terminal confirmed, rejected, expired, cancelled."""
+    """One reservation's process; its :class:`SagaState` says which step it is at."""
 
     @staticmethod
     def create_id(reservation_id: str, **_: Any) -> UUID:
@@ -48,14 +77,14 @@ class ReservationSaga(Aggregate):
         return cls(
             reservation_id=reservation_id,
             show_id=show_id,
-            commands=[issue("ReserveSeats", "reserve-1", reservation_id=reservation_id)],
+            commands=[issue(RESERVE_SEATS, "reserve-1", reservation_id=reservation_id)],
         )
 
     @event("SagaStarted")
     def __init__(self, reservation_id: str, show_id: str, commands: list[dict[str, Any]]) -> None:
         self.reservation_id = reservation_id
         self.show_id = show_id
-        self.state = "reserving"
+        self.state = SagaState.RESERVING
         self.run = 1
         self.deadline_at: datetime | None = None
         self.issued = commands
@@ -68,7 +97,7 @@ class ReservationSaga(Aggregate):
 
     def _compensate(self, reason: str) -> None:
         """Release the seats and reject: what a failure after reserving calls for."""
-        reject = self._command("RejectReservation", "reject", reason=reason)
+        reject = self._command(REJECT_RESERVATION, "reject", reason=reason)
         self._compensating(reason=reason, commands=[reject])
 
     @property
@@ -78,86 +107,90 @@ class ReservationSaga(Aggregate):
 
     def seats_reserved(self, deadline_at: datetime) -> None:
         """The seats are held: charge the payment, due by ``deadline_at``."""
-        if self.state == "reserving":
-            charge = self._command("ChargePayment", "charge")
+        if self.state is SagaState.RESERVING:
+            charge = self._command(CHARGE_PAYMENT, "charge")
             self._seats_held(deadline_at=deadline_at, commands=[charge])
 
     @event("SagaSeatsHeld")
     def _seats_held(self, deadline_at: datetime, commands: list[dict[str, Any]]) -> None:
-        self.state = "charging"
+        self.state = SagaState.CHARGING
         self.deadline_at = deadline_at
         self.issued = commands
 
     def seats_unavailable(self) -> None:
         """The seats were taken: the reservation waits on the show's waiting list."""
-        if self.state == "reserving":
+        if self.state is SagaState.RESERVING:
             self._waitlisted(commands=[])
 
     @event("SagaWaitlisted")
     def _waitlisted(self, commands: list[dict[str, Any]]) -> None:
-        self.state = "waitlisted"
+        self.state = SagaState.WAITLISTED
         self.issued = commands
 
     def cannot_reserve(self, reason: str) -> None:
         """Reserving failed for good (the show was cancelled, say): reject."""
-        if self.state == "reserving":
+        if self.state is SagaState.RESERVING:
             self._compensate(reason)
 
     def offered(self, deadline_at: datetime) -> None:
         """Seats came free and are held for the waiting reservation: charge, in a new run."""
-        if self.state == "waitlisted":
+        if self.state is SagaState.WAITLISTED:
             run = self.run + 1
-            charge = issue("ChargePayment", f"charge-{run}", reservation_id=self.reservation_id)
+            charge = issue(CHARGE_PAYMENT, f"charge-{run}", reservation_id=self.reservation_id)
             self._resumed(run=run, deadline_at=deadline_at, commands=[charge])
 
     @event("SagaResumed")
     def _resumed(self, run: int, deadline_at: datetime, commands: list[dict[str, Any]]) -> None:
-        self.state = "charging"
+        self.state = SagaState.CHARGING
         self.run = run
         self.deadline_at = deadline_at
         self.issued = commands
 
     def payment_captured(self) -> None:
         """Paid: confirm."""
-        if self.state == "charging":
-            self._confirming(commands=[self._command("ConfirmReservation", "confirm")])
+        if self.state is SagaState.CHARGING:
+            self._confirming(commands=[self._command(CONFIRM_RESERVATION, "confirm")])
 
     @event("SagaConfirming")
     def _confirming(self, commands: list[dict[str, Any]]) -> None:
-        self.state = "confirming"
+        self.state = SagaState.CONFIRMING
         self.issued = commands
 
     def payment_declined(self, reason: str) -> None:
         """Declined: release the seats and reject (compensation)."""
-        if self.state == "charging":
+        if self.state is SagaState.CHARGING:
             self._compensate(reason)
 
     @event("SagaCompensating")
     def _compensating(self, reason: str, commands: list[dict[str, Any]]) -> None:
-        self.state = "compensating"
+        self.state = SagaState.COMPENSATING
         self.issued = commands
 
     def deadline_passed(self, now: datetime) -> None:
         """No payment outcome by the deadline: release the seats and expire."""
-        if self.state == "charging" and self.deadline_at is not None and now >= self.deadline_at:
-            self._expiring(commands=[self._command("ExpireReservation", "expire")])
+        if (
+            self.state is SagaState.CHARGING
+            and self.deadline_at is not None
+            and now >= self.deadline_at
+        ):
+            self._expiring(commands=[self._command(EXPIRE_RESERVATION, "expire")])
 
     @event("SagaExpiring")
     def _expiring(self, commands: list[dict[str, Any]]) -> None:
-        self.state = "expiring"
+        self.state = SagaState.EXPIRING
         self.issued = commands
 
-    def reservation_finished(self, status: str) -> None:
-        """The reservation reached ``status``; a terminal one ends the saga."""
-        if status not in TERMINAL or self.state == status:
+    def reservation_finished(self, state: SagaState) -> None:
+        """The reservation ended; ``state`` is the terminal state that ends the saga."""
+        if state not in TERMINAL or self.state is state:
             return
         # A cancellation ends the saga from any state, even a finished one (a confirmed
         # reservation can be cancelled); other outcomes only end a running saga.
-        if status == "cancelled" or not self.is_finished:
-            self._finished(state=status)
+        if state is SagaState.CANCELLED or not self.is_finished:
+            self._finished(state=state)
 
     @event("SagaFinished")
     def _finished(self, state: str) -> None:
-        self.state = state
+        self.state = SagaState(state)
         self.deadline_at = None
         self.issued = []

@@ -23,7 +23,7 @@ from application.commands import present_show
 from application.documents import present_command
 from application.reservations import present_reservation
 from domain.reservation import Reservation
-from domain.reservation_saga import ReservationSaga
+from domain.reservation_saga import ReservationSaga, SagaState
 from domain.show import Show
 from projections.views import DocumentView
 
@@ -173,8 +173,8 @@ class SagasView(DocumentView):
         with self.datastore.transaction(commit=False) as curs:
             curs.execute(
                 "SELECT doc->>'reservation_id' AS reservation_id FROM sagas "
-                "WHERE state = 'charging' AND deadline_at <= %s ORDER BY deadline_at",
-                (now,),
+                "WHERE state = %s AND deadline_at <= %s ORDER BY deadline_at",
+                (SagaState.CHARGING.value, now),
             )
             return [row["reservation_id"] for row in curs.fetchall()]
 
@@ -185,7 +185,7 @@ def present_saga(saga: ReservationSaga) -> dict[str, Any]:
         "saga_id": str(saga.id),
         "reservation_id": saga.reservation_id,
         "show_id": saga.show_id,
-        "state": saga.state,
+        "state": saga.state.value,
         "run": saga.run,
         "deadline_at": saga.deadline_at.isoformat() if saga.deadline_at else None,
     }
@@ -200,7 +200,8 @@ class SagasProjection(DocumentProjection[SagasView]):
 
     def render(self, aggregate: Any) -> tuple[dict[str, Any], dict[str, Any]]:
         saga: ReservationSaga = aggregate
-        return present_saga(saga), {"state": saga.state, "deadline_at": saga.deadline_at}
+        columns = {"state": saga.state.value, "deadline_at": saga.deadline_at}
+        return present_saga(saga), columns
 
 
 PROJECTIONS: tuple[type[DocumentProjection[Any]], ...] = (

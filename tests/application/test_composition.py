@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from application.pipeline import BoxofficeApplication
+from datetime import timedelta
+
+import pytest
+from eventsourcing.popo import POPOTrackingRecorder
+
+from application import commands
+from application.pipeline import BoxofficeApplication, CommandPipeline
+from application.registry import CommandRegistry
+from application.retry import RetryPolicy
+from application.sagas import SagaRunner
 from infrastructure.payment_gateway import FakePaymentGateway
 from infrastructure.settings import Settings
 from interfaces.bootstrap import bootstrap
@@ -20,3 +29,14 @@ def test_the_payment_gateway_is_the_fake_unless_another_is_configured(
 
     assert isinstance(default.services.payment_gateway, FakePaymentGateway)
     assert isinstance(configured.services.payment_gateway, DecliningGateway)
+
+
+def test_the_sagas_refuse_to_start_without_the_commands_they_issue(
+    app: BoxofficeApplication,
+) -> None:
+    registry = CommandRegistry()
+    commands.register(registry)  # the show commands only
+    pipeline = CommandPipeline(app, registry, RetryPolicy())
+
+    with pytest.raises(LookupError, match="ChargePayment"):
+        SagaRunner(POPOTrackingRecorder(), app, pipeline, timedelta(seconds=30))

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from domain.reservation_saga import ReservationSaga
+from domain.reservation_saga import ReservationSaga, SagaState
 
 NOW = datetime(2027, 1, 1, 20, 0, tzinfo=UTC)
 DEADLINE = NOW + timedelta(seconds=30)
@@ -29,7 +29,7 @@ def saga_in(state: str) -> ReservationSaga:
         saga.payment_captured()
     if state == "confirmed":
         saga.payment_captured()
-        saga.reservation_finished("confirmed")
+        saga.reservation_finished(SagaState.CONFIRMED)
     if state == "compensating":
         saga.payment_declined("card declined")
     if state == "expiring":
@@ -125,7 +125,7 @@ def test_the_deadline_expires_a_charge_without_outcome_but_not_before_it_is_due(
 def test_the_reservation_s_final_status_ends_the_saga(state: str, status: str) -> None:
     saga = saga_in(state)
 
-    saga.reservation_finished(status)
+    saga.reservation_finished(SagaState(status))
 
     assert decisions(saga) == [("SagaFinished", [])]
     assert saga.state == status
