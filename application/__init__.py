@@ -1,5 +1,5 @@
-"""The generic command pipeline, its ports, and the domain's command handlers.
+"""The use cases: the generic command pipeline, its ports, and the command slices.
 
-``application.pipeline`` and ``application.command`` know no domain names; the domain's
-commands are registered in ``application.commands``.
+``pipeline``, ``command`` and ``registry`` know no domain names; each slice
+(``shows``, ``reservations``) registers its commands, and ``catalog`` lists the slices.
 """

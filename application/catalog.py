@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from application import commands, reservations
+from application import reservations, shows
 from application.registry import CommandRegistry
 
 
 def build_registry() -> CommandRegistry:
     """The registry of the show and reservation commands."""
     registry = CommandRegistry()
-    commands.register(registry)
+    shows.register(registry)
     reservations.register(registry)
     return registry

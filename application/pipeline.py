@@ -30,16 +30,6 @@ COMMAND_NAMESPACE = UUID("3d0b7c8e-2f5a-5b1e-8c44-5b6f0a9e7d21")
 logger = logging.getLogger(__name__)
 
 
-class BoxofficeApplication(Application[UUID]):
-    """The event store: commands and domain aggregates share one ordered log.
-
-    One log keeps a command's outcome and its domain events in one atomic save and
-    gives the relay, projections and sagas a single position to track.
-    """
-
-    name = "Boxoffice"
-
-
 @dataclass(frozen=True)
 class Submission:
     """A command as a client submits it, validated but not yet accepted."""
@@ -125,7 +115,7 @@ class CommandPipeline:
                 return earlier
         spec = submission.spec
         if spec.creates and aggregate_exists(self.app, spec.target(submission.payload)):
-            raise ResourceExistsError(spec.resource(submission.payload))
+            raise ResourceExistsError(spec.resource_of(submission.payload))
         command = self.prepare(submission, command_id)
         try:
             recordings = self.app.save(command)
@@ -149,7 +139,7 @@ class CommandPipeline:
             id=command_id,
             command_type=spec.name,
             aggregate_id=spec.target(submission.payload),
-            resource=spec.resource(submission.payload),
+            resource=spec.resource_of(submission.payload),
             payload=submission.payload.model_dump(mode="json"),
             fingerprint=submission.fingerprint,
             correlation_id=correlation or command_id,

@@ -1,13 +1,15 @@
 """Which handler runs a command type, and which schema its payload must match.
 
-Adding a command is one handler function plus one :meth:`CommandRegistry.register` line.
+Adding a command is one handler function plus one :meth:`CommandRegistry.register`
+line; the HTTP route, its OpenAPI operation and its documents follow from that.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 from uuid import UUID
 
 from pydantic import BaseModel
@@ -18,28 +20,48 @@ P = TypeVar("P", bound=BaseModel)
 
 
 @dataclass(frozen=True)
-class CommandSpec(Generic[P]):
-    """Everything the pipeline knows about one command type.
+class Endpoint:
+    """Where clients submit a command: ``path`` is a template whose ``{names}`` are
+    payload fields given in the path (the body may repeat them, equal)."""
 
-    ``target`` maps a validated payload to the id of the aggregate it acts on, and
-    ``resource`` to the path of the resource it creates or changes. ``creates`` says the
-    target must not exist yet, which the web can check when it accepts the command.
-    ``present`` renders the resource for synchronous answers and reads. ``correlate``
-    gives the correlation id of a command that starts a process (its saga's id).
+    method: Literal["PUT", "POST"]
+    path: str
+    summary: str
+
+    @property
+    def parameters(self) -> list[str]:
+        """The payload fields the path carries."""
+        return re.findall(r"\{(\w+)\}", self.path)
+
+
+@dataclass(frozen=True)
+class CommandSpec(Generic[P]):
+    """Everything the service knows about one command type.
+
+    ``target`` maps a validated payload to the id of the aggregate it acts on;
+    ``resource`` is the path of the resource it creates or changes, a template of
+    payload fields. ``creates`` says the target must not exist yet, which the web checks
+    when it accepts the command. ``correlate`` gives the correlation id of a command
+    that starts a process (its saga's id). ``endpoint`` says where clients submit it;
+    commands only sagas issue have none.
     """
 
     name: str
     payload: type[P]
     handler: Callable[[UnitOfWork, P], None]
     target: Callable[[P], UUID]
-    resource: Callable[[P], str]
+    resource: str
     creates: bool = False
-    present: Callable[[Any], dict[str, Any]] | None = None
     correlate: Callable[[P], UUID] | None = None
+    endpoint: Endpoint | None = None
 
     def run(self, uow: UnitOfWork, payload: dict[str, Any]) -> None:
         """Validate a stored payload and run the handler on it."""
         self.handler(uow, self.payload.model_validate(payload))
+
+    def resource_of(self, payload: P) -> str:
+        """The path of the resource ``payload`` creates or changes."""
+        return self.resource.format_map(dict(payload))
 
 
 class UnknownCommandError(LookupError):
@@ -63,6 +85,10 @@ class CommandRegistry:
         """Add a command type; registering one name twice is a programming error."""
         if spec.name in self._specs:
             raise ValueError(f"command type {spec.name} is registered twice")
+        if spec.endpoint is not None:
+            missing = set(spec.endpoint.parameters) - set(spec.payload.model_fields)
+            if missing:
+                raise ValueError(f"{spec.name}: the path names no payload field {missing}")
         self._specs[spec.name] = spec
 
     def get(self, name: str) -> CommandSpec[Any]:

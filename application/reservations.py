@@ -6,8 +6,8 @@ from typing import Annotated, Any
 
 from pydantic import Field, StringConstraints
 
-from application.commands import Payload, ResourceId, SeatLabel
-from application.registry import CommandRegistry, CommandSpec
+from application.payloads import Payload, ResourceId, SeatLabel
+from application.registry import CommandRegistry, CommandSpec, Endpoint
 from application.unit_of_work import UnitOfWork
 from domain.errors import ConflictError
 from domain.payment import Payment
@@ -181,28 +181,11 @@ def _settle_ended(uow: UnitOfWork, reservation: Reservation) -> None:
         reservation.refunded()
 
 
-def present_reservation(reservation: Reservation) -> dict[str, Any]:
-    """The client's view of a reservation."""
-    return {
-        "reservation_id": reservation.reservation_id,
-        "show_id": reservation.show_id,
-        "customer_id": reservation.customer_id,
-        "seats": reservation.seats,
-        "status": reservation.status,
-        "reason": reservation.reason,
-        "amount_cents": reservation.amount_cents,
-        "saga_id": str(ReservationSaga.create_id(reservation.reservation_id)),
-    }
-
-
 def register(registry: CommandRegistry) -> None:
     """Add the reservation commands."""
 
     def target(c: Any) -> Any:
         return Reservation.create_id(c.reservation_id)
-
-    def resource(c: Any) -> str:
-        return f"/reservations/{c.reservation_id}"
 
     def spec(name: str, payload: type[Payload], handler: Any, **extra: Any) -> CommandSpec[Any]:
         return CommandSpec(
@@ -210,8 +193,7 @@ def register(registry: CommandRegistry) -> None:
             payload=payload,
             handler=handler,
             target=target,
-            resource=resource,
-            present=present_reservation,
+            resource="/reservations/{reservation_id}",
             **extra,
         )
 
@@ -222,9 +204,23 @@ def register(registry: CommandRegistry) -> None:
             place_reservation,
             creates=True,
             correlate=lambda c: ReservationSaga.create_id(c.reservation_id),
+            endpoint=Endpoint(
+                "PUT", "/reservations/{reservation_id}", "Reserve seats (starts a saga)"
+            ),
         )
     )
-    registry.register(spec(CANCEL_RESERVATION, CancelReservation, cancel_reservation))
+    registry.register(
+        spec(
+            CANCEL_RESERVATION,
+            CancelReservation,
+            cancel_reservation,
+            endpoint=Endpoint(
+                "POST",
+                "/reservations/{reservation_id}/cancel",
+                "Cancel a reservation: release its seats, refund its payment",
+            ),
+        )
+    )
     registry.register(spec(RESERVE_SEATS, ReservationStep, reserve_seats))
     registry.register(spec(CHARGE_PAYMENT, ReservationStep, charge_payment))
     registry.register(spec(CONFIRM_RESERVATION, ReservationStep, confirm_reservation))

@@ -31,8 +31,8 @@ from typing import Any
 
 from eventsourcing.persistence import Tracking
 
-from application.commands import CreateShow
 from application.pipeline import Submission
+from application.shows import CreateShow
 from infrastructure.event_store import build_tracker, migrate
 from infrastructure.settings import Settings
 from interfaces.bootstrap import bootstrap

@@ -64,7 +64,26 @@ def issue(command_type: str, key: str, **payload: Any) -> dict[str, Any]:
 
 
 class ReservationSaga(Aggregate):
-    """One reservation's process; its :class:`SagaState` says which step it is at."""
+    """One reservation's process; its :class:`SagaState` says which step it is at, and
+    ``decisions`` what it decided when, with the types of the commands each issued."""
+
+    class Event(Aggregate.Event):
+        """Base of the saga's events: each one is a decision, kept in ``decisions``."""
+
+        def mutate(self, aggregate: Any) -> Any:
+            saga = super().mutate(aggregate)
+            assert saga is not None
+            saga.decisions.append(
+                {
+                    "at": self.timestamp.isoformat(),
+                    "name": type(self).__name__,
+                    "issued": [c["type"] for c in getattr(self, "commands", [])],
+                }
+            )
+            return saga
+
+    class Created(Event, Aggregate.Created):
+        """Base of the event that starts a saga."""
 
     @staticmethod
     def create_id(reservation_id: str, **_: Any) -> UUID:
@@ -88,6 +107,7 @@ class ReservationSaga(Aggregate):
         self.run = 1
         self.deadline_at: datetime | None = None
         self.issued = commands
+        self.decisions: list[dict[str, Any]] = []
 
     def _command(self, command_type: str, step: str, **payload: Any) -> dict[str, Any]:
         """A command of this run for this saga's reservation."""

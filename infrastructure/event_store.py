@@ -23,11 +23,11 @@ from eventsourcing.postgres import (
 from eventsourcing.utils import Environment
 from psycopg.sql import SQL, Identifier
 
-from application.pipeline import BoxofficeApplication
+from application.event_log import BoxofficeApplication
 from infrastructure.payment_gateway import PostgresLedger
 from infrastructure.projector import StallLog
 from infrastructure.settings import Settings
-from projections.documents import PROJECTIONS
+from projections.catalog import PROJECTIONS
 
 TRACKERS = ("relay", "webhooks", "saga_runner")
 TV = TypeVar("TV", bound=PostgresTrackingRecorder)

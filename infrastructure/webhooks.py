@@ -27,7 +27,7 @@ from eventsourcing.persistence import Tracking, TrackingRecorder
 from eventsourcing.utils import get_topic
 
 from application.command import Command
-from application.documents import present_command
+from projections.command_registry import present_command
 
 logger = logging.getLogger(__name__)
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import importlib
 import threading
-import time
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
@@ -18,11 +17,12 @@ from celery import Celery
 
 from application.catalog import build_registry
 from application.command_watcher import CommandWatcher
-from application.pipeline import BoxofficeApplication, CommandPipeline
+from application.event_log import BoxofficeApplication
+from application.pipeline import CommandPipeline
 from application.ports import Services
 from application.registry import CommandRegistry
 from application.retry import RetryPolicy
-from application.sagas import SagaRunner
+from application.saga_runner import SagaRunner
 from application.sweeper import StrandedCommandSweeper
 from infrastructure.celery_app import CeleryCommandTransport, build_celery
 from infrastructure.event_store import (
@@ -40,14 +40,10 @@ from infrastructure.settings import Settings
 from infrastructure.subscription import subscribe
 from infrastructure.tasks import register_tasks
 from infrastructure.webhooks import WebhookDispatcher
-from projections.documents import (
-    PROJECTIONS,
-    PROJECTIONS_BY_NAME,
-    CommandRegistryView,
-    SagasProjection,
-    SagasView,
-)
-from projections.views import DocumentView
+from projections.catalog import PROJECTIONS
+from projections.command_registry import CommandRegistryProjection, CommandRegistryView
+from projections.read_models import InMemoryReadModels, ReadModels
+from projections.sagas import SagasProjection, SagasView
 
 
 @dataclass
@@ -60,7 +56,7 @@ class Container:
     _app: BoxofficeApplication | None = None
     _pipeline: CommandPipeline | None = None
     _watcher: CommandWatcher | None = None
-    _views: dict[str, DocumentView] | None = None
+    _read_models: ReadModels | None = None
     _services: Services | None = None
     _lock: threading.RLock = field(default_factory=threading.RLock)
 
@@ -120,60 +116,25 @@ class Container:
             return self._watcher
 
     @property
-    def views(self) -> dict[str, DocumentView]:
-        """The read models, sharing this process's event-store connection pool."""
+    def read_models(self) -> ReadModels:
+        """The read models, sharing this process's event-store connection pool; kept in
+        this process (:class:`InMemoryReadModels`) over the in-memory event store."""
         with self._lock:
-            if self._views is None:
-                # The in-memory store of unit tests has no views: reads fall back to it.
+            if self._read_models is None:
                 datastore = getattr(self.app.recorder, "datastore", None)
-                self._views = (
-                    {p.name: view_on(datastore, p.name, p.view_class) for p in PROJECTIONS}
+                self._read_models = (
+                    ReadModels(
+                        self.app,
+                        {p.name: view_on(datastore, p.name, p.view_class) for p in PROJECTIONS},
+                    )
                     if datastore is not None
-                    else {}
+                    else InMemoryReadModels(self.app)
                 )
-            return self._views
+            return self._read_models
 
     def position_of(self, aggregate_id: UUID) -> int | None:
         """The event-log position of ``aggregate_id``'s latest event (PostgreSQL only)."""
         return position_of(self.app, aggregate_id)
-
-    def view_position(self, name: str) -> int:
-        """The position of the last event view ``name`` applied."""
-        return self.views[name].max_tracking_id(self.app.name) or 0
-
-    def view_pending(self, name: str, position: int, limit: int) -> int:
-        """How many events up to ``position`` view ``name`` follows but has not applied.
-
-        A view follows only its own topics, so its position stops at the last event it
-        cares about: the events between it and ``position`` that it follows are its lag.
-        """
-        tracked = self.view_position(name)
-        if tracked >= position:
-            return 0
-        pending = self.app.recorder.select_notifications(
-            start=tracked,
-            stop=position,
-            limit=limit,
-            topics=PROJECTIONS_BY_NAME[name].event_topics(),
-            inclusive_of_start=False,
-        )
-        return len(pending)
-
-    def view_reached(self, name: str, position: int) -> bool:
-        """Whether view ``name`` reflects every event up to ``position``."""
-        return self.view_pending(name, position, limit=1) == 0
-
-    def await_view(self, name: str, position: int, timeout: float) -> bool:
-        """Wait up to ``timeout`` s for :meth:`view_reached`; returns whether it did."""
-        deadline = time.monotonic() + timeout
-        pause = 0.01
-        while not self.view_reached(name, position):
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return False
-            time.sleep(min(pause, remaining))
-            pause = min(pause * 2, 0.2)
-        return True
 
     def projector(self, stop: threading.Event | None = None) -> Projector:
         """A projector running every projection, each view with its own pool.
@@ -218,8 +179,8 @@ class Container:
 
     def sweeper(self) -> StrandedCommandSweeper:
         """The sweeper that publishes again commands stranded past their lease."""
-        registry = self.views["command_registry"]
-        assert isinstance(registry, CommandRegistryView)
+        datastore = self.app.recorder.datastore  # type: ignore[attr-defined]
+        registry = view_on(datastore, CommandRegistryProjection.name, CommandRegistryView)
         return StrandedCommandSweeper(
             self.pipeline,
             CeleryCommandTransport(self.celery),
@@ -241,7 +202,7 @@ class Container:
         self._app = None
         self._pipeline = None
         self._watcher = None
-        self._views = None
+        self._read_models = None
         self._services = None
 
     def close(self) -> None:

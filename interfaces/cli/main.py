@@ -15,11 +15,11 @@ from types import FrameType
 from typing import NoReturn
 from uuid import UUID
 
-from application.documents import present_command
 from infrastructure.event_store import migrate
 from infrastructure.projector import Projector
 from infrastructure.settings import Settings, SettingsError
 from interfaces.bootstrap import bootstrap
+from projections.command_registry import present_command
 
 logger = logging.getLogger("boxoffice")
 DEADLINE_CHECK_SECONDS = 0.5

@@ -7,17 +7,27 @@ from werkzeug.exceptions import HTTPException
 
 from infrastructure.event_store import STORE_UNAVAILABLE
 from interfaces.bootstrap import Container
+from interfaces.http.commands import commands
+from interfaces.http.documents import document_endpoints
+from interfaces.http.openapi import openapi
+from interfaces.http.operations import operations
 from interfaces.http.problems import Problem
-from interfaces.http.routes import api
+from interfaces.http.submit import command_endpoints
+from projections.catalog import PROJECTIONS
 
 
 def create_app(container: Container) -> Flask:
-    """The WSGI app over ``container``."""
+    """The WSGI app over ``container``: a blueprint per resource, the command and
+    document endpoints generated from the registry and the projections."""
     app = Flask("boxoffice")
     app.extensions["boxoffice"] = container
     app.config["MAX_CONTENT_LENGTH"] = container.settings.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    app.register_blueprint(api)
+    app.register_blueprint(command_endpoints(container.registry))
+    app.register_blueprint(commands)
+    app.register_blueprint(document_endpoints(PROJECTIONS))
+    app.register_blueprint(operations)
+    app.register_blueprint(openapi)
 
     @app.errorhandler(Problem)
     def problem(error: Problem) -> Response:

@@ -1,57 +1,35 @@
-"""The OpenAPI 3.1 document, generated from the schemas that validate requests.
+"""The OpenAPI 3.1 document, generated from what validates requests and renders answers.
 
-Command request bodies come from the registry's payload models, responses from
-``interfaces.http.schemas``; apispec assembles them into the document.
+Command operations come from the registry (each spec with an endpoint), request bodies
+from its payload models, read operations and their documents from the projections
+(each with a path), and the other responses from ``interfaces.http.schemas``.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Any
 
 from apispec import APISpec
+from flask import Blueprint, Response, jsonify
 from pydantic import BaseModel
 
-from application.registry import CommandRegistry
+from application.registry import CommandRegistry, CommandSpec
 from interfaces.http import schemas
+from interfaces.http.context import container
+from projections.catalog import PROJECTIONS
+from projections.command_registry import CommandDocument
+from projections.document_projection import DocumentProjection
+
+openapi = Blueprint("openapi", __name__)
 
 
-@dataclass(frozen=True)
-class CommandRoute:
-    """An HTTP endpoint that submits one command type."""
-
-    method: str
-    rule: str
-    command_type: str
-    summary: str
-
-    @property
-    def path(self) -> str:
-        """The rule in OpenAPI's template syntax."""
-        return re.sub(r"<(\w+)>", r"{\1}", self.rule)
-
-    @property
-    def parameters(self) -> list[str]:
-        """The path parameters' names."""
-        return re.findall(r"<(\w+)>", self.rule)
+@openapi.get("/openapi.json")
+def document() -> Response:
+    """The OpenAPI 3.1 document."""
+    return jsonify(build_openapi(container().registry))
 
 
-COMMAND_ROUTES = (
-    CommandRoute("PUT", "/shows/<show_id>", "CreateShow", "Create a show (CreateShow)"),
-    CommandRoute("POST", "/shows/<show_id>/cancel", "CancelShow", "Cancel a show (CancelShow)"),
-    CommandRoute(
-        "PUT", "/reservations/<reservation_id>", "PlaceReservation", "Reserve seats (starts a saga)"
-    ),
-    CommandRoute(
-        "POST",
-        "/reservations/<reservation_id>/cancel",
-        "CancelReservation",
-        "Cancel a reservation: release its seats, refund its payment",
-    ),
-)
-
-RESOURCE_ID = {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"}
 PROBLEM = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/ProblemDetails"}}}
 
 
@@ -86,22 +64,30 @@ def build_openapi(registry: CommandRegistry) -> dict[str, Any]:
     spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer"})
     for model in (
         schemas.Accepted,
-        schemas.CommandDocument,
+        CommandDocument,
+        schemas.CommandStatus,
         schemas.CommandPage,
-        schemas.ShowDocument,
-        schemas.ReservationDocument,
-        schemas.SagaDocument,
         schemas.ProjectionList,
         schemas.Health,
         schemas.ProblemDetails,
     ):
         _add_model(spec, model)
-    for route in COMMAND_ROUTES:
-        _add_command_route(spec, registry, route)
+    for command in registry:
+        if command.endpoint is not None:
+            _add_command_route(spec, command)
     _add_reads(spec)
+    for projection in PROJECTIONS:
+        if projection.path is not None:
+            _add_document_read(spec, projection)
     document: dict[str, Any] = spec.to_dict()
     document["security"] = [{"bearer": []}, {}]
     return document
+
+
+def _field_schema(fields: dict[str, Any], name: str) -> dict[str, Any]:
+    """A path parameter's schema: its payload field's, without what only a body has."""
+    field = fields.get(name, {"type": "string"})
+    return {k: v for k, v in field.items() if k in ("type", "pattern", "format", "maxLength")}
 
 
 def _add_model(spec: APISpec, model: type[BaseModel], name: str | None = None) -> str:
@@ -115,23 +101,26 @@ def _add_model(spec: APISpec, model: type[BaseModel], name: str | None = None) -
     return name
 
 
-def _add_command_route(spec: APISpec, registry: CommandRegistry, route: CommandRoute) -> None:
-    command = registry.get(route.command_type)
+def _add_command_route(spec: APISpec, command: CommandSpec[Any]) -> None:
+    endpoint = command.endpoint
+    assert endpoint is not None
     body = command.payload.model_json_schema(ref_template="#/components/schemas/{model}")
     for def_name, definition in body.pop("$defs", {}).items():
         if def_name not in spec.components.schemas:
             spec.components.schema(def_name, definition)
     # Path parameters may be repeated in the body (they must then be equal).
-    body["required"] = [f for f in body.get("required", []) if f not in route.parameters]
-    body_name = f"{route.command_type}Body"
+    path_fields = endpoint.parameters
+    body["required"] = [f for f in body.get("required", []) if f not in path_fields]
+    body_name = f"{command.name}Body"
+    body_fields = body.get("properties", {})
     spec.components.schema(body_name, body)
     created = "201" if command.creates else "200"
     operation = {
-        "operationId": route.command_type,
-        "summary": route.summary,
+        "operationId": command.name,
+        "summary": endpoint.summary,
         "parameters": [
-            {"name": p, "in": "path", "required": True, "schema": RESOURCE_ID}
-            for p in route.parameters
+            {"name": p, "in": "path", "required": True, "schema": _field_schema(body_fields, p)}
+            for p in path_fields
         ]
         + [
             {
@@ -190,7 +179,7 @@ def _add_command_route(spec: APISpec, registry: CommandRegistry, route: CommandR
             }
         },
         "requestBody": {
-            "required": route.method == "PUT",
+            "required": endpoint.method == "PUT",
             "content": {
                 "application/json": {"schema": {"$ref": f"#/components/schemas/{body_name}"}}
             },
@@ -209,7 +198,7 @@ def _add_command_route(spec: APISpec, registry: CommandRegistry, route: CommandR
                     }
                 },
             },
-            created: _json("CommandDocument", "Prefer: wait, and the command succeeded"),
+            created: _json("CommandStatus", "Prefer: wait, and the command succeeded"),
             "400": _problem("invalid command: every violation is listed"),
             "403": _problem("the client may not submit commands"),
             "404": _problem("Prefer: wait, and the target does not exist"),
@@ -220,7 +209,7 @@ def _add_command_route(spec: APISpec, registry: CommandRegistry, route: CommandR
             **COMMON_ERRORS,
         },
     }
-    spec.path(path=route.path, operations={route.method.lower(): operation})
+    spec.path(path=endpoint.path, operations={endpoint.method.lower(): operation})
 
 
 def _get(
@@ -251,23 +240,47 @@ def _path_id(name: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
     return {"name": name, "in": "path", "required": True, "schema": schema or {"type": "string"}}
 
 
+CONSISTENCY = {
+    "name": "Consistency-Token",
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string", "pattern": "^[0-9]{1,18}$"},
+    "description": "wait until the view includes this position (a command's outcome)",
+}
+BAD_CONSISTENCY = "bad Consistency-Token"
+
+
+def _add_document_read(spec: APISpec, projection: type[DocumentProjection]) -> None:
+    assert projection.path is not None
+    (parameter,) = re.findall(r"\{(\w+)\}", projection.path)
+    kind = parameter.removesuffix("_id")
+    schema = _add_model(spec, projection.document)
+    summary = (projection.document.__doc__ or kind).strip().splitlines()[0].rstrip(".")
+    _get(
+        spec,
+        projection.path,
+        f"Get{kind.capitalize()}",
+        f"{summary}, from its read model",
+        [
+            _path_id(parameter, projection.id_schema),
+            CONSISTENCY,
+            {"name": "Prefer", "in": "header", "schema": {"type": "string"}},
+        ],
+        _json(schema, f"the {kind}"),
+        _400=BAD_CONSISTENCY,
+        _404=f"no such {kind}",
+    )
+
+
 def _add_reads(spec: APISpec) -> None:
-    consistency = {
-        "name": "Consistency-Token",
-        "in": "header",
-        "required": False,
-        "schema": {"type": "string", "pattern": "^[0-9]{1,18}$"},
-        "description": "wait until the view includes this position (a command's outcome)",
-    }
-    bad_consistency = "bad Consistency-Token"
     _get(
         spec,
         "/commands/{command_id}",
         "GetCommand",
         "A command's registry entry",
-        [_path_id("command_id"), consistency],
-        _json("CommandDocument", "the entry"),
-        _400=bad_consistency,
+        [_path_id("command_id"), CONSISTENCY],
+        _json("CommandStatus", "the entry"),
+        _400=BAD_CONSISTENCY,
         _404="never accepted",
         _410="past the retention window",
     )
@@ -312,40 +325,6 @@ def _add_reads(spec: APISpec) -> None:
         _json("CommandPage", "a page"),
         _400="bad filter",
     )
-    for path, operation_id, summary, parameter, schema, kind in (
-        ("/shows/{show_id}", "GetShow", "A show", "show_id", "ShowDocument", "show"),
-        (
-            "/reservations/{reservation_id}",
-            "GetReservation",
-            "A reservation",
-            "reservation_id",
-            "ReservationDocument",
-            "reservation",
-        ),
-        (
-            "/sagas/{saga_id}",
-            "GetSaga",
-            "A saga's state and timeline (decisions and the commands issued)",
-            "saga_id",
-            "SagaDocument",
-            "saga",
-        ),
-    ):
-        id_schema = None if parameter == "saga_id" else RESOURCE_ID
-        _get(
-            spec,
-            path,
-            operation_id,
-            f"{summary}, from its read model",
-            [
-                _path_id(parameter, id_schema),
-                consistency,
-                {"name": "Prefer", "in": "header", "schema": {"type": "string"}},
-            ],
-            _json(schema, f"the {kind}"),
-            _400=bad_consistency,
-            _404=f"no such {kind}",
-        )
     _get(
         spec,
         "/projections",

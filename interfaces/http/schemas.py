@@ -1,4 +1,8 @@
-"""Response shapes, for the OpenAPI document (requests use the command payload schemas)."""
+"""The HTTP-only response shapes, for the OpenAPI document.
+
+Request bodies are the command payload schemas and the read models' documents are
+the projections' ``document`` models; these are the rest.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from application.command import Status
-
-
-class CommandLinks(BaseModel):
-    self: str
-    resource: str
-    events: str
+from projections.command_registry import CommandDocument, CommandLinks
 
 
 class Accepted(BaseModel):
@@ -25,38 +24,9 @@ class Accepted(BaseModel):
     warnings: list[str] | None = None
 
 
-class Attempt(BaseModel):
-    attempt: int
-    started_at: str
-    ended_at: str | None
-    worker: str
-    outcome: str | None
-    error: dict[str, Any] | None
+class CommandStatus(CommandDocument):
+    """A command's registry entry, with what the API adds to it."""
 
-
-class Change(BaseModel):
-    status: str
-    at: str
-    component: str
-    detail: str | None
-
-
-class CommandDocument(BaseModel):
-    """A command's registry entry."""
-
-    command_id: str
-    type: str
-    aggregate_id: str
-    status: Status
-    attempts: list[Attempt]
-    submitted_at: str
-    updated_at: str
-    correlation_id: str
-    causation_id: str | None
-    error: dict[str, Any] | None
-    retry_at: str | None
-    links: CommandLinks
-    history: list[Change]
     consistency_token: str | None = Field(
         None, description="send as Consistency-Token to read views that include this outcome"
     )
@@ -67,58 +37,15 @@ class CommandDocument(BaseModel):
 
 
 class CommandPage(BaseModel):
-    items: list[CommandDocument]
+    """A page of registry entries."""
+
+    items: list[CommandStatus]
     links: dict[str, str]
 
 
-class Seats(BaseModel):
-    available: list[str]
-    held: list[str]
-    sold: list[str]
-
-
-class ShowDocument(BaseModel):
-    show_id: str
-    title: str
-    starts_at: str
-    price_cents: int
-    status: Literal["scheduled", "cancelled"]
-    seats: Seats
-    waiting_list: list[str] = Field(description="reservation ids waiting for seats, in order")
-
-
-class ReservationDocument(BaseModel):
-    reservation_id: str
-    show_id: str
-    customer_id: str
-    seats: list[str]
-    status: Literal["pending", "confirmed", "rejected", "waitlisted", "cancelled", "expired"]
-    reason: str | None
-    amount_cents: int
-    saga_id: str
-
-
-class TimelineEntry(BaseModel):
-    at: str
-    kind: Literal["decision", "command"]
-    name: str
-    issued: list[str] | None = None
-    command_id: str | None = None
-    status: str | None = None
-    causation_id: str | None = None
-
-
-class SagaDocument(BaseModel):
-    saga_id: str
-    reservation_id: str
-    show_id: str
-    state: str
-    run: int
-    deadline_at: str | None
-    timeline: list[TimelineEntry]
-
-
 class Stall(BaseModel):
+    """The event a follower cannot get past."""
+
     position: int = Field(description="the event-log position of the event it cannot apply")
     error: str
     attempts: int = Field(description="tries in a row that failed on that event")
@@ -127,10 +54,14 @@ class Stall(BaseModel):
 
 
 class NamedStall(Stall):
+    """A stalled follower."""
+
     name: str
 
 
 class ProjectionState(BaseModel):
+    """A read model's position and lag."""
+
     name: str
     position: int
     head: int
@@ -140,15 +71,21 @@ class ProjectionState(BaseModel):
 
 
 class ProjectionList(BaseModel):
+    """Every read model's position and lag."""
+
     items: list[ProjectionState]
 
 
 class Reachability(BaseModel):
+    """Whether a dependency answered."""
+
     reachable: bool
     error: str | None = None
 
 
 class Health(BaseModel):
+    """Whether the service can work."""
+
     status: Literal["ok", "degraded"]
     event_store: Reachability
     broker: Reachability

@@ -1,40 +1,53 @@
-"""The shared path of every command endpoint: parse, validate, accept, answer.
-
-A route only names its command type and passes its path parameters.
-"""
+"""The command endpoints, one per registered command that has an :class:`Endpoint`,
+and the path they share: parse, validate, accept, answer."""
 
 from __future__ import annotations
 
 import re
+from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
 
 from eventsourcing.persistence import PersistenceError
-from flask import Response, current_app, json, request
+from flask import Blueprint, Response, json, request
 from pydantic import ValidationError
 
 from application.command import Command
-from application.documents import command_links, present_command
 from application.pipeline import (
     Acceptance,
     IdempotencyKeyReusedError,
     ResourceExistsError,
     Submission,
 )
-from application.registry import CommandSpec
+from application.registry import CommandRegistry, CommandSpec
 from interfaces.bootstrap import Container
 from interfaces.http.auth import authenticate, require_writer
+from interfaces.http.context import container, prefer_wait
 from interfaces.http.problems import Problem
+from projections.catalog import present
+from projections.command_registry import command_links, present_command
 
-PREFER_WAIT = re.compile(r"(?:^|[,;\s])wait\s*=\s*(\d+(?:\.\d+)?)", re.IGNORECASE)
 IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 RETRY_AFTER_SECONDS = "1"
 
 
-def container() -> Container:
-    """The container of the app serving this request."""
-    built: Container = current_app.extensions["boxoffice"]
-    return built
+def flask_rule(path: str) -> str:
+    """An endpoint's path template (``{name}``) as a Flask rule (``<name>``)."""
+    return re.sub(r"\{(\w+)\}", r"<\1>", path)
+
+
+def command_endpoints(registry: CommandRegistry) -> Blueprint:
+    """A blueprint serving every command of ``registry`` that clients may submit."""
+    blueprint = Blueprint("submit", __name__)
+    for spec in registry:
+        if spec.endpoint is not None:
+            blueprint.add_url_rule(
+                flask_rule(spec.endpoint.path),
+                endpoint=spec.name,
+                view_func=partial(submit, spec.name),
+                methods=[spec.endpoint.method],
+            )
+    return blueprint
 
 
 def submit(command_type: str, **path: str) -> Response:
@@ -162,15 +175,6 @@ def _callback_url(configured: bool) -> str | None:
     return url
 
 
-def prefer_wait(limit: float) -> float | None:
-    """The seconds asked for with ``Prefer: wait=N`` (RFC 7240), capped at ``limit``."""
-    prefer = ",".join(request.headers.getlist("Prefer"))
-    match = PREFER_WAIT.search(prefer)
-    if match is None:
-        return None
-    return min(float(match.group(1)), limit)
-
-
 def _accepted(acceptance: Acceptance, *, warn: bool) -> Response:
     command = acceptance.command
     body: dict[str, Any] = {
@@ -213,7 +217,7 @@ def _answer_after_wait(
         body = present_command(command)
         position = built.position_of(command.id)
         body["consistency_token"] = str(position) if position is not None else None
-        resource = _resource(built, spec, command)
+        resource = present(built.app.repository.get(command.aggregate_id))
         if resource is not None:
             body["resource"] = resource
         response = Response(json.dumps(body), status=status, mimetype="application/json")
@@ -223,12 +227,6 @@ def _answer_after_wait(
             response.headers["Location"] = command.resource
         return response
     raise _outcome_problem(command, applied)
-
-
-def _resource(built: Container, spec: CommandSpec[Any], command: Command) -> Any:
-    if spec.present is None:
-        return None
-    return spec.present(built.app.repository.get(command.aggregate_id))
 
 
 def _outcome_problem(command: Command, headers: dict[str, str]) -> Problem:

@@ -13,7 +13,8 @@ import pytest
 from flask.testing import FlaskClient
 
 from application.catalog import build_registry
-from application.pipeline import BoxofficeApplication, CommandPipeline
+from application.event_log import BoxofficeApplication
+from application.pipeline import CommandPipeline
 from application.retry import RetryPolicy
 from infrastructure.event_store import build_application, migrate
 from infrastructure.settings import Settings

@@ -7,11 +7,12 @@ from datetime import timedelta
 import pytest
 from eventsourcing.popo import POPOTrackingRecorder
 
-from application import commands
-from application.pipeline import BoxofficeApplication, CommandPipeline
+from application import shows
+from application.event_log import BoxofficeApplication
+from application.pipeline import CommandPipeline
 from application.registry import CommandRegistry
 from application.retry import RetryPolicy
-from application.sagas import SagaRunner
+from application.saga_runner import SagaRunner
 from infrastructure.payment_gateway import FakePaymentGateway
 from infrastructure.settings import Settings
 from interfaces.bootstrap import bootstrap
@@ -35,7 +36,7 @@ def test_the_sagas_refuse_to_start_without_the_commands_they_issue(
     app: BoxofficeApplication,
 ) -> None:
     registry = CommandRegistry()
-    commands.register(registry)  # the show commands only
+    shows.register(registry)  # the show commands only
     pipeline = CommandPipeline(app, registry, RetryPolicy())
 
     with pytest.raises(LookupError, match="ChargePayment"):

@@ -13,7 +13,7 @@ from uuid import UUID, uuid4
 import pytest
 from flask.testing import FlaskClient
 
-from application.pipeline import BoxofficeApplication
+from application.event_log import BoxofficeApplication
 from infrastructure.settings import Settings
 from infrastructure.subscription import subscribe
 from interfaces.bootstrap import Container, bootstrap

@@ -11,8 +11,8 @@ from eventsourcing.persistence import IntegrityError
 
 from application.catalog import build_registry
 from application.command import Command
+from application.event_log import BoxofficeApplication
 from application.pipeline import (
-    BoxofficeApplication,
     CommandPipeline,
     IdempotencyKeyReusedError,
     Outcome,

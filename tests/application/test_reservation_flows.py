@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 
 from application.command import Command
-from application.pipeline import BoxofficeApplication
+from application.event_log import BoxofficeApplication
 from domain.payment import Payment
 from tests.support.world import DEADLINE, World
 

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from application.catalog import build_registry
-from application.pipeline import BoxofficeApplication
+from application.event_log import BoxofficeApplication
 from application.unit_of_work import find_aggregate
 from domain.reservation import Reservation
 from tests.support.invariants import assert_invariants

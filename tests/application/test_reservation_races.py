@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from application.pipeline import BoxofficeApplication
+from application.event_log import BoxofficeApplication
 from application.unit_of_work import find_aggregate
 from domain.reservation import Reservation
 from tests.support.invariants import assert_invariants

@@ -54,7 +54,7 @@ from domain.show import Show
 from infrastructure.event_store import migrate
 from infrastructure.settings import DatabaseUrl, Settings
 from interfaces.bootstrap import Container, bootstrap
-from projections.documents import PROJECTIONS
+from projections.catalog import PROJECTIONS
 from tests.conftest import fresh_database
 from tests.e2e.conftest import free_port
 from tests.support import servers
@@ -359,9 +359,9 @@ class Chaos:
             commands = self.commands(container)
             if any(not c.is_terminal for c in commands.values()):
                 return False
+            read = container.read_models
             if any(
-                container.view_position(name) < head and not container.view_reached(name, head)
-                for name in container.views
+                read.position(name) < head and not read.reached(name, head) for name in read.names
             ):
                 return False
             # Nothing due either: longer than a payment deadline plus the runner's check.
@@ -463,10 +463,9 @@ class Chaos:
     def views_against_the_log(self, container: Container) -> list[str]:
         problems: list[str] = []
         for projection in PROJECTIONS:
-            view = container.views[projection.name]
-            render = projection(view, container.app.repository)
+            view = container.read_models.views[projection.name]
             for aggregate_id in self.ids_of(container, projection.aggregate):
-                expected, _ = render.render(container.app.repository.get(aggregate_id))
+                expected = projection.stored(container.app.repository.get(aggregate_id))
                 row = view.get(aggregate_id)
                 actual = {k: v for k, v in (row or {}).items() if k != "position"}
                 if json.loads(json.dumps(expected, default=str)) != actual:

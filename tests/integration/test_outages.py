@@ -56,7 +56,7 @@ class Outage:
         ]
 
     def await_succeeded_and_listed(self, ids: list[UUID], timeout: float) -> None:
-        registry = self.stack.container.views["command_registry"]
+        registry = self.stack.container.read_models.views["command_registry"]
 
         def done() -> bool:
             rows = [registry.get(i) for i in ids]

@@ -10,10 +10,13 @@ import psycopg
 import pytest
 
 from application.command import Command
-from application.documents import present_command
 from infrastructure.event_store import build_view
 from infrastructure.projector import Projector
-from projections.documents import CommandRegistryProjection, CommandRegistryView
+from projections.command_registry import (
+    CommandRegistryProjection,
+    CommandRegistryView,
+    present_command,
+)
 from tests.integration.conftest import Stack
 from tests.support.processes import wait_until
 
@@ -94,7 +97,7 @@ def test_the_registry_row_follows_the_command_through_its_life(stack: Stack) -> 
     stop.set()
     runner.join(10)
 
-    document = stack.container.views["command_registry"].get(acceptance.command.id)
+    document = stack.container.read_models.views["command_registry"].get(acceptance.command.id)
 
     assert document is not None
     assert document["status"] == "failed"

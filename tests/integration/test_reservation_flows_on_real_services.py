@@ -139,7 +139,9 @@ def test_outage_dead_letters_and_the_deadline_expires(stack: Stack) -> None:
     await_status(stack, reservation_id, "expired", timeout=DEADLINE_SECONDS + 30)
     show: Show = get(stack, Show.create_id(show_id))
     assert show.available == ["A1", "A2", "A3"]
-    charges = stack.container.views["command_registry"].page({"type": "ChargePayment"}, None, 500)
+    charges = stack.container.read_models.views["command_registry"].page(
+        {"type": "ChargePayment"}, None, 500
+    )
     mine = [c for c in charges[0] if c["links"]["resource"] == f"/reservations/{reservation_id}"]
     wait_until(
         lambda: stack.command(uuid.UUID(mine[0]["command_id"])).status == "dead_lettered",

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
@@ -79,10 +78,6 @@ def flaky(uow: UnitOfWork, cmd: Flaky) -> None:
     bump(uow, Bump(key=cmd.key))
 
 
-def present_tally(tally: Any) -> dict[str, Any]:
-    return {"key": tally.key, "count": tally.count}
-
-
 def register(registry: CommandRegistry) -> None:
     registry.register(
         CommandSpec(
@@ -90,8 +85,7 @@ def register(registry: CommandRegistry) -> None:
             payload=Bump,
             handler=bump,
             target=lambda c: Tally.create_id(c.key),
-            resource=lambda c: f"/tallies/{c.key}",
-            present=present_tally,
+            resource="/tallies/{key}",
         )
     )
     registry.register(
@@ -100,6 +94,6 @@ def register(registry: CommandRegistry) -> None:
             payload=Flaky,
             handler=flaky,
             target=lambda c: Tally.create_id(c.key),
-            resource=lambda c: f"/tallies/{c.key}",
+            resource="/tallies/{key}",
         )
     )

@@ -20,10 +20,11 @@ from uuid import UUID
 
 from application.catalog import build_registry
 from application.command import Command
-from application.pipeline import BoxofficeApplication, CommandPipeline, Submission
+from application.event_log import BoxofficeApplication
+from application.pipeline import CommandPipeline, Submission
 from application.ports import Services
 from application.retry import RetryPolicy
-from application.sagas import SagaRunner
+from application.saga_runner import SagaRunner
 from application.unit_of_work import find_aggregate
 from domain.payment import Payment
 from domain.reservation import Reservation

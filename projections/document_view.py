@@ -1,19 +1,47 @@
-"""Materialized views: JSON documents in PostgreSQL, written with their tracking position.
+"""Materialized views: one JSON document per aggregate, written with the view's position.
 
-Each write of a row and of the view's position in the event log is one transaction, so
-an event is applied exactly once however the projector stops and restarts.
+Each write of a document and of the view's position in the event log is one
+transaction, so an event is applied exactly once however the projector stops and
+restarts. :class:`DocumentView` keeps them in PostgreSQL; :class:`InMemoryDocumentView`
+in a dict, for the in-memory event store of unit tests.
 """
 
 from __future__ import annotations
 
 import base64
-from typing import Any, ClassVar
+import threading
+from typing import Any, ClassVar, Protocol
 from uuid import UUID
 
 from eventsourcing.persistence import Tracking
+from eventsourcing.popo import POPOTrackingRecorder
 from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
 from psycopg.sql import SQL, Composable, Identifier
 from psycopg.types.json import Jsonb
+
+Page = tuple[list[dict[str, Any]], str | None]
+
+
+class Documents(Protocol):
+    """What a projection writes to and queries read from, whatever keeps the documents."""
+
+    def upsert(
+        self, key: UUID, doc: dict[str, Any], values: dict[str, Any], tracking: Tracking
+    ) -> None:
+        """Write ``key``'s document and the view's new position together."""
+        ...
+
+    def get(self, key: UUID) -> dict[str, Any] | None:
+        """The document of ``key`` with its ``position``, or None."""
+        ...
+
+    def page(self, filters: dict[str, Any], cursor: str | None, limit: int) -> Page:
+        """Documents matching ``filters`` in insertion order, and the cursor after them."""
+        ...
+
+    def max_tracking_id(self, application_name: str) -> int | None:
+        """The position of the last event the view applied."""
+        ...
 
 
 class DocumentView(PostgresTrackingRecorder):
@@ -79,9 +107,7 @@ class DocumentView(PostgresTrackingRecorder):
             return None
         return {**row["doc"], "position": row["position"]}
 
-    def page(
-        self, filters: dict[str, Any], cursor: str | None, limit: int
-    ) -> tuple[list[dict[str, Any]], str | None]:
+    def page(self, filters: dict[str, Any], cursor: str | None, limit: int) -> Page:
         """Documents matching ``filters`` in insertion order, and the cursor after them."""
         conditions: list[Composable] = [
             SQL("{0} = %s").format(Identifier(name)) for name in filters
@@ -103,6 +129,47 @@ class DocumentView(PostgresTrackingRecorder):
         rows = rows[:limit]
         documents = [{**r["doc"], "position": r["position"]} for r in rows]
         return documents, (encode_cursor(rows[-1]["seq"]) if more and rows else None)
+
+
+class InMemoryDocumentView(POPOTrackingRecorder):
+    """The documents of one view in memory, with the same behaviour as :class:`DocumentView`."""
+
+    def __init__(self, columns: tuple[str, ...] = ()) -> None:
+        super().__init__()
+        self.columns = columns
+        self._rows: dict[UUID, tuple[int, int, dict[str, Any], dict[str, Any]]] = {}
+        self._seq = 0
+        self._lock = threading.Lock()
+
+    def upsert(
+        self, key: UUID, doc: dict[str, Any], values: dict[str, Any], tracking: Tracking
+    ) -> None:
+        """Write ``key``'s document and the view's new position together."""
+        with self._lock:
+            self.insert_tracking(tracking)
+            seq = self._rows[key][0] if key in self._rows else self._seq + 1
+            self._seq = max(self._seq, seq)
+            self._rows[key] = (seq, tracking.notification_id, doc, values)
+
+    def get(self, key: UUID) -> dict[str, Any] | None:
+        """The document of ``key`` with its ``position``, or None."""
+        with self._lock:
+            row = self._rows.get(key)
+        return None if row is None else {**row[2], "position": row[1]}
+
+    def page(self, filters: dict[str, Any], cursor: str | None, limit: int) -> Page:
+        """Documents matching ``filters`` in insertion order, and the cursor after them."""
+        after = decode_cursor(cursor) if cursor is not None else 0
+        with self._lock:
+            rows = sorted(
+                row
+                for row in self._rows.values()
+                if row[0] > after and all(row[3].get(n) == v for n, v in filters.items())
+            )
+        more = len(rows) > limit
+        rows = rows[:limit]
+        documents = [{**doc, "position": position} for _, position, doc, _ in rows]
+        return documents, (encode_cursor(rows[-1][0]) if more and rows else None)
 
 
 class InvalidCursorError(ValueError):

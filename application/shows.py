@@ -1,0 +1,78 @@
+"""The show commands: a payload schema, a handler and a registration each.
+
+This is the example slice to copy: a payload (also the request body and its OpenAPI
+schema), a handler (load, act, add), and a :class:`CommandSpec` naming its target,
+its resource and its endpoint.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import Field, StringConstraints
+
+from application.payloads import Payload, ResourceId, SeatLabel
+from application.registry import CommandRegistry, CommandSpec, Endpoint
+from application.unit_of_work import UnitOfWork
+from domain.show import Show, ShowExistsError
+
+
+class CreateShow(Payload):
+    """Schedule a show with its seat map and price."""
+
+    show_id: ResourceId
+    title: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    starts_at: datetime
+    seats: Annotated[list[SeatLabel], Field(min_length=1, max_length=5000)]
+    price_cents: Annotated[int, Field(ge=0, le=100_000_000)]
+
+
+class CancelShow(Payload):
+    """Cancel a show."""
+
+    show_id: ResourceId
+
+
+def create_show(uow: UnitOfWork, cmd: CreateShow) -> None:
+    """Schedule the show; an id already taken fails the command."""
+    show = Show.schedule(
+        show_id=cmd.show_id,
+        title=cmd.title,
+        starts_at=cmd.starts_at.isoformat(),
+        seats=list(cmd.seats),
+        price_cents=cmd.price_cents,
+    )
+    if uow.exists(show.id):
+        raise ShowExistsError(f"show {cmd.show_id} already exists")
+    uow.add(show)
+
+
+def cancel_show(uow: UnitOfWork, cmd: CancelShow) -> None:
+    """Cancel the show."""
+    uow.get(Show, Show.create_id(cmd.show_id)).cancel()
+
+
+def register(registry: CommandRegistry) -> None:
+    """Add the show commands."""
+    registry.register(
+        CommandSpec(
+            name="CreateShow",
+            payload=CreateShow,
+            handler=create_show,
+            target=lambda c: Show.create_id(c.show_id),
+            resource="/shows/{show_id}",
+            creates=True,
+            endpoint=Endpoint("PUT", "/shows/{show_id}", "Create a show (CreateShow)"),
+        )
+    )
+    registry.register(
+        CommandSpec(
+            name="CancelShow",
+            payload=CancelShow,
+            handler=cancel_show,
+            target=lambda c: Show.create_id(c.show_id),
+            resource="/shows/{show_id}",
+            endpoint=Endpoint("POST", "/shows/{show_id}/cancel", "Cancel a show (CancelShow)"),
+        )
+    )

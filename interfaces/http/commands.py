@@ -1,0 +1,187 @@
+"""``/commands``: the command registry, and each command's status as it changes."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any, get_args
+from urllib.parse import urlencode
+from uuid import UUID
+
+from flask import Blueprint, Response, jsonify, request
+
+from application.command import Status
+from interfaces.bootstrap import Container
+from interfaces.http.auth import authenticate
+from interfaces.http.consistency import await_consistency, with_consistency
+from interfaces.http.context import container
+from interfaces.http.problems import Problem
+from projections.command_registry import (
+    CommandRegistryProjection,
+    get_command,
+    list_commands,
+    present_command,
+)
+from projections.document_view import InvalidCursorError
+
+commands = Blueprint("commands", __name__)
+logger = logging.getLogger(__name__)
+
+SSE_KEEPALIVE_SECONDS = 15.0
+# A stream ends after this long even if the command has not; the client reconnects
+# with Last-Event-ID, which frees the server thread meanwhile.
+SSE_MAX_SECONDS = 300.0
+STATUSES: tuple[str, ...] = get_args(Status)
+
+
+@commands.get("/commands/<command_id>")
+def command(command_id: str) -> Response:
+    """A command's registry entry; 404 for an id that was never accepted."""
+    built = container()
+    authenticate(built.settings.api_tokens)
+    key = _command_key(command_id)
+    await_consistency(built, CommandRegistryProjection.name)
+    document = get_command(built.read_models, key)
+    if document is None:
+        # Accepted but not projected yet: the event store has it already.
+        accepted = built.pipeline.get_command(key)
+        if accepted is None:
+            raise Problem(404, "Not found", f"no command {command_id}")
+        document = present_command(accepted)
+    _require_retained(built, document)
+    return jsonify(with_consistency(built, [document])[0])
+
+
+@commands.get("/commands/<command_id>/events")
+def command_events(command_id: str) -> Response:
+    """Server-sent events: one per status change, ending at a terminal status.
+
+    Event ids are the index of the change in the command's history, so a client that
+    reconnects with ``Last-Event-ID`` receives only what it has not seen.
+    """
+    built = container()
+    authenticate(built.settings.api_tokens)
+    key = _command_key(command_id)
+    if built.pipeline.get_command(key) is None:
+        raise Problem(404, "Not found", f"no command {command_id}")
+    last_seen = request.headers.get("Last-Event-ID", "-1").strip()
+    if not last_seen.lstrip("-").isdigit():
+        raise Problem(
+            400,
+            "Invalid Last-Event-ID",
+            kind="validation-error",
+            errors=[{"location": "header.Last-Event-ID", "message": "not an event id"}],
+        )
+    stream = _status_stream(built, key, max(0, int(last_seen) + 1))
+    return Response(
+        stream,
+        mimetype="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+def _status_stream(built: Container, key: UUID, first: int) -> Iterator[str]:
+    try:
+        yield from _status_changes(built, key, first)
+    except Exception:
+        # The 200 and its headers are sent: end the stream with an error event.
+        logger.exception("event stream of command %s failed", key)
+        detail = {"detail": "the stream failed; reconnect with Last-Event-ID"}
+        yield f"event: error\ndata: {json.dumps(detail)}\n\n"
+
+
+def _status_changes(built: Container, key: UUID, first: int) -> Iterator[str]:
+    deadline = time.monotonic() + SSE_MAX_SECONDS
+    sent = first
+    while True:
+        found = built.pipeline.get_command(key)
+        assert found is not None
+        for index in range(sent, len(found.history)):
+            change = {"command_id": str(key), **found.history[index]}
+            yield f"id: {index}\nevent: status\ndata: {json.dumps(change)}\n\n"
+        sent = max(sent, len(found.history))
+        if found.is_terminal or time.monotonic() > deadline:
+            return
+
+        def changed(seen: int = sent) -> bool:
+            current = built.pipeline.get_command(key)
+            return current is not None and len(current.history) > seen
+
+        if not built.watcher.wait(key, SSE_KEEPALIVE_SECONDS, changed):
+            yield ": keep-alive\n\n"
+
+
+@commands.get("/commands")
+def command_list() -> Response:
+    """Registry entries filtered by status, type, aggregate or correlation id, paged."""
+    built = container()
+    authenticate(built.settings.api_tokens)
+    filters, errors = _list_filters()
+    limit = _limit(errors)
+    if errors:
+        raise Problem(400, "Invalid query", kind="validation-error", errors=errors)
+    try:
+        documents, cursor = list_commands(
+            built.read_models, filters, request.args.get("cursor"), limit
+        )
+    except InvalidCursorError:
+        raise Problem(
+            400,
+            "Invalid query",
+            kind="validation-error",
+            errors=[{"location": "query.cursor", "message": "not a cursor issued by this API"}],
+        ) from None
+    body: dict[str, Any] = {"items": with_consistency(built, documents), "links": {}}
+    if cursor is not None:
+        body["links"]["next"] = "/commands?" + urlencode({**request.args, "cursor": cursor})
+    return jsonify(body)
+
+
+def _list_filters() -> tuple[dict[str, Any], list[dict[str, str]]]:
+    filters: dict[str, Any] = {}
+    errors: list[dict[str, str]] = []
+    for name in ("status", "type", "aggregate_id", "correlation_id"):
+        value = request.args.get(name)
+        if value is None:
+            continue
+        if name == "status" and value not in STATUSES:
+            errors.append({"location": "query.status", "message": f"one of {', '.join(STATUSES)}"})
+        elif name.endswith("_id"):
+            try:
+                filters[name] = UUID(value)
+            except ValueError:
+                errors.append({"location": f"query.{name}", "message": "must be a UUID"})
+            continue
+        filters[name] = value
+    return filters, errors
+
+
+def _limit(errors: list[dict[str, str]]) -> int:
+    raw = request.args.get("limit", "50")
+    if not raw.isdigit() or not 1 <= int(raw) <= 500:
+        errors.append({"location": "query.limit", "message": "a whole number from 1 to 500"})
+        return 50
+    return int(raw)
+
+
+def _require_retained(built: Container, document: dict[str, Any]) -> None:
+    """Raise 410 for a command submitted before the retention window."""
+    retention = timedelta(days=built.settings.command_retention_days)
+    submitted = datetime.fromisoformat(document["submitted_at"])
+    if submitted < datetime.now(UTC) - retention:
+        raise Problem(
+            410,
+            "Gone",
+            f"command {document['command_id']} is past the "
+            f"{built.settings.command_retention_days:g}-day retention window",
+        )
+
+
+def _command_key(command_id: str) -> UUID:
+    try:
+        return UUID(command_id)
+    except ValueError:
+        raise Problem(404, "Not found", f"no command {command_id}") from None

@@ -1,0 +1,157 @@
+"""The command registry: one document per command, queryable by status, type and ids."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, ClassVar
+from uuid import UUID
+
+from pydantic import BaseModel
+
+from application.command import Command, Status
+from projections.document_projection import DocumentProjection
+from projections.document_view import DocumentView, Page
+
+if TYPE_CHECKING:
+    from projections.read_models import ReadModels
+
+
+class CommandLinks(BaseModel):
+    """Where to follow a command."""
+
+    self: str
+    resource: str
+    events: str
+
+
+class Attempt(BaseModel):
+    """One run of a command by a worker."""
+
+    attempt: int
+    started_at: str
+    ended_at: str | None
+    worker: str
+    outcome: str | None
+    error: dict[str, Any] | None
+
+
+class Change(BaseModel):
+    """One change of a command's status."""
+
+    status: str
+    at: str
+    component: str
+    detail: str | None
+
+
+class CommandDocument(BaseModel):
+    """A command's registry entry."""
+
+    command_id: str
+    type: str
+    aggregate_id: str
+    status: Status
+    attempts: list[Attempt]
+    submitted_at: str
+    updated_at: str
+    correlation_id: str
+    causation_id: str | None
+    error: dict[str, Any] | None
+    retry_at: str | None
+    links: CommandLinks
+    history: list[Change]
+
+
+def command_links(command: Command) -> dict[str, str]:
+    """The links of a command document."""
+    return {
+        "self": f"/commands/{command.id}",
+        "resource": command.resource,
+        "events": f"/commands/{command.id}/events",
+    }
+
+
+def present_command(command: Command) -> dict[str, Any]:
+    """The status document of ``GET /commands/{id}``."""
+    return CommandDocument.model_validate(
+        {
+            "command_id": str(command.id),
+            "type": command.command_type,
+            "aggregate_id": str(command.aggregate_id),
+            "status": command.status,
+            "attempts": command.attempts,
+            "submitted_at": command.created_on.isoformat(),
+            "updated_at": command.modified_on.isoformat(),
+            "correlation_id": str(command.correlation_id),
+            "causation_id": command.causation_id,
+            "error": _public_error(command.error),
+            "retry_at": command.retry_at.isoformat() if command.retry_at else None,
+            "links": command_links(command),
+            "history": command.history,
+        }
+    ).model_dump(mode="json")
+
+
+def _public_error(error: dict[str, Any] | None) -> dict[str, Any] | None:
+    # Tracebacks are for operators (the CLI), not for API clients.
+    if error is None:
+        return None
+    return {k: v for k, v in error.items() if k != "traceback"}
+
+
+class CommandRegistryView(DocumentView):
+    """The command registry's table."""
+
+    table = "command_registry"
+    columns: ClassVar[dict[str, str]] = {
+        "status": "text",
+        "type": "text",
+        "aggregate_id": "uuid",
+        "correlation_id": "uuid",
+    }
+
+    def unfinished_since(self, before: datetime, limit: int) -> list[UUID]:
+        """Commands accepted, running or retrying whose last change is before ``before``."""
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(
+                "SELECT id FROM command_registry "
+                "WHERE status IN ('accepted', 'running', 'retrying') "
+                "AND (doc->>'updated_at')::timestamptz < %s ORDER BY seq LIMIT %s",
+                (before, limit),
+            )
+            return [row["id"] for row in curs.fetchall()]
+
+
+class CommandRegistryProjection(DocumentProjection):
+    """Materializes the command registry."""
+
+    name = "command_registry"
+    aggregate = Command
+    view_class = CommandRegistryView
+    document = CommandDocument
+
+    @classmethod
+    def present(cls, aggregate: Any) -> dict[str, Any]:
+        return present_command(aggregate)
+
+    @classmethod
+    def column_values(cls, aggregate: Any) -> dict[str, Any]:
+        command: Command = aggregate
+        return {
+            "status": command.status,
+            "type": command.command_type,
+            "aggregate_id": command.aggregate_id,
+            "correlation_id": command.correlation_id,
+        }
+
+
+def get_command(read: ReadModels, command_id: UUID) -> dict[str, Any] | None:
+    """The registry entry of ``command_id`` with its ``position``, or None."""
+    return read.get(CommandRegistryProjection.name, command_id)
+
+
+def list_commands(
+    read: ReadModels, filters: dict[str, Any], cursor: str | None, limit: int
+) -> Page:
+    """Entries matching every filter (by indexed column), oldest first, and the next cursor."""
+    return read.page(CommandRegistryProjection.name, filters, cursor, limit)

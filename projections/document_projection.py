@@ -1,0 +1,107 @@
+"""Projections that keep one document per aggregate, re-rendered at each of its events.
+
+The aggregate is loaded at the version of the event being processed, so replaying the
+log from zero yields exactly the rows that following it live did.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import TYPE_CHECKING, Any, ClassVar
+from uuid import UUID
+
+from eventsourcing.application import Repository
+from eventsourcing.domain import Aggregate
+from eventsourcing.persistence import Tracking
+from eventsourcing.projection import Projection
+from eventsourcing.utils import get_topic
+from pydantic import BaseModel
+
+from projections.document_view import Documents, DocumentView
+
+if TYPE_CHECKING:
+    from projections.read_models import ReadModels
+
+
+class DocumentProjection(Projection[Any]):
+    """Renders the aggregate of each event into its view's document and columns.
+
+    A subclass names its ``aggregate``, its PostgreSQL ``view_class``, the ``document``
+    model its documents conform to (the API's response schema), and how to
+    :meth:`present` an aggregate as one. With a ``path`` (a template of one ``{id}``
+    whose values :meth:`key` maps to aggregate ids), clients read its documents there.
+    """
+
+    aggregate: ClassVar[type[Aggregate]]
+    view_class: ClassVar[type[DocumentView]]
+    document: ClassVar[type[BaseModel]]
+    path: ClassVar[str | None] = None
+    id_schema: ClassVar[dict[str, Any]] = {"type": "string"}
+
+    cache_size: ClassVar[int] = 10_000
+
+    def __init__(self, view: Documents, repository: Repository[Any]) -> None:
+        super().__init__(view)
+        self.documents = view
+        self.repository = repository
+        # Aggregates as of the last event applied to them, most recent last.
+        self._recent: OrderedDict[Any, Any] = OrderedDict()
+
+    @classmethod
+    def event_topics(cls) -> tuple[str, ...]:
+        """The topics of the events this projection follows."""
+        return tuple(
+            get_topic(value)
+            for value in vars(cls.aggregate).values()
+            if isinstance(value, type) and issubclass(value, Aggregate.Event)
+        )
+
+    @classmethod
+    def present(cls, aggregate: Any) -> dict[str, Any]:
+        """The document of ``aggregate``, as clients read it."""
+        raise NotImplementedError
+
+    @classmethod
+    def column_values(cls, aggregate: Any) -> dict[str, Any]:
+        """The values of the view's indexed columns for ``aggregate``."""
+        return {}
+
+    @classmethod
+    def key(cls, ident: str) -> UUID | None:
+        """The aggregate id of the document a client calls ``ident``; None if none can be."""
+        create_id = getattr(cls.aggregate, "create_id", None)
+        return create_id(ident) if create_id is not None else None
+
+    @classmethod
+    def find(cls, read: ReadModels, key: UUID) -> dict[str, Any] | None:
+        """The document of ``key`` with its ``position``, as :attr:`document` has it."""
+        return read.get(cls.name, key)
+
+    @classmethod
+    def stored(cls, aggregate: Any) -> dict[str, Any]:
+        """What the view keeps for ``aggregate``: its document, unless a view keeps more."""
+        return cls.present(aggregate)
+
+    def process_event(self, domain_event: Any, tracking: Tracking) -> None:
+        aggregate = self._at_version_of(domain_event)
+        document, columns = self.stored(aggregate), self.column_values(aggregate)
+        try:
+            self.documents.upsert(domain_event.originator_id, document, columns, tracking)
+        except BaseException:
+            # The view did not take this event: forget a state it does not have.
+            self._recent.pop(domain_event.originator_id, None)
+            raise
+        self._recent[domain_event.originator_id] = aggregate
+        self._recent.move_to_end(domain_event.originator_id)
+        if len(self._recent) > self.cache_size:
+            self._recent.popitem(last=False)
+
+    def _at_version_of(self, domain_event: Any) -> Any:
+        """The aggregate as of ``domain_event``: the previous state plus this event when it
+        is at hand (as a replay would apply it), else loaded from the store."""
+        previous = self._recent.pop(domain_event.originator_id, None)
+        if previous is not None and previous.version == domain_event.originator_version - 1:
+            return domain_event.mutate(previous)
+        return self.repository.get(
+            domain_event.originator_id, version=domain_event.originator_version
+        )

@@ -1,0 +1,129 @@
+"""The read models of one process, and what every query asks of them: a document, a
+page, and whether a view has caught up with a position of the event log."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.application import Application
+from eventsourcing.persistence import Notification, Tracking
+
+from projections.catalog import PROJECTIONS_BY_NAME
+from projections.document_projection import DocumentProjection
+from projections.document_view import Documents, InMemoryDocumentView, Page
+
+
+class ReadModels:
+    """The views by name, over the event log they follow."""
+
+    def __init__(self, app: Application[Any], views: Mapping[str, Documents]) -> None:
+        self.app = app
+        self.views = dict(views)
+
+    @property
+    def names(self) -> list[str]:
+        """The views' names."""
+        return list(self.views)
+
+    def refresh(self) -> None:
+        """Bring the views up to date before a read, where this process keeps them."""
+
+    def get(self, name: str, key: UUID) -> dict[str, Any] | None:
+        """The document of ``key`` in view ``name``, with its ``position``, or None."""
+        self.refresh()
+        return self.views[name].get(key)
+
+    def page(self, name: str, filters: dict[str, Any], cursor: str | None, limit: int) -> Page:
+        """A page of view ``name``; see :meth:`Documents.page`."""
+        self.refresh()
+        return self.views[name].page(filters, cursor, limit)
+
+    def position(self, name: str) -> int:
+        """The position of the last event view ``name`` applied."""
+        self.refresh()
+        return self.views[name].max_tracking_id(self.app.name) or 0
+
+    def pending(self, name: str, upto: int, limit: int) -> int:
+        """How many events up to ``upto`` view ``name`` follows but has not applied.
+
+        A view follows only its own topics, so its position stops at the last event it
+        cares about: the events between it and ``upto`` that it follows are its lag.
+        """
+        return len(self._unapplied(name, self.position(name), upto, limit))
+
+    def frontier(self, name: str) -> int | None:
+        """The position of the first event view ``name`` has yet to apply, None if none."""
+        first = self._unapplied(name, self.position(name), None, 1)
+        return first[0].id if first else None
+
+    def reached(self, name: str, position: int) -> bool:
+        """Whether view ``name`` reflects every event up to ``position``."""
+        frontier = self.frontier(name)
+        return frontier is None or frontier > position
+
+    def reached_by_view(self, positions: Iterable[int]) -> list[dict[str, bool]]:
+        """For each position, which views reflect it: two queries per view, however many."""
+        frontiers = {name: self.frontier(name) for name in self.views}
+        return [
+            {name: f is None or f > position for name, f in frontiers.items()}
+            for position in positions
+        ]
+
+    def await_reached(self, name: str, position: int, timeout: float) -> bool:
+        """Wait up to ``timeout`` s for :meth:`reached`; returns whether it was."""
+        deadline = time.monotonic() + timeout
+        pause = 0.01
+        while not self.reached(name, position):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            time.sleep(min(pause, remaining))
+            pause = min(pause * 2, 0.2)
+        return True
+
+    def _unapplied(
+        self, name: str, after: int, upto: int | None, limit: int
+    ) -> Sequence[Notification]:
+        return self.app.recorder.select_notifications(
+            start=after,
+            stop=upto,
+            limit=limit,
+            topics=PROJECTIONS_BY_NAME[name].event_topics(),
+            inclusive_of_start=False,
+        )
+
+
+class InMemoryReadModels(ReadModels):
+    """The read models kept in this process, for the in-memory event store.
+
+    The same projections as the projector runs, applied to the events recorded since
+    the last read, at every read: reads see every event written before them.
+    """
+
+    def __init__(self, app: Application[Any]) -> None:
+        self._projections: list[DocumentProjection] = []
+        views: dict[str, Documents] = {}
+        for name, projection in PROJECTIONS_BY_NAME.items():
+            view = InMemoryDocumentView(tuple(projection.view_class.columns))
+            views[name] = view
+            self._projections.append(projection(view, app.repository))
+        super().__init__(app, views)
+        self._lock = threading.Lock()
+
+    def refresh(self) -> None:
+        with self._lock:
+            for projection in self._projections:
+                while batch := self._unapplied(
+                    projection.name,
+                    projection.documents.max_tracking_id(self.app.name) or 0,
+                    None,
+                    500,
+                ):
+                    for notification in batch:
+                        event = self.app.mapper.to_domain_event(notification)
+                        tracking = Tracking(self.app.name, notification.id)
+                        projection.process_event(event, tracking)
