@@ -1,0 +1,57 @@
+"""The read side on the in-memory store: the same projections, the same queries."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+
+from application.event_log import BoxofficeApplication
+from interfaces.http import create_app
+from tests.application.conftest import make_container
+
+
+@pytest.fixture
+def counted() -> Iterator[tuple[FlaskClient, list[int]]]:
+    """A client over the in-memory store, and a count of reads of the event log."""
+    app = BoxofficeApplication(env={"PERSISTENCE_MODULE": "eventsourcing.popo"})
+    calls = [0]
+    select = app.recorder.select_notifications
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        calls[0] += 1
+        return select(*args, **kwargs)
+
+    app.recorder.select_notifications = counting  # type: ignore[method-assign]
+    container = make_container(app)
+    yield create_app(container).test_client(), calls
+    container.close()
+    app.close()
+
+
+def test_a_page_checks_its_consistency_in_as_many_queries_as_a_short_one(
+    counted: tuple[FlaskClient, list[int]],
+) -> None:
+    client, calls = counted
+    for number in range(60):
+        client.put(
+            f"/shows/s{number}",
+            json={
+                "title": "T",
+                "starts_at": "2027-01-01T20:00:00Z",
+                "seats": ["A1"],
+                "price_cents": 1,
+            },
+        )
+    client.get("/commands?limit=1")  # the views catch up with every acceptance
+
+    def queries(limit: int) -> int:
+        before = calls[0]
+        page = client.get(f"/commands?limit={limit}").get_json()
+        assert len(page["items"]) == limit
+        assert all(item["projections"]["command_registry"] for item in page["items"])
+        return calls[0] - before
+
+    assert queries(50) == queries(5)
