@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -35,6 +36,10 @@ SSE_KEEPALIVE_SECONDS = 15.0
 # with Last-Event-ID, which frees the server thread meanwhile.
 SSE_MAX_SECONDS = 300.0
 STATUSES: tuple[str, ...] = get_args(Status)
+# ASCII digits only: str.isdigit() also accepts "²", which int() refuses.
+EVENT_ID = re.compile(r"-?[0-9]{1,9}")
+LIMIT = re.compile(r"[0-9]{1,3}")
+COMMAND_TYPE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}")
 
 
 @commands.get("/commands/<command_id>")
@@ -68,7 +73,7 @@ def command_events(command_id: str) -> Response:
     if built.pipeline.get_command(key) is None:
         raise Problem(404, "Not found", f"no command {command_id}")
     last_seen = request.headers.get("Last-Event-ID", "-1").strip()
-    if not last_seen.lstrip("-").isdigit():
+    if not EVENT_ID.fullmatch(last_seen):
         raise Problem(
             400,
             "Invalid Last-Event-ID",
@@ -149,6 +154,8 @@ def _list_filters() -> tuple[dict[str, Any], list[dict[str, str]]]:
             continue
         if name == "status" and value not in STATUSES:
             errors.append({"location": "query.status", "message": f"one of {', '.join(STATUSES)}"})
+        elif name == "type" and not COMMAND_TYPE.fullmatch(value):
+            errors.append({"location": "query.type", "message": "not a command type name"})
         elif name.endswith("_id"):
             try:
                 filters[name] = UUID(value)
@@ -161,7 +168,7 @@ def _list_filters() -> tuple[dict[str, Any], list[dict[str, str]]]:
 
 def _limit(errors: list[dict[str, str]]) -> int:
     raw = request.args.get("limit", "50")
-    if not raw.isdigit() or not 1 <= int(raw) <= 500:
+    if not LIMIT.fullmatch(raw) or not 1 <= int(raw) <= 500:
         errors.append({"location": "query.limit", "message": "a whole number from 1 to 500"})
         return 50
     return int(raw)

@@ -3,6 +3,7 @@ outcome has reached."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from flask import request
@@ -12,6 +13,8 @@ from interfaces.bootstrap import Container
 from interfaces.http.context import prefer_wait
 from interfaces.http.problems import Problem
 
+# A position of the event log, in ASCII digits ("²" is a digit to str.isdigit()).
+TOKEN = re.compile(r"[0-9]{1,18}")
 # How long a read with a Consistency-Token and no Prefer: wait waits for its view.
 CONSISTENCY_WAIT_SECONDS = 5.0
 
@@ -21,7 +24,7 @@ def await_consistency(built: Container, view_name: str) -> None:
     token = request.headers.get("Consistency-Token")
     if token is None:
         return
-    if not token.isdigit():
+    if not TOKEN.fullmatch(token):
         raise Problem(
             400,
             "Invalid consistency token",

@@ -299,7 +299,20 @@ def _add_reads(spec: APISpec) -> None:
         ],
         {
             "description": "the stream",
-            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            "content": {
+                "text/event-stream": {
+                    # Each event of the stream; its data is a JSON status change.
+                    "schema": {
+                        "type": "object",
+                        "properties": {
+                            "id": {"type": "string", "pattern": "^[0-9]+$"},
+                            "event": {"enum": ["status", "error"]},
+                            "data": {"type": "string"},
+                        },
+                        "required": ["event", "data"],
+                    }
+                }
+            },
         },
         _400="bad Last-Event-ID",
         _404="never accepted",

@@ -350,3 +350,26 @@ def test_a_command_past_the_retention_window_is_gone(app: BoxofficeApplication) 
     gone = expired.get(location)
     assert gone.status_code == 410
     assert gone.mimetype == "application/problem+json"
+
+
+@pytest.mark.parametrize(
+    ("path", "headers", "location"),
+    [
+        ("/commands?limit=%C2%B2", {}, "query.limit"),
+        ("/commands?type=%00Show", {}, "query.type"),
+        ("/commands/{id}/events", {"Last-Event-ID": "--5"}, "header.Last-Event-ID"),
+        ("/commands/{id}/events", {"Last-Event-ID": "\u00b2"}, "header.Last-Event-ID"),
+        ("/commands/{id}", {"Consistency-Token": "\u00b2"}, "header.Consistency-Token"),
+        ("/shows/s1", {"Consistency-Token": "1\u00b2"}, "header.Consistency-Token"),
+    ],
+)
+def test_query_and_header_values_that_cannot_be_read_are_a_400(
+    client: FlaskClient, path: str, headers: dict[str, str], location: str
+) -> None:
+    accepted = client.put("/shows/s1", json=SHOW, headers={"Idempotency-Key": "k1"})
+    command_id = accepted.get_json()["command_id"]
+
+    response = client.get(path.format(id=command_id), headers=headers)
+
+    assert response.status_code == 400
+    assert response.get_json()["errors"][0]["location"] == location

@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Annotated
 from uuid import UUID
 
-from flask.testing import FlaskClient
 from pydantic import Field
 
 from application.event_log import BoxofficeApplication
