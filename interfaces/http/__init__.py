@@ -45,6 +45,8 @@ def create_app(container: Container) -> Flask:
         return Problem(
             503,
             "Service unavailable",
+            # For a command: retrying with the same Idempotency-Key is safe, whether
+            # or not the acceptance was recorded before the store went away.
             "the event store cannot be reached; try again shortly",
             kind="store-unavailable",
             headers={"Retry-After": "5"},

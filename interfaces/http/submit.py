@@ -8,7 +8,6 @@ from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
 
-from eventsourcing.persistence import PersistenceError
 from flask import Blueprint, Response, json, request
 from pydantic import ValidationError
 
@@ -78,13 +77,6 @@ def submit(command_type: str, **path: str) -> Response:
         ) from None
     except ResourceExistsError as error:
         raise Problem(409, "Conflict", f"{error} already exists", kind="resource-exists") from None
-    except PersistenceError:
-        raise Problem(
-            503,
-            "Service unavailable",
-            "the event store cannot be reached; nothing was recorded",
-            headers={"Retry-After": "5"},
-        ) from None
     if wait is not None:
         return _answer_after_wait(built, spec, acceptance, wait)
     return _accepted(acceptance, warn=key is None)
