@@ -25,8 +25,8 @@ from psycopg.sql import SQL, Identifier
 
 from application.event_log import BoxofficeApplication
 from infrastructure.payment_gateway import PostgresLedger
-from infrastructure.projector import StallLog
 from infrastructure.settings import Settings
+from infrastructure.stall_log import StallLog
 from projections.catalog import PROJECTIONS
 
 TRACKERS = ("relay", "webhooks", "saga_runner")

@@ -19,7 +19,8 @@ from eventsourcing.utils import get_topic
 
 from application.command import Command
 from application.ports import CommandTransport
-from infrastructure.projector import StallLog, follow_until_stopped
+from infrastructure.following import follow_until_stopped
+from infrastructure.stall_log import StallLog
 
 logger = logging.getLogger(__name__)
 

@@ -33,10 +33,12 @@ from infrastructure.event_store import (
     position_of,
     view_on,
 )
+from infrastructure.following import Follower
 from infrastructure.payment_gateway import build_payment_gateway
-from infrastructure.projector import Follower, Projector, StallLog
+from infrastructure.projector import Projector
 from infrastructure.relay import OutboxRelay
 from infrastructure.settings import Settings
+from infrastructure.stall_log import StallLog
 from infrastructure.subscription import subscribe
 from infrastructure.tasks import register_tasks
 from infrastructure.webhooks import WebhookDispatcher

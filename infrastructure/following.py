@@ -1,0 +1,130 @@
+"""Following the event log: the loop every follower (projections, relay, sagas) runs.
+
+Each follower runs from its own tracked position. An error (the database restarting,
+the broker gone) is logged and the follower resumes from its tracked position after a
+pause that grows while the error persists: the effect and the position are written
+together, or the effect is idempotent, so nothing is applied twice or skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from eventsourcing.application import Application
+from eventsourcing.persistence import Tracking
+
+from application.retry import Backoff
+from infrastructure.stall_log import StallLog
+from infrastructure.subscription import subscribe
+
+logger = logging.getLogger(__name__)
+
+
+class Follower(Protocol):
+    """Something that processes events of some topics, tracking its position in ``view``."""
+
+    name: str
+
+    @property
+    def view(self) -> Any: ...
+
+    def event_topics(self) -> tuple[str, ...]: ...
+
+    def process_event(self, domain_event: Any, tracking: Tracking) -> None: ...
+
+
+class EventNotAppliedError(Exception):
+    """Raised when a follower fails on one event: it says which, and why."""
+
+    def __init__(self, name: str, position: int, error: Exception) -> None:
+        super().__init__(f"{name} could not apply the event at position {position}: {error!r}")
+        self.name = name
+        self.position = position
+        self.error = error
+
+
+def follow_until_stopped(
+    app: Application[Any],
+    follower: Follower,
+    stop: threading.Event,
+    retry_after: float = 1.0,
+    max_retry_after: float = 30.0,
+    stalls: StallLog | None = None,
+) -> None:
+    """:func:`follow`, resumed from the tracked position after any error, until ``stop``.
+
+    The pause doubles from ``retry_after`` up to ``max_retry_after`` while the error
+    persists, and starts again from ``retry_after`` once following lasted longer than
+    the longest pause (the dependency came back). An event the follower fails on is
+    logged as an error with its position and recorded in ``stalls`` until one applies.
+    """
+    backoff = Backoff(retry_after, max_retry_after)
+    stalled = False
+
+    def applied(position: int) -> None:
+        nonlocal stalled
+        if stalled and stalls is not None:
+            stalls.clear(follower.name)
+        stalled = False
+
+    while not stop.is_set():
+        started = time.monotonic()
+        try:
+            follow(app, follower, stop, applied)
+        except Exception as error:  # every failure is retried, and logged
+            pause = backoff.after_failure(time.monotonic() - started)
+            if isinstance(error, EventNotAppliedError):
+                stalled = True
+                _record_stall(stalls, error)
+            logger.log(
+                logging.ERROR if isinstance(error, EventNotAppliedError) else logging.WARNING,
+                "%s stopped: %s; resuming from its tracked position in %.1f s",
+                follower.name,
+                error,
+                pause,
+                # The first failure of a streak with its traceback, the rest in one line.
+                exc_info=backoff.streak == 1,
+            )
+            stop.wait(pause)
+
+
+def _record_stall(stalls: StallLog | None, error: EventNotAppliedError) -> None:
+    if stalls is None:
+        return
+    try:
+        stalls.record(error.name, error.position, repr(error.error))
+    except Exception as unrecorded:  # noqa: BLE001 - the log line above says it anyway
+        logger.warning("could not record that %s is stalled: %s", error.name, unrecorded)
+
+
+def follow(
+    app: Application[Any],
+    follower: Follower,
+    stop: threading.Event,
+    applied: Callable[[int], None] | None = None,
+) -> None:
+    """Hand ``follower`` every event of its topics after its position until ``stop`` is set.
+
+    ``applied`` is called with each event's position once the follower has taken it.
+    """
+    gt = follower.view.max_tracking_id(app.name)
+    logger.info("%s following from %s", follower.name, gt or 0)
+    with subscribe(app.recorder, gt, follower.event_topics()) as subscription:
+
+        def stop_when_asked() -> None:
+            stop.wait()
+            subscription.stop()
+
+        threading.Thread(target=stop_when_asked, daemon=True).start()
+        for notification in subscription:
+            try:
+                event = app.mapper.to_domain_event(notification)
+                follower.process_event(event, Tracking(app.name, notification.id))
+            except Exception as error:
+                raise EventNotAppliedError(follower.name, notification.id, error) from error
+            if applied is not None:
+                applied(notification.id)
