@@ -1,4 +1,4 @@
-"""The HTTP contract of DESIGN.md §3 through Flask's test client, on the in-memory store.
+"""The HTTP contract of docs/design.md §3 through Flask's test client, on the in-memory store.
 
 The same rows are exercised over real sockets, gunicorn and workers in tests/e2e.
 """

@@ -1,4 +1,4 @@
-"""Every row of DESIGN.md §3's table over real HTTP: gunicorn, workers, relay, PostgreSQL."""
+"""Every row of docs/design.md §3's table over real HTTP: gunicorn, workers, relay, PostgreSQL."""
 
 from __future__ import annotations
 

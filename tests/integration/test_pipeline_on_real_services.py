@@ -1,4 +1,4 @@
-"""The guarantees of DESIGN.md §2, each against PostgreSQL, RabbitMQ and Celery workers."""
+"""The guarantees of docs/design.md §2, each against PostgreSQL, RabbitMQ and Celery workers."""
 
 from __future__ import annotations
 
