@@ -49,6 +49,7 @@ class Command(Aggregate):
         submitted_by: str
         idempotency_key: str | None
         callback_url: str | None = None
+        owner: str | None = None
 
     class CommandStarted(CommandEvent):
         """A worker started an attempt (the previous one was lost if it never ended)."""
@@ -102,6 +103,7 @@ class Command(Aggregate):
         submitted_by: str,
         idempotency_key: str | None,
         callback_url: str | None = None,
+        owner: str | None = None,
     ) -> None:
         self.command_type = command_type
         self.aggregate_id = aggregate_id
@@ -113,6 +115,7 @@ class Command(Aggregate):
         self.submitted_by = submitted_by
         self.idempotency_key = idempotency_key
         self.callback_url = callback_url
+        self.owner = owner
         self.status: Status = "accepted"
         self.attempt = 0
         self.budget_start = 0
@@ -121,6 +124,12 @@ class Command(Aggregate):
         self.retry_at: datetime | None = None
         self.history: list[dict[str, Any]] = []
         self._add_history("accepted", "web", None)
+
+    @property
+    def client(self) -> str:
+        """The client on whose behalf the command runs: who submitted it, or for a
+        command a saga issued, the client whose process the saga runs."""
+        return self.owner or self.submitted_by
 
     @property
     def is_terminal(self) -> bool:

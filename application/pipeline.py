@@ -41,6 +41,7 @@ class Submission:
     correlation_id: UUID | None = None
     causation_id: str | None = None
     callback_url: str | None = None
+    owner: str | None = None
 
     @property
     def fingerprint(self) -> str:
@@ -147,6 +148,7 @@ class CommandPipeline:
             submitted_by=submission.submitted_by,
             idempotency_key=submission.idempotency_key,
             callback_url=submission.callback_url,
+            owner=submission.owner,
         )
 
     def get_command(self, command_id: UUID) -> Command | None:
@@ -179,11 +181,14 @@ class CommandPipeline:
             self.app.save(command)
         except IntegrityError:
             return Outcome.SKIPPED  # a concurrent delivery started this attempt first
-        uow = UnitOfWork(self.app, self.services)
+        uow = UnitOfWork(self.app, self.services, client=command.client)
         try:
             # Inside the try: a worker started without the command's module records a
             # technical error (retried, then dead-lettered) instead of leaving it running.
-            self.registry.get(command.command_type).run(uow, command.payload)
+            spec = self.registry.get(command.command_type)
+            if not spec.creates:
+                _require_owned_by(uow, command)
+            spec.run(uow, command.payload)
             command.succeed(run)
             self.app.save(*uow.aggregates, command)
         except IntegrityError as error:
@@ -245,6 +250,14 @@ class CommandPipeline:
         if earlier.fingerprint != submission.fingerprint:
             raise IdempotencyKeyReusedError(submission.idempotency_key)
         return Acceptance(command=earlier, position=None, replayed=True)
+
+
+def _require_owned_by(uow: UnitOfWork, command: Command) -> None:
+    """A command acts only on a target its client owns (an aggregate's ``owner``); another
+    client's target is reported as missing, so that its existence does not leak."""
+    owner = getattr(uow.load(command.aggregate_id), "owner", None)
+    if owner is not None and owner != command.client:
+        raise NotFoundError(f"{command.resource} does not exist")
 
 
 def _describe(error: BaseException, worker: str) -> dict[str, Any]:

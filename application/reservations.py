@@ -83,6 +83,7 @@ def place_reservation(uow: UnitOfWork, cmd: PlaceReservation) -> None:
             seats=list(cmd.seats),
             card_token=cmd.card_token,
             price_cents=show.price_cents,
+            owner=uow.client,
         )
     )
 

@@ -153,7 +153,9 @@ class SagaRunner:
 
     def _start(self, reservation: Reservation, cause: str) -> None:
         if self._saga(reservation.reservation_id) is None:
-            saga = ReservationSaga.start(reservation.reservation_id, reservation.show_id)
+            saga = ReservationSaga.start(
+                reservation.reservation_id, reservation.show_id, owner=reservation.owner
+            )
             self._record(saga, cause)
 
     def _reserve_failed(self, command: Command, cause: str) -> None:
@@ -168,11 +170,13 @@ class SagaRunner:
 
     def _cancel_reservations_of(self, show: Show, cause: str) -> None:
         for reservation_id in [*show.reservation_ids, *show.waiting_ids]:
+            reservation = find_aggregate(self.app, Reservation.create_id(reservation_id))
             self._issue(
                 CANCEL_RESERVATION,
                 f"cancel-with-show-{reservation_id}",
                 {"reservation_id": reservation_id, "reason": f"show {show.show_id} cancelled"},
                 cause,
+                owner=getattr(reservation, "owner", None),
             )
 
     def _decide(
@@ -189,7 +193,7 @@ class SagaRunner:
 
     def _record(self, saga: ReservationSaga, cause: str) -> int:
         commands = [
-            self._command(c["type"], f"{saga.id}:{c['key']}", c["payload"], cause, saga)
+            self._command(c["type"], f"{saga.id}:{c['key']}", c["payload"], cause, saga.owner, saga)
             for c in saga.issued
         ]
         try:
@@ -199,9 +203,11 @@ class SagaRunner:
             return 0
         return 1
 
-    def _issue(self, command_type: str, key: str, payload: dict[str, Any], cause: str) -> None:
+    def _issue(
+        self, command_type: str, key: str, payload: dict[str, Any], cause: str, owner: str | None
+    ) -> None:
         try:
-            self.app.save(self._command(command_type, key, payload, cause, None))
+            self.app.save(self._command(command_type, key, payload, cause, owner))
         except IntegrityError:
             logger.info("%s %s was issued already", command_type, key)
 
@@ -211,8 +217,10 @@ class SagaRunner:
         key: str,
         payload: dict[str, Any],
         cause: str,
-        saga: ReservationSaga | None,
+        owner: str | None,
+        saga: ReservationSaga | None = None,
     ) -> Command:
+        """A command the saga (or the show policy) issues on behalf of ``owner``."""
         spec = self.pipeline.registry.get(command_type)
         return self.pipeline.prepare(
             Submission(
@@ -222,6 +230,7 @@ class SagaRunner:
                 idempotency_key=key,
                 correlation_id=saga.id if saga is not None else None,
                 causation_id=cause,
+                owner=owner,
             )
         )
 

@@ -42,6 +42,7 @@ def create_show(uow: UnitOfWork, cmd: CreateShow) -> None:
         starts_at=cmd.starts_at.isoformat(),
         seats=list(cmd.seats),
         price_cents=cmd.price_cents,
+        owner=uow.client,
     )
     if uow.exists(show.id):
         raise ShowExistsError(f"show {cmd.show_id} already exists")

@@ -29,11 +29,17 @@ def aggregate_exists(app: Application[Any], aggregate_id: UUID) -> bool:
 
 
 class UnitOfWork:
-    """Collects the aggregates one command touches so they are saved in one transaction."""
+    """Collects the aggregates one command touches so they are saved in one transaction.
 
-    def __init__(self, app: Application[Any], services: Services | None = None) -> None:
+    ``client`` is who the command runs for; an aggregate a command creates is owned by it.
+    """
+
+    def __init__(
+        self, app: Application[Any], services: Services | None = None, client: str = "system"
+    ) -> None:
         self._app = app
         self._services = services
+        self.client = client
         self._aggregates: dict[UUID, Aggregate] = {}
 
     @property
@@ -42,6 +48,15 @@ class UnitOfWork:
         if self._services is None:
             raise RuntimeError("this unit of work was built without services")
         return self._services
+
+    def load(self, aggregate_id: UUID) -> Aggregate | None:
+        """The aggregate with this id, whatever its class, or None; kept for the handler."""
+        if aggregate_id not in self._aggregates:
+            found = find_aggregate(self._app, aggregate_id)
+            if found is None:
+                return None
+            self._aggregates[aggregate_id] = found
+        return self._aggregates[aggregate_id]
 
     def find(self, cls: type[A], aggregate_id: UUID) -> A | None:
         """The aggregate, or None when it does not exist."""

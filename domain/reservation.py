@@ -28,6 +28,7 @@ class Reservation(Aggregate):
     A waitlisted reservation returns to pending, its seats held, when they come free.
     ``has_seats`` says whether the show holds or sold seats for it, and ``payment``
     what became of its charge: None (none yet), captured, declined or refunded.
+    ``owner`` is the client that placed it: only its commands may target it.
     """
 
     @staticmethod
@@ -44,8 +45,10 @@ class Reservation(Aggregate):
         seats: list[str],
         card_token: str,
         price_cents: int,
+        owner: str | None = None,
     ) -> None:
         self.reservation_id = reservation_id
+        self.owner = owner
         self.show_id = show_id
         self.customer_id = customer_id
         self.seats = seats

@@ -91,17 +91,25 @@ class ReservationSaga(Aggregate):
         return aggregate_id("saga", reservation_id)
 
     @classmethod
-    def start(cls, reservation_id: str, show_id: str) -> ReservationSaga:
-        """Begin by reserving the seats."""
+    def start(cls, reservation_id: str, show_id: str, owner: str | None = None) -> ReservationSaga:
+        """Begin by reserving the seats; ``owner`` is the reservation's."""
         return cls(
             reservation_id=reservation_id,
             show_id=show_id,
+            owner=owner,
             commands=[issue(RESERVE_SEATS, "reserve-1", reservation_id=reservation_id)],
         )
 
     @event("SagaStarted")
-    def __init__(self, reservation_id: str, show_id: str, commands: list[dict[str, Any]]) -> None:
+    def __init__(
+        self,
+        reservation_id: str,
+        show_id: str,
+        commands: list[dict[str, Any]],
+        owner: str | None = None,
+    ) -> None:
         self.reservation_id = reservation_id
+        self.owner = owner
         self.show_id = show_id
         self.state = SagaState.RESERVING
         self.run = 1

@@ -32,7 +32,10 @@ class InvalidSeatMapError(RuleViolationError):
 
 
 class Show(Aggregate):
-    """A show: seats are held for a reservation, then released or sold; it can be cancelled."""
+    """A show: seats are held for a reservation, then released or sold; it can be cancelled.
+
+    ``owner`` is the client that created it: only its commands may target it.
+    """
 
     @staticmethod
     def create_id(show_id: str, **_: Any) -> UUID:
@@ -41,9 +44,16 @@ class Show(Aggregate):
 
     @classmethod
     def schedule(
-        cls, show_id: str, title: str, starts_at: str, seats: list[str], price_cents: int
+        cls,
+        show_id: str,
+        title: str,
+        starts_at: str,
+        seats: list[str],
+        price_cents: int,
+        owner: str | None = None,
     ) -> Show:
-        """Create a show; the seat map must be non-empty and without repeats."""
+        """Create a show for ``owner`` (the client that may change it); the seat map must
+        be non-empty and without repeats."""
         if not seats:
             raise InvalidSeatMapError("a show needs at least one seat")
         repeated = sorted({seat for seat in seats if seats.count(seat) > 1})
@@ -57,13 +67,21 @@ class Show(Aggregate):
             starts_at=starts_at,
             seats=list(seats),
             price_cents=price_cents,
+            owner=owner,
         )
 
     @event("ShowScheduled")
     def __init__(
-        self, show_id: str, title: str, starts_at: str, seats: list[str], price_cents: int
+        self,
+        show_id: str,
+        title: str,
+        starts_at: str,
+        seats: list[str],
+        price_cents: int,
+        owner: str | None = None,
     ) -> None:
         self.show_id = show_id
+        self.owner = owner
         self.title = title
         self.starts_at = starts_at
         self.seats = seats

@@ -7,10 +7,12 @@ server-less kombu transport, both keeping their state under ``BOXOFFICE_VAR_DIR`
 
 from __future__ import annotations
 
+import hashlib
+import ipaddress
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TypeVar
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -67,6 +69,67 @@ class DatabaseUrl:
         return f"postgresql://{auth}@{self.host}:{self.port}/{self.dbname}"
 
 
+SCOPES = ("commands:write", "commands:read", "admin")
+# Names the service gives its own submitters; no API key may take one.
+RESERVED_CLIENTS = frozenset({"saga", "anonymous"})
+KEY_ENTRY = re.compile(r"([A-Za-z0-9][A-Za-z0-9._-]{0,63})\s+(\S+)\s+sha256:([0-9a-f]{64})")
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    """A client's API key, as configured: its scopes and the SHA-256 digest of the key.
+
+    Keys are random and long (``boxoffice keys new``), so one SHA-256 suffices to keep
+    the configuration useless to whoever reads it.
+    """
+
+    client: str
+    scopes: frozenset[str]
+    digest: str
+
+    @staticmethod
+    def digest_of(key: str) -> str:
+        """The digest a key is configured by."""
+        return hashlib.sha256(key.encode()).hexdigest()
+
+    def line(self) -> str:
+        """This key as an ``API_KEYS`` entry."""
+        return f"{self.client} {','.join(sorted(self.scopes))} sha256:{self.digest}"
+
+
+def parse_api_keys(text: str) -> tuple[ApiKey, ...]:
+    """``client scope[,scope] sha256:<hex>`` entries, separated by ``;`` or new lines;
+    blank lines and ``#`` comments are skipped. Raises ``ValueError`` naming the entry."""
+    keys: list[ApiKey] = []
+    for raw in re.split(r"[;\n]", text):
+        entry = raw.split("#", 1)[0].strip()
+        if not entry:
+            continue
+        match = KEY_ENTRY.fullmatch(entry)
+        if match is None:
+            raise ValueError(f"{entry[:40]!r} is not 'client scope[,scope] sha256:<64 hex>'")
+        client, scopes, digest = match.groups()
+        unknown = set(scopes.split(",")) - set(SCOPES)
+        if unknown:
+            raise ValueError(f"unknown scope {sorted(unknown)[0]!r}; scopes: {', '.join(SCOPES)}")
+        if client in RESERVED_CLIENTS:
+            raise ValueError(f"{client!r} is a name the service uses itself")
+        keys.append(ApiKey(client, frozenset(scopes.split(",")), digest))
+    if len({k.digest for k in keys}) < len(keys):
+        raise ValueError("one key is configured twice")
+    return tuple(keys)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` only accepts connections from this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything that can be configured, with the embedded default for each value."""
@@ -88,8 +151,7 @@ class Settings:
     worker_prefetch: int = 4
     max_body_bytes: int = 64 * 1024
     max_wait_seconds: float = 30.0
-    api_tokens: Mapping[str, str] = field(default_factory=dict)
-    read_only_clients: frozenset[str] = frozenset()
+    api_keys: tuple[ApiKey, ...] = ()
     log_level: str = "INFO"
     command_queue: str = "boxoffice.commands"
     command_modules: tuple[str, ...] = ()
@@ -171,20 +233,11 @@ class Settings:
                 raise ValueError("scheme must be amqp://, amqps:// or filesystem://")
             return raw
 
-        readers: set[str] = set()
-
-        def tokens(raw: str) -> dict[str, str]:
-            result: dict[str, str] = {}
-            for item in raw.split(","):
-                parts = item.strip().split(":")
-                if len(parts) not in (2, 3) or not all(parts) or parts[2:] not in ([], ["read"]):
-                    raise ValueError(
-                        "must be a comma-separated list of client:token or client:token:read"
-                    )
-                result[parts[1]] = parts[0]
-                if parts[2:]:
-                    readers.add(parts[0])
-            return result
+        def keys_file(raw: str) -> tuple[ApiKey, ...]:
+            try:
+                return parse_api_keys(Path(raw).read_text())
+            except OSError as error:
+                raise ValueError(f"cannot read it: {error.strerror}") from None
 
         def level(raw: str) -> str:
             if raw.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
@@ -213,6 +266,7 @@ class Settings:
                 raise ValueError("must be fake or package.module:factory")
             return raw
 
+        no_keys: tuple[ApiKey, ...] = ()
         defaults = cls()
         settings = cls(
             var_dir=get("BOXOFFICE_VAR_DIR", Path, defaults.var_dir),
@@ -236,8 +290,8 @@ class Settings:
             worker_prefetch=get("WORKER_PREFETCH", positive_int, defaults.worker_prefetch),
             max_body_bytes=get("MAX_BODY_BYTES", positive_int, defaults.max_body_bytes),
             max_wait_seconds=get("MAX_WAIT_SECONDS", non_negative_float, defaults.max_wait_seconds),
-            api_tokens=get("API_TOKENS", tokens, {}),
-            read_only_clients=frozenset(readers),
+            api_keys=get("API_KEYS", parse_api_keys, no_keys)
+            + get("API_KEYS_FILE", keys_file, no_keys),
             log_level=get("LOG_LEVEL", level, defaults.log_level),
             command_queue=get("COMMAND_QUEUE", queue_name, defaults.command_queue),
             command_modules=get("COMMAND_MODULES", modules, ()),
@@ -265,6 +319,11 @@ class Settings:
             problems.append(
                 "COMMAND_LEASE_SECONDS: must be longer than COMMAND_RETRY_MAX_DELAY, or every "
                 "scheduled retry would be published twice"
+            )
+        if not settings.api_keys and not is_loopback(settings.web_host):
+            problems.append(
+                f"WEB_HOST={settings.web_host}: without API_KEYS anyone who can reach this "
+                "address could submit commands; set API_KEYS or serve on 127.0.0.1"
             )
         if problems:
             raise SettingsError(problems)

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 from uuid import UUID
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from application.command import Command, Status
 from projections.document_projection import DocumentProjection
@@ -49,6 +49,7 @@ class CommandDocument(BaseModel):
 
     command_id: str
     type: str
+    client: str = Field(description="the client it runs for; only it (and admins) sees it")
     aggregate_id: str
     status: Status
     attempts: list[Attempt]
@@ -77,6 +78,7 @@ def present_command(command: Command) -> dict[str, Any]:
         {
             "command_id": str(command.id),
             "type": command.command_type,
+            "client": command.client,
             "aggregate_id": str(command.aggregate_id),
             "status": command.status,
             "attempts": command.attempts,
@@ -106,6 +108,7 @@ class CommandRegistryView(DocumentView):
     columns: ClassVar[dict[str, str]] = {
         "status": "text",
         "type": "text",
+        "client": "text",
         "aggregate_id": "uuid",
         "correlation_id": "uuid",
     }
@@ -140,6 +143,7 @@ class CommandRegistryProjection(DocumentProjection):
         return {
             "status": command.status,
             "type": command.command_type,
+            "client": command.client,
             "aggregate_id": command.aggregate_id,
             "correlation_id": command.correlation_id,
         }

@@ -29,13 +29,15 @@ class DocumentProjection(Projection[Any]):
     A subclass names its ``aggregate``, its PostgreSQL ``view_class``, the ``document``
     model its documents conform to (the API's response schema), and how to
     :meth:`present` an aggregate as one. With a ``path`` (a template of one ``{id}``
-    whose values :meth:`key` maps to aggregate ids), clients read its documents there.
+    whose values :meth:`key` maps to aggregate ids), clients read its documents there;
+    a ``private`` view's documents have a ``client``, and only that client sees them.
     """
 
     aggregate: ClassVar[type[Aggregate]]
     view_class: ClassVar[type[DocumentView]]
     document: ClassVar[type[BaseModel]]
     path: ClassVar[str | None] = None
+    private: ClassVar[bool] = False
     id_schema: ClassVar[dict[str, Any]] = {"type": "string"}
 
     cache_size: ClassVar[int] = 10_000

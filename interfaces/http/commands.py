@@ -16,7 +16,7 @@ from flask import Blueprint, Response, jsonify, request
 
 from application.command import Status
 from interfaces.bootstrap import Container
-from interfaces.http.auth import authenticate
+from interfaces.http.auth import ADMIN, READ, authenticate
 from interfaces.http.consistency import await_consistency, with_consistency
 from interfaces.http.context import container
 from interfaces.http.problems import Problem
@@ -46,7 +46,7 @@ COMMAND_TYPE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}")
 def command(command_id: str) -> Response:
     """A command's registry entry; 404 for an id that was never accepted."""
     built = container()
-    authenticate(built.settings.api_tokens)
+    caller = authenticate(built.settings.api_keys, READ)
     key = _command_key(command_id)
     await_consistency(built, CommandRegistryProjection.name)
     document = get_command(built.read_models, key)
@@ -56,6 +56,8 @@ def command(command_id: str) -> Response:
         if accepted is None:
             raise Problem(404, "Not found", f"no command {command_id}")
         document = present_command(accepted)
+    if not caller.sees(document["client"]):
+        raise Problem(404, "Not found", f"no command {command_id}")
     _require_retained(built, document)
     return jsonify(with_consistency(built, [document])[0])
 
@@ -68,9 +70,10 @@ def command_events(command_id: str) -> Response:
     reconnects with ``Last-Event-ID`` receives only what it has not seen.
     """
     built = container()
-    authenticate(built.settings.api_tokens)
+    caller = authenticate(built.settings.api_keys, READ)
     key = _command_key(command_id)
-    if built.pipeline.get_command(key) is None:
+    found = built.pipeline.get_command(key)
+    if found is None or not caller.sees(found.client):
         raise Problem(404, "Not found", f"no command {command_id}")
     last_seen = request.headers.get("Last-Event-ID", "-1").strip()
     if not EVENT_ID.fullmatch(last_seen):
@@ -123,8 +126,10 @@ def _status_changes(built: Container, key: UUID, first: int) -> Iterator[str]:
 def command_list() -> Response:
     """Registry entries filtered by status, type, aggregate or correlation id, paged."""
     built = container()
-    authenticate(built.settings.api_tokens)
+    caller = authenticate(built.settings.api_keys, READ)
     filters, errors = _list_filters()
+    if not caller.may(ADMIN):
+        filters["client"] = caller.client
     limit = _limit(errors)
     if errors:
         raise Problem(400, "Invalid query", kind="validation-error", errors=errors)

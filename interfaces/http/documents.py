@@ -7,7 +7,7 @@ from functools import partial
 
 from flask import Blueprint, Response, jsonify
 
-from interfaces.http.auth import authenticate
+from interfaces.http.auth import READ, authenticate
 from interfaces.http.consistency import await_consistency
 from interfaces.http.context import container
 from interfaces.http.problems import Problem
@@ -32,7 +32,7 @@ def document_endpoints(projections: tuple[type[DocumentProjection], ...]) -> Blu
 def read_document(projection: type[DocumentProjection], **path: str) -> Response:
     """The document the path names, from its read model (honouring Consistency-Token)."""
     built = container()
-    authenticate(built.settings.api_tokens)
+    caller = authenticate(built.settings.api_keys, READ)
     ((name, ident),) = path.items()
     kind = name.removesuffix("_id")
     key = projection.key(ident)
@@ -40,7 +40,7 @@ def read_document(projection: type[DocumentProjection], **path: str) -> Response
         raise Problem(404, "Not found", f"no {kind} {ident}")
     await_consistency(built, projection.name)
     document = projection.find(built.read_models, key)
-    if document is None:
+    if document is None or (projection.private and not caller.sees(document.get("client"))):
         raise Problem(404, "Not found", f"no {kind} {ident}")
     document.pop("position")
     return jsonify(document)

@@ -49,6 +49,7 @@ def _json(schema: str, description: str) -> dict[str, Any]:
 
 COMMON_ERRORS = {
     "401": _problem("missing or bad credentials", **{"WWW-Authenticate": "string"}),
+    "403": _problem("the API key does not have the scope this needs"),
     "503": _problem("the event store cannot be reached", **{"Retry-After": "string"}),
 }
 
@@ -200,7 +201,6 @@ def _add_command_route(spec: APISpec, command: CommandSpec[Any]) -> None:
             },
             created: _json("CommandStatus", "Prefer: wait, and the command succeeded"),
             "400": _problem("invalid command: every violation is listed"),
-            "403": _problem("the client may not submit commands"),
             "404": _problem("Prefer: wait, and the target does not exist"),
             "409": _problem("the id is taken, or (Prefer: wait) the state forbids it"),
             "413": _problem("body too large"),

@@ -6,7 +6,7 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify
 
-from interfaces.http.auth import authenticate
+from interfaces.http.auth import ADMIN, authenticate
 from interfaces.http.context import container
 
 operations = Blueprint("operations", __name__)
@@ -23,7 +23,7 @@ def projections() -> Response:
     ``lag`` counts the pending events the view follows, up to 10 000 (then ``lag_capped``).
     """
     built = container()
-    authenticate(built.settings.api_tokens)
+    authenticate(built.settings.api_keys, ADMIN)
     read = built.read_models
     head = built.app.recorder.max_notification_id() or 0
     stalled = built.stalled()

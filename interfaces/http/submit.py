@@ -20,7 +20,7 @@ from application.pipeline import (
 )
 from application.registry import CommandRegistry, CommandSpec
 from interfaces.bootstrap import Container
-from interfaces.http.auth import authenticate, require_writer
+from interfaces.http.auth import WRITE, authenticate
 from interfaces.http.context import container, prefer_wait
 from interfaces.http.problems import Problem
 from projections.catalog import present
@@ -52,8 +52,7 @@ def command_endpoints(registry: CommandRegistry) -> Blueprint:
 def submit(command_type: str, **path: str) -> Response:
     """Accept ``command_type`` with this request's body and ``path`` parameters."""
     built = container()
-    client = authenticate(built.settings.api_tokens)
-    require_writer(client, built.settings.read_only_clients)
+    caller = authenticate(built.settings.api_keys, WRITE)
     spec = built.registry.get(command_type)
     payload = _payload(spec, path)
     key = _idempotency_key()
@@ -62,7 +61,7 @@ def submit(command_type: str, **path: str) -> Response:
     submission = Submission(
         spec=spec,
         payload=payload,
-        submitted_by=client,
+        submitted_by=caller.client,
         idempotency_key=key,
         callback_url=callback,
     )

@@ -13,12 +13,13 @@ from typing import Any
 import pytest
 
 from infrastructure.event_store import migrate
-from infrastructure.settings import Settings
+from infrastructure.settings import ApiKey, Settings
 from tests.conftest import fresh_database
 from tests.support.processes import ServiceProcess, http_ready, running, service_env, wait_until
 
 TOKEN = "e2e-writer-token"
 READER_TOKEN = "e2e-reader-token"
+ADMIN_TOKEN = "e2e-admin-token"
 WEBHOOK_SECRET = "e2e-webhook-secret-0123456789"
 
 
@@ -113,7 +114,9 @@ def live(
             queue,
             WEB_PORT=str(port),
             WEB_WORKERS="2",
-            API_TOKENS=f"alice:{TOKEN},viewer:{READER_TOKEN}:read",
+            API_KEYS=f"alice commands:write,commands:read sha256:{ApiKey.digest_of(TOKEN)};"
+            f"viewer commands:read sha256:{ApiKey.digest_of(READER_TOKEN)};"
+            f"ops admin sha256:{ApiKey.digest_of(ADMIN_TOKEN)}",
             WEBHOOK_SECRET=WEBHOOK_SECRET,
         )
         web = ServiceProcess("web", env, log_dir)

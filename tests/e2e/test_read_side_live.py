@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import LiveService
+from tests.e2e.conftest import ADMIN_TOKEN, LiveService
 from tests.support.processes import wait_until
 
 pytestmark = [pytest.mark.postgres, pytest.mark.rabbitmq]
@@ -87,7 +87,7 @@ def test_the_registry_lists_commands_by_filter_with_cursor_paging(live: LiveServ
 
 def test_projection_positions_and_lag_are_exposed(live: LiveService) -> None:
     create_show(live, uuid.uuid4().hex[:10])
-    client = live.client()
+    client = live.client(token=ADMIN_TOKEN)  # an operator's view
 
     def caught_up() -> bool:
         items = client.request("GET", "/projections").body["items"]

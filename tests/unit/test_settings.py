@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from infrastructure.settings import DatabaseUrl, Settings, SettingsError
+from infrastructure.settings import ApiKey, DatabaseUrl, Settings, SettingsError
 
 
 def test_no_variable_means_the_embedded_default() -> None:
@@ -24,7 +24,8 @@ def test_variables_override_the_defaults() -> None:
             "DATABASE_URL": "postgresql://u:p%40ss@db.example:6543/box",
             "BROKER_URL": "amqp://guest:guest@mq:5672//",
             "COMMAND_MAX_ATTEMPTS": "5",
-            "API_TOKENS": "alice:t1,viewer:t2:read",
+            "API_KEYS": f"alice commands:write,commands:read sha256:{ApiKey.digest_of('k1')};"
+            f"viewer commands:read sha256:{ApiKey.digest_of('k2')}",
             "COMMAND_MODULES": "tests.support.commands",
         }
     )
@@ -32,8 +33,10 @@ def test_variables_override_the_defaults() -> None:
     assert settings.database == DatabaseUrl("box", "db.example", 6543, "u", "p@ss")
     assert settings.broker == "amqp://guest:guest@mq:5672//"
     assert settings.max_attempts == 5
-    assert settings.api_tokens == {"t1": "alice", "t2": "viewer"}
-    assert settings.read_only_clients == frozenset({"viewer"})
+    assert settings.api_keys == (
+        ApiKey("alice", frozenset({"commands:write", "commands:read"}), ApiKey.digest_of("k1")),
+        ApiKey("viewer", frozenset({"commands:read"}), ApiKey.digest_of("k2")),
+    )
     assert settings.command_modules == ("tests.support.commands",)
 
 
@@ -44,7 +47,7 @@ def test_every_bad_value_is_reported_together() -> None:
                 "DATABASE_URL": "mysql://x",
                 "WEB_PORT": "99999",
                 "COMMAND_MAX_ATTEMPTS": "zero",
-                "API_TOKENS": "no-colon",
+                "API_KEYS": "alice t1",
             }
         )
 
@@ -53,7 +56,7 @@ def test_every_bad_value_is_reported_together() -> None:
         "DATABASE_URL",
         "COMMAND_MAX_ATTEMPTS",
         "WEB_PORT",
-        "API_TOKENS",
+        "API_KEYS",
     ]
     assert "postgresql://" in problems[0]
 
@@ -74,3 +77,45 @@ def test_a_payment_gateway_is_fake_or_a_factory_path() -> None:
     assert named.payment_gateway == "acme.gateway:build"
     with pytest.raises(SettingsError, match="PAYMENT_GATEWAY"):
         Settings.from_env({"PAYMENT_GATEWAY": "stripe"})
+
+
+def test_api_keys_come_hashed_from_the_environment_or_a_file(tmp_path: Path) -> None:
+    listed = tmp_path / "keys"
+    listed.write_text(f"# partners\nbob admin sha256:{ApiKey.digest_of('k3')}\n\n")
+
+    settings = Settings.from_env(
+        {
+            "API_KEYS": f"alice commands:read sha256:{ApiKey.digest_of('k1')}",
+            "API_KEYS_FILE": str(listed),
+        }
+    )
+
+    assert [(k.client, k.scopes) for k in settings.api_keys] == [
+        ("alice", frozenset({"commands:read"})),
+        ("bob", frozenset({"admin"})),
+    ]
+    assert "k1" not in repr(settings)
+
+
+@pytest.mark.parametrize(
+    ("entry", "complaint"),
+    [
+        (f"alice commands:delete sha256:{'a' * 64}", "unknown scope"),
+        (f"saga admin sha256:{'a' * 64}", "uses itself"),
+        ("alice admin plaintext-key", "is not"),
+        (f"alice admin sha256:{'a' * 64};bob admin sha256:{'a' * 64}", "twice"),
+    ],
+)
+def test_a_bad_api_key_entry_is_refused(entry: str, complaint: str) -> None:
+    with pytest.raises(SettingsError, match=complaint):
+        Settings.from_env({"API_KEYS": entry})
+
+
+def test_without_api_keys_only_loopback_may_be_served() -> None:
+    key = f"alice admin sha256:{ApiKey.digest_of('k')}"
+    everywhere = "0.0.0.0"  # noqa: S104 - what the test refuses
+
+    assert Settings.from_env({"WEB_HOST": "127.0.0.1"}).web_host == "127.0.0.1"
+    assert Settings.from_env({"WEB_HOST": everywhere, "API_KEYS": key}).web_host == everywhere
+    with pytest.raises(SettingsError, match=r"WEB_HOST=0\.0\.0\.0: without API_KEYS"):
+        Settings.from_env({"WEB_HOST": everywhere})
