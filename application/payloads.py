@@ -8,13 +8,67 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, StringConstraints, field_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Strict,
+    StringConstraints,
+    WithJsonSchema,
+    field_validator,
+)
+
+T = TypeVar("T")
 
 RESOURCE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 ResourceId = Annotated[str, StringConstraints(pattern=RESOURCE_ID_PATTERN)]
 SeatLabel = Annotated[str, StringConstraints(min_length=1, max_length=16, pattern=r"^\S+$")]
+
+
+# Text that is not all spaces.
+NOT_BLANK = r"^\s*\S[\s\S]*$"
+Text100 = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=NOT_BLANK)]
+Text200 = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=NOT_BLANK)]
+# An integer as JSON writes one: "100", true and 1.5 are refused, not converted.
+WholeNumber = Annotated[int, Strict()]
+
+
+def distinct(items: list[T]) -> list[T]:
+    """Refuse a list that names one item twice."""
+    repeated = sorted({str(item) for item in items if items.count(item) > 1})
+    if repeated:
+        raise ValueError(f"listed more than once: {', '.join(repeated)}")
+    return items
+
+
+# RFC 3339: a date, a time and an offset, as text ("Z" or +hh:mm); years 2000 to 9999.
+RFC3339 = (
+    r"^(2[0-9]{3}|[3-9][0-9]{3})-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}"
+    r"(\.[0-9]{1,9})?([Zz]|[+-][0-9]{2}:[0-9]{2})$"
+)
+
+
+def _rfc3339_text(value: Any) -> Any:
+    if not isinstance(value, str) or not re.fullmatch(RFC3339, value):
+        raise ValueError(
+            "must be an RFC 3339 date and time with its offset, e.g. 2027-01-01T20:00:00Z"
+        )
+    return value
+
+
+Timestamp = Annotated[
+    AwareDatetime,
+    BeforeValidator(_rfc3339_text),
+    WithJsonSchema({"type": "string", "format": "date-time", "pattern": RFC3339}),
+]
+
+
+# With AfterValidator(distinct): a list whose items must differ, and whose schema says so.
+UNIQUE_ITEMS: dict[str, Any] = {"uniqueItems": True}
+
 
 # C0 and C1 control characters and DEL: no text field needs them, and PostgreSQL's jsonb
 # refuses NUL, which halted the read model that stored it. (A lone surrogate, which a

@@ -4,9 +4,17 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import Field, StringConstraints
+from pydantic import AfterValidator, Field
 
-from application.payloads import Payload, ResourceId, SeatLabel
+from application.payloads import (
+    UNIQUE_ITEMS,
+    Payload,
+    ResourceId,
+    SeatLabel,
+    Text100,
+    Text200,
+    distinct,
+)
 from application.registry import CommandRegistry, CommandSpec, Endpoint
 from application.unit_of_work import UnitOfWork
 from domain.errors import ConflictError
@@ -35,18 +43,20 @@ class PlaceReservation(Payload):
 
     reservation_id: ResourceId
     show_id: ResourceId
-    customer_id: Annotated[str, StringConstraints(min_length=1, max_length=100)]
-    seats: Annotated[list[SeatLabel], Field(min_length=1, max_length=50)]
-    card_token: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+    customer_id: Text100
+    seats: Annotated[
+        list[SeatLabel],
+        Field(min_length=1, max_length=50, json_schema_extra=UNIQUE_ITEMS),
+        AfterValidator(distinct),
+    ]
+    card_token: Text100
 
 
 class CancelReservation(Payload):
     """Cancel a reservation: its seats are released and its payment refunded."""
 
     reservation_id: ResourceId
-    reason: Annotated[str, StringConstraints(min_length=1, max_length=200)] = (
-        "cancelled by the customer"
-    )
+    reason: Text200 = "cancelled by the customer"
 
 
 class ReservationStep(Payload):

@@ -7,12 +7,20 @@ its resource and its endpoint.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
-from pydantic import Field, StringConstraints
+from pydantic import AfterValidator, Field
 
-from application.payloads import Payload, ResourceId, SeatLabel
+from application.payloads import (
+    UNIQUE_ITEMS,
+    Payload,
+    ResourceId,
+    SeatLabel,
+    Text200,
+    Timestamp,
+    WholeNumber,
+    distinct,
+)
 from application.registry import CommandRegistry, CommandSpec, Endpoint
 from application.unit_of_work import UnitOfWork
 from domain.show import Show, ShowExistsError
@@ -22,10 +30,14 @@ class CreateShow(Payload):
     """Schedule a show with its seat map and price."""
 
     show_id: ResourceId
-    title: Annotated[str, StringConstraints(min_length=1, max_length=200)]
-    starts_at: datetime
-    seats: Annotated[list[SeatLabel], Field(min_length=1, max_length=5000)]
-    price_cents: Annotated[int, Field(ge=0, le=100_000_000)]
+    title: Text200
+    starts_at: Timestamp
+    seats: Annotated[
+        list[SeatLabel],
+        Field(min_length=1, max_length=5000, json_schema_extra=UNIQUE_ITEMS),
+        AfterValidator(distinct),
+    ]
+    price_cents: Annotated[WholeNumber, Field(ge=0, le=100_000_000)]
 
 
 class CancelShow(Payload):

@@ -81,7 +81,10 @@ def present_command(command: Command) -> dict[str, Any]:
             "client": command.client,
             "aggregate_id": str(command.aggregate_id),
             "status": command.status,
-            "attempts": command.attempts,
+            "attempts": [
+                {**attempt, "error": _public_error(attempt["error"])}
+                for attempt in command.attempts
+            ],
             "submitted_at": command.created_on.isoformat(),
             "updated_at": command.modified_on.isoformat(),
             "correlation_id": str(command.correlation_id),

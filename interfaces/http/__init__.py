@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Flask, Response
+from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
 from infrastructure.event_store import STORE_UNAVAILABLE
@@ -11,9 +11,18 @@ from interfaces.http.commands import commands
 from interfaces.http.documents import document_endpoints
 from interfaces.http.openapi import openapi
 from interfaces.http.operations import operations
-from interfaces.http.problems import Problem
+from interfaces.http.problems import Problem, kebab
 from interfaces.http.submit import command_endpoints
 from projections.catalog import PROJECTIONS
+
+# Problem kinds of the HTTP errors Flask raises itself.
+HTTP_KINDS = {
+    400: "validation-error",
+    404: "not-found",
+    405: "method-not-allowed",
+    413: "content-too-large",
+    415: "unsupported-media-type",
+}
 
 
 def create_app(container: Container) -> Flask:
@@ -38,7 +47,17 @@ def create_app(container: Container) -> Flask:
         status = error.code or 500
         headers = dict(error.get_headers())
         headers.pop("Content-Type", None)
-        return Problem(status, error.name, error.description, headers=headers).response()
+        kind = HTTP_KINDS.get(status, kebab(type(error).__name__))
+        if status == 413:
+            headers["Connection"] = "close"  # the rest of the body was not read
+        return Problem(status, error.name, error.description, kind=kind, headers=headers).response()
+
+    @app.after_request
+    def vary_with_prefer(response: Response) -> Response:
+        # These answers depend on Prefer (wait): caches must key on it.
+        if request.blueprint in ("submit", "documents") or request.endpoint == "commands.command":
+            response.vary.add("Prefer")
+        return response
 
     def store_unavailable(error: Exception) -> Response:
         app.logger.warning("event store unavailable: %s", error)

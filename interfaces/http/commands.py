@@ -39,7 +39,7 @@ STATUSES: tuple[str, ...] = get_args(Status)
 # ASCII digits only: str.isdigit() also accepts "²", which int() refuses.
 EVENT_ID = re.compile(r"-?[0-9]{1,9}")
 LIMIT = re.compile(r"[0-9]{1,3}")
-COMMAND_TYPE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}")
+COMMAND_TYPE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
 
 
 @commands.get("/commands/<command_id>")

@@ -16,7 +16,9 @@ from pydantic import BaseModel
 
 from application.registry import CommandRegistry, CommandSpec
 from interfaces.http import schemas
+from interfaces.http.commands import COMMAND_TYPE, STATUSES
 from interfaces.http.context import container
+from interfaces.http.problems import Problem, explanation_page, problem_types
 from projections.catalog import PROJECTIONS
 from projections.command_registry import CommandDocument
 from projections.document_projection import DocumentProjection
@@ -28,6 +30,15 @@ openapi = Blueprint("openapi", __name__)
 def document() -> Response:
     """The OpenAPI 3.1 document."""
     return jsonify(build_openapi(container().registry))
+
+
+@openapi.get("/problems/<kind>")
+def problem_type(kind: str) -> Response:
+    """The page a problem's ``type`` URI answers: what the problem means."""
+    text = problem_types().get(kind)
+    if text is None:
+        raise Problem(404, "Not found", f"no problem type {kind}")
+    return Response(explanation_page(kind, text), mimetype="text/html")
 
 
 PROBLEM = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/ProblemDetails"}}}
@@ -135,7 +146,7 @@ def _add_command_route(spec: APISpec, command: CommandSpec[Any]) -> None:
                 "name": "Prefer",
                 "in": "header",
                 "required": False,
-                "schema": {"type": "string", "pattern": "^wait=[0-9]{1,2}$"},
+                "schema": {"type": "string", "maxLength": 1000},
                 "description": "wait=N: answer synchronously if the outcome is known within N s",
             },
             {
@@ -199,7 +210,15 @@ def _add_command_route(spec: APISpec, command: CommandSpec[Any]) -> None:
                     }
                 },
             },
-            created: _json("CommandStatus", "Prefer: wait, and the command succeeded"),
+            created: {
+                **_json("CommandStatus", "Prefer: wait, and the command succeeded"),
+                "headers": {
+                    "Content-Location": {"schema": {"type": "string"}},
+                    "Preference-Applied": {"schema": {"type": "string"}},
+                    "Vary": {"schema": {"type": "string"}},
+                    **({"Location": {"schema": {"type": "string"}}} if command.creates else {}),
+                },
+            },
             "400": _problem("invalid command: every violation is listed"),
             "404": _problem("Prefer: wait, and the target does not exist"),
             "409": _problem("the id is taken, or (Prefer: wait) the state forbids it"),
@@ -324,8 +343,12 @@ def _add_reads(spec: APISpec) -> None:
         "ListCommands",
         "Registry entries by filter, oldest first, cursor-paged",
         [
-            {"name": "status", "in": "query", "schema": {"type": "string"}},
-            {"name": "type", "in": "query", "schema": {"type": "string"}},
+            {"name": "status", "in": "query", "schema": {"enum": list(STATUSES)}},
+            {
+                "name": "type",
+                "in": "query",
+                "schema": {"type": "string", "pattern": COMMAND_TYPE.pattern},
+            },
             {"name": "aggregate_id", "in": "query", "schema": uuid},
             {"name": "correlation_id", "in": "query", "schema": uuid},
             {"name": "cursor", "in": "query", "schema": {"type": "string"}},
@@ -345,6 +368,24 @@ def _add_reads(spec: APISpec) -> None:
         "Read models' positions and lag",
         [],
         _json("ProjectionList", "positions"),
+    )
+    spec.path(
+        path="/problems/{kind}",
+        operations={
+            "get": {
+                "operationId": "ExplainProblem",
+                "summary": "What a problem type means (the type URI of every error answer)",
+                "security": [{}],
+                "parameters": [_path_id("kind")],
+                "responses": {
+                    "200": {
+                        "description": "the explanation",
+                        "content": {"text/html": {"schema": {"type": "string"}}},
+                    },
+                    "404": _problem("no such problem type"),
+                },
+            }
+        },
     )
     spec.path(
         path="/health",

@@ -22,7 +22,7 @@ from application.registry import CommandRegistry, CommandSpec
 from interfaces.bootstrap import Container
 from interfaces.http.auth import WRITE, authenticate
 from interfaces.http.context import container, prefer_wait
-from interfaces.http.problems import Problem
+from interfaces.http.problems import Problem, kebab
 from projections.catalog import present
 from projections.command_registry import command_links, present_command
 
@@ -54,10 +54,19 @@ def submit(command_type: str, **path: str) -> Response:
     built = container()
     caller = authenticate(built.settings.api_keys, WRITE)
     spec = built.registry.get(command_type)
-    payload = _payload(spec, path)
-    key = _idempotency_key()
+    errors: list[dict[str, str]] = []
+    key = _idempotency_key(errors)
+    callback = _callback_url(built, errors)
+    payload = _payload(spec, path, built.settings.max_body_bytes, errors)
+    if errors:
+        malformed = any(e["location"] == "body" and e.get("type") == "json_invalid" for e in errors)
+        raise Problem(
+            400,
+            "Malformed JSON" if malformed else "Invalid command",
+            kind="malformed-json" if malformed else "validation-error",
+            errors=errors,
+        )
     wait = prefer_wait(built.settings.max_wait_seconds)
-    callback = _callback_url(bool(built.settings.webhook_secret))
     submission = Submission(
         spec=spec,
         payload=payload,
@@ -81,33 +90,27 @@ def submit(command_type: str, **path: str) -> Response:
     return _accepted(acceptance, warn=key is None)
 
 
-def _payload(spec: CommandSpec[Any], path: dict[str, str]) -> Any:
-    if request.mimetype != "application/json" and (request.content_length or request.data):
+def _payload(
+    spec: CommandSpec[Any], path: dict[str, str], limit: int, errors: list[dict[str, str]]
+) -> Any:
+    raw = read_body(limit)
+    if raw.strip() and request.mimetype != "application/json":
         raise Problem(
             415,
             "Unsupported media type",
             "send the command as application/json",
             headers={"Accept-Post": "application/json"},
         )
-    raw = request.get_data(cache=True)
-    try:
-        body = json.loads(raw) if raw.strip() else {}
-    except ValueError as error:
-        raise Problem(400, "Malformed JSON", str(error), kind="malformed-json") from None
-    if not isinstance(body, dict):
-        raise Problem(
-            400,
-            "Invalid command",
-            kind="validation-error",
-            errors=[{"location": "body", "message": "the body must be a JSON object"}],
-        )
-    errors = [
+    body = _json_object(raw, errors)
+    if body is None:
+        return None
+    errors.extend(
         {"location": f"body.{name}", "message": f"must equal the path's {name} ({value!r})"}
         for name, value in path.items()
         if name in body and body[name] != value
-    ]
+    )
     try:
-        payload = spec.payload.model_validate({**body, **path})
+        return spec.payload.model_validate({**body, **path})
     except ValidationError as invalid:
         errors.extend(
             {
@@ -117,9 +120,85 @@ def _payload(spec: CommandSpec[Any], path: dict[str, str]) -> Any:
             }
             for error in invalid.errors(include_url=False)
         )
-    if errors:
-        raise Problem(400, "Invalid command", kind="validation-error", errors=errors)
-    return payload
+    return None
+
+
+def _json_object(raw: bytes, errors: list[dict[str, str]]) -> dict[str, Any] | None:
+    """The body as a JSON object, or None with the reason in ``errors``."""
+    if not raw.strip():
+        return {}
+    if nesting_exceeds(raw, MAX_NESTING):
+        message = f"nests deeper than {MAX_NESTING} levels"
+        errors.append({"location": "body", "message": message, "type": "json_invalid"})
+        return None
+    try:
+        body = json.loads(raw)
+    except ValueError as error:
+        errors.append({"location": "body", "message": str(error), "type": "json_invalid"})
+        return None
+    if not isinstance(body, dict):
+        errors.append({"location": "body", "message": "the body must be a JSON object"})
+        return None
+    return body
+
+
+def read_body(limit: int) -> bytes:
+    """The request body, refused with a 413 (closing the connection) past ``limit`` bytes,
+    whether it comes with a Content-Length or chunked."""
+    if request.content_length is not None:
+        return request.get_data(cache=True)  # Flask refused one over the limit already
+    if "wsgi.input_terminated" not in request.environ:
+        return b""  # no length and a server that does not end the stream: no body
+    stream = request.environ["wsgi.input"]
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := stream.read(min(65536, limit + 1 - size)):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            raise too_large(limit)
+    return b"".join(chunks)
+
+
+def too_large(limit: int) -> Problem:
+    """The 413 for a body over ``limit`` bytes; the rest of it is not read, so the
+    connection cannot carry another request and is closed."""
+    return Problem(
+        413,
+        "Content too large",
+        f"the body is larger than {limit} bytes",
+        kind="content-too-large",
+        headers={"Connection": "close"},
+    )
+
+
+# Deeper JSON is refused before it is parsed (a parser recursing 10,000 levels fails).
+MAX_NESTING = 32
+
+
+def nesting_exceeds(raw: bytes, limit: int) -> bool:
+    """Whether the JSON text ``raw`` opens more than ``limit`` arrays or objects at once."""
+    if raw.count(b"[") + raw.count(b"{") <= limit:
+        return False  # cannot nest deeper than it opens
+    depth = 0
+    in_string = escaped = False
+    for byte in raw:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            if depth > limit:
+                return True
+        elif byte in (0x5D, 0x7D):  # ] }
+            depth -= 1
+    return False
 
 
 def _location(loc: tuple[int | str, ...], path: dict[str, str]) -> str:
@@ -127,43 +206,28 @@ def _location(loc: tuple[int | str, ...], path: dict[str, str]) -> str:
     return where + "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc)
 
 
-def _idempotency_key() -> str | None:
+def _idempotency_key(errors: list[dict[str, str]]) -> str | None:
     key = request.headers.get("Idempotency-Key")
-    if key is None:
+    if key is not None and not IDEMPOTENCY_KEY.match(key):
+        message = "must be 1 to 255 visible ASCII characters"
+        errors.append({"location": "header.Idempotency-Key", "message": message})
         return None
-    if not IDEMPOTENCY_KEY.match(key):
-        raise Problem(
-            400,
-            "Invalid command",
-            kind="validation-error",
-            errors=[
-                {
-                    "location": "header.Idempotency-Key",
-                    "message": "must be 1 to 255 visible ASCII characters",
-                }
-            ],
-        )
     return key
 
 
-def _callback_url(configured: bool) -> str | None:
+def _callback_url(built: Container, errors: list[dict[str, str]]) -> str | None:
     url = request.headers.get("Callback-Url")
     if url is None:
         return None
-    problem = None
     parts = urlsplit(url)
-    if not configured:
+    if not built.settings.webhook_secret:
         problem = "webhooks are not enabled on this service (WEBHOOK_SECRET is not set)"
     elif parts.scheme not in ("http", "https") or not parts.hostname or len(url) > 2048:
         problem = "must be an absolute http(s) URL of at most 2048 characters"
-    if problem:
-        raise Problem(
-            400,
-            "Invalid command",
-            kind="validation-error",
-            errors=[{"location": "header.Callback-Url", "message": problem}],
-        )
-    return url
+    else:
+        return url
+    errors.append({"location": "header.Callback-Url", "message": problem})
+    return None
 
 
 def _accepted(acceptance: Acceptance, *, warn: bool) -> Response:
@@ -229,7 +293,7 @@ def _outcome_problem(command: Command, headers: dict[str, str]) -> Problem:
             status,
             "Command failed",
             error.get("message"),
-            kind=_kebab(error.get("type", "command-failed")),
+            kind=kebab(error["type"]) if "type" in error else "command-failed",
             headers=headers,
             command_id=str(command.id),
             links=links,
@@ -243,10 +307,6 @@ def _outcome_problem(command: Command, headers: dict[str, str]) -> Problem:
         command_id=str(command.id),
         links=links,
     )
-
-
-def _kebab(name: str) -> str:
-    return re.sub(r"(?<!^)(?=[A-Z])", "-", name.removesuffix("Error")).lower()
 
 
 def _format_seconds(seconds: float) -> str:
