@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import Any
 
@@ -35,14 +36,37 @@ class WebServer(BaseApplication):  # type: ignore[misc]
         for key, value in options.items():
             self.cfg.set(key, value)
 
-    def load(self) -> Flask:
+    def load(self) -> Callable[..., Iterable[bytes]]:
         # Each request thread may hold a connection, and the command watcher keeps one
         # for LISTEN and uses another for its reads.
         pool = replace(
             self.settings,
             db_max_overflow=max(self.settings.db_max_overflow, self.settings.web_threads + 2),
         )
-        return create_app(bootstrap(pool))
+        return closing_when_asked(create_app(bootstrap(pool)))
+
+
+def closing_when_asked(app: Flask) -> Callable[..., Iterable[bytes]]:
+    """The app, with its ``Connection: close`` honoured.
+
+    Gunicorn drops hop-by-hop headers an app sets and answers ``keep-alive``; an answer
+    that did not read the whole request body (a ``413``) must close the connection
+    instead, which gunicorn's response object can be told through ``force_close``.
+    """
+
+    def wsgi(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        def start(status: str, headers: list[tuple[str, str]], *exc_info: Any) -> Any:
+            if any(k.lower() == "connection" and v.lower() == "close" for k, v in headers):
+                force_close = getattr(
+                    getattr(start_response, "__self__", None), "force_close", None
+                )
+                if force_close is not None:
+                    force_close()
+            return start_response(status, headers, *exc_info)
+
+        return app(environ, start)
+
+    return wsgi
 
 
 def run_web(settings: Settings) -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
+import socket
 import time
 import uuid
 from typing import Any
@@ -12,7 +15,14 @@ import pytest
 from infrastructure.event_store import migrate
 from infrastructure.settings import Settings
 from tests.conftest import fresh_database
-from tests.e2e.conftest import READER_TOKEN, Answer, Client, LiveService, free_port
+from tests.e2e.conftest import (
+    READER_TOKEN,
+    TOKEN,
+    Answer,
+    Client,
+    LiveService,
+    free_port,
+)
 from tests.support.processes import ServiceProcess, http_ready, running, service_env, wait_until
 
 pytestmark = [pytest.mark.postgres, pytest.mark.rabbitmq]
@@ -232,3 +242,61 @@ def test_an_unreachable_event_store_is_503_and_nothing_is_recorded(
     assert elapsed < 30
     assert health.status == 503
     assert health.body["event_store"]["reachable"] is False
+
+
+def _raw_exchange(live: LiveService, request: bytes) -> tuple[bytes, bool]:
+    """Send ``request`` on a fresh socket; the answer's head, and whether the server
+    closed the connection after it."""
+    host, port = live.base.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        with contextlib.suppress(OSError):  # the server may stop reading once it answered
+            sock.sendall(request)
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+        rest = b""
+        try:
+            while chunk := sock.recv(65536):
+                rest += chunk
+        except TimeoutError:
+            return answer, False
+        return answer, True
+
+
+def test_a_chunked_body_over_the_limit_is_413_and_the_connection_is_closed(
+    live: LiveService,
+) -> None:
+    body = json.dumps({**show(), "title": "x" * 100_000}).encode()
+    chunks = b"".join(
+        f"{len(part):x}\r\n".encode() + part + b"\r\n"
+        for part in (body[i : i + 8192] for i in range(0, len(body), 8192))
+    )
+    head = (
+        "PUT /shows/chunked HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Authorization: Bearer {TOKEN}\r\nTransfer-Encoding: chunked\r\n\r\n"
+    ).encode()
+
+    answer, closed = _raw_exchange(live, head + chunks + b"0\r\n\r\n")
+
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+    assert b"connection: close" in answer.lower()
+    assert closed
+    assert live.client().request("GET", "/shows/chunked").status == 404
+
+
+def test_a_declared_length_over_the_limit_is_413_and_the_connection_is_closed(
+    live: LiveService,
+) -> None:
+    head = (
+        "PUT /shows/big HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Authorization: Bearer {TOKEN}\r\nContent-Length: 10000000\r\n\r\n"
+    ).encode()
+
+    answer, closed = _raw_exchange(live, head + b"{" * 1000)
+
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+    assert b"connection: close" in answer.lower()
+    assert closed
