@@ -27,9 +27,10 @@ from application.event_log import BoxofficeApplication
 from infrastructure.payment_gateway import PostgresLedger
 from infrastructure.settings import Settings
 from infrastructure.stall_log import StallLog
+from infrastructure.webhooks import WebhookDispatcher, WebhookOutbox
 from projections.catalog import PROJECTIONS
 
-TRACKERS = ("relay", "webhooks", "saga_runner")
+TRACKERS = ("relay", "saga_runner")
 TV = TypeVar("TV", bound=PostgresTrackingRecorder)
 
 
@@ -127,6 +128,9 @@ def migrate(settings: Settings) -> list[str]:
     for name in TRACKERS:
         build_tracker(settings, name, create_table=True).datastore.close()  # type: ignore[attr-defined]
         tables.append(f"{name}_tracking")
+    outbox = build_view(settings, WebhookDispatcher.name, WebhookOutbox, create_table=True)
+    outbox.datastore.close()
+    tables += ["webhook_deliveries", f"{WebhookDispatcher.name}_tracking"]
     for projection in PROJECTIONS:
         view = build_view(settings, projection.name, projection.view_class, create_table=True)
         view.datastore.close()

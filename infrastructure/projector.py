@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from eventsourcing.application import Application
@@ -20,10 +20,12 @@ class Projector:
         app: Application[Any],
         projections: Sequence[Follower],
         stalls: StallLog | None = None,
+        loops: Sequence[Callable[[threading.Event], None]] = (),
     ) -> None:
         self.app = app
         self.projections = projections
         self.stalls = stalls
+        self.loops = loops
 
     def run(self, stop: threading.Event, retry_after: float = 1.0) -> None:
         """Project until ``stop`` is set."""
@@ -36,6 +38,7 @@ class Projector:
             )
             for projection in self.projections
         ]
+        threads += [threading.Thread(target=loop, args=(stop,)) for loop in self.loops]
         for thread in threads:
             thread.start()
         for thread in threads:

@@ -160,6 +160,8 @@ class Settings:
     payment_deadline_seconds: float = 30.0
     fake_gateway_slow_seconds: float = 35.0
     webhook_max_attempts: int = 8
+    webhook_timeout_seconds: float = 5.0
+    webhook_allow_networks: tuple[str, ...] = ()
     command_lease_seconds: float = 120.0
     payment_gateway: str = "fake"
 
@@ -256,6 +258,18 @@ class Settings:
                     raise ValueError(f"{name!r} is not a module name")
             return names
 
+        def positive_float(raw: str) -> float:
+            value = float(raw)
+            if not value > 0:
+                raise ValueError("must be a number above 0")
+            return value
+
+        def networks(raw: str) -> tuple[str, ...]:
+            names = tuple(n.strip() for n in raw.split(",") if n.strip())
+            for name in names:
+                ipaddress.ip_network(name, strict=False)  # a ValueError names it
+            return names
+
         def secret(raw: str) -> str:
             if len(raw) < 16:
                 raise ValueError("must be at least 16 characters")
@@ -308,6 +322,10 @@ class Settings:
             webhook_max_attempts=get(
                 "WEBHOOK_MAX_ATTEMPTS", positive_int, defaults.webhook_max_attempts
             ),
+            webhook_timeout_seconds=get(
+                "WEBHOOK_TIMEOUT_SECONDS", positive_float, defaults.webhook_timeout_seconds
+            ),
+            webhook_allow_networks=get("WEBHOOK_ALLOW_NETWORKS", networks, ()),
             command_lease_seconds=get(
                 "COMMAND_LEASE_SECONDS", non_negative_float, defaults.command_lease_seconds
             ),

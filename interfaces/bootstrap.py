@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
@@ -41,11 +42,14 @@ from infrastructure.settings import Settings
 from infrastructure.stall_log import StallLog
 from infrastructure.subscription import subscribe
 from infrastructure.tasks import register_tasks
-from infrastructure.webhooks import WebhookDispatcher
+from infrastructure.webhooks import AddressPolicy, WebhookDispatcher, WebhookOutbox, WebhookSender
 from projections.catalog import PROJECTIONS
 from projections.command_registry import CommandRegistryProjection, CommandRegistryView
 from projections.read_models import InMemoryReadModels, ReadModels
 from projections.sagas import SagasProjection, SagasView
+
+# Webhook deliveries in flight at once (at most two per destination).
+WEBHOOK_THREADS = 8
 
 
 @dataclass
@@ -152,17 +156,33 @@ class Container:
         followers: list[Follower] = [
             p(build_view(self.settings, p.name, p.view_class), app.repository) for p in PROJECTIONS
         ]
+        loops: list[Callable[[threading.Event], None]] = []
         if self.settings.webhook_secret:
-            followers.append(
-                WebhookDispatcher(
-                    build_tracker(self.settings, WebhookDispatcher.name),
-                    app.repository,
-                    self.settings.webhook_secret,
-                    max_attempts=self.settings.webhook_max_attempts,
-                    stop=stop,
-                )
-            )
-        return Projector(app, followers, StallLog(app.recorder.datastore))  # type: ignore[attr-defined]
+            outbox = build_view(self.settings, WebhookDispatcher.name, WebhookOutbox)
+            followers.append(WebhookDispatcher(outbox, app.repository))
+            loops.append(self.webhook_sender().run)
+        stalls = StallLog(app.recorder.datastore)  # type: ignore[attr-defined]
+        return Projector(app, followers, stalls, loops)
+
+    def webhook_sender(self) -> WebhookSender:
+        """The threads that POST the webhooks, with a pool of connections for them."""
+        threads = WEBHOOK_THREADS
+        pool = replace(self.settings, db_pool_size=threads + 1, db_max_overflow=2)
+        return WebhookSender(
+            build_view(pool, WebhookDispatcher.name, WebhookOutbox),
+            self.settings.webhook_secret,
+            AddressPolicy.allowing(self.settings.webhook_allow_networks),
+            max_attempts=self.settings.webhook_max_attempts,
+            timeout=self.settings.webhook_timeout_seconds,
+            threads=threads,
+        )
+
+    def webhook_outbox(self) -> WebhookOutbox | None:
+        """The webhook deliveries, sharing this process's pool (None on the in-memory store)."""
+        datastore = getattr(self.app.recorder, "datastore", None)
+        if datastore is None:
+            return None
+        return view_on(datastore, WebhookDispatcher.name, WebhookOutbox)
 
     def relay(self) -> OutboxRelay:
         """An outbox relay publishing through this container's Celery app."""

@@ -18,6 +18,7 @@ from application.registry import CommandRegistry, CommandSpec
 from interfaces.http import schemas
 from interfaces.http.commands import COMMAND_TYPE, STATUSES
 from interfaces.http.context import container
+from interfaces.http.operations import DELIVERY_STATUSES
 from interfaces.http.problems import Problem, explanation_page, problem_types
 from projections.catalog import PROJECTIONS
 from projections.command_registry import CommandDocument
@@ -80,6 +81,7 @@ def build_openapi(registry: CommandRegistry) -> dict[str, Any]:
         schemas.CommandStatus,
         schemas.CommandPage,
         schemas.ProjectionList,
+        schemas.WebhookList,
         schemas.Health,
         schemas.ProblemDetails,
     ):
@@ -368,6 +370,15 @@ def _add_reads(spec: APISpec) -> None:
         "Read models' positions and lag",
         [],
         _json("ProjectionList", "positions"),
+    )
+    _get(
+        spec,
+        "/webhooks",
+        "ListWebhooks",
+        "Webhook deliveries; status=parked lists those given up on (admin)",
+        [{"name": "status", "in": "query", "schema": {"enum": list(DELIVERY_STATUSES)}}],
+        _json("WebhookList", "deliveries"),
+        _400="bad status",
     )
     spec.path(
         path="/problems/{kind}",

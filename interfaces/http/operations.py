@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint, Response, jsonify, request
 
 from interfaces.http.auth import ADMIN, authenticate
 from interfaces.http.context import container
+from interfaces.http.problems import Problem
 
 operations = Blueprint("operations", __name__)
 
 LAG_CAP = 10_000
+DELIVERY_STATUSES = ("pending", "delivered", "parked")
+WEBHOOK_PAGE = 500
 # Tries in a row on one event after which /health calls a follower stalled (1 + 2 + 4 s).
 STALLED_AFTER = 3
 
@@ -40,6 +43,27 @@ def projections() -> Response:
                 "stalled": stalled.get(name),
             }
         )
+    return jsonify({"items": items})
+
+
+@operations.get("/webhooks")
+def webhooks() -> Response:
+    """Webhook deliveries, most recently changed first; ``?status=parked`` lists those
+    given up on (their receiver kept failing), which are no longer tried."""
+    built = container()
+    authenticate(built.settings.api_keys, ADMIN)
+    status = request.args.get("status")
+    if status is not None and status not in DELIVERY_STATUSES:
+        raise Problem(
+            400,
+            "Invalid query",
+            kind="validation-error",
+            errors=[
+                {"location": "query.status", "message": f"one of {', '.join(DELIVERY_STATUSES)}"}
+            ],
+        )
+    outbox = built.webhook_outbox()
+    items = outbox.listed(status, WEBHOOK_PAGE) if outbox is not None else []
     return jsonify({"items": items})
 
 

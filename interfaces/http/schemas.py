@@ -76,6 +76,25 @@ class ProjectionList(BaseModel):
     items: list[ProjectionState]
 
 
+class WebhookDelivery(BaseModel):
+    """One command outcome POSTed, or to be POSTed, to its Callback-Url."""
+
+    delivery_id: str = Field(description="sent as Boxoffice-Delivery")
+    url: str
+    status: Literal["pending", "delivered", "parked"]
+    attempts: int
+    last_error: str | None
+    next_at: str
+    created_at: str
+    updated_at: str
+
+
+class WebhookList(BaseModel):
+    """Webhook deliveries, most recently changed first."""
+
+    items: list[WebhookDelivery]
+
+
 class Reachability(BaseModel):
     """Whether a dependency answered."""
 

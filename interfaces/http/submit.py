@@ -19,6 +19,7 @@ from application.pipeline import (
     Submission,
 )
 from application.registry import CommandRegistry, CommandSpec
+from infrastructure.webhooks import AddressPolicy, RefusedAddressError
 from interfaces.bootstrap import Container
 from interfaces.http.auth import WRITE, authenticate
 from interfaces.http.context import container, prefer_wait
@@ -225,7 +226,13 @@ def _callback_url(built: Container, errors: list[dict[str, str]]) -> str | None:
     elif parts.scheme not in ("http", "https") or not parts.hostname or len(url) > 2048:
         problem = "must be an absolute http(s) URL of at most 2048 characters"
     else:
-        return url
+        policy = AddressPolicy.allowing(built.settings.webhook_allow_networks)
+        try:
+            policy.check_host(parts.hostname)
+        except RefusedAddressError as error:
+            problem = f"must be a public address: {error}"
+        else:
+            return url
     errors.append({"location": "header.Callback-Url", "message": problem})
     return None
 

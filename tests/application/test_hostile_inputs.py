@@ -161,3 +161,24 @@ def test_tracebacks_stay_with_the_operator(
     recorded = pipeline.get_command(command.id)
     assert recorded is not None
     assert "Traceback" in recorded.attempts[0]["error"]["traceback"]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://169.254.169.254/latest/meta-data",
+        "http://localhost:8000/hook",
+        "http://127.0.0.1/hook",
+        "http://10.0.0.1/hook",
+        "http://[::1]/hook",
+        "http://[fd00:ec2::254]/hook",
+        "http://app.localhost/hook",
+    ],
+)
+def test_a_callback_to_an_inside_address_is_refused_at_once(
+    memory: tuple[FlaskClient, BoxofficeApplication], url: str
+) -> None:
+    body = refused(memory, json=SHOW, headers={"Callback-Url": url})
+
+    assert body["errors"][0]["location"] == "header.Callback-Url"
+    assert "public address" in body["errors"][0]["message"]

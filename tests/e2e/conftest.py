@@ -118,6 +118,7 @@ def live(
             f"viewer commands:read sha256:{ApiKey.digest_of(READER_TOKEN)};"
             f"ops admin sha256:{ApiKey.digest_of(ADMIN_TOKEN)}",
             WEBHOOK_SECRET=WEBHOOK_SECRET,
+            WEBHOOK_ALLOW_NETWORKS="127.0.0.0/8",  # the test's receivers are on loopback
         )
         web = ServiceProcess("web", env, log_dir)
         others = [
