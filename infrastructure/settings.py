@@ -164,6 +164,9 @@ class Settings:
     webhook_allow_networks: tuple[str, ...] = ()
     command_lease_seconds: float = 120.0
     payment_gateway: str = "fake"
+    rate_limit_per_second: float = 500.0
+    rate_limit_burst: float = 1000.0
+    streams_per_client: int = 8
 
     @property
     def embedded_database(self) -> bool:
@@ -330,6 +333,11 @@ class Settings:
                 "COMMAND_LEASE_SECONDS", non_negative_float, defaults.command_lease_seconds
             ),
             payment_gateway=get("PAYMENT_GATEWAY", adapter, defaults.payment_gateway),
+            rate_limit_per_second=get(
+                "RATE_LIMIT_PER_SECOND", positive_float, defaults.rate_limit_per_second
+            ),
+            rate_limit_burst=get("RATE_LIMIT_BURST", positive_float, defaults.rate_limit_burst),
+            streams_per_client=get("STREAMS_PER_CLIENT", positive_int, defaults.streams_per_client),
         )
         if settings.db_max_overflow < 0:
             problems.append("DB_MAX_OVERFLOW: must be at least 0")

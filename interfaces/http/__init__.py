@@ -9,6 +9,7 @@ from infrastructure.event_store import STORE_UNAVAILABLE
 from interfaces.bootstrap import Container
 from interfaces.http.commands import commands
 from interfaces.http.documents import document_endpoints
+from interfaces.http.limits import Limits
 from interfaces.http.openapi import openapi
 from interfaces.http.operations import operations
 from interfaces.http.problems import Problem, kebab
@@ -30,6 +31,11 @@ def create_app(container: Container) -> Flask:
     document endpoints generated from the registry and the projections."""
     app = Flask("boxoffice")
     app.extensions["boxoffice"] = container
+    app.extensions["boxoffice-limits"] = Limits(
+        rate=container.settings.rate_limit_per_second,
+        burst=container.settings.rate_limit_burst,
+        streams=container.settings.streams_per_client,
+    )
     app.config["MAX_CONTENT_LENGTH"] = container.settings.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.register_blueprint(command_endpoints(container.registry))

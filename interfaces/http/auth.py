@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from flask import request
 
 from infrastructure.settings import SCOPES, ApiKey
+from interfaces.http.limits import limits
 from interfaces.http.problems import Problem
 
 ANONYMOUS = "anonymous"
@@ -42,6 +43,7 @@ def authenticate(keys: Sequence[ApiKey], scope: str) -> Caller:
     """The caller, who must have ``scope``: a 401 :class:`Problem` for missing or bad
     credentials, a 403 for a key without the scope."""
     caller = _identify(keys)
+    limits().admit(caller.client)
     if not caller.may(scope):
         raise Problem(
             403,

@@ -19,6 +19,7 @@ from interfaces.bootstrap import Container
 from interfaces.http.auth import ADMIN, READ, authenticate
 from interfaces.http.consistency import await_consistency, with_consistency
 from interfaces.http.context import container
+from interfaces.http.limits import limits
 from interfaces.http.problems import Problem
 from projections.command_registry import (
     CommandRegistryProjection,
@@ -83,12 +84,14 @@ def command_events(command_id: str) -> Response:
             kind="validation-error",
             errors=[{"location": "header.Last-Event-ID", "message": "not an event id"}],
         )
-    stream = _status_stream(built, key, max(0, int(last_seen) + 1))
-    return Response(
-        stream,
+    release = limits().open_stream(caller.client)
+    response = Response(
+        _status_stream(built, key, max(0, int(last_seen) + 1)),
         mimetype="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
+    response.call_on_close(release)  # however the stream ends, even unread
+    return response
 
 
 def _status_stream(built: Container, key: UUID, first: int) -> Iterator[str]:

@@ -62,6 +62,7 @@ def _json(schema: str, description: str) -> dict[str, Any]:
 COMMON_ERRORS = {
     "401": _problem("missing or bad credentials", **{"WWW-Authenticate": "string"}),
     "403": _problem("the API key does not have the scope this needs"),
+    "429": _problem("too many requests or streams for this API key", **{"Retry-After": "string"}),
     "503": _problem("the event store cannot be reached", **{"Retry-After": "string"}),
 }
 

@@ -101,7 +101,7 @@ def test_a_silent_receiver_does_not_hold_up_another_and_is_parked(outbox: Webhoo
 
     stop = sending(outbox, LOOPBACK, timeout=1.0, threads=4, max_attempts=2, base_delay=0.1)
     try:
-        wait_until(lambda: prompt.received, 10, "the prompt receiver's delivery")
+        wait_until(lambda: bool(prompt.received), 10, "the prompt receiver's delivery")
         waited = prompt.received[0][0] - started
         wait_until(
             lambda: all(status_of(outbox, d)["status"] == "parked" for d in stuck),
