@@ -15,7 +15,6 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
-    Strict,
     StringConstraints,
     WithJsonSchema,
     field_validator,
@@ -25,15 +24,33 @@ T = TypeVar("T")
 
 RESOURCE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 ResourceId = Annotated[str, StringConstraints(pattern=RESOURCE_ID_PATTERN)]
-SeatLabel = Annotated[str, StringConstraints(min_length=1, max_length=16, pattern=r"^\S+$")]
 
 
-# Text that is not all spaces.
-NOT_BLANK = r"^\s*\S[\s\S]*$"
+def pattern_message(pattern: str) -> str | None:
+    """What a value failing one of these patterns is told, in words."""
+    return PATTERN_MESSAGES.get(pattern)
+
+
+# C0 and C1 control characters and DEL, as a pattern the published schema can carry.
+CONTROLS = "\\u0000-\\u001f\\u007f-\\u009f"
+NO_SPACE = rf"^[^\s{CONTROLS}]+$"
+SeatLabel = Annotated[str, StringConstraints(min_length=1, max_length=16, pattern=NO_SPACE)]
+
+
+# Text that is not all spaces, and has no control character.
+NOT_BLANK = rf"^[^{CONTROLS}]*[^\s{CONTROLS}][^{CONTROLS}]*$"
 Text100 = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=NOT_BLANK)]
 Text200 = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=NOT_BLANK)]
-# An integer as JSON writes one: "100", true and 1.5 are refused, not converted.
-WholeNumber = Annotated[int, Strict()]
+
+
+def whole_number(value: Any) -> Any:
+    """An integer as JSON writes one (100 or 100.0); "100", true and 1.5 are refused.
+    Use as ``BeforeValidator(whole_number)`` after the field's bounds."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("must be a whole number, not text or true/false")
+    if isinstance(value, float) and not value.is_integer():
+        raise ValueError("must be a whole number")
+    return int(value)
 
 
 def distinct(items: list[T]) -> list[T]:
@@ -43,6 +60,13 @@ def distinct(items: list[T]) -> list[T]:
         raise ValueError(f"listed more than once: {', '.join(repeated)}")
     return items
 
+
+PATTERN_MESSAGES = {
+    RESOURCE_ID_PATTERN: "must be 1 to 64 letters, digits, '.', '_' or '-', "
+    "starting with a letter or a digit",
+    NO_SPACE: "must have no spaces and no control characters",
+    NOT_BLANK: "must not be blank, nor contain control characters",
+}
 
 # RFC 3339: a date, a time and an offset, as text ("Z" or +hh:mm); years 2000 to 9999.
 RFC3339 = (

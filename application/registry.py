@@ -22,7 +22,7 @@ P = TypeVar("P", bound=BaseModel)
 @dataclass(frozen=True)
 class Endpoint:
     """Where clients submit a command: ``path`` is a template whose ``{names}`` are
-    payload fields given in the path (the body may repeat them, equal)."""
+    payload fields given in the path (and not in the body)."""
 
     method: Literal["PUT", "POST"]
     path: str

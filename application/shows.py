@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, BeforeValidator, Field
 
 from application.payloads import (
     UNIQUE_ITEMS,
@@ -18,8 +18,8 @@ from application.payloads import (
     SeatLabel,
     Text200,
     Timestamp,
-    WholeNumber,
     distinct,
+    whole_number,
 )
 from application.registry import CommandRegistry, CommandSpec, Endpoint
 from application.unit_of_work import UnitOfWork
@@ -37,7 +37,7 @@ class CreateShow(Payload):
         Field(min_length=1, max_length=5000, json_schema_extra=UNIQUE_ITEMS),
         AfterValidator(distinct),
     ]
-    price_cents: Annotated[WholeNumber, Field(ge=0, le=100_000_000)]
+    price_cents: Annotated[int, Field(ge=0, le=100_000_000), BeforeValidator(whole_number)]
 
 
 class CancelShow(Payload):

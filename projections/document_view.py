@@ -8,7 +8,7 @@ in a dict, for the in-memory event store of unit tests.
 
 from __future__ import annotations
 
-import base64
+import re
 import threading
 from typing import Any, ClassVar, Protocol
 from uuid import UUID
@@ -183,21 +183,22 @@ class InMemoryDocumentView(POPOTrackingRecorder):
 
 
 class InvalidCursorError(ValueError):
-    """Raised when a paging cursor was not issued by this service."""
+    """Raised when a paging cursor is not a row number."""
+
+
+# A cursor is the row sequence number after which the next page starts: every such
+# number is a valid cursor (a page after the last row is empty), so a cursor cannot be
+# "not issued by this API", only malformed.
+CURSOR = re.compile(r"[0-9]{1,18}")
 
 
 def encode_cursor(seq: int) -> str:
-    """An opaque cursor for the rows after ``seq``."""
-    return base64.urlsafe_b64encode(f"seq:{seq}".encode()).decode().rstrip("=")
+    """The cursor of the rows after ``seq``."""
+    return str(seq)
 
 
 def decode_cursor(cursor: str) -> int:
-    """The ``seq`` inside ``cursor``; raises :class:`InvalidCursorError`."""
-    try:
-        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        prefix, _, seq = text.partition(":")
-        if prefix != "seq":
-            raise ValueError(prefix)
-        return int(seq)
-    except ValueError:
-        raise InvalidCursorError(cursor) from None
+    """The ``seq`` of ``cursor``; raises :class:`InvalidCursorError`."""
+    if not CURSOR.fullmatch(cursor):
+        raise InvalidCursorError(cursor)
+    return int(cursor)

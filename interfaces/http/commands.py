@@ -119,7 +119,7 @@ def _status_changes(built: Container, key: UUID, first: int) -> Iterator[str]:
 
         def changed(seen: int = sent) -> bool:
             current = built.pipeline.get_command(key)
-            return current is not None and len(current.history) > seen
+            return current is not None and (current.is_terminal or len(current.history) > seen)
 
         if not built.watcher.wait(key, SSE_KEEPALIVE_SECONDS, changed):
             yield ": keep-alive\n\n"
@@ -145,7 +145,7 @@ def command_list() -> Response:
             400,
             "Invalid query",
             kind="validation-error",
-            errors=[{"location": "query.cursor", "message": "not a cursor issued by this API"}],
+            errors=[{"location": "query.cursor", "message": "not a cursor (the digits of one)"}],
         ) from None
     body: dict[str, Any] = {"items": with_consistency(built, documents), "links": {}}
     if cursor is not None:

@@ -23,6 +23,7 @@ from interfaces.http.problems import Problem, explanation_page, problem_types
 from projections.catalog import PROJECTIONS
 from projections.command_registry import CommandDocument
 from projections.document_projection import DocumentProjection
+from projections.document_view import CURSOR
 
 openapi = Blueprint("openapi", __name__)
 
@@ -123,11 +124,12 @@ def _add_command_route(spec: APISpec, command: CommandSpec[Any]) -> None:
     for def_name, definition in body.pop("$defs", {}).items():
         if def_name not in spec.components.schemas:
             spec.components.schema(def_name, definition)
-    # Path parameters may be repeated in the body (they must then be equal).
+    # Path parameters are given by the path only.
     path_fields = endpoint.parameters
+    body_fields = dict(body.get("properties", {}))
+    body["properties"] = {k: v for k, v in body_fields.items() if k not in path_fields}
     body["required"] = [f for f in body.get("required", []) if f not in path_fields]
     body_name = f"{command.name}Body"
-    body_fields = body.get("properties", {})
     spec.components.schema(body_name, body)
     created = "201" if command.creates else "200"
     operation = {
@@ -149,7 +151,7 @@ def _add_command_route(spec: APISpec, command: CommandSpec[Any]) -> None:
                 "name": "Prefer",
                 "in": "header",
                 "required": False,
-                "schema": {"type": "string", "maxLength": 1000},
+                "schema": {"type": "string"},
                 "description": "wait=N: answer synchronously if the outcome is known within N s",
             },
             {
@@ -354,7 +356,12 @@ def _add_reads(spec: APISpec) -> None:
             },
             {"name": "aggregate_id", "in": "query", "schema": uuid},
             {"name": "correlation_id", "in": "query", "schema": uuid},
-            {"name": "cursor", "in": "query", "schema": {"type": "string"}},
+            {
+                "name": "cursor",
+                "in": "query",
+                "schema": {"type": "string", "pattern": f"^{CURSOR.pattern}$"},
+                "description": "links.next of the previous page",
+            },
             {
                 "name": "limit",
                 "in": "query",

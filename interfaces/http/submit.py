@@ -12,6 +12,7 @@ from flask import Blueprint, Response, json, request
 from pydantic import ValidationError
 
 from application.command import Command
+from application.payloads import pattern_message
 from application.pipeline import (
     Acceptance,
     IdempotencyKeyReusedError,
@@ -106,9 +107,9 @@ def _payload(
     if body is None:
         return None
     errors.extend(
-        {"location": f"body.{name}", "message": f"must equal the path's {name} ({value!r})"}
-        for name, value in path.items()
-        if name in body and body[name] != value
+        {"location": f"body.{name}", "message": "is given by the path; leave it out of the body"}
+        for name in path
+        if name in body
     )
     try:
         return spec.payload.model_validate({**body, **path})
@@ -116,7 +117,7 @@ def _payload(
         errors.extend(
             {
                 "location": _location(error["loc"], path),
-                "message": error["msg"],
+                "message": _message(error),
                 "type": error["type"],
             }
             for error in invalid.errors(include_url=False)
@@ -133,7 +134,7 @@ def _json_object(raw: bytes, errors: list[dict[str, str]]) -> dict[str, Any] | N
         errors.append({"location": "body", "message": message, "type": "json_invalid"})
         return None
     try:
-        body = json.loads(raw)
+        body = json.loads(raw, parse_constant=_not_json)
     except ValueError as error:
         errors.append({"location": "body", "message": str(error), "type": "json_invalid"})
         return None
@@ -141,6 +142,10 @@ def _json_object(raw: bytes, errors: list[dict[str, str]]) -> dict[str, Any] | N
         errors.append({"location": "body", "message": "the body must be a JSON object"})
         return None
     return body
+
+
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not JSON")
 
 
 def read_body(limit: int) -> bytes:
@@ -200,6 +205,15 @@ def nesting_exceeds(raw: bytes, limit: int) -> bool:
         elif byte in (0x5D, 0x7D):  # ] }
             depth -= 1
     return False
+
+
+def _message(error: Any) -> str:
+    """Pydantic's message, in words where it would quote a regular expression."""
+    if error["type"] == "string_pattern_mismatch":
+        worded = pattern_message(error.get("ctx", {}).get("pattern", ""))
+        if worded is not None:
+            return worded
+    return str(error["msg"])
 
 
 def _location(loc: tuple[int | str, ...], path: dict[str, str]) -> str:

@@ -114,7 +114,7 @@ def test_a_control_character_in_a_list_item_names_the_field(client: FlaskClient)
     response = client.put("/shows/s1", data=body, headers=JSON)
 
     assert response.status_code == 400
-    assert {e["location"] for e in response.get_json()["errors"]} == {"body.seats"}
+    assert {e["location"] for e in response.get_json()["errors"]} == {"body.seats[1]"}
 
 
 @pytest.mark.parametrize(
