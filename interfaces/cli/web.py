@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import Any
@@ -12,6 +13,8 @@ from gunicorn.app.base import BaseApplication
 from infrastructure.settings import Settings
 from interfaces.bootstrap import bootstrap
 from interfaces.http import create_app
+
+logger = logging.getLogger("boxoffice")
 
 
 class WebServer(BaseApplication):  # type: ignore[misc]
@@ -71,4 +74,10 @@ def closing_when_asked(app: Flask) -> Callable[..., Iterable[bytes]]:
 
 def run_web(settings: Settings) -> None:
     """Serve HTTP until stopped."""
+    if not settings.api_keys:
+        logger.warning(
+            "authentication is off (no API_KEYS): anyone who reaches %s may submit commands; "
+            "only a loopback address is allowed without keys",
+            settings.web_host,
+        )
     WebServer(settings).run()
