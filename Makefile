@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: run test check lint typecheck pytest bench chaos clean
+.PHONY: run test check lint typecheck pytest bench chaos audit clean
 
 $(INSTALLED): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -30,6 +30,11 @@ typecheck: $(INSTALLED)
 
 pytest: $(INSTALLED)
 	$(BIN)/pytest
+
+# Known vulnerabilities of the installed dependencies (PyPI's advisory data). Fails when
+# a dependency cannot be checked, rather than pass on what it did not see.
+audit: $(INSTALLED)
+	$(BIN)/pip-audit --strict --skip-editable
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .pytest_cache .ruff_cache
