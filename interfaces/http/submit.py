@@ -23,6 +23,7 @@ from application.registry import CommandRegistry, CommandSpec
 from infrastructure.webhooks import AddressPolicy, RefusedAddressError
 from interfaces.bootstrap import Container
 from interfaces.http.auth import WRITE, authenticate
+from interfaces.http.bodies import json_object, read_body
 from interfaces.http.context import container, prefer_wait
 from interfaces.http.problems import Problem, kebab
 from projections.catalog import present
@@ -103,7 +104,7 @@ def _payload(
             "send the command as application/json",
             headers={"Accept-Post": "application/json"},
         )
-    body = _json_object(raw, errors)
+    body = json_object(raw, errors)
     if body is None:
         return None
     errors.extend(
@@ -123,88 +124,6 @@ def _payload(
             for error in invalid.errors(include_url=False)
         )
     return None
-
-
-def _json_object(raw: bytes, errors: list[dict[str, str]]) -> dict[str, Any] | None:
-    """The body as a JSON object, or None with the reason in ``errors``."""
-    if not raw.strip():
-        return {}
-    if nesting_exceeds(raw, MAX_NESTING):
-        message = f"nests deeper than {MAX_NESTING} levels"
-        errors.append({"location": "body", "message": message, "type": "json_invalid"})
-        return None
-    try:
-        body = json.loads(raw, parse_constant=_not_json)
-    except ValueError as error:
-        errors.append({"location": "body", "message": str(error), "type": "json_invalid"})
-        return None
-    if not isinstance(body, dict):
-        errors.append({"location": "body", "message": "the body must be a JSON object"})
-        return None
-    return body
-
-
-def _not_json(constant: str) -> Any:
-    raise ValueError(f"{constant} is not JSON")
-
-
-def read_body(limit: int) -> bytes:
-    """The request body, refused with a 413 (closing the connection) past ``limit`` bytes,
-    whether it comes with a Content-Length or chunked."""
-    if request.content_length is not None:
-        return request.get_data(cache=True)  # Flask refused one over the limit already
-    if "wsgi.input_terminated" not in request.environ:
-        return b""  # no length and a server that does not end the stream: no body
-    stream = request.environ["wsgi.input"]
-    chunks: list[bytes] = []
-    size = 0
-    while chunk := stream.read(min(65536, limit + 1 - size)):
-        chunks.append(chunk)
-        size += len(chunk)
-        if size > limit:
-            raise too_large(limit)
-    return b"".join(chunks)
-
-
-def too_large(limit: int) -> Problem:
-    """The 413 for a body over ``limit`` bytes; the rest of it is not read, so the
-    connection cannot carry another request and is closed."""
-    return Problem(
-        413,
-        "Content too large",
-        f"the body is larger than {limit} bytes",
-        kind="content-too-large",
-        headers={"Connection": "close"},
-    )
-
-
-# Deeper JSON is refused before it is parsed (a parser recursing 10,000 levels fails).
-MAX_NESTING = 32
-
-
-def nesting_exceeds(raw: bytes, limit: int) -> bool:
-    """Whether the JSON text ``raw`` opens more than ``limit`` arrays or objects at once."""
-    if raw.count(b"[") + raw.count(b"{") <= limit:
-        return False  # cannot nest deeper than it opens
-    depth = 0
-    in_string = escaped = False
-    for byte in raw:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif byte == 0x5C:  # backslash
-                escaped = True
-            elif byte == 0x22:  # quote
-                in_string = False
-        elif byte == 0x22:
-            in_string = True
-        elif byte in (0x5B, 0x7B):  # [ {
-            depth += 1
-            if depth > limit:
-                return True
-        elif byte in (0x5D, 0x7D):  # ] }
-            depth -= 1
-    return False
 
 
 def _message(error: Any) -> str:
