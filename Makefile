@@ -39,8 +39,12 @@ audit: $(INSTALLED)
 clean:
 	rm -rf $(VENV) var .mypy_cache .pytest_cache .ruff_cache
 
+# Boxoffice beside its baselines, on a PostgreSQL with its durable defaults; load from
+# wrk (Debian's package). Results and plots go to bench/results/.
 bench: $(INSTALLED)
-	scripts/test-services.sh $(BIN)/python -m benchmarks.pipeline
+	command -v wrk >/dev/null || { apt-get update -q >/dev/null && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends wrk >/dev/null; }
+	TEST_PG_DURABLE=1 scripts/test-services.sh $(BIN)/python -m benchmarks.run
 
 # Reservations under load while parts are SIGKILLed and the servers restarted, then
 # the books. Several seeds on RabbitMQ and on the embedded transport; fails if any

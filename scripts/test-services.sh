@@ -3,6 +3,9 @@
 #
 # Usage: scripts/test-services.sh COMMAND [ARGS...]
 #
+# PostgreSQL runs with fsync and synchronous commit off (tests need no durability),
+# unless TEST_PG_DURABLE=1 (make bench: production's defaults).
+#
 # Exports TEST_DATABASE_URL and TEST_BROKER_URL to COMMAND, and TEST_SERVICES_STATE,
 # TEST_PG_BIN and TEST_RABBIT_BIN (with the RABBITMQ_* variables) for tests that restart
 # the servers. When both URLs are already
@@ -85,8 +88,10 @@ start_postgres() {
     # initdb refuses to run as root.
     runuser -u postgres -- "$PG_BIN/initdb" -D "$STATE/pg" -A trust -U postgres -E UTF8 >"$STATE/initdb.log" 2>&1 \
         || { cat "$STATE/initdb.log" >&2; return 1; }
+    local durability="-c fsync=off -c synchronous_commit=off"
+    [[ "${TEST_PG_DURABLE:-}" == 1 ]] && durability=""
     runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$STATE/pg" -w -t 60 -l "$STATE/pg/server.log" \
-        -o "-h 127.0.0.1 -p $PG_PORT -k $STATE/pgsock -c max_connections=300 -c fsync=off -c synchronous_commit=off" \
+        -o "-h 127.0.0.1 -p $PG_PORT -k $STATE/pgsock -c max_connections=300 $durability" \
         start >/dev/null || { cat "$STATE/pg/server.log" >&2; return 1; }
     PG_PID=$(head -n 1 "$STATE/pg/postmaster.pid")
     "$PG_BIN/createdb" -h 127.0.0.1 -p "$PG_PORT" -U postgres boxoffice_test

@@ -25,19 +25,27 @@ def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None
 
 
 class ServiceProcess:
-    """One ``boxoffice PART`` process with its output in a log file."""
+    """One ``boxoffice PART`` process (or ``argv``) with its output in a log file."""
 
-    def __init__(self, part: str, env: dict[str, str], log_dir: Path, name: str = "") -> None:
+    def __init__(
+        self,
+        part: str,
+        env: dict[str, str],
+        log_dir: Path,
+        name: str = "",
+        argv: list[str] | None = None,
+    ) -> None:
         self.part = part
         self.env = env
         self.log = log_dir / f"{name or part}.log"
+        self.argv = argv or [sys.executable, "-m", "interfaces.cli.main", part]
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> ServiceProcess:
         """Start the process (again, after a stop or kill)."""
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "interfaces.cli.main", self.part],
+                self.argv,
                 env=self.env,
                 cwd=ROOT,
                 stdout=log,

@@ -1,0 +1,512 @@
+"""``make bench``: Boxoffice and what a user would otherwise pick, side by side, one run.
+
+On the servers of ``scripts/test-services.sh`` (PostgreSQL with fsync and synchronous
+commit on when ``make bench`` starts it), with load from ``wrk``, a separate process:
+
+- baselines: (1) bare Flask under the same gunicorn settings; (2) bare Celery no-op
+  tasks over the same RabbitMQ, late acks and confirms; (3) ``eventsourcing``
+  ``app.save()`` of one new aggregate per call, one client; (4) the hand-built service
+  (Flask → ``delay()`` → a task that INSERTs, status in Celery's database backend);
+- Boxoffice, its production topology: (a) accepts/s at saturation; (b) end to end/s:
+  from the first request until every accepted command is succeeded *and* in the
+  registry; (c) at 25 % and 50 % of (b): the ``Prefer: wait`` round trip and the time
+  until the registry shows the outcome, p50/p95/p99; (d) a reservation's saga of four
+  commands, placed to confirmed, p50/p99; (e) a projection rebuild's events/s.
+
+Every figure is also a ratio to its baseline of the same run. Writes JSON, a Markdown
+table and PNG plots under ``bench/results/``; sized for 2 cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from benchmarks.baselines import create_hand_table, hand_celery, noop, noop_celery
+from benchmarks.plots import plot_latency, plot_throughput
+from benchmarks.wrk import WrkResult, run_wrk
+from domain.show import Show
+from infrastructure.event_store import build_application, build_view, migrate
+from infrastructure.following import follow
+from infrastructure.settings import Settings
+from projections.command_registry import CommandRegistryProjection, CommandRegistryView
+from tests.conftest import fresh_database
+from tests.e2e.conftest import free_port
+from tests.support.processes import ServiceProcess, http_ready, running, service_env, wait_until
+
+SHOW = {"title": "Bench", "starts_at": "2027-01-01T20:00:00Z", "seats": ["A1"], "price_cents": 1}
+BODY = json.dumps(SHOW)
+BIN = Path(sys.executable).parent
+# Gunicorn as `boxoffice web` runs it (interfaces/cli/web.py), for the Flask baselines.
+GUNICORN = ["-k", "gthread", "--threads", "8", "-w", "2", "--log-level", "warning"]
+
+
+def percentiles(samples: list[float]) -> dict[str, float]:
+    """p50, p95 and p99 of ``samples`` (ms)."""
+    ordered = sorted(samples)
+
+    def at(q: float) -> float:
+        return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 1)
+
+    return {"p50": at(0.50), "p95": at(0.95), "p99": at(0.99), "n": len(ordered)}
+
+
+def count(database_url: str, sql: str) -> int:
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute(sql).fetchone()
+    return int(row[0]) if row else 0
+
+
+def drain(
+    database_url: str, sql: str, expected: int, started: float, timeout: float
+) -> tuple[float, list[tuple[float, int]]]:
+    """Poll ``sql`` (a count) until it reaches ``expected``: the seconds since ``started``
+    when it did, and the samples (seconds, count) on the way."""
+    samples: list[tuple[float, int]] = []
+    deadline = time.monotonic() + timeout
+    while True:
+        done = count(database_url, sql)
+        samples.append((round(time.monotonic() - started, 2), done))
+        if done >= expected:
+            return time.monotonic() - started, samples
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{done} of {expected} after {timeout} s: {sql}")
+        time.sleep(0.25)
+
+
+def eventsourcing_saves(server: str, saves: int) -> float:
+    """(3) ``app.save()`` of one new aggregate per call, one client: saves/s."""
+    with fresh_database(server) as url:
+        settings = Settings(database_url=url)
+        migrate(settings)
+        app = build_application(settings)
+        started = time.perf_counter()
+        for number in range(saves):
+            app.save(Show.schedule(f"es-{number}", "Bench", "2027-01-01T20:00:00Z", ["A1"], 1))
+        rate = saves / (time.perf_counter() - started)
+        app.close()
+    return rate
+
+
+def bare_flask(log_dir: Path, seconds: int) -> WrkResult:
+    """(1) accepts/s of bare Flask under the same gunicorn settings."""
+    port = free_port()
+    web = ServiceProcess(
+        "bare-flask",
+        dict(os.environ),
+        log_dir,
+        argv=[
+            str(BIN / "gunicorn"),
+            *GUNICORN,
+            "-b",
+            f"127.0.0.1:{port}",
+            "benchmarks.baselines:bare_flask",
+        ],
+    )
+    with running(web):
+        wait_until(http_ready(f"http://127.0.0.1:{port}/shows/x"), 30, "bare flask")
+        return run_wrk(f"http://127.0.0.1:{port}", "bare", BODY, seconds)
+
+
+def celery_worker(name: str, app: str, env: dict[str, str], log_dir: Path) -> ServiceProcess:
+    argv = [
+        str(BIN / "celery"),
+        "-A",
+        app,
+        "worker",
+        "-c",
+        "2",
+        "--loglevel",
+        "WARNING",
+        "--without-gossip",
+        "--without-mingle",
+        f"--hostname={name}-{uuid.uuid4().hex[:6]}@%h",
+    ]
+    return ServiceProcess(name, env, log_dir, argv=argv)
+
+
+def noop_tasks(broker: str, log_dir: Path, tasks: int) -> float:
+    """(2) end to end/s of no-op Celery tasks: published with confirms, run with late acks."""
+    queue = f"bench.noop.{uuid.uuid4().hex[:6]}"
+    env = {**os.environ, "BENCH_BROKER_URL": broker, "BENCH_QUEUE": queue}
+    os.environ.update(BENCH_BROKER_URL=broker, BENCH_QUEUE=queue)
+    noop_celery.conf.update(broker_url=broker, task_default_queue=queue)
+    worker = celery_worker("noop", "benchmarks.baselines:noop_celery", env, log_dir)
+    with running(worker):
+        wait_until(lambda: bool(noop_celery.control.ping(timeout=0.5)), 60, "the no-op worker")
+        started = time.monotonic()
+        with noop_celery.connection_for_write() as connection, connection.Producer() as producer:
+            for _ in range(tasks):
+                noop.apply_async(producer=producer)
+
+        def done() -> bool:
+            stats = noop_celery.control.inspect(timeout=1).stats() or {}
+            total = sum(s.get("total", {}).get("bench.noop", 0) for s in stats.values())
+            return bool(total >= tasks)
+
+        wait_until(done, 300, "the no-op tasks")
+        return tasks / (time.monotonic() - started)
+
+
+def hand_built(server: str, broker: str, log_dir: Path, seconds: int) -> dict[str, Any]:
+    """(4) the hand-built service: accepts/s, and end to end/s until every row and
+    every task's status is written."""
+    with fresh_database(server) as url:
+        create_hand_table(url)
+        queue = f"bench.hand.{uuid.uuid4().hex[:6]}"
+        env = {
+            **os.environ,
+            "BENCH_BROKER_URL": broker,
+            "BENCH_DATABASE_URL": url,
+            "BENCH_QUEUE": queue,
+        }
+        port = free_port()
+        web = ServiceProcess(
+            "hand-web",
+            env,
+            log_dir,
+            argv=[
+                str(BIN / "gunicorn"),
+                *GUNICORN,
+                "-b",
+                f"127.0.0.1:{port}",
+                "benchmarks.baselines:hand_built",
+            ],
+        )
+        worker = celery_worker("hand-worker", "benchmarks.baselines:hand_celery", env, log_dir)
+        with running(web, worker):
+            hand_celery.conf.update(broker_url=broker)
+            wait_until(lambda: bool(hand_celery.control.ping(timeout=0.5)), 60, "the hand worker")
+            wait_until(http_ready(f"http://127.0.0.1:{port}/shows/warm"), 30, "hand web")
+            warm = count(url, "SELECT count(*) FROM hand_shows")
+            started = time.monotonic()
+            accepted = run_wrk(f"http://127.0.0.1:{port}", "hand", BODY, seconds)
+            expected = warm + accepted.accepted
+            rows, _ = drain(url, "SELECT count(*) FROM hand_shows", expected, started, 600)
+            elapsed, samples = drain(
+                url,
+                "SELECT count(*) FROM celery_taskmeta WHERE status = 'SUCCESS'",
+                expected,
+                started,
+                600,
+            )
+    return {
+        "accepts_per_s": round(accepted.accepted_per_s, 1),
+        "end_to_end_per_s": round(accepted.accepted / max(elapsed, rows), 1),
+        "accepted": accepted.accepted,
+        "samples": samples,
+    }
+
+
+def boxoffice_env(url: str, broker: str, queue: str, port: int) -> dict[str, str]:
+    return service_env(
+        url,
+        broker,
+        queue,
+        WEB_PORT=str(port),
+        WEB_WORKERS="2",
+        WORKER_CONCURRENCY="2",
+        COMMAND_MODULES="",
+        RATE_LIMIT_PER_SECOND="1000000",
+        RATE_LIMIT_BURST="1000000",
+    )
+
+
+def request(
+    base: str, method: str, path: str, body: Any = None, **headers: str
+) -> tuple[int, Any, dict[str, str]]:
+    data = json.dumps(body).encode() if body is not None else None
+    sent = {"Content-Type": "application/json", **headers} if data else dict(headers)
+    outgoing = urllib.request.Request(base + path, data=data, method=method, headers=sent)  # noqa: S310
+    try:
+        with urllib.request.urlopen(outgoing, timeout=60) as response:  # noqa: S310
+            return response.status, json.loads(response.read() or b"null"), dict(response.headers)
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"null"), dict(error.headers)
+
+
+def paced(base: str, rate: float, seconds: float) -> dict[str, Any]:
+    """(c) commands at ``rate``/s, each with ``Prefer: wait`` and then a registry read
+    with its consistency token: the round trip and the time until the registry has it."""
+    round_trips: list[float] = []
+    visible: list[float] = []
+    lock = threading.Lock()
+
+    def one(number: int) -> None:
+        show_id = f"paced-{rate:g}-{number}-{uuid.uuid4().hex[:6]}"
+        sent = time.perf_counter()
+        status, body, _ = request(base, "PUT", f"/shows/{show_id}", SHOW, Prefer="wait=10")
+        answered = time.perf_counter()
+        if status != 201:
+            return
+        read, document, _ = request(
+            base,
+            "GET",
+            f"/commands/{body['command_id']}",
+            **{"Consistency-Token": body["consistency_token"]},
+        )
+        seen = time.perf_counter()
+        if read == 200 and document["status"] == "succeeded":
+            with lock:
+                round_trips.append((answered - sent) * 1000)
+                visible.append((seen - sent) * 1000)
+
+    total = int(rate * seconds)
+    with ThreadPoolExecutor(64) as pool:
+        started = time.perf_counter()
+        for number in range(total):
+            delay = started + number / rate - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            pool.submit(one, number)
+    return {
+        "rate_per_s": round(rate, 1),
+        "sent": total,
+        "prefer_wait_ms": percentiles(round_trips),
+        "registry_visible_ms": percentiles(visible),
+        "visible_samples_ms": sorted(round(v, 2) for v in visible),
+    }
+
+
+def sagas(base: str, count_: int) -> dict[str, float]:
+    """(d) a reservation placed until it is confirmed (four commands), one at a time."""
+    seats = [f"S{n}" for n in range(count_)]
+    show_id = f"saga-{uuid.uuid4().hex[:6]}"
+    status, _, _ = request(
+        base, "PUT", f"/shows/{show_id}", {**SHOW, "seats": seats}, Prefer="wait=10"
+    )
+    assert status == 201, status
+    durations: list[float] = []
+    for seat in seats:
+        reservation = f"r-{uuid.uuid4().hex[:8]}"
+        body = {
+            "show_id": show_id,
+            "customer_id": "c",
+            "seats": [seat],
+            "card_token": "tok_approve",
+        }
+        sent = time.perf_counter()
+        request(base, "PUT", f"/reservations/{reservation}", body)
+        while True:
+            code, document, _ = request(base, "GET", f"/reservations/{reservation}")
+            if code == 200 and document["status"] == "confirmed":
+                break
+            if time.perf_counter() - sent > 30:
+                raise TimeoutError(f"reservation {reservation} not confirmed")
+            time.sleep(0.002)
+        durations.append((time.perf_counter() - sent) * 1000)
+    return percentiles(durations)
+
+
+def rebuild(settings: Settings) -> dict[str, float]:
+    """(e) the command registry rebuilt from the log into a new table: events/s."""
+
+    class RebuiltView(CommandRegistryView):
+        table = "command_registry_bench_rebuild"
+
+    class Rebuilt(CommandRegistryProjection):
+        name = "bench_rebuild"
+        view_class = RebuiltView
+
+    view = build_view(settings, Rebuilt.name, RebuiltView, create_table=True)
+    app = build_application(settings)
+    followed = app.recorder.select_notifications(
+        start=0, limit=10_000_000, topics=Rebuilt.event_topics()
+    )
+    events, target = len(followed), followed[-1].id
+    stop = threading.Event()
+    projection = Rebuilt(view, app.repository)
+
+    def watch() -> None:
+        while (view.max_tracking_id(app.name) or 0) < target:
+            time.sleep(0.05)
+        stop.set()
+
+    started = time.perf_counter()
+    threading.Thread(target=watch, daemon=True).start()
+    follow(app, projection, stop)
+    elapsed = time.perf_counter() - started
+    app.close()
+    return {"events": events, "events_per_s": round(events / elapsed, 1)}
+
+
+def boxoffice(server: str, broker: str, log_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """Boxoffice in its production topology: (a) to (e)."""
+    with fresh_database(server) as url:
+        queue = f"bench.box.{uuid.uuid4().hex[:6]}"
+        settings = Settings(database_url=url, broker_url=broker, command_queue=queue)
+        migrate(settings)
+        port = free_port()
+        env = boxoffice_env(url, broker, queue, port)
+        parts = [
+            ServiceProcess(p, env, log_dir)
+            for p in ("web", "worker", "relay", "projector", "sagas")
+        ]
+        base = f"http://127.0.0.1:{port}"
+        with running(*parts):
+            wait_until(http_ready(base + "/health"), 60, "web")
+            parts[1].wait_for_output("ready", 60)
+            request(base, "PUT", "/shows/warm-up", SHOW, Prefer="wait=10")
+            done_sql = (
+                "SELECT count(*) FROM command_registry "
+                "WHERE status = 'succeeded' AND type = 'CreateShow'"
+            )
+            before = count(url, done_sql)
+            started = time.monotonic()
+            accepted = run_wrk(base, "box", BODY, args.burst_seconds)
+            elapsed, samples = drain(url, done_sql, before + accepted.accepted, started, 900)
+            end_to_end = accepted.accepted / elapsed
+            loads = {
+                f"{share}%": paced(base, end_to_end * share / 100, args.paced_seconds)
+                for share in (25, 50)
+            }
+            saga = sagas(base, args.sagas)
+        rebuilt = rebuild(settings)
+    return {
+        "accepts_per_s": round(accepted.accepted_per_s, 1),
+        "accept_latency_ms": accepted.latency_ms,
+        "non_2xx": accepted.non_2xx,
+        "end_to_end_per_s": round(end_to_end, 1),
+        "accepted": accepted.accepted,
+        "samples": samples,
+        "paced": loads,
+        "saga_ms": saga,
+        "rebuild": rebuilt,
+    }
+
+
+def fsync_setting(server: str) -> str:
+    with psycopg.connect(server) as conn:
+        fsync = conn.execute("SHOW fsync").fetchone()
+        commit = conn.execute("SHOW synchronous_commit").fetchone()
+    return f"fsync={fsync[0] if fsync else '?'}, synchronous_commit={commit[0] if commit else '?'}"
+
+
+def table(results: dict[str, Any]) -> str:
+    """The Markdown summary the README shows."""
+    box, base, ratios = results["boxoffice"], results["baselines"], results["ratios"]
+    hand = base["hand_built"]
+    rows = [
+        ("accepts/s", box["accepts_per_s"], f"{ratios['accept_vs_bare_flask']}x bare Flask"),
+        (
+            "end to end/s",
+            box["end_to_end_per_s"],
+            f"{ratios['end_to_end_vs_hand_built']}x hand-built, "
+            f"{ratios['end_to_end_vs_bare_celery']}x bare Celery",
+        ),
+    ]
+    for share, load in box["paced"].items():
+        visible, waited = load["registry_visible_ms"], load["prefer_wait_ms"]
+        rate = f"at {load['rate_per_s']}/s"
+        rows.append((f"registry visible, {share} load, p50/p99 ms", _pair(visible), rate))
+        rows.append((f"Prefer: wait, {share} load, p50/p99 ms", _pair(waited), rate))
+    rows.append(("saga of 4 commands, p50/p99 ms", _pair(box["saga_ms"]), ""))
+    rebuilt = box["rebuild"]
+    rows.append(("rebuild, events/s", rebuilt["events_per_s"], f"{rebuilt['events']} events"))
+    machine = results["machine"]
+    lines = [
+        f"Measured {results['measured_at']} on {machine['cpus']} cores; "
+        f"PostgreSQL {machine['postgres']}.",
+        "",
+        "| baseline | figure |",
+        "|---|---|",
+        f"| (1) bare Flask, accepts/s | {base['bare_flask_accepts_per_s']} |",
+        f"| (2) bare Celery no-op tasks, end to end/s | {base['bare_celery_per_s']} |",
+        f"| (3) eventsourcing `app.save()`, saves/s | {base['eventsourcing_saves_per_s']} |",
+        f"| (4) hand-built service, accepts/s | {hand['accepts_per_s']} |",
+        f"| (4) hand-built service, end to end/s | {hand['end_to_end_per_s']} |",
+        "",
+        "| Boxoffice | measured | compared |",
+        "|---|---|---|",
+        *(f"| {name} | {value} | {note} |" for name, value, note in rows),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _pair(figures: dict[str, float]) -> str:
+    return f"{figures['p50']} / {figures['p99']}"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--burst-seconds", type=int, default=15)
+    parser.add_argument("--paced-seconds", type=float, default=15)
+    parser.add_argument("--sagas", type=int, default=40)
+    parser.add_argument("--saves", type=int, default=2000)
+    parser.add_argument("--tasks", type=int, default=5000)
+    parser.add_argument("--out", type=Path, default=Path("bench/results"))
+    args = parser.parse_args()
+    server, broker = os.environ["TEST_DATABASE_URL"], os.environ["TEST_BROKER_URL"]
+    log_dir = Path(tempfile.mkdtemp(prefix="bench-"))
+    print(f"bench: logs in {log_dir}", file=sys.stderr)
+    steps: list[tuple[str, Callable[[], Any]]] = [
+        ("eventsourcing_saves_per_s", lambda: eventsourcing_saves(server, args.saves)),
+        ("bare_flask", lambda: bare_flask(log_dir, args.burst_seconds)),
+        ("bare_celery_per_s", lambda: noop_tasks(broker, log_dir, args.tasks)),
+        ("hand_built", lambda: hand_built(server, broker, log_dir, args.burst_seconds)),
+    ]
+    baselines: dict[str, Any] = {}
+    for name, step in steps:
+        print(f"bench: {name}", file=sys.stderr)
+        baselines[name] = step()
+    flask: WrkResult = baselines.pop("bare_flask")
+    baselines["bare_flask_accepts_per_s"] = round(flask.accepted_per_s, 1)
+    baselines["eventsourcing_saves_per_s"] = round(baselines["eventsourcing_saves_per_s"], 1)
+    baselines["bare_celery_per_s"] = round(baselines["bare_celery_per_s"], 1)
+    print("bench: boxoffice", file=sys.stderr)
+    box = boxoffice(server, broker, log_dir, args)
+    hand = baselines["hand_built"]
+    results: dict[str, Any] = {
+        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {"cpus": os.cpu_count(), "postgres": fsync_setting(server)},
+        "baselines": baselines,
+        "boxoffice": box,
+        "ratios": {
+            "accept_vs_bare_flask": round(
+                box["accepts_per_s"] / baselines["bare_flask_accepts_per_s"], 2
+            ),
+            "end_to_end_vs_hand_built": round(
+                box["end_to_end_per_s"] / hand["end_to_end_per_s"], 2
+            ),
+            "end_to_end_vs_bare_celery": round(
+                box["end_to_end_per_s"] / baselines["bare_celery_per_s"], 2
+            ),
+            "end_to_end_vs_eventsourcing_saves": round(
+                box["end_to_end_per_s"] / baselines["eventsourcing_saves_per_s"], 2
+            ),
+        },
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    stamp = results["measured_at"].replace(":", "")
+    summary = results
+    (args.out / f"{stamp}.json").write_text(json.dumps(summary, indent=2))
+    (args.out / "latest.json").write_text(json.dumps(summary, indent=2))
+    (args.out / "latest.md").write_text(table(results))
+    plot_throughput(
+        {"Boxoffice": box["samples"], "hand-built": hand["samples"]}, args.out / "throughput.png"
+    )
+    plot_latency(
+        {share: load["visible_samples_ms"] for share, load in box["paced"].items()},
+        args.out / "latency_cdf.png",
+    )
+    print(table(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
