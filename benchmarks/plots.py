@@ -16,8 +16,7 @@ def plot_throughput(series: dict[str, list[tuple[float, int]]], path: Path) -> N
     figure, axes = plt.subplots(figsize=(7, 4))
     for name, samples in series.items():
         if samples:
-            start = samples[0][1]
-            axes.plot([t for t, _ in samples], [n - start for _, n in samples], label=name)
+            axes.plot([t for t, _ in samples], [n for _, n in samples], label=name)
     axes.set_xlabel("seconds since the load started")
     axes.set_ylabel("commands done")
     axes.set_title("End to end: commands succeeded and visible")

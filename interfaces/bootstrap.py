@@ -142,7 +142,7 @@ class Container:
         """The event-log position of ``aggregate_id``'s latest event (PostgreSQL only)."""
         return position_of(self.app, aggregate_id)
 
-    def projector(self, stop: threading.Event | None = None) -> Projector:
+    def projector(self) -> Projector:
         """A projector running every projection, each view with its own pool.
 
         With ``WEBHOOK_SECRET`` set it also delivers the webhooks.

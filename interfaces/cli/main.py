@@ -158,7 +158,7 @@ def _projector(settings: Settings, _: argparse.Namespace) -> int:
     container = bootstrap(settings)
     stop = _stop_on_signals()
     logger.info("projector running")
-    container.projector(stop).run(stop)
+    container.projector().run(stop)
     container.close()
     return 0
 
