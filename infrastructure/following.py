@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from eventsourcing.application import Application
-from eventsourcing.persistence import Tracking
+from eventsourcing.persistence import Notification, Tracking
 
 from application.retry import Backoff
 from infrastructure.stall_log import StallLog
@@ -109,7 +109,10 @@ def follow(
 ) -> None:
     """Hand ``follower`` every event of its topics after its position until ``stop`` is set.
 
-    ``applied`` is called with each event's position once the follower has taken it.
+    A follower with ``process_events`` gets the events already pulled in batches (one
+    transaction each, for a projection); when a batch fails it gets them one at a time,
+    so the error names the event at fault. ``applied`` is called with the position of
+    each event, or the last of each batch, once the follower has taken it.
     """
     gt = follower.view.max_tracking_id(app.name)
     logger.info("%s following from %s", follower.name, gt or 0)
@@ -120,11 +123,45 @@ def follow(
             subscription.stop()
 
         threading.Thread(target=stop_when_asked, daemon=True).start()
-        for notification in subscription:
+        batched = getattr(follower, "process_events", None)
+        while True:
             try:
-                event = app.mapper.to_domain_event(notification)
-                follower.process_event(event, Tracking(app.name, notification.id))
-            except Exception as error:
-                raise EventNotAppliedError(follower.name, notification.id, error) from error
-            if applied is not None:
-                applied(notification.id)
+                notifications = subscription.next_batch(BATCH if batched else 1)
+            except StopIteration:
+                return
+            if batched is not None and len(notifications) > 1:
+                try:
+                    batched([(_event(app, n), Tracking(app.name, n.id)) for n in notifications])
+                except Exception:  # noqa: BLE001 - one at a time, to name the event at fault
+                    logger.warning(
+                        "%s: a batch failed; applying it one event at a time", follower.name
+                    )
+                    _one_by_one(app, follower, notifications, applied)
+                else:
+                    if applied is not None:
+                        applied(notifications[-1].id)
+            else:
+                _one_by_one(app, follower, notifications, applied)
+
+
+# The most events a batch-capable follower (a projection) applies in one transaction.
+BATCH = 200
+
+
+def _event(app: Application[Any], notification: Notification) -> Any:
+    return app.mapper.to_domain_event(notification)
+
+
+def _one_by_one(
+    app: Application[Any],
+    follower: Follower,
+    notifications: list[Notification],
+    applied: Callable[[int], None] | None,
+) -> None:
+    for notification in notifications:
+        try:
+            follower.process_event(_event(app, notification), Tracking(app.name, notification.id))
+        except Exception as error:
+            raise EventNotAppliedError(follower.name, notification.id, error) from error
+        if applied is not None:
+            applied(notification.id)

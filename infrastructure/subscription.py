@@ -92,6 +92,14 @@ class LogSubscription(Iterator[Notification]):
             else:
                 self._wake.wait(self._interval)
 
+    def next_batch(self, limit: int) -> list[Notification]:
+        """The next notification (waiting for it as iterating does) and those already
+        pulled after it, up to ``limit`` in all."""
+        batch = [next(self)]
+        while self._pending and len(batch) < limit:
+            batch.append(self._pending.popleft())
+        return batch
+
     def _listen(self, recorder: PostgresApplicationRecorder) -> None:
         try:
             with recorder.datastore.get_connection() as conn:

@@ -17,7 +17,7 @@ from eventsourcing.projection import Projection
 from eventsourcing.utils import get_topic
 from pydantic import BaseModel
 
-from projections.document_view import Documents, DocumentView
+from projections.document_view import Documents, DocumentView, Row
 
 if TYPE_CHECKING:
     from projections.read_models import ReadModels
@@ -96,6 +96,31 @@ class DocumentProjection(Projection[Any]):
         self._recent[domain_event.originator_id] = aggregate
         self._recent.move_to_end(domain_event.originator_id)
         if len(self._recent) > self.cache_size:
+            self._recent.popitem(last=False)
+
+    def process_events(self, batch: list[tuple[Any, Tracking]]) -> None:
+        """Apply several events in one transaction: each aggregate's last document, and
+        the position of the last event."""
+        rows: dict[UUID, Row] = {}
+        try:
+            for domain_event, tracking in batch:
+                aggregate = self._at_version_of(domain_event)
+                # The next event of this aggregate in the batch applies to this state.
+                self._recent[domain_event.originator_id] = aggregate
+                rows[domain_event.originator_id] = (
+                    self.stored(aggregate),
+                    self.column_values(aggregate),
+                    tracking.notification_id,
+                )
+            self.documents.upsert_many(rows, batch[-1][1])
+        except BaseException:
+            # The view took none of them: forget the states it does not have.
+            for domain_event, _ in batch:
+                self._recent.pop(domain_event.originator_id, None)
+            raise
+        for key in rows:
+            self._recent.move_to_end(key)
+        while len(self._recent) > self.cache_size:
             self._recent.popitem(last=False)
 
     def _at_version_of(self, domain_event: Any) -> Any:

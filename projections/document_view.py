@@ -20,6 +20,9 @@ from psycopg.sql import SQL, Composable, Identifier
 from psycopg.types.json import Jsonb
 
 Page = tuple[list[dict[str, Any]], str | None]
+# A row to write: the document, its indexed columns' values, and the position of the
+# event it reflects.
+Row = tuple[dict[str, Any], dict[str, Any], int]
 
 
 class Documents(Protocol):
@@ -29,6 +32,10 @@ class Documents(Protocol):
         self, key: UUID, doc: dict[str, Any], values: dict[str, Any], tracking: Tracking
     ) -> None:
         """Write ``key``'s document and the view's new position together."""
+        ...
+
+    def upsert_many(self, rows: dict[UUID, Row], tracking: Tracking) -> None:
+        """Write several keys' rows and the view's new position together."""
         ...
 
     def get(self, key: UUID) -> dict[str, Any] | None:
@@ -87,8 +94,11 @@ class DocumentView(PostgresTrackingRecorder):
         self, key: UUID, doc: dict[str, Any], values: dict[str, Any], tracking: Tracking
     ) -> None:
         """Write ``key``'s document and the view's new position in one transaction."""
+        self.upsert_many({key: (doc, values, tracking.notification_id)}, tracking)
+
+    def upsert_many(self, rows: dict[UUID, Row], tracking: Tracking) -> None:
+        """Write several keys' rows and the view's new position in one transaction."""
         names = ["id", "position", "doc", *self.columns]
-        params = [key, tracking.notification_id, Jsonb(doc)] + [values[n] for n in self.columns]
         statement = SQL(
             "INSERT INTO {schema}.{table} ({names}) VALUES ({params}) "
             "ON CONFLICT (id) DO UPDATE SET {updates}"
@@ -101,8 +111,12 @@ class DocumentView(PostgresTrackingRecorder):
                 SQL("{0} = EXCLUDED.{0}").format(Identifier(n)) for n in names[1:]
             ),
         )
+        params = [
+            [key, position, Jsonb(doc)] + [values[n] for n in self.columns]
+            for key, (doc, values, position) in rows.items()
+        ]
         with self.datastore.transaction(commit=True) as curs:
-            curs.execute(statement, params)
+            curs.executemany(statement, params)
             self._insert_tracking(curs, tracking)
 
     def get(self, key: UUID) -> dict[str, Any] | None:
@@ -155,11 +169,16 @@ class InMemoryDocumentView(POPOTrackingRecorder):
         self, key: UUID, doc: dict[str, Any], values: dict[str, Any], tracking: Tracking
     ) -> None:
         """Write ``key``'s document and the view's new position together."""
+        self.upsert_many({key: (doc, values, tracking.notification_id)}, tracking)
+
+    def upsert_many(self, rows: dict[UUID, Row], tracking: Tracking) -> None:
+        """Write several keys' documents and the view's new position together."""
         with self._lock:
             self.insert_tracking(tracking)
-            seq = self._rows[key][0] if key in self._rows else self._seq + 1
-            self._seq = max(self._seq, seq)
-            self._rows[key] = (seq, tracking.notification_id, doc, values)
+            for key, (doc, values, position) in rows.items():
+                seq = self._rows[key][0] if key in self._rows else self._seq + 1
+                self._seq = max(self._seq, seq)
+                self._rows[key] = (seq, position, doc, values)
 
     def get(self, key: UUID) -> dict[str, Any] | None:
         """The document of ``key`` with its ``position``, or None."""

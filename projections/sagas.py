@@ -55,7 +55,7 @@ def present_saga(saga: ReservationSaga) -> dict[str, Any]:
         "run": saga.run,
         "deadline_at": saga.deadline_at.isoformat() if saga.deadline_at else None,
         "client": saga.owner,
-        "decisions": saga.decisions,
+        "decisions": list(saga.decisions),
     }
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from eventsourcing.persistence import Tracking
 
 from application.command import Command
 from infrastructure.event_store import build_view
@@ -104,3 +105,48 @@ def test_the_registry_row_follows_the_command_through_its_life(stack: Stack) -> 
     assert [h["status"] for h in document["history"]] == ["accepted", "running", "failed"]
     assert document["error"]["type"] == "RefusedError"
     assert document["position"] == head
+
+
+class OneByOneView(CommandRegistryView):
+    table = "command_registry_one_by_one"
+
+
+class OneByOne(CommandRegistryProjection):
+    name = "one_by_one"
+    view_class = OneByOneView
+
+
+def rows_with_positions(database_url: str, table: str) -> dict[Any, Any]:
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute(f"SELECT id, doc, position, status FROM {table}").fetchall()  # noqa: S608
+    return {row[0]: row[1:] for row in rows}
+
+
+def test_events_applied_in_batches_give_the_rows_applied_one_at_a_time(stack: Stack) -> None:
+    # Several events of one aggregate fall in one batch: 40 commands on 3 tallies.
+    for i in range(40):
+        acceptance = stack.submit("Bump", f"k{i}", key=f"t{i % 3}")
+        stack.container.pipeline.execute(acceptance.command.id, 1, "test")
+    app = stack.container.app
+    head = app.recorder.max_notification_id()
+    one_view = build_view(stack.settings, OneByOne.name, OneByOneView, create_table=True)
+    one = OneByOne(one_view, app.repository)
+    for notification in app.recorder.select_notifications(
+        start=0, limit=10_000, topics=one.event_topics()
+    ):
+        one.process_event(
+            app.mapper.to_domain_event(notification), Tracking(app.name, notification.id)
+        )
+
+    batched_view = build_view(stack.settings, "rebuilt", RebuiltRegistryView, create_table=True)
+    batched = RebuiltRegistry(batched_view, app.repository)
+    stop = threading.Event()
+    runner = threading.Thread(target=Projector(app, [batched]).run, args=(stop,), daemon=True)
+    runner.start()
+    wait_until(lambda: position(stack.database_url, "rebuilt") == head, 60, "the batches")
+    stop.set()
+    runner.join(10)
+
+    one_rows = rows_with_positions(stack.database_url, "command_registry_one_by_one")
+    assert len(one_rows) == 40
+    assert rows_with_positions(stack.database_url, "command_registry_rebuilt") == one_rows
