@@ -200,9 +200,9 @@ def _redrive_command(settings: Settings, args: argparse.Namespace) -> int:
 
 def _new_key(settings: Settings, args: argparse.Namespace) -> int:
     key = secrets.token_urlsafe(32)
-    entry = f"{args.client} {args.scopes} sha256:{ApiKey.digest_of(key)}"
+    entry = ApiKey(args.client, frozenset(args.scopes.split(",")), ApiKey.digest_of(key)).line()
     try:
-        parse_api_keys(entry)
+        parse_api_keys(entry)  # the entry must be one the settings accept
     except ValueError as error:
         print(f"boxoffice: {error}", file=sys.stderr)
         return 2
