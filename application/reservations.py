@@ -179,6 +179,11 @@ def _settle_ended(uow: UnitOfWork, reservation: Reservation) -> None:
     reservations are written too), it leaves the waiting list, and a captured payment
     is refunded. Every command that changes the reservation or the show writes one of
     them, so a racing charge, hold or join is ordered before or after this, never lost.
+
+    Whatever the gateway holds under the reservation's key goes back even with no
+    captured payment recorded: a charge may have reached the gateway and then lost its
+    worker for good (its command dead-lettered), leaving money the reservation never
+    learnt of. A refund of a key never charged does nothing.
     """
     show = _show(uow, reservation)
     show.leave_waiting_list(reservation.reservation_id)
@@ -190,6 +195,8 @@ def _settle_ended(uow: UnitOfWork, reservation: Reservation) -> None:
         uow.services.payment_gateway.refund(payment.idempotency_key)
         payment.refund()
         reservation.refunded()
+    elif reservation.payment is None:
+        uow.services.payment_gateway.refund(Payment.idempotency_key_of(reservation.reservation_id))
 
 
 def register(registry: CommandRegistry) -> None:

@@ -199,3 +199,27 @@ def test_losing_version_conflicts_does_not_spend_the_retry_budget(world: World) 
     assert cancel.status == "succeeded"
     assert [a["error"]["category"] for a in cancel.attempts[:-1]] == ["version_conflict"] * 4
     assert world.show().cancelled
+
+
+@pytest.mark.parametrize("ending", ["cancel", "expire"])
+def test_money_a_lost_charge_took_goes_back_when_the_reservation_ends(
+    world: World, ending: str
+) -> None:
+    # A charge reached the gateway and then lost its worker for good: its command was
+    # dead-lettered, so the reservation never learnt that it was paid.
+    world.hold_types = {"ChargePayment"}
+    world.place("r1", ["A1"], "tok_approve")
+    key = Payment.idempotency_key_of("r1")
+    world.services.payment_gateway.charge(key, 1500, "tok_approve")
+    assert world.ledger.entries[key].result is not None
+
+    if ending == "cancel":
+        world.submit("CancelReservation", reservation_id="r1")
+        world.settle()
+    else:
+        world.now += DEADLINE + timedelta(seconds=1)
+        world.runner.fire_deadlines()
+        world.settle()
+
+    assert world.reservation("r1").status == ("cancelled" if ending == "cancel" else "expired")
+    assert world.ledger.entries[key].refunded

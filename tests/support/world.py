@@ -42,7 +42,9 @@ class World:
         self.app = app
         self.ledger = InMemoryLedger()
         self.now = datetime(2027, 1, 1, 12, 0, tzinfo=UTC)
-        services = Services(FakePaymentGateway(self.ledger, slow_seconds=0), DEADLINE)
+        self.services = services = Services(
+            FakePaymentGateway(self.ledger, slow_seconds=0), DEADLINE
+        )
         self.pipeline = CommandPipeline(
             app, build_registry(), RetryPolicy(max_attempts=3, base_delay=0), services
         )
