@@ -194,15 +194,31 @@ class CommandPipeline:
         except IntegrityError as error:
             # Another command changed an aggregate this one decided on: decide again.
             conflict = _describe_conflict(error, worker)
-            return self._record(command_id, run, conflict, Outcome.RETRY_SCHEDULED)
+            outcome = self._record(command_id, run, conflict, Outcome.RETRY_SCHEDULED)
         except DomainError as error:
             failure = _describe_domain_error(error, worker)
-            return self._record(command_id, run, failure, Outcome.FAILED)
+            outcome = self._record(command_id, run, failure, Outcome.FAILED)
         except Exception as error:  # noqa: BLE001 - every other error is technical: retried
             logger.warning("command %s attempt %d failed: %r", command_id, run, error)
             failure = _describe_technical_error(error, worker)
-            return self._record(command_id, run, failure, Outcome.RETRY_SCHEDULED)
-        return Outcome.SUCCEEDED
+            outcome = self._record(command_id, run, failure, Outcome.RETRY_SCHEDULED)
+        else:
+            return Outcome.SUCCEEDED
+        if outcome is Outcome.SKIPPED:
+            self._after_lost(command)
+        return outcome
+
+    def _after_lost(self, command: Command) -> None:
+        """This attempt's outcome was not recorded (another attempt decided the command):
+        let the command undo what it may have done outside the event store."""
+        spec = self.registry.get(command.command_type)
+        if spec.after_lost is None:
+            return
+        uow = UnitOfWork(self.app, self.services, client=command.client)
+        try:
+            spec.after_lost(uow, spec.payload.model_validate(command.payload))
+        except Exception:
+            logger.exception("command %s: undoing a lost attempt failed", command.id)
 
     def _record(
         self, command_id: UUID, run: int, error: dict[str, Any], outcome: Outcome

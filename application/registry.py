@@ -43,7 +43,10 @@ class CommandSpec(Generic[P]):
     payload fields. ``creates`` says the target must not exist yet, which the web checks
     when it accepts the command. ``correlate`` gives the correlation id of a command
     that starts a process (its saga's id). ``endpoint`` says where clients submit it;
-    commands only sagas issue have none.
+    commands only sagas issue have none. ``after_lost`` runs (on fresh state, saving
+    nothing) when an attempt ran the handler but could not record its outcome because
+    another attempt decided the command meanwhile: it undoes what the handler did
+    outside the event store, if the state calls for it.
     """
 
     name: str
@@ -54,6 +57,7 @@ class CommandSpec(Generic[P]):
     creates: bool = False
     correlate: Callable[[P], UUID] | None = None
     endpoint: Endpoint | None = None
+    after_lost: Callable[[UnitOfWork, P], None] | None = None
 
     def run(self, uow: UnitOfWork, payload: dict[str, Any]) -> None:
         """Validate a stored payload and run the handler on it."""

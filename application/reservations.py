@@ -144,6 +144,15 @@ def charge_payment(uow: UnitOfWork, cmd: ReservationStep) -> None:
         reservation.payment_declined(reason)
 
 
+def refund_if_ended(uow: UnitOfWork, cmd: ReservationStep) -> None:
+    """After a charge attempt that could not record its outcome: it may have taken the
+    money after another attempt found the reservation ended and refunded nothing, so
+    if the reservation ended without a recorded payment, the money goes back."""
+    reservation = _reservation(uow, cmd.reservation_id)
+    if reservation.is_finished and reservation.payment != "captured":
+        uow.services.payment_gateway.refund(Payment.idempotency_key_of(reservation.reservation_id))
+
+
 def confirm_reservation(uow: UnitOfWork, cmd: ReservationStep) -> None:
     """Sell the held seats and confirm."""
     reservation = _reservation(uow, cmd.reservation_id)
@@ -240,7 +249,9 @@ def register(registry: CommandRegistry) -> None:
         )
     )
     registry.register(spec(RESERVE_SEATS, ReservationStep, reserve_seats))
-    registry.register(spec(CHARGE_PAYMENT, ReservationStep, charge_payment))
+    registry.register(
+        spec(CHARGE_PAYMENT, ReservationStep, charge_payment, after_lost=refund_if_ended)
+    )
     registry.register(spec(CONFIRM_RESERVATION, ReservationStep, confirm_reservation))
     registry.register(spec(REJECT_RESERVATION, RejectReservation, reject_reservation))
     registry.register(spec(EXPIRE_RESERVATION, ReservationStep, expire_reservation))

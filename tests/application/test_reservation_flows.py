@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
+from typing import Any
+from unittest.mock import patch
 
 import pytest
 
@@ -223,3 +226,41 @@ def test_money_a_lost_charge_took_goes_back_when_the_reservation_ends(
 
     assert world.reservation("r1").status == ("cancelled" if ending == "cancel" else "expired")
     assert world.ledger.entries[key].refunded
+
+
+def test_a_charge_that_outlives_its_takeover_gives_the_money_back(world: World) -> None:
+    # Attempt 1 of the charge hangs in the gateway (its worker looks lost); the customer
+    # cancels; the broker redelivers and attempt 2 finds the reservation cancelled and
+    # fails "not charged". Only then does attempt 1's gateway call take the money.
+    gateway = world.services.payment_gateway
+    gate = threading.Event()
+    in_gateway = threading.Event()
+    charge = gateway.charge
+
+    def slow_charge(key: str, amount_cents: int, card_token: str) -> Any:
+        if not in_gateway.is_set():
+            in_gateway.set()
+            gate.wait(10)
+        return charge(key, amount_cents, card_token)
+
+    world.hold_types = {"ChargePayment"}
+    world.place("r1", ["A1"], "tok_approve")
+    command_id, attempt = world.take_held("ChargePayment", "r1")
+    with patch.object(gateway, "charge", slow_charge):
+        zombie = threading.Thread(
+            target=world.pipeline.execute, args=(command_id, attempt, "zombie")
+        )
+        zombie.start()
+        assert in_gateway.wait(5)
+        world.submit("CancelReservation", reservation_id="r1")
+        world.settle()
+        world.pipeline.execute(command_id, attempt, "taker", redelivered=True)
+        gate.set()
+        zombie.join(10)
+
+    key = Payment.idempotency_key_of("r1")
+    assert world.reservation("r1").status == "cancelled"
+    taken = world.ledger.entries[key]
+    assert taken.result is not None
+    assert taken.result.approved
+    assert taken.refunded
