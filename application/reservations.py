@@ -122,7 +122,7 @@ def charge_payment(uow: UnitOfWork, cmd: ReservationStep) -> None:
         return  # charged by an earlier delivery
     if not reservation.is_chargeable:
         if reservation.is_finished:
-            gateway.refund(Payment.idempotency_key_of(reservation.reservation_id))
+            _give_back_any_charge(uow, reservation)
         raise ReservationStateError(
             f"reservation {cmd.reservation_id} is {reservation.status}; not charged"
         )
@@ -150,7 +150,12 @@ def refund_if_ended(uow: UnitOfWork, cmd: ReservationStep) -> None:
     if the reservation ended without a recorded payment, the money goes back."""
     reservation = _reservation(uow, cmd.reservation_id)
     if reservation.is_finished and reservation.payment != "captured":
-        uow.services.payment_gateway.refund(Payment.idempotency_key_of(reservation.reservation_id))
+        _give_back_any_charge(uow, reservation)
+
+
+def _give_back_any_charge(uow: UnitOfWork, reservation: Reservation) -> None:
+    """Refund whatever the gateway took under the reservation's key; nothing if nothing."""
+    uow.services.payment_gateway.refund(Payment.idempotency_key_of(reservation.reservation_id))
 
 
 def confirm_reservation(uow: UnitOfWork, cmd: ReservationStep) -> None:
@@ -205,7 +210,7 @@ def _settle_ended(uow: UnitOfWork, reservation: Reservation) -> None:
         payment.refund()
         reservation.refunded()
     elif reservation.payment is None:
-        uow.services.payment_gateway.refund(Payment.idempotency_key_of(reservation.reservation_id))
+        _give_back_any_charge(uow, reservation)
 
 
 def register(registry: CommandRegistry) -> None:

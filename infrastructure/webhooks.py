@@ -174,6 +174,12 @@ def post(
         connection.close()
 
 
+def destination_of(url: str) -> str:
+    """The receiver a URL reaches (scheme, host, port): deliveries are bounded by it."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname}:{parts.port or ''}"
+
+
 @dataclass(frozen=True)
 class Delivery:
     """One command outcome to POST to one URL."""
@@ -207,13 +213,11 @@ class WebhookOutbox(PostgresTrackingRecorder):
 
     def enqueue(self, delivery: Delivery, tracking: Tracking) -> None:
         """Record a delivery to make and the dispatcher's new position, together."""
-        parts = urlsplit(delivery.url)
-        destination = f"{parts.scheme}://{parts.hostname}:{parts.port or ''}"
         with self.datastore.transaction(commit=True) as curs:
             curs.execute(
                 "INSERT INTO webhook_deliveries (delivery_id, url, destination, body) "
                 "VALUES (%s, %s, %s, %s) ON CONFLICT (delivery_id) DO NOTHING",
-                (delivery.delivery_id, delivery.url, destination, delivery.body),
+                (delivery.delivery_id, delivery.url, destination_of(delivery.url), delivery.body),
             )
             self._insert_tracking(curs, tracking)
 
@@ -225,7 +229,7 @@ class WebhookOutbox(PostgresTrackingRecorder):
                 "WHERE delivery_id = (SELECT delivery_id FROM webhook_deliveries "
                 "WHERE status = 'pending' AND next_at <= now() AND destination <> ALL(%s) "
                 "ORDER BY next_at LIMIT 1 FOR UPDATE SKIP LOCKED) "
-                "RETURNING delivery_id, url, body, attempts, destination",
+                "RETURNING delivery_id, url, body, attempts",
                 (lease_seconds, list(busy)),
             )
             row = curs.fetchone()
@@ -354,8 +358,7 @@ class WebhookSender:
         delivery = self.outbox.claim(busy, lease_seconds=self.timeout * 3 + 5)
         if delivery is None:
             return False
-        parts = urlsplit(delivery.url)
-        destination = f"{parts.scheme}://{parts.hostname}:{parts.port or ''}"
+        destination = destination_of(delivery.url)
         with self._lock:
             self._in_flight[destination] += 1
         try:

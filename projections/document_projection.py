@@ -85,18 +85,7 @@ class DocumentProjection(Projection[Any]):
         return cls.present(aggregate)
 
     def process_event(self, domain_event: Any, tracking: Tracking) -> None:
-        aggregate = self._at_version_of(domain_event)
-        document, columns = self.stored(aggregate), self.column_values(aggregate)
-        try:
-            self.documents.upsert(domain_event.originator_id, document, columns, tracking)
-        except BaseException:
-            # The view did not take this event: forget a state it does not have.
-            self._recent.pop(domain_event.originator_id, None)
-            raise
-        self._recent[domain_event.originator_id] = aggregate
-        self._recent.move_to_end(domain_event.originator_id)
-        if len(self._recent) > self.cache_size:
-            self._recent.popitem(last=False)
+        self.process_events([(domain_event, tracking)])
 
     def process_events(self, batch: list[tuple[Any, Tracking]]) -> None:
         """Apply several events in one transaction: each aggregate's last document, and

@@ -28,12 +28,6 @@ Row = tuple[dict[str, Any], dict[str, Any], int]
 class Documents(Protocol):
     """What a projection writes to and queries read from, whatever keeps the documents."""
 
-    def upsert(
-        self, key: UUID, doc: dict[str, Any], values: dict[str, Any], tracking: Tracking
-    ) -> None:
-        """Write ``key``'s document and the view's new position together."""
-        ...
-
     def upsert_many(self, rows: dict[UUID, Row], tracking: Tracking) -> None:
         """Write several keys' rows and the view's new position together."""
         ...
@@ -89,12 +83,6 @@ class DocumentView(PostgresTrackingRecorder):
                     column=Identifier(name),
                 )
             )
-
-    def upsert(
-        self, key: UUID, doc: dict[str, Any], values: dict[str, Any], tracking: Tracking
-    ) -> None:
-        """Write ``key``'s document and the view's new position in one transaction."""
-        self.upsert_many({key: (doc, values, tracking.notification_id)}, tracking)
 
     def upsert_many(self, rows: dict[UUID, Row], tracking: Tracking) -> None:
         """Write several keys' rows and the view's new position in one transaction."""
@@ -164,12 +152,6 @@ class InMemoryDocumentView(POPOTrackingRecorder):
         self._rows: dict[UUID, tuple[int, int, dict[str, Any], dict[str, Any]]] = {}
         self._seq = 0
         self._lock = threading.Lock()
-
-    def upsert(
-        self, key: UUID, doc: dict[str, Any], values: dict[str, Any], tracking: Tracking
-    ) -> None:
-        """Write ``key``'s document and the view's new position together."""
-        self.upsert_many({key: (doc, values, tracking.notification_id)}, tracking)
 
     def upsert_many(self, rows: dict[UUID, Row], tracking: Tracking) -> None:
         """Write several keys' documents and the view's new position together."""
