@@ -37,11 +37,12 @@ from typing import Any
 
 import psycopg
 
+from application.event_log import BoxofficeApplication
 from benchmarks.baselines import create_hand_table, hand_celery, noop, noop_celery
 from benchmarks.plots import plot_latency, plot_throughput
 from benchmarks.wrk import WrkResult, run_wrk
 from domain.show import Show
-from infrastructure.event_store import build_application, build_view, migrate
+from infrastructure.event_store import build_application, build_view, event_store_env, migrate
 from infrastructure.following import follow
 from infrastructure.settings import Settings
 from projections.command_registry import CommandRegistryProjection, CommandRegistryView
@@ -110,7 +111,10 @@ def eventsourcing_saves(server: str, saves: int) -> float:
     with fresh_database(server) as url:
         settings = Settings(database_url=url)
         migrate(settings)
-        app = build_application(settings)
+        # The library's own recorder, as a user of eventsourcing would have it.
+        env = event_store_env(settings)
+        del env["APPLICATION_RECORDER_TOPIC"]
+        app = BoxofficeApplication(env=env)
         started = time.perf_counter()
         for number in range(saves):
             app.save(Show.schedule(f"es-{number}", "Bench", "2027-01-01T20:00:00Z", ["A1"], 1))
@@ -459,10 +463,22 @@ def main() -> int:
     parser.add_argument("--saves", type=int, default=2000)
     parser.add_argument("--tasks", type=int, default=5000)
     parser.add_argument("--out", type=Path, default=Path("bench/results"))
+    parser.add_argument(
+        "--boxoffice-only",
+        action="store_true",
+        help="measure Boxoffice alone and print it, writing no results (while working on it)",
+    )
     args = parser.parse_args()
     server, broker = os.environ["TEST_DATABASE_URL"], os.environ["TEST_BROKER_URL"]
     log_dir = Path(tempfile.mkdtemp(prefix="bench-"))
     print(f"bench: logs in {log_dir}", file=sys.stderr)
+    if args.boxoffice_only:
+        box = boxoffice(server, broker, log_dir, args)
+        box.pop("samples")
+        for load in box["paced"].values():
+            load.pop("visible_samples_ms", None)
+        print(json.dumps(box, indent=2))
+        return 0
     steps: list[tuple[str, Callable[[], Any]]] = [
         ("eventsourcing_saves_per_s", lambda: eventsourcing_saves(server, args.saves)),
         ("bare_flask", lambda: bare_flask(log_dir, args.burst_seconds)),

@@ -50,6 +50,7 @@ def event_store_env(settings: Settings, *, create_table: bool = False) -> dict[s
     db = settings.database
     return {
         "PERSISTENCE_MODULE": "eventsourcing.postgres",
+        "APPLICATION_RECORDER_TOPIC": "infrastructure.log_recorder:TransactionOrderedRecorder",
         "POSTGRES_DBNAME": db.dbname,
         "POSTGRES_HOST": db.host,
         "POSTGRES_PORT": str(db.port),

@@ -18,11 +18,17 @@ from eventsourcing.persistence import ApplicationRecorder, Notification
 from eventsourcing.postgres import PostgresApplicationRecorder
 from psycopg.sql import SQL, Identifier
 
+from infrastructure.log_recorder import TransactionOrderedRecorder
+
 # How long a follower may miss a notification before it pulls anyway.
 CATCH_UP_INTERVAL = 1.0
 # The in-memory store sends no notifications: polling it often costs nothing.
 IN_MEMORY_INTERVAL = 0.02
 BATCH = 500
+# How soon to look again when committed events wait behind a transaction still in
+# flight (see infrastructure/log_recorder.py): doubled up to HELD_BACK_MAX while held.
+HELD_BACK_FIRST = 0.001
+HELD_BACK_MAX = 0.05
 
 
 class LogSubscription(Iterator[Notification]):
@@ -48,6 +54,7 @@ class LogSubscription(Iterator[Notification]):
         self._stopped = threading.Event()
         self._error: BaseException | None = None
         self._listener: threading.Thread | None = None
+        self._held_back_wait = HELD_BACK_FIRST
         if isinstance(recorder, PostgresApplicationRecorder):
             self._interval = CATCH_UP_INTERVAL if interval is None else interval
             self._listener = threading.Thread(
@@ -83,14 +90,27 @@ class LogSubscription(Iterator[Notification]):
                 return self._pending.popleft()
             # Cleared before the pull: a notification during the pull wakes the next wait.
             self._wake.clear()
-            batch = self._recorder.select_notifications(
-                start=self._last, limit=BATCH, topics=self._topics, inclusive_of_start=False
-            )
+            batch, held_back = self._pull()
             if batch:
                 self._pending.extend(batch)
                 self._last = batch[-1].id
+                self._held_back_wait = HELD_BACK_FIRST
+            elif held_back:
+                # The writer ahead will notify when it commits; a transaction that
+                # writes no events will not, hence the short look again.
+                self._wake.wait(self._held_back_wait)
+                self._held_back_wait = min(self._held_back_wait * 2, HELD_BACK_MAX)
             else:
                 self._wake.wait(self._interval)
+
+    def _pull(self) -> tuple[Sequence[Notification], bool]:
+        if isinstance(self._recorder, TransactionOrderedRecorder):
+            settled, held_back = self._recorder.follow(self._last, BATCH, self._topics)
+            return settled, held_back
+        batch = self._recorder.select_notifications(
+            start=self._last, limit=BATCH, topics=self._topics, inclusive_of_start=False
+        )
+        return batch, False
 
     def next_batch(self, limit: int) -> list[Notification]:
         """The next notification (waiting for it as iterating does) and those already

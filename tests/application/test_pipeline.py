@@ -55,7 +55,8 @@ def test_an_accepted_command_is_recorded_before_anything_runs(
     # Only the acceptance is in the store: the show does not exist yet.
     assert topics(app, acceptance.command.id) == ["CommandAccepted"]
     assert topics(app, Show.create_id("s1")) == []
-    assert acceptance.position == 1
+    # Its position is where the log has it (positions are not dense on PostgreSQL).
+    assert [n.id for n in app.recorder.select_notifications(None, 10)] == [acceptance.position]
     assert not acceptance.replayed
 
 

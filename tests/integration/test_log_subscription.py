@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import random
 import threading
 import time
+from typing import Any
 from uuid import uuid4
 
 import psycopg
 import pytest
 from eventsourcing.persistence import Notification
 
-from infrastructure.event_store import build_application, migrate
+from application.event_log import BoxofficeApplication
+from infrastructure.event_store import build_application, event_store_env, migrate
+from infrastructure.log_recorder import TransactionOrderedRecorder
 from infrastructure.settings import Settings
 from infrastructure.subscription import subscribe
+from tests.support.commands import Tally
 
 pytestmark = pytest.mark.postgres
 
@@ -48,3 +53,113 @@ def test_an_event_recorded_without_a_notification_is_still_delivered(database_ur
 
     assert [n.originator_id for n in received] == [originator]
     assert not follower.is_alive()
+
+
+class PausingRecorder(TransactionOrderedRecorder):
+    """The real recorder, with a hook between a write's INSERT and its commit."""
+
+    pause_next = threading.Event()
+    paused = threading.Event()
+    release = threading.Event()
+
+    def _fetch_ids_after_insert_events(self, curs: Any, stored_events: Any, **kwargs: Any) -> Any:
+        ids = super()._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
+        if self.pause_next.is_set():
+            self.pause_next.clear()
+            self.paused.set()
+            self.release.wait(10)
+        return ids
+
+
+class JitteryRecorder(TransactionOrderedRecorder):
+    """The real recorder, with the interleavings that would make a follower skip:
+    a transaction id taken long before the INSERT, and a pause before the commit."""
+
+    def _insert_events(self, curs: Any, stored_events: Any, **kwargs: Any) -> None:
+        if random.random() < 0.5:
+            curs.execute("SELECT pg_current_xact_id(), pg_sleep(%s)", (random.random() / 200,))
+
+    def _fetch_ids_after_insert_events(self, curs: Any, stored_events: Any, **kwargs: Any) -> Any:
+        ids = super()._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
+        time.sleep(random.random() / 200)
+        return ids
+
+
+def application_with(settings: Settings, recorder: type) -> BoxofficeApplication:
+    env = event_store_env(settings)
+    env["APPLICATION_RECORDER_TOPIC"] = f"{recorder.__module__}:{recorder.__qualname__}"
+    return BoxofficeApplication(env=env)
+
+
+def test_an_event_committed_first_waits_for_the_older_write_still_in_flight(
+    database_url: str,
+) -> None:
+    settings = Settings(database_url=database_url)
+    migrate(settings)
+    app = application_with(settings, PausingRecorder)
+    recorder = app.recorder
+    assert isinstance(recorder, PausingRecorder)
+    older, newer = Tally("older"), Tally("newer")
+    PausingRecorder.pause_next.set()
+    writer = threading.Thread(target=app.save, args=(older,))
+    writer.start()
+    assert PausingRecorder.paused.wait(10)
+    # "older" is inserted, not committed; "newer" is inserted and committed after it.
+    app.save(newer)
+
+    held, held_back = recorder.follow(0, 10)
+    held_by_select = recorder.select_notifications(None, 10)
+    head_while_held = recorder.max_notification_id()
+    PausingRecorder.release.set()
+    writer.join(10)
+    settled, still_held = recorder.follow(0, 10)
+    app.close()
+
+    assert (held, held_back) == ([], True)
+    assert held_by_select == []
+    assert head_while_held is None
+    assert [n.originator_id for n in settled] == [older.id, newer.id]
+    assert not still_held
+
+
+def test_followers_skip_nothing_however_the_writes_interleave(database_url: str) -> None:
+    settings = Settings(database_url=database_url)
+    migrate(settings)
+    writers, saves = 8, 120
+    app = application_with(settings, JitteryRecorder)
+    received: list[Notification] = []
+    subscription = subscribe(app.recorder, None)
+
+    def follow() -> None:
+        with subscription:
+            for notification in subscription:
+                received.append(notification)
+
+    def write(writer: int) -> None:
+        for i in range(saves):
+            app.save(Tally(f"w{writer}-{i}"))
+
+    follower = threading.Thread(target=follow)
+    follower.start()
+    threads = [threading.Thread(target=write, args=(w,)) for w in range(writers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    deadline = time.monotonic() + 10
+    while len(received) < writers * saves and time.monotonic() < deadline:
+        time.sleep(0.05)
+    subscription.stop()
+    follower.join(5)
+    with psycopg.connect(database_url) as conn:
+        recorded = [
+            row[0]
+            for row in conn.execute(
+                "SELECT notification_id FROM boxoffice_events ORDER BY notification_id"
+            )
+        ]
+    app.close()
+
+    ids = [n.id for n in received]
+    assert len(recorded) == writers * saves
+    assert ids == recorded

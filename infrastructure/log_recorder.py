@@ -1,0 +1,185 @@
+"""The event log's recorder: writers commit concurrently, followers still skip nothing.
+
+eventsourcing's PostgreSQL recorder gives each event a number from a sequence and, so
+that a follower never reads past a number whose transaction commits later, takes an
+EXCLUSIVE lock on the table in every write and holds it through the commit, and sends
+its NOTIFY inside the transaction (which PostgreSQL serializes at commit too). With
+durable commits every write of every process then waits for the WAL flush of the one
+before: that was the wall of the throughput profile (``docs/throughput.md``).
+
+:class:`TransactionOrderedRecorder` keeps the followers' guarantee another way:
+
+- An event's notification id is its transaction's id (``pg_current_xact_id()``) times
+  2**16 plus its place in the transaction. Ids therefore follow the order in which the
+  writing transactions started writing, with no lock and no sequence.
+- A read of the log returns only events whose transaction id is below the ``xmin`` of
+  the read's own snapshot: every transaction below it has ended, so any event with a
+  smaller id is already visible or will never exist. Events of transactions still in
+  flight wait behind that horizon until those end.
+- The NOTIFY is sent after the commit, in its own tiny transaction, so the writes'
+  commits overlap and PostgreSQL flushes many with one fsync.
+
+Ids are sparse (gaps between transactions); nothing in the service does arithmetic on
+them. A transaction writes at most 65,535 events.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+from eventsourcing.persistence import (
+    InterfaceError,
+    Notification,
+    OperationalError,
+    StoredEvent,
+)
+from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
+from eventsourcing.utils import retry
+from psycopg import Cursor
+from psycopg.rows import DictRow
+from psycopg.sql import SQL, Composed, Identifier, Literal
+
+# Bits of a notification id left for an event's place within its transaction.
+PLACE_BITS = 16
+MAX_EVENTS_PER_TRANSACTION = 2**PLACE_BITS - 1
+# The first id no reader may return yet: transactions from the snapshot's xmin on may
+# still be writing.
+HORIZON = SQL("(pg_snapshot_xmin(pg_current_snapshot())::text::bigint << {0})").format(
+    Literal(PLACE_BITS)
+)
+
+log = logging.getLogger(__name__)
+
+
+class TooManyEventsError(ValueError):
+    """One save tried to record more events than a transaction may number."""
+
+
+class TransactionOrderedRecorder(PostgresApplicationRecorder):
+    """An application recorder whose writers do not serialize (see the module)."""
+
+    def __init__(self, datastore: PostgresDatastore, *, events_table_name: str = "stored_events"):
+        super().__init__(datastore, events_table_name=events_table_name)
+        if datastore.enable_db_functions:
+            # eventsourcing's insert function numbers events from the sequence.
+            msg = "POSTGRES_ENABLE_DB_FUNCTIONS is not supported by this recorder"
+            raise ValueError(msg)
+        names = {
+            "schema": Identifier(self.datastore.schema),
+            "table": Identifier(self.events_table_name),
+            "stored_event_type": Identifier(self.stored_event_type_name),
+            "bits": Literal(PLACE_BITS),
+            "horizon": HORIZON,
+        }
+        self.insert_events_statement = SQL(
+            "INSERT INTO {schema}.{table} AS t "
+            "(originator_id, originator_version, topic, state, notification_id) "
+            "SELECT e.originator_id, e.originator_version, e.topic, e.state, "
+            "(pg_current_xact_id()::text::bigint << {bits}) + e.place "
+            "FROM unnest(%s::{schema}.{stored_event_type}[]) WITH ORDINALITY "
+            "AS e(originator_id, originator_version, topic, state, place) "
+            "ORDER BY e.place "
+            "RETURNING notification_id"
+        ).format(**names)
+        self._follow_statement = SQL(
+            "SELECT e.notification_id, e.originator_id, e.originator_version, e.topic, "
+            "e.state, e.notification_id < {horizon} AS settled "
+            "FROM {schema}.{table} e WHERE e.notification_id > %s"
+        ).format(**names)
+        self.max_notification_id_statement = SQL(
+            "SELECT max(notification_id) FROM {schema}.{table} WHERE notification_id < {horizon}"
+        ).format(**names)
+        self._notify_statement = SQL("NOTIFY {0}").format(Identifier(self.channel_name))
+
+    def insert_events(
+        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        """Record ``stored_events`` atomically, then wake the followers."""
+        if len(stored_events) > MAX_EVENTS_PER_TRANSACTION:
+            msg = (
+                f"{len(stored_events)} events in one save; "
+                f"at most {MAX_EVENTS_PER_TRANSACTION} fit in one transaction"
+            )
+            raise TooManyEventsError(msg)
+        ids: Sequence[int] | None = super().insert_events(stored_events, **kwargs)
+        if stored_events:
+            self._notify()
+        return ids
+
+    def _lock_table(self, curs: Cursor[DictRow]) -> None:
+        """No lock: the ids' order comes from the transaction ids (see the module)."""
+
+    def _notify_channel(self, curs: Cursor[DictRow]) -> None:
+        """Not inside the write: a NOTIFY in a transaction serializes its commit."""
+
+    def _notify(self) -> None:
+        # Best effort: the events are committed whatever happens here, and followers
+        # pull at least every second without a notification.
+        try:
+            with self.datastore.get_connection() as conn:
+                conn.execute(self._notify_statement)
+        except (psycopg.Error, InterfaceError, OperationalError) as error:
+            log.warning("events recorded, notification not sent: %s", error)
+
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def follow(
+        self, after: int, limit: int, topics: Sequence[str] = ()
+    ) -> tuple[list[Notification], bool]:
+        """The settled notifications after ``after`` (up to ``limit``), and whether
+        committed ones beyond them are held back by a transaction still in flight."""
+        statement: Composed = self._follow_statement
+        params: list[Any] = [after]
+        if topics:
+            statement += SQL(" AND e.topic = ANY(%s)")
+            params.append(list(topics))
+        statement += SQL(" ORDER BY e.notification_id LIMIT %s")
+        params.append(limit)
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(statement, params, prepare=True)
+            rows = curs.fetchall()
+        settled: list[Notification] = []
+        for row in rows:
+            if not row["settled"]:
+                return settled, True
+            settled.append(_notification(row))
+        return settled, False
+
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def select_notifications(
+        self,
+        start: int | None,
+        limit: int,
+        stop: int | None = None,
+        topics: Sequence[str] = (),
+        *,
+        inclusive_of_start: bool = True,
+    ) -> Sequence[Notification]:
+        """The settled notifications from ``start`` (up to ``stop``), ``limit`` at most."""
+        statement: Composed = self._follow_statement
+        after = (start or 0) - (1 if inclusive_of_start and start is not None else 0)
+        params: list[Any] = [after]
+        statement += SQL(" AND e.notification_id < {0}").format(HORIZON)
+        if stop is not None:
+            statement += SQL(" AND e.notification_id <= %s")
+            params.append(stop)
+        if topics:
+            statement += SQL(" AND e.topic = ANY(%s)")
+            params.append(list(topics))
+        statement += SQL(" ORDER BY e.notification_id LIMIT %s")
+        params.append(limit)
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(statement, params, prepare=True)
+            return [_notification(row) for row in curs.fetchall()]
+
+
+def _notification(row: DictRow) -> Notification:
+    return Notification(
+        id=row["notification_id"],
+        originator_id=row["originator_id"],
+        originator_version=row["originator_version"],
+        topic=row["topic"],
+        state=bytes(row["state"]),
+    )
