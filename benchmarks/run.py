@@ -34,15 +34,23 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import psycopg
+from eventsourcing.persistence import Notification, StoredEvent, Tracking
 
 from application.event_log import BoxofficeApplication
 from benchmarks.baselines import create_hand_table, hand_celery, noop, noop_celery
 from benchmarks.plots import plot_latency, plot_throughput
 from benchmarks.wrk import WrkResult, run_wrk
 from domain.show import Show
-from infrastructure.event_store import build_application, build_view, event_store_env, migrate
+from infrastructure.event_store import (
+    build_application,
+    build_tracker,
+    build_view,
+    event_store_env,
+    migrate,
+)
 from infrastructure.following import follow
 from infrastructure.settings import Settings
 from projections.command_registry import CommandRegistryProjection, CommandRegistryView
@@ -360,37 +368,92 @@ def rebuild(settings: Settings) -> dict[str, float]:
 
 
 def boxoffice(server: str, broker: str, log_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
-    """Boxoffice in its production topology: (a) to (e)."""
+    """Boxoffice in its production topology: (a) to (e), then (b) and (c) again on a log
+    of ``args.seeded_events`` events, at the same paced rates."""
     with fresh_database(server) as url:
-        queue = f"bench.box.{uuid.uuid4().hex[:6]}"
-        settings = Settings(database_url=url, broker_url=broker, command_queue=queue)
-        migrate(settings)
-        port = free_port()
-        env = boxoffice_env(url, broker, queue, port)
-        parts = [
-            ServiceProcess(p, env, log_dir)
-            for p in ("web", "worker", "relay", "projector", "sagas")
-        ]
-        base = f"http://127.0.0.1:{port}"
-        with running(*parts):
-            wait_until(http_ready(base + "/health"), 60, "web")
-            parts[1].wait_for_output("ready", 60)
-            request(base, "PUT", "/shows/warm-up", SHOW, Prefer="wait=10")
-            done_sql = (
-                "SELECT count(*) FROM command_registry "
-                "WHERE status = 'succeeded' AND type = 'CreateShow'"
-            )
-            accepted, elapsed, samples = load_and_drain(
-                url, done_sql, lambda: run_wrk(base, "box", BODY, args.burst_seconds)
-            )
-            end_to_end = accepted.accepted / elapsed
-            loads = {
-                f"{share}%": paced(base, end_to_end * share / 100, args.paced_seconds)
-                for share in (25, 50)
-            }
-            saga = sagas(base, args.sagas)
-        rebuilt = rebuild(settings)
-    return {
+        empty = measure(url, broker, log_dir, args)
+        print("bench: boxoffice, rebuild", file=sys.stderr)
+        reader = build_application(Settings(database_url=url))
+        template = list(reader.recorder.select_notifications(start=None, limit=10_000_000))
+        reader.close()
+        empty["rebuild"] = rebuild(Settings(database_url=url))
+    if args.seeded_events:
+        with fresh_database(server) as url:
+            print(f"bench: boxoffice, seeding {args.seeded_events} events", file=sys.stderr)
+            seeded = seed_log(url, template, args.seeded_events)
+            print("bench: boxoffice, on the seeded log", file=sys.stderr)
+            rates = {share: load["rate_per_s"] for share, load in empty["paced"].items()}
+            empty["seeded"] = {"events": seeded, **measure(url, broker, log_dir, args, rates)}
+    return empty
+
+
+# Larger saves stall: psycopg's pipeline mode and PostgreSQL then wait on each other.
+SEED_BATCH = 5_000
+
+
+def seed_log(url: str, template: list[Notification], events: int) -> int:
+    """(f) ``events`` events already in the log: copies of ``template`` (a measured run's
+    log) under new aggregate ids, with every follower's position at the head, as if
+    applied long ago. Returns the number written."""
+    settings = Settings(database_url=url)
+    tables = migrate(settings)
+    app = build_application(settings)
+    batch: list[StoredEvent] = []
+    written = 0
+    while written < events:
+        renamed: dict[UUID | str, UUID] = {}
+        for event in template[: events - written]:
+            new_id = renamed.setdefault(event.originator_id, uuid.uuid4())
+            batch.append(StoredEvent(new_id, event.originator_version, event.topic, event.state))
+            written += 1
+            if len(batch) == SEED_BATCH or written == events:
+                app.recorder.insert_events(batch)
+                batch = []
+    head = app.recorder.max_notification_id() or 0
+    app.close()
+    for table in tables:
+        if table.endswith("_tracking"):
+            tracker = build_tracker(settings, table.removesuffix("_tracking"))
+            tracker.insert_tracking(Tracking(BoxofficeApplication.name, head))
+            tracker.datastore.close()  # type: ignore[attr-defined]
+    return written
+
+
+def measure(
+    url: str,
+    broker: str,
+    log_dir: Path,
+    args: argparse.Namespace,
+    rates: dict[str, float] | None = None,
+) -> dict[str, Any]:
+    """(a) to (d) on the database at ``url``; (c) at ``rates``, or at 25 % and 50 % of
+    the end-to-end rate just measured. Sagas (d) only when no rates are given."""
+    queue = f"bench.box.{uuid.uuid4().hex[:6]}"
+    migrate(Settings(database_url=url, broker_url=broker, command_queue=queue))
+    port = free_port()
+    env = boxoffice_env(url, broker, queue, port)
+    parts = [
+        ServiceProcess(p, env, log_dir) for p in ("web", "worker", "relay", "projector", "sagas")
+    ]
+    base = f"http://127.0.0.1:{port}"
+    with running(*parts):
+        wait_until(http_ready(base + "/health"), 60, "web")
+        parts[1].wait_for_output("ready", 60)
+        request(base, "PUT", "/shows/warm-up", SHOW, Prefer="wait=10")
+        done_sql = (
+            "SELECT count(*) FROM command_registry "
+            "WHERE status = 'succeeded' AND type = 'CreateShow'"
+        )
+        accepted, elapsed, samples = load_and_drain(
+            url, done_sql, lambda: run_wrk(base, "box", BODY, args.burst_seconds)
+        )
+        end_to_end = accepted.accepted / elapsed
+        first = rates is None
+        if rates is None:
+            rates = {f"{share}%": end_to_end * share / 100 for share in (25, 50)}
+        loads = {share: paced(base, rate, args.paced_seconds) for share, rate in rates.items()}
+        saga = sagas(base, args.sagas) if first else None
+    measured: dict[str, Any] = {
         "accepts_per_s": round(accepted.accepted_per_s, 1),
         "accept_latency_ms": accepted.latency_ms,
         "non_2xx": accepted.non_2xx,
@@ -398,9 +461,10 @@ def boxoffice(server: str, broker: str, log_dir: Path, args: argparse.Namespace)
         "accepted": accepted.accepted,
         "samples": samples,
         "paced": loads,
-        "saga_ms": saga,
-        "rebuild": rebuilt,
     }
+    if saga is not None:
+        measured["saga_ms"] = saga
+    return measured
 
 
 def fsync_setting(server: str) -> str:
@@ -431,6 +495,26 @@ def table(results: dict[str, Any]) -> str:
     rows.append(("saga of 4 commands, p50/p99 ms", _pair(box["saga_ms"]), ""))
     rebuilt = box["rebuild"]
     rows.append(("rebuild, events/s", rebuilt["events_per_s"], f"{rebuilt['events']} events"))
+    seeded = box.get("seeded")
+    if seeded:
+        events = f"{seeded['events']:,} events"
+        rows.append(
+            (
+                f"end to end/s, {events} in the log",
+                seeded["end_to_end_per_s"],
+                f"{ratios['seeded_end_to_end_vs_empty']}x the empty log",
+            )
+        )
+        for share, load in seeded["paced"].items():
+            empty = box["paced"][share]["registry_visible_ms"]["p50"]
+            visible = load["registry_visible_ms"]
+            rows.append(
+                (
+                    f"registry visible, {share} load, {events}, p50/p99 ms",
+                    _pair(visible),
+                    f"p50 {round(visible['p50'] / empty, 2)}x the empty log",
+                )
+            )
     machine = results["machine"]
     lines = [
         f"Measured {results['measured_at']} on {machine['cpus']} cores; "
@@ -460,6 +544,12 @@ def main() -> int:
     parser.add_argument("--burst-seconds", type=int, default=15)
     parser.add_argument("--paced-seconds", type=float, default=15)
     parser.add_argument("--sagas", type=int, default=40)
+    parser.add_argument(
+        "--seeded-events",
+        type=int,
+        default=1_000_000,
+        help="(f): events already in the log for the second run; 0 to skip it",
+    )
     parser.add_argument("--saves", type=int, default=2000)
     parser.add_argument("--tasks", type=int, default=5000)
     parser.add_argument("--out", type=Path, default=Path("bench/results"))
@@ -474,9 +564,10 @@ def main() -> int:
     print(f"bench: logs in {log_dir}", file=sys.stderr)
     if args.boxoffice_only:
         box = boxoffice(server, broker, log_dir, args)
-        box.pop("samples")
-        for load in box["paced"].values():
-            load.pop("visible_samples_ms", None)
+        for run in (box, box.get("seeded", {})):
+            run.pop("samples", None)
+            for load in run.get("paced", {}).values():
+                load.pop("visible_samples_ms", None)
         print(json.dumps(box, indent=2))
         return 0
     steps: list[tuple[str, Callable[[], Any]]] = [
@@ -514,6 +605,15 @@ def main() -> int:
             "end_to_end_vs_eventsourcing_saves": round(
                 box["end_to_end_per_s"] / baselines["eventsourcing_saves_per_s"], 2
             ),
+            **(
+                {
+                    "seeded_end_to_end_vs_empty": round(
+                        box["seeded"]["end_to_end_per_s"] / box["end_to_end_per_s"], 2
+                    )
+                }
+                if "seeded" in box
+                else {}
+            ),
         },
     }
     args.out.mkdir(parents=True, exist_ok=True)
@@ -522,9 +622,12 @@ def main() -> int:
     (args.out / f"{stamp}.json").write_text(json.dumps(summary, indent=2))
     (args.out / "latest.json").write_text(json.dumps(summary, indent=2))
     (args.out / "latest.md").write_text(table(results))
-    plot_throughput(
-        {"Boxoffice": box["samples"], "hand-built": hand["samples"]}, args.out / "throughput.png"
-    )
+    curves = {"Boxoffice": box["samples"], "hand-built": hand["samples"]}
+    if "seeded" in box:
+        curves[f"Boxoffice, {box['seeded']['events']:,} events in the log"] = box["seeded"][
+            "samples"
+        ]
+    plot_throughput(curves, args.out / "throughput.png")
     plot_latency(
         {share: load["visible_samples_ms"] for share, load in box["paced"].items()},
         args.out / "latency_cdf.png",

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -52,6 +53,17 @@ HORIZON = SQL("(pg_snapshot_xmin(pg_current_snapshot())::text::bigint << {0})").
 )
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Followed:
+    """What one read of the log gives a follower."""
+
+    notifications: list[Notification]
+    # Every event of the follower's topics up to here is in ``notifications``.
+    seen: int
+    # Committed events wait behind a transaction still in flight: look again soon.
+    held_back: bool
 
 
 class TooManyEventsError(ValueError):
@@ -84,10 +96,21 @@ class TransactionOrderedRecorder(PostgresApplicationRecorder):
             "ORDER BY e.place "
             "RETURNING notification_id"
         ).format(**names)
+        # One statement, so that one snapshot gives the rows, the head and the horizon.
         self._follow_statement = SQL(
+            "SELECT h.head, h.held_back, e.* FROM (SELECT "
+            "(SELECT notification_id FROM {schema}.{table} WHERE notification_id < {horizon} "
+            "ORDER BY notification_id DESC LIMIT 1) AS head, "
+            "EXISTS (SELECT FROM {schema}.{table} WHERE notification_id >= {horizon}) "
+            "AS held_back) h "
+            "LEFT JOIN LATERAL (SELECT e.notification_id, e.originator_id, "
+            "e.originator_version, e.topic, e.state FROM {schema}.{table} e "
+            "WHERE e.notification_id > %s AND e.notification_id < {horizon}"
+        ).format(**names)
+        self._select_statement = SQL(
             "SELECT e.notification_id, e.originator_id, e.originator_version, e.topic, "
-            "e.state, e.notification_id < {horizon} AS settled "
-            "FROM {schema}.{table} e WHERE e.notification_id > %s"
+            "e.state FROM {schema}.{table} e "
+            "WHERE e.notification_id > %s AND e.notification_id < {horizon}"
         ).format(**names)
         self.max_notification_id_statement = SQL(
             "SELECT max(notification_id) FROM {schema}.{table} WHERE notification_id < {horizon}"
@@ -125,27 +148,27 @@ class TransactionOrderedRecorder(PostgresApplicationRecorder):
             log.warning("events recorded, notification not sent: %s", error)
 
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
-    def follow(
-        self, after: int, limit: int, topics: Sequence[str] = ()
-    ) -> tuple[list[Notification], bool]:
-        """The settled notifications after ``after`` (up to ``limit``), and whether
-        committed ones beyond them are held back by a transaction still in flight."""
+    def follow(self, after: int, limit: int, topics: Sequence[str] = ()) -> Followed:
+        """The settled notifications after ``after`` (of ``topics``, ``limit`` at most),
+        how far they cover the log, and whether newer events wait behind the horizon.
+
+        A follower of a few topics resumes from ``seen``, not from its last event: it
+        would otherwise read again, on every wake, every event of other topics since.
+        """
         statement: Composed = self._follow_statement
         params: list[Any] = [after]
         if topics:
             statement += SQL(" AND e.topic = ANY(%s)")
             params.append(list(topics))
-        statement += SQL(" ORDER BY e.notification_id LIMIT %s")
+        statement += SQL(" ORDER BY e.notification_id LIMIT %s) e ON true")
         params.append(limit)
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
             curs.execute(statement, params, prepare=True)
             rows = curs.fetchall()
-        settled: list[Notification] = []
-        for row in rows:
-            if not row["settled"]:
-                return settled, True
-            settled.append(_notification(row))
-        return settled, False
+        head, held_back = rows[0]["head"], rows[0]["held_back"]
+        notifications = [_notification(row) for row in rows if row["notification_id"] is not None]
+        seen = notifications[-1].id if len(notifications) == limit else max(after, head or 0)
+        return Followed(notifications, seen, held_back)
 
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def select_notifications(
@@ -158,10 +181,9 @@ class TransactionOrderedRecorder(PostgresApplicationRecorder):
         inclusive_of_start: bool = True,
     ) -> Sequence[Notification]:
         """The settled notifications from ``start`` (up to ``stop``), ``limit`` at most."""
-        statement: Composed = self._follow_statement
+        statement: Composed = self._select_statement
         after = (start or 0) - (1 if inclusive_of_start and start is not None else 0)
         params: list[Any] = [after]
-        statement += SQL(" AND e.notification_id < {0}").format(HORIZON)
         if stop is not None:
             statement += SQL(" AND e.notification_id <= %s")
             params.append(stop)

@@ -93,7 +93,6 @@ class LogSubscription(Iterator[Notification]):
             batch, held_back = self._pull()
             if batch:
                 self._pending.extend(batch)
-                self._last = batch[-1].id
                 self._held_back_wait = HELD_BACK_FIRST
             elif held_back:
                 # The writer ahead will notify when it commits; a transaction that
@@ -105,11 +104,14 @@ class LogSubscription(Iterator[Notification]):
 
     def _pull(self) -> tuple[Sequence[Notification], bool]:
         if isinstance(self._recorder, TransactionOrderedRecorder):
-            settled, held_back = self._recorder.follow(self._last, BATCH, self._topics)
-            return settled, held_back
+            followed = self._recorder.follow(self._last, BATCH, self._topics)
+            self._last = followed.seen
+            return followed.notifications, followed.held_back
         batch = self._recorder.select_notifications(
             start=self._last, limit=BATCH, topics=self._topics, inclusive_of_start=False
         )
+        if batch:
+            self._last = batch[-1].id
         return batch, False
 
     def next_batch(self, limit: int) -> list[Notification]:

@@ -91,7 +91,7 @@ start_postgres() {
     local durability="-c fsync=off -c synchronous_commit=off"
     [[ "${TEST_PG_DURABLE:-}" == 1 ]] && durability=""
     runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$STATE/pg" -w -t 60 -l "$STATE/pg/server.log" \
-        -o "-h 127.0.0.1 -p $PG_PORT -k $STATE/pgsock -c max_connections=300 $durability" \
+        -o "-h 127.0.0.1 -p $PG_PORT -k $STATE/pgsock -c max_connections=300 -c shared_preload_libraries=pg_stat_statements $durability" \
         start >/dev/null || { cat "$STATE/pg/server.log" >&2; return 1; }
     PG_PID=$(head -n 1 "$STATE/pg/postmaster.pid")
     "$PG_BIN/createdb" -h 127.0.0.1 -p "$PG_PORT" -U postgres boxoffice_test

@@ -107,19 +107,20 @@ def test_an_event_committed_first_waits_for_the_older_write_still_in_flight(
     # "older" is inserted, not committed; "newer" is inserted and committed after it.
     app.save(newer)
 
-    held, held_back = recorder.follow(0, 10)
+    held = recorder.follow(0, 10)
     held_by_select = recorder.select_notifications(None, 10)
     head_while_held = recorder.max_notification_id()
     PausingRecorder.release.set()
     writer.join(10)
-    settled, still_held = recorder.follow(0, 10)
+    settled = recorder.follow(0, 10)
     app.close()
 
-    assert (held, held_back) == ([], True)
+    assert (held.notifications, held.seen, held.held_back) == ([], 0, True)
     assert held_by_select == []
     assert head_while_held is None
-    assert [n.originator_id for n in settled] == [older.id, newer.id]
-    assert not still_held
+    assert [n.originator_id for n in settled.notifications] == [older.id, newer.id]
+    assert settled.seen == settled.notifications[-1].id
+    assert not settled.held_back
 
 
 def test_followers_skip_nothing_however_the_writes_interleave(database_url: str) -> None:
@@ -163,3 +164,26 @@ def test_followers_skip_nothing_however_the_writes_interleave(database_url: str)
     ids = [n.id for n in received]
     assert len(recorded) == writers * saves
     assert ids == recorded
+
+
+def test_a_follower_of_other_topics_moves_past_the_events_it_does_not_follow(
+    database_url: str,
+) -> None:
+    settings = Settings(database_url=database_url)
+    migrate(settings)
+    app = build_application(settings)
+    recorder = app.recorder
+    assert isinstance(recorder, TransactionOrderedRecorder)
+    for key in ("a", "b", "c"):
+        app.save(Tally(key))
+    head = recorder.max_notification_id()
+
+    # Nothing of its topic, so next time it reads from the head, not from the start.
+    other = recorder.follow(0, 10, topics=["no.such:Topic"])
+    # A batch that fills its limit covers the log only up to its last event.
+    first = recorder.follow(0, 2)
+    app.close()
+
+    assert (other.notifications, other.seen) == ([], head)
+    assert len(first.notifications) == 2
+    assert first.seen == first.notifications[-1].id < (head or 0)
