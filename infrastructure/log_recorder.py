@@ -17,7 +17,8 @@ before: that was the wall of the throughput profile (``docs/throughput.md``).
   smaller id is already visible or will never exist. Events of transactions still in
   flight wait behind that horizon until those end.
 - The NOTIFY is sent after the commit, in its own tiny transaction, so the writes'
-  commits overlap and PostgreSQL flushes many with one fsync.
+  commits overlap and PostgreSQL flushes many with one fsync. It carries the topics
+  written, so a follower wakes only for events it follows.
 
 Ids are sparse (gaps between transactions); nothing in the service does arithmetic on
 them. A transaction writes at most 65,535 events.
@@ -46,6 +47,8 @@ from psycopg.sql import SQL, Composed, Identifier, Literal
 # Bits of a notification id left for an event's place within its transaction.
 PLACE_BITS = 16
 MAX_EVENTS_PER_TRANSACTION = 2**PLACE_BITS - 1
+# PostgreSQL's limit on a notification's payload is 8,000 bytes.
+MAX_PAYLOAD_BYTES = 7_900
 # The first id no reader may return yet: transactions from the snapshot's xmin on may
 # still be writing.
 HORIZON = SQL("(pg_snapshot_xmin(pg_current_snapshot())::text::bigint << {0})").format(
@@ -53,6 +56,19 @@ HORIZON = SQL("(pg_snapshot_xmin(pg_current_snapshot())::text::bigint << {0})").
 )
 
 log = logging.getLogger(__name__)
+
+
+def wake_payload(topics: Sequence[str]) -> str:
+    """A notification's payload: the topics just recorded, so that a follower of other
+    topics sleeps on; empty (wake everyone) when they would not fit."""
+    payload = " ".join(topics)
+    return payload if len(payload.encode()) <= MAX_PAYLOAD_BYTES else ""
+
+
+def wakes(payload: str, topics: Sequence[str]) -> bool:
+    """Whether a notification with ``payload`` concerns a follower of ``topics``
+    (all topics when empty)."""
+    return not topics or not payload or not set(topics).isdisjoint(payload.split(" "))
 
 
 @dataclass(frozen=True)
@@ -115,7 +131,7 @@ class TransactionOrderedRecorder(PostgresApplicationRecorder):
         self.max_notification_id_statement = SQL(
             "SELECT max(notification_id) FROM {schema}.{table} WHERE notification_id < {horizon}"
         ).format(**names)
-        self._notify_statement = SQL("NOTIFY {0}").format(Identifier(self.channel_name))
+        self._notify_statement = SQL("SELECT pg_notify(%s, %s)")
 
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
@@ -129,7 +145,7 @@ class TransactionOrderedRecorder(PostgresApplicationRecorder):
             raise TooManyEventsError(msg)
         ids: Sequence[int] | None = super().insert_events(stored_events, **kwargs)
         if stored_events:
-            self._notify()
+            self._notify(sorted({event.topic for event in stored_events}))
         return ids
 
     def _lock_table(self, curs: Cursor[DictRow]) -> None:
@@ -138,12 +154,12 @@ class TransactionOrderedRecorder(PostgresApplicationRecorder):
     def _notify_channel(self, curs: Cursor[DictRow]) -> None:
         """Not inside the write: a NOTIFY in a transaction serializes its commit."""
 
-    def _notify(self) -> None:
+    def _notify(self, topics: Sequence[str]) -> None:
         # Best effort: the events are committed whatever happens here, and followers
         # pull at least every second without a notification.
         try:
             with self.datastore.get_connection() as conn:
-                conn.execute(self._notify_statement)
+                conn.execute(self._notify_statement, (self.channel_name, wake_payload(topics)))
         except (psycopg.Error, InterfaceError, OperationalError) as error:
             log.warning("events recorded, notification not sent: %s", error)
 

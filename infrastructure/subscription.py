@@ -18,7 +18,7 @@ from eventsourcing.persistence import ApplicationRecorder, Notification
 from eventsourcing.postgres import PostgresApplicationRecorder
 from psycopg.sql import SQL, Identifier
 
-from infrastructure.log_recorder import TransactionOrderedRecorder
+from infrastructure.log_recorder import TransactionOrderedRecorder, wakes
 
 # How long a follower may miss a notification before it pulls anyway.
 CATCH_UP_INTERVAL = 1.0
@@ -128,8 +128,9 @@ class LogSubscription(Iterator[Notification]):
                 conn.execute(SQL("LISTEN {0}").format(Identifier(recorder.channel_name)))
                 while not self._stopped.is_set():
                     # A short timeout so that a stop is noticed soon.
-                    for _ in conn.notifies(timeout=0.1, stop_after=1):
-                        self._wake.set()
+                    for notify in conn.notifies(timeout=0.1, stop_after=1):
+                        if wakes(notify.payload, self._topics):
+                            self._wake.set()
         except BaseException as error:  # noqa: BLE001 - handed to the iterating thread
             self._error = error
             self._wake.set()

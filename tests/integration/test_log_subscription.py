@@ -5,18 +5,19 @@ from __future__ import annotations
 import random
 import threading
 import time
-from typing import Any
+from typing import Any, cast
 from uuid import uuid4
 
 import psycopg
 import pytest
 from eventsourcing.persistence import Notification
+from eventsourcing.utils import get_topic
 
 from application.event_log import BoxofficeApplication
 from infrastructure.event_store import build_application, event_store_env, migrate
-from infrastructure.log_recorder import TransactionOrderedRecorder
+from infrastructure.log_recorder import TransactionOrderedRecorder, wake_payload, wakes
 from infrastructure.settings import Settings
-from infrastructure.subscription import subscribe
+from infrastructure.subscription import LogSubscription, subscribe
 from tests.support.commands import Tally
 
 pytestmark = pytest.mark.postgres
@@ -187,3 +188,60 @@ def test_a_follower_of_other_topics_moves_past_the_events_it_does_not_follow(
     assert (other.notifications, other.seen) == ([], head)
     assert len(first.notifications) == 2
     assert first.seen == first.notifications[-1].id < (head or 0)
+
+
+def test_a_follower_sleeps_through_events_it_does_not_follow(database_url: str) -> None:
+    settings = Settings(database_url=database_url)
+    migrate(settings)
+    app = build_application(settings)
+    recorder = app.recorder
+    assert isinstance(recorder, TransactionOrderedRecorder)
+    pulls: list[int] = []
+    follow_log = recorder.follow
+
+    def counted(after: int, limit: int, topics: Any = ()) -> Any:
+        pulls.append(after)
+        return follow_log(after, limit, topics)
+
+    recorder.follow = counted
+    tally = Tally("t")
+    app.save(tally)
+    received: list[Notification] = []
+    bumped = get_topic(cast(Any, Tally).TallyBumped)
+    # No catch-up pull during the test: only notifications wake it.
+    subscription = LogSubscription(recorder, recorder.max_notification_id(), [bumped], 60)
+
+    def follow() -> None:
+        with subscription:
+            received.extend(subscription)
+
+    follower = threading.Thread(target=follow)
+    follower.start()
+    deadline = time.monotonic() + 5
+    while not pulls and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.2)
+    pulls_before = len(pulls)
+    for key in ("a", "b", "c"):
+        app.save(Tally(key))  # TallyOpened only: not followed
+    time.sleep(0.5)
+    pulls_after_others = len(pulls)
+    tally.bump()
+    app.save(tally)
+    while not received and time.monotonic() < deadline + 5:
+        time.sleep(0.01)
+    subscription.stop()
+    follower.join(5)
+    app.close()
+
+    assert pulls_after_others == pulls_before
+    assert [n.topic for n in received] == [bumped]
+
+
+def test_a_notification_names_the_topics_written_or_wakes_everyone() -> None:
+    assert wakes(wake_payload(["a:B", "c:D"]), ["c:D"])
+    assert not wakes(wake_payload(["a:B"]), ["c:D"])
+    assert wakes(wake_payload(["a:B"]), [])
+    too_many = [f"module{i}:Event" for i in range(1000)]
+    assert wake_payload(too_many) == ""
+    assert wakes(wake_payload(too_many), ["c:D"])
