@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from uuid import UUID
 
 from eventsourcing.application import Repository
-from eventsourcing.domain import Aggregate
+from eventsourcing.domain import Aggregate, CanInitAggregate
 from eventsourcing.persistence import Tracking
 from eventsourcing.projection import Projection
 from eventsourcing.utils import get_topic
@@ -116,6 +116,9 @@ class DocumentProjection(Projection[Any]):
         """The aggregate as of ``domain_event``: the previous state plus this event when it
         is at hand (as a replay would apply it), else loaded from the store."""
         previous = self._recent.pop(domain_event.originator_id, None)
+        if isinstance(domain_event, CanInitAggregate):
+            # The first event needs no read: a rebuild otherwise loads every aggregate.
+            return domain_event.mutate(None)
         if previous is not None and previous.version == domain_event.originator_version - 1:
             return domain_event.mutate(previous)
         return self.repository.get(

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import pytest
+from eventsourcing.persistence import Tracking
 from flask.testing import FlaskClient
 
 from application.event_log import BoxofficeApplication
+from domain.show import Show
 from interfaces.http import create_app
+from projections.document_view import InMemoryDocumentView
+from projections.shows import ShowsProjection
 from tests.application.conftest import make_container
 
 
@@ -55,3 +59,24 @@ def test_a_page_checks_its_consistency_in_as_many_queries_as_a_short_one(
         return calls[0] - before
 
     assert queries(50) == queries(5)
+
+
+class _NoReads:
+    """A repository that fails the test if the projection reads the store."""
+
+    def get(self, *_: object, **__: object) -> None:
+        raise AssertionError("the projection read the store")
+
+
+def test_a_projection_applies_a_creation_event_without_reading_the_store() -> None:
+    app = BoxofficeApplication(env={"PERSISTENCE_MODULE": "eventsourcing.popo"})
+    show = Show.schedule("s1", "Hamlet", "2027-01-01T20:00:00Z", ["A1", "A2"], 1500)
+    app.save(show)
+    (created,) = app.repository.event_store.get(show.id)
+    view = InMemoryDocumentView()
+
+    ShowsProjection(view, cast(Any, _NoReads())).process_event(created, Tracking(app.name, 1))
+
+    # The document the state loaded from the store gives.
+    expected = ShowsProjection.stored(app.repository.get(show.id))
+    assert view.get(show.id) == {**expected, "position": 1}
