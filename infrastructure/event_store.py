@@ -24,6 +24,7 @@ from eventsourcing.utils import Environment
 from psycopg.sql import SQL, Identifier
 
 from application.event_log import BoxofficeApplication
+from infrastructure.log_recorder import TransactionOrderedRecorder
 from infrastructure.payment_gateway import PostgresLedger
 from infrastructure.settings import Settings
 from infrastructure.stall_log import StallLog
@@ -116,8 +117,14 @@ def position_of(app: Application[Any], aggregate_id: UUID) -> int | None:
 
 
 def migrate(settings: Settings) -> list[str]:
-    """Create every table the service needs, once; returns the tables' names."""
+    """Create every table the service needs, once; returns the tables' names.
+
+    Raises :class:`~infrastructure.log_recorder.LogAheadOfTransactionIdsError` for a log
+    that new events could not follow (a database restored from a logical dump).
+    """
     app = build_application(settings, create_table=True)
+    if isinstance(app.recorder, TransactionOrderedRecorder):
+        app.recorder.check_ids_ahead()
     PostgresLedger(app.recorder.datastore).create_table()  # type: ignore[attr-defined]
     StallLog(app.recorder.datastore).create_table()  # type: ignore[attr-defined]
     app.close()

@@ -86,6 +86,17 @@ class TooManyEventsError(ValueError):
     """One save tried to record more events than a transaction may number."""
 
 
+class LogAheadOfTransactionIdsError(RuntimeError):
+    """The log holds ids at or above those this cluster's next transactions would get.
+
+    It happens when the database was restored into another cluster from a logical dump
+    (``pg_dump``), whose transaction ids start again from the beginning: new events
+    would get smaller ids than old ones, and followers, already past them, would never
+    see them. Restore physically (``pg_basebackup`` or a file-system copy), which keeps
+    the transaction ids.
+    """
+
+
 class TransactionOrderedRecorder(PostgresApplicationRecorder):
     """An application recorder whose writers do not serialize (see the module)."""
 
@@ -132,6 +143,27 @@ class TransactionOrderedRecorder(PostgresApplicationRecorder):
             "SELECT max(notification_id) FROM {schema}.{table} WHERE notification_id < {horizon}"
         ).format(**names)
         self._notify_statement = SQL("SELECT pg_notify(%s, %s)")
+
+    def check_ids_ahead(self) -> None:
+        """Raise :class:`LogAheadOfTransactionIdsError` unless the next transaction's
+        events would get ids above every id in the log."""
+        statement = SQL(
+            "SELECT (SELECT max(notification_id) FROM {0}.{1}) AS head, "
+            "pg_current_xact_id()::text::bigint << {2} AS next"
+        ).format(
+            Identifier(self.datastore.schema),
+            Identifier(self.events_table_name),
+            Literal(PLACE_BITS),
+        )
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(statement)
+            row = curs.fetchone()
+        if row is not None and row["head"] is not None and row["head"] >= row["next"]:
+            msg = (
+                f"the log's last id {row['head']} is not below {row['next']}, the first id "
+                "of this cluster's next transaction: was it restored from a logical dump?"
+            )
+            raise LogAheadOfTransactionIdsError(msg)
 
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any

@@ -15,7 +15,12 @@ from eventsourcing.utils import get_topic
 
 from application.event_log import BoxofficeApplication
 from infrastructure.event_store import build_application, event_store_env, migrate
-from infrastructure.log_recorder import TransactionOrderedRecorder, wake_payload, wakes
+from infrastructure.log_recorder import (
+    LogAheadOfTransactionIdsError,
+    TransactionOrderedRecorder,
+    wake_payload,
+    wakes,
+)
 from infrastructure.settings import Settings
 from infrastructure.subscription import LogSubscription, subscribe
 from tests.support.commands import Tally
@@ -245,3 +250,21 @@ def test_a_notification_names_the_topics_written_or_wakes_everyone() -> None:
     too_many = [f"module{i}:Event" for i in range(1000)]
     assert wake_payload(too_many) == ""
     assert wakes(wake_payload(too_many), ["c:D"])
+
+
+def test_migrate_refuses_a_log_whose_ids_are_ahead_of_the_clusters_transactions(
+    database_url: str,
+) -> None:
+    settings = Settings(database_url=database_url)
+    migrate(settings)
+    # As after a logical restore into a new cluster: ids far above its transaction ids.
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO boxoffice_events "
+            "(originator_id, originator_version, topic, state, notification_id) "
+            "VALUES (%s, 1, 'restored:Event', '{}', %s)",
+            (uuid4(), 2**62),
+        )
+
+    with pytest.raises(LogAheadOfTransactionIdsError, match="logical dump"):
+        migrate(settings)
