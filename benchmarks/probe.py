@@ -65,7 +65,8 @@ def main() -> int:
                 values = sorted(r[i] for r in rows)
                 print(f"{name}: p50 {values[len(values) // 2]:.1f} ms, max {values[-1]:.1f} ms")
             if os.environ.get("PROBE_HOLD"):
-                input("holding; press enter")
+                print(f"holding {base}", flush=True)
+                input()
     return 0
 
 

@@ -165,19 +165,41 @@ class TransactionOrderedRecorder(PostgresApplicationRecorder):
             )
             raise LogAheadOfTransactionIdsError(msg)
 
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
-        """Record ``stored_events`` atomically, then wake the followers."""
+        """Record ``stored_events`` atomically, then wake the followers.
+
+        The library's write, less its lock, with the notification sent on the same
+        connection once the transaction has committed.
+        """
         if len(stored_events) > MAX_EVENTS_PER_TRANSACTION:
             msg = (
                 f"{len(stored_events)} events in one save; "
                 f"at most {MAX_EVENTS_PER_TRANSACTION} fit in one transaction"
             )
             raise TooManyEventsError(msg)
-        ids: Sequence[int] | None = super().insert_events(stored_events, **kwargs)
-        if stored_events:
-            self._notify(sorted({event.topic for event in stored_events}))
+        error: Exception | None = None
+        ids: Sequence[int] | None = None
+        with self.datastore.get_connection() as conn:
+            with conn.pipeline() as pipeline, conn.transaction():
+                with conn.cursor() as curs:
+                    self._insert_events(curs, stored_events, **kwargs)
+                if stored_events:
+                    with conn.cursor() as curs:
+                        try:
+                            self._insert_stored_events(curs, stored_events, **kwargs)
+                            # A uniqueness violation raises here, not at the commit.
+                            pipeline.sync()
+                            ids = self._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
+                        except Exception as raised:  # noqa: BLE001 - re-raised below
+                            # Raised outside the pipeline, so that psycopg does not warn.
+                            error = raised
+            if error is not None:
+                raise error
+            if stored_events:
+                self._notify(conn, sorted({event.topic for event in stored_events}))
         return ids
 
     def _lock_table(self, curs: Cursor[DictRow]) -> None:
@@ -186,14 +208,14 @@ class TransactionOrderedRecorder(PostgresApplicationRecorder):
     def _notify_channel(self, curs: Cursor[DictRow]) -> None:
         """Not inside the write: a NOTIFY in a transaction serializes its commit."""
 
-    def _notify(self, topics: Sequence[str]) -> None:
+    def _notify(self, conn: psycopg.Connection[DictRow], topics: Sequence[str]) -> None:
         # Best effort: the events are committed whatever happens here, and followers
-        # pull at least every second without a notification.
+        # pull at least every second without a notification. Never raised: a retry of
+        # the whole write would meet its own events and report a failure.
         try:
-            with self.datastore.get_connection() as conn:
-                conn.execute(self._notify_statement, (self.channel_name, wake_payload(topics)))
-        except (psycopg.Error, InterfaceError, OperationalError) as error:
-            log.warning("events recorded, notification not sent: %s", error)
+            conn.execute(self._notify_statement, (self.channel_name, wake_payload(topics)))
+        except (psycopg.Error, InterfaceError, OperationalError) as failed:
+            log.warning("events recorded, notification not sent: %s", failed)
 
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def follow(self, after: int, limit: int, topics: Sequence[str] = ()) -> Followed:
