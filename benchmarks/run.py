@@ -387,7 +387,7 @@ def boxoffice(server: str, broker: str, log_dir: Path, args: argparse.Namespace)
     return empty
 
 
-# Larger saves stall: psycopg's pipeline mode and PostgreSQL then wait on each other.
+# Events per save while seeding (one transaction each).
 SEED_BATCH = 5_000
 
 

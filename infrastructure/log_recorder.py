@@ -47,6 +47,8 @@ from psycopg.sql import SQL, Composed, Identifier, Literal
 # Bits of a notification id left for an event's place within its transaction.
 PLACE_BITS = 16
 MAX_EVENTS_PER_TRANSACTION = 2**PLACE_BITS - 1
+# Saves up to this many events are written in pipeline mode (fewer round trips).
+PIPELINED_EVENTS = 1_000
 # PostgreSQL's limit on a notification's payload is 8,000 bytes.
 MAX_PAYLOAD_BYTES = 7_900
 # The first id no reader may return yet: transactions from the snapshot's xmin on may
@@ -172,7 +174,8 @@ class TransactionOrderedRecorder(PostgresApplicationRecorder):
         """Record ``stored_events`` atomically, then wake the followers.
 
         The library's write, less its lock, with the notification sent on the same
-        connection once the transaction has committed.
+        connection once the transaction has committed; a large save is written without
+        pipeline mode.
         """
         if len(stored_events) > MAX_EVENTS_PER_TRANSACTION:
             msg = (
@@ -180,27 +183,49 @@ class TransactionOrderedRecorder(PostgresApplicationRecorder):
                 f"at most {MAX_EVENTS_PER_TRANSACTION} fit in one transaction"
             )
             raise TooManyEventsError(msg)
-        error: Exception | None = None
-        ids: Sequence[int] | None = None
         with self.datastore.get_connection() as conn:
-            with conn.pipeline() as pipeline, conn.transaction():
-                with conn.cursor() as curs:
-                    self._insert_events(curs, stored_events, **kwargs)
-                if stored_events:
-                    with conn.cursor() as curs:
-                        try:
-                            self._insert_stored_events(curs, stored_events, **kwargs)
-                            # A uniqueness violation raises here, not at the commit.
-                            pipeline.sync()
-                            ids = self._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
-                        except Exception as raised:  # noqa: BLE001 - re-raised below
-                            # Raised outside the pipeline, so that psycopg does not warn.
-                            error = raised
-            if error is not None:
-                raise error
+            if len(stored_events) <= PIPELINED_EVENTS:
+                ids = self._write_pipelined(conn, stored_events, **kwargs)
+            else:
+                ids = self._write(conn, stored_events, **kwargs)
             if stored_events:
                 self._notify(conn, sorted({event.topic for event in stored_events}))
         return ids
+
+    def _write_pipelined(
+        self, conn: psycopg.Connection[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        error: Exception | None = None
+        ids: Sequence[int] | None = None
+        with conn.pipeline() as pipeline, conn.transaction():
+            with conn.cursor() as curs:
+                self._insert_events(curs, stored_events, **kwargs)
+            if stored_events:
+                with conn.cursor() as curs:
+                    try:
+                        self._insert_stored_events(curs, stored_events, **kwargs)
+                        # A uniqueness violation raises here, not at the commit.
+                        pipeline.sync()
+                        ids = self._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
+                    except Exception as raised:  # noqa: BLE001 - re-raised below
+                        # Raised outside the pipeline, so that psycopg does not warn.
+                        error = raised
+        if error is not None:
+            raise error
+        return ids
+
+    def _write(
+        self, conn: psycopg.Connection[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        # Without pipeline mode: a statement of many megabytes stalls in it, psycopg
+        # waiting for results while PostgreSQL waits for the rest of the statement.
+        with conn.transaction(), conn.cursor() as curs:
+            self._insert_events(curs, stored_events, **kwargs)
+            self._insert_stored_events(curs, stored_events, **kwargs)
+            ids: Sequence[int] | None = self._fetch_ids_after_insert_events(
+                curs, stored_events, **kwargs
+            )
+            return ids
 
     def _lock_table(self, curs: Cursor[DictRow]) -> None:
         """No lock: the ids' order comes from the transaction ids (see the module)."""

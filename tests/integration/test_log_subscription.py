@@ -10,7 +10,7 @@ from uuid import uuid4
 
 import psycopg
 import pytest
-from eventsourcing.persistence import Notification
+from eventsourcing.persistence import Notification, StoredEvent
 from eventsourcing.utils import get_topic
 
 from application.event_log import BoxofficeApplication
@@ -268,3 +268,25 @@ def test_migrate_refuses_a_log_whose_ids_are_ahead_of_the_clusters_transactions(
 
     with pytest.raises(LogAheadOfTransactionIdsError, match="logical dump"):
         migrate(settings)
+
+
+def test_a_save_of_sixty_thousand_events_completes(database_url: str) -> None:
+    settings = Settings(database_url=database_url)
+    migrate(settings)
+    app = build_application(settings)
+    originator = uuid4()
+    events = [
+        StoredEvent(originator, version, "big:Event", b'{"text": "' + b"x" * 200 + b'"}')
+        for version in range(1, 60_001)
+    ]
+    saved: list[Any] = []
+    # In pipeline mode this save used to stall for good: bounded here, not by the CI.
+    writer = threading.Thread(target=lambda: saved.append(app.recorder.insert_events(events)))
+    writer.start()
+    writer.join(60)
+    recorded = len(app.recorder.select_events(originator)) if not writer.is_alive() else 0
+    app.close()
+
+    assert not writer.is_alive()
+    assert len(saved[0]) == 60_000
+    assert recorded == 60_000
