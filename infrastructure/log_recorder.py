@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,10 +68,10 @@ def wake_payload(topics: Sequence[str]) -> str:
     return payload if len(payload.encode()) <= MAX_PAYLOAD_BYTES else ""
 
 
-def wakes(payload: str, topics: Sequence[str]) -> bool:
+def wakes(payload: str, topics: AbstractSet[str]) -> bool:
     """Whether a notification with ``payload`` concerns a follower of ``topics``
     (all topics when empty)."""
-    return not topics or not payload or not set(topics).isdisjoint(payload.split(" "))
+    return not topics or not payload or not topics.isdisjoint(payload.split(" "))
 
 
 @dataclass(frozen=True)
@@ -125,22 +126,24 @@ class TransactionOrderedRecorder(PostgresApplicationRecorder):
             "ORDER BY e.place "
             "RETURNING notification_id"
         ).format(**names)
-        # One statement, so that one snapshot gives the rows, the head and the horizon.
-        self._follow_statement = SQL(
-            "SELECT h.head, h.held_back, e.* FROM (SELECT "
-            "(SELECT notification_id FROM {schema}.{table} WHERE notification_id < {horizon} "
-            "ORDER BY notification_id DESC LIMIT 1) AS head, "
-            "EXISTS (SELECT FROM {schema}.{table} WHERE notification_id >= {horizon}) "
-            "AS held_back) h "
-            "LEFT JOIN LATERAL (SELECT e.notification_id, e.originator_id, "
-            "e.originator_version, e.topic, e.state FROM {schema}.{table} e "
-            "WHERE e.notification_id > %s AND e.notification_id < {horizon}"
-        ).format(**names)
+        # The settled events after a position (topics, order and limit added per read).
         self._select_statement = SQL(
             "SELECT e.notification_id, e.originator_id, e.originator_version, e.topic, "
             "e.state FROM {schema}.{table} e "
             "WHERE e.notification_id > %s AND e.notification_id < {horizon}"
         ).format(**names)
+        # The same with the head and whether events wait behind the horizon: one
+        # statement, so that one snapshot gives the rows, the head and the horizon.
+        self._follow_statement = (
+            SQL(
+                "SELECT h.head, h.held_back, e.* FROM (SELECT "
+                "(SELECT notification_id FROM {schema}.{table} WHERE notification_id < {horizon} "
+                "ORDER BY notification_id DESC LIMIT 1) AS head, "
+                "EXISTS (SELECT FROM {schema}.{table} WHERE notification_id >= {horizon}) "
+                "AS held_back) h LEFT JOIN LATERAL ("
+            ).format(**names)
+            + self._select_statement
+        )
         self.max_notification_id_statement = SQL(
             "SELECT max(notification_id) FROM {schema}.{table} WHERE notification_id < {horizon}"
         ).format(**names)
@@ -250,16 +253,7 @@ class TransactionOrderedRecorder(PostgresApplicationRecorder):
         A follower of a few topics resumes from ``seen``, not from its last event: it
         would otherwise read again, on every wake, every event of other topics since.
         """
-        statement: Composed = self._follow_statement
-        params: list[Any] = [after]
-        if topics:
-            statement += SQL(" AND e.topic = ANY(%s)")
-            params.append(list(topics))
-        statement += SQL(" ORDER BY e.notification_id LIMIT %s) e ON true")
-        params.append(limit)
-        with self.datastore.get_connection() as conn, conn.cursor() as curs:
-            curs.execute(statement, params, prepare=True)
-            rows = curs.fetchall()
+        rows = self._select(self._follow_statement, [after], topics, limit, SQL(") e ON true"))
         head, held_back = rows[0]["head"], rows[0]["held_back"]
         notifications = [_notification(row) for row in rows if row["notification_id"] is not None]
         seen = notifications[-1].id if len(notifications) == limit else max(after, head or 0)
@@ -282,14 +276,28 @@ class TransactionOrderedRecorder(PostgresApplicationRecorder):
         if stop is not None:
             statement += SQL(" AND e.notification_id <= %s")
             params.append(stop)
+        return [_notification(row) for row in self._select(statement, params, topics, limit)]
+
+    def _select(
+        self,
+        statement: Composed,
+        params: list[Any],
+        topics: Sequence[str],
+        limit: int,
+        close: SQL | None = None,
+    ) -> list[DictRow]:
+        """The rows of ``statement`` (events after a position), of ``topics`` only if
+        given, in log order, ``limit`` at most; ``close`` ends the statement."""
         if topics:
             statement += SQL(" AND e.topic = ANY(%s)")
             params.append(list(topics))
         statement += SQL(" ORDER BY e.notification_id LIMIT %s")
         params.append(limit)
+        if close is not None:
+            statement += close
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
             curs.execute(statement, params, prepare=True)
-            return [_notification(row) for row in curs.fetchall()]
+            return curs.fetchall()
 
 
 def _notification(row: DictRow) -> Notification:

@@ -49,6 +49,7 @@ class LogSubscription(Iterator[Notification]):
         self._recorder = recorder
         self._last = gt or 0
         self._topics = list(topics)
+        self._wanted = frozenset(topics)
         self._pending: deque[Notification] = deque()
         self._wake = threading.Event()
         self._stopped = threading.Event()
@@ -129,7 +130,7 @@ class LogSubscription(Iterator[Notification]):
                 while not self._stopped.is_set():
                     # A short timeout so that a stop is noticed soon.
                     for notify in conn.notifies(timeout=0.1, stop_after=1):
-                        if wakes(notify.payload, self._topics):
+                        if wakes(notify.payload, self._wanted):
                             self._wake.set()
         except BaseException as error:  # noqa: BLE001 - handed to the iterating thread
             self._error = error

@@ -28,20 +28,27 @@ from tests.support.commands import Tally
 pytestmark = pytest.mark.postgres
 
 
-def test_an_event_recorded_without_a_notification_is_still_delivered(database_url: str) -> None:
-    settings = Settings(database_url=database_url)
-    migrate(settings)
-    app = build_application(settings)
-    received: list[Notification] = []
-    subscription = subscribe(app.recorder, None)
+def collecting(subscription: LogSubscription, received: list[Notification]) -> threading.Thread:
+    """A started thread appending each notification of ``subscription`` to ``received``
+    until the subscription is stopped."""
 
     def collect() -> None:
         with subscription:
             for notification in subscription:
                 received.append(notification)
 
-    follower = threading.Thread(target=collect)
-    follower.start()
+    thread = threading.Thread(target=collect)
+    thread.start()
+    return thread
+
+
+def test_an_event_recorded_without_a_notification_is_still_delivered(database_url: str) -> None:
+    settings = Settings(database_url=database_url)
+    migrate(settings)
+    app = build_application(settings)
+    received: list[Notification] = []
+    subscription = subscribe(app.recorder, None)
+    follower = collecting(subscription, received)
     # Written by hand, so no NOTIFY is sent: as if the notification had been lost.
     originator = uuid4()
     with psycopg.connect(database_url, autocommit=True) as conn:
@@ -137,17 +144,11 @@ def test_followers_skip_nothing_however_the_writes_interleave(database_url: str)
     received: list[Notification] = []
     subscription = subscribe(app.recorder, None)
 
-    def follow() -> None:
-        with subscription:
-            for notification in subscription:
-                received.append(notification)
-
     def write(writer: int) -> None:
         for i in range(saves):
             app.save(Tally(f"w{writer}-{i}"))
 
-    follower = threading.Thread(target=follow)
-    follower.start()
+    follower = collecting(subscription, received)
     threads = [threading.Thread(target=write, args=(w,)) for w in range(writers)]
     for thread in threads:
         thread.start()
@@ -215,13 +216,7 @@ def test_a_follower_sleeps_through_events_it_does_not_follow(database_url: str) 
     bumped = get_topic(cast(Any, Tally).TallyBumped)
     # No catch-up pull during the test: only notifications wake it.
     subscription = LogSubscription(recorder, recorder.max_notification_id(), [bumped], 60)
-
-    def follow() -> None:
-        with subscription:
-            received.extend(subscription)
-
-    follower = threading.Thread(target=follow)
-    follower.start()
+    follower = collecting(subscription, received)
     deadline = time.monotonic() + 5
     while not pulls and time.monotonic() < deadline:
         time.sleep(0.01)
@@ -244,12 +239,12 @@ def test_a_follower_sleeps_through_events_it_does_not_follow(database_url: str) 
 
 
 def test_a_notification_names_the_topics_written_or_wakes_everyone() -> None:
-    assert wakes(wake_payload(["a:B", "c:D"]), ["c:D"])
-    assert not wakes(wake_payload(["a:B"]), ["c:D"])
-    assert wakes(wake_payload(["a:B"]), [])
+    assert wakes(wake_payload(["a:B", "c:D"]), {"c:D"})
+    assert not wakes(wake_payload(["a:B"]), {"c:D"})
+    assert wakes(wake_payload(["a:B"]), set())
     too_many = [f"module{i}:Event" for i in range(1000)]
     assert wake_payload(too_many) == ""
-    assert wakes(wake_payload(too_many), ["c:D"])
+    assert wakes(wake_payload(too_many), {"c:D"})
 
 
 def test_migrate_refuses_a_log_whose_ids_are_ahead_of_the_clusters_transactions(

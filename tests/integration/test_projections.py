@@ -33,9 +33,12 @@ class RebuiltRegistry(CommandRegistryProjection):
     view_class = RebuiltRegistryView
 
 
-def registry_rows(database_url: str, table: str) -> dict[Any, Any]:
+def registry_rows(
+    database_url: str, table: str, columns: str = "doc, status, type"
+) -> dict[Any, Any]:
+    """A registry table's ``columns`` by row id."""
     with psycopg.connect(database_url) as conn:
-        rows = conn.execute(f"SELECT id, doc, status, type FROM {table}").fetchall()  # noqa: S608
+        rows = conn.execute(f"SELECT id, {columns} FROM {table}").fetchall()  # noqa: S608
     return {row[0]: row[1:] for row in rows}
 
 
@@ -116,12 +119,6 @@ class OneByOne(CommandRegistryProjection):
     view_class = OneByOneView
 
 
-def rows_with_positions(database_url: str, table: str) -> dict[Any, Any]:
-    with psycopg.connect(database_url) as conn:
-        rows = conn.execute(f"SELECT id, doc, position, status FROM {table}").fetchall()  # noqa: S608
-    return {row[0]: row[1:] for row in rows}
-
-
 def test_events_applied_in_batches_give_the_rows_applied_one_at_a_time(stack: Stack) -> None:
     # Several events of one aggregate fall in one batch: 40 commands on 3 tallies.
     for i in range(40):
@@ -147,6 +144,7 @@ def test_events_applied_in_batches_give_the_rows_applied_one_at_a_time(stack: St
     stop.set()
     runner.join(10)
 
-    one_rows = rows_with_positions(stack.database_url, "command_registry_one_by_one")
+    with_positions = "doc, position, status"
+    one_rows = registry_rows(stack.database_url, "command_registry_one_by_one", with_positions)
     assert len(one_rows) == 40
-    assert rows_with_positions(stack.database_url, "command_registry_rebuilt") == one_rows
+    assert registry_rows(stack.database_url, "command_registry_rebuilt", with_positions) == one_rows
