@@ -57,7 +57,12 @@ class Submission:
         """The key scoped to the client, or a fresh id when the client gave none."""
         if self.idempotency_key is None:
             return uuid4()
-        return uuid5(COMMAND_NAMESPACE, f"{self.submitted_by}\x00{self.idempotency_key}")
+        return command_id_of(self.submitted_by, self.idempotency_key)
+
+
+def command_id_of(submitted_by: str, idempotency_key: str) -> UUID:
+    """The id of the command ``submitted_by`` submits with ``idempotency_key``."""
+    return uuid5(COMMAND_NAMESPACE, f"{submitted_by}\x00{idempotency_key}")
 
 
 @dataclass(frozen=True)

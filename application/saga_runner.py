@@ -16,25 +16,27 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
+from uuid import UUID
 
-from eventsourcing.application import Application
+from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError, Tracking, TrackingRecorder
 from eventsourcing.utils import get_topic
 
 from application.command import Command
-from application.pipeline import CommandPipeline, Submission
+from application.pipeline import CommandPipeline, Submission, command_id_of
 from application.reservations import CANCEL_RESERVATION
-from application.unit_of_work import find_aggregate
 from domain.reservation import Reservation
 from domain.reservation_saga import ISSUED_TYPES, RESERVE_SEATS, ReservationSaga, SagaState
 from domain.show import Show
 
 logger = logging.getLogger(__name__)
+# Who submits the commands sagas issue, in the registry and in their ids.
+SAGA_CLIENT = "saga"
 
 
-def _event_class(aggregate: type[Aggregate], name: str) -> type[Aggregate.Event]:
+def event_class(aggregate: type[Aggregate], name: str) -> type[Aggregate.Event]:
     """The event class ``@event`` made on ``aggregate``; a rename fails here, at import."""
     cls = getattr(aggregate, name)
     if not (isinstance(cls, type) and issubclass(cls, Aggregate.Event)):
@@ -42,18 +44,18 @@ def _event_class(aggregate: type[Aggregate], name: str) -> type[Aggregate.Event]
     return cls
 
 
-PLACED = _event_class(Reservation, "ReservationPlaced")
-SEATS_HELD = _event_class(Reservation, "ReservationSeatsHeld")
-WAITLISTED = _event_class(Reservation, "ReservationWaitlisted")
-OFFERED = _event_class(Reservation, "ReservationOffered")
-PAID = _event_class(Reservation, "ReservationPaid")
-PAYMENT_DECLINED = _event_class(Reservation, "ReservationPaymentDeclined")
-SHOW_CANCELLED = _event_class(Show, "ShowCancelled")
+PLACED = event_class(Reservation, "ReservationPlaced")
+SEATS_HELD = event_class(Reservation, "ReservationSeatsHeld")
+WAITLISTED = event_class(Reservation, "ReservationWaitlisted")
+OFFERED = event_class(Reservation, "ReservationOffered")
+PAID = event_class(Reservation, "ReservationPaid")
+PAYMENT_DECLINED = event_class(Reservation, "ReservationPaymentDeclined")
+SHOW_CANCELLED = event_class(Show, "ShowCancelled")
 RESERVATION_FINISHED: dict[type[Aggregate.Event], SagaState] = {
-    _event_class(Reservation, "ReservationConfirmed"): SagaState.CONFIRMED,
-    _event_class(Reservation, "ReservationRejected"): SagaState.REJECTED,
-    _event_class(Reservation, "ReservationExpired"): SagaState.EXPIRED,
-    _event_class(Reservation, "ReservationCancelled"): SagaState.CANCELLED,
+    event_class(Reservation, "ReservationConfirmed"): SagaState.CONFIRMED,
+    event_class(Reservation, "ReservationRejected"): SagaState.REJECTED,
+    event_class(Reservation, "ReservationExpired"): SagaState.EXPIRED,
+    event_class(Reservation, "ReservationCancelled"): SagaState.CANCELLED,
 }
 ROUTED: tuple[type[Aggregate.Event], ...] = (
     PLACED,
@@ -68,22 +70,59 @@ ROUTED: tuple[type[Aggregate.Event], ...] = (
 )
 
 
+class SagaStore(Protocol):
+    """Where the runner reads aggregates and records its decisions: the event store when
+    it runs, a capture of the decisions when sagas are replayed."""
+
+    def get(self, aggregate_id: UUID, version: int | None = None) -> Aggregate | None:
+        """The aggregate as of ``version`` (its latest without one), or None if none."""
+        ...
+
+    def save(self, *aggregates: Aggregate) -> None:
+        """Record the aggregates' new events in one transaction; raises
+        :class:`~eventsourcing.persistence.IntegrityError` when one was recorded already."""
+        ...
+
+
+class ApplicationStore:
+    """The :class:`SagaStore` of the event store."""
+
+    def __init__(self, app: Application[Any]) -> None:
+        self.app = app
+
+    def get(self, aggregate_id: UUID, version: int | None = None) -> Aggregate | None:
+        try:
+            found: Aggregate = self.app.repository.get(aggregate_id, version=version)
+        except AggregateNotFoundError:
+            return None
+        return found
+
+    def save(self, *aggregates: Aggregate) -> None:
+        self.app.save(*aggregates)
+
+
 class SagaRunner:
-    """Routes events to sagas (and to the show-level policy) and records decisions."""
+    """Routes events to sagas (and to the show-level policy) and records decisions.
+
+    ``saga_class`` is the process manager it runs: :class:`ReservationSaga`, or a
+    candidate version of it that a replay tries on the recorded history.
+    """
 
     name = "saga_runner"
 
     def __init__(
         self,
-        view: TrackingRecorder,
-        app: Application[Any],
+        view: TrackingRecorder | None,
+        store: SagaStore,
         pipeline: CommandPipeline,
         payment_deadline: timedelta,
         due: Callable[[datetime], Iterable[str]] = lambda now: (),
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        saga_class: type[ReservationSaga] = ReservationSaga,
     ) -> None:
         self.view = view
-        self.app = app
+        self.store = store
+        self.saga_class = saga_class
         self.pipeline = pipeline
         self.payment_deadline = payment_deadline
         self.due = due
@@ -101,14 +140,13 @@ class SagaRunner:
     def process_event(self, domain_event: Any, tracking: Tracking) -> None:
         """Decide on ``domain_event``, then advance the runner's position."""
         self.route(domain_event)
+        assert self.view is not None, "a runner that follows the log tracks its position"
         self.view.insert_tracking(tracking)
 
     def route(self, event: Any) -> None:
         """Hand ``event`` to the saga or policy it concerns."""
         cause = f"{event.originator_id}:{event.originator_version}"
-        at_version: Any = self.app.repository.get(
-            event.originator_id, version=event.originator_version
-        )
+        at_version: Any = self.store.get(event.originator_id, version=event.originator_version)
         if isinstance(event, PLACED):
             self._start(at_version, cause)
         elif isinstance(event, Reservation.Event):
@@ -128,11 +166,11 @@ class SagaRunner:
         if isinstance(event, SEATS_HELD):
             return lambda saga: saga.seats_reserved(deadline)
         if isinstance(event, WAITLISTED):
-            return ReservationSaga.seats_unavailable
+            return lambda saga: saga.seats_unavailable()
         if isinstance(event, OFFERED):
             return lambda saga: saga.offered(deadline)
         if isinstance(event, PAID):
-            return ReservationSaga.payment_captured
+            return lambda saga: saga.payment_captured()
         if isinstance(event, PAYMENT_DECLINED):
             reason = reservation.reason or "declined"
             return lambda saga: saga.payment_declined(reason)
@@ -144,16 +182,17 @@ class SagaRunner:
     def fire_deadlines(self) -> int:
         """Expire the reservations whose payment deadline has passed; returns how many."""
         now = self.clock()
-        fired = 0
-        for reservation_id in self.due(now):
-            fired += self._decide(
-                reservation_id, f"deadline:{now.isoformat()}", lambda s: s.deadline_passed(now)
-            )
-        return fired
+        return sum(self.deadline_reached(reservation_id, now) for reservation_id in self.due(now))
+
+    def deadline_reached(self, reservation_id: str, now: datetime) -> int:
+        """Tell the saga of ``reservation_id`` that it is ``now``; 1 if it decided."""
+        return self._decide(
+            reservation_id, f"deadline:{now.isoformat()}", lambda s: s.deadline_passed(now)
+        )
 
     def _start(self, reservation: Reservation, cause: str) -> None:
         if self._saga(reservation.reservation_id) is None:
-            saga = ReservationSaga.start(
+            saga = self.saga_class.start(
                 reservation.reservation_id, reservation.show_id, owner=reservation.owner
             )
             self._record(saga, cause)
@@ -170,7 +209,7 @@ class SagaRunner:
 
     def _cancel_reservations_of(self, show: Show, cause: str) -> None:
         for reservation_id in [*show.reservation_ids, *show.waiting_ids]:
-            reservation = find_aggregate(self.app, Reservation.create_id(reservation_id))
+            reservation = self.store.get(Reservation.create_id(reservation_id))
             self._issue(
                 CANCEL_RESERVATION,
                 f"cancel-with-show-{reservation_id}",
@@ -193,11 +232,13 @@ class SagaRunner:
 
     def _record(self, saga: ReservationSaga, cause: str) -> int:
         commands = [
-            self._command(c["type"], f"{saga.id}:{c['key']}", c["payload"], cause, saga.owner, saga)
+            self._command(
+                c["type"], issued_key(saga.id, c["key"]), c["payload"], cause, saga.owner, saga
+            )
             for c in saga.issued
         ]
         try:
-            self.app.save(saga, *commands)
+            self.store.save(saga, *commands)
         except IntegrityError:
             logger.info("saga %s: decision on %s was recorded already", saga.id, cause)
             return 0
@@ -207,7 +248,7 @@ class SagaRunner:
         self, command_type: str, key: str, payload: dict[str, Any], cause: str, owner: str | None
     ) -> None:
         try:
-            self.app.save(self._command(command_type, key, payload, cause, owner))
+            self.store.save(self._command(command_type, key, payload, cause, owner))
         except IntegrityError:
             logger.info("%s %s was issued already", command_type, key)
 
@@ -226,7 +267,7 @@ class SagaRunner:
             Submission(
                 spec=spec,
                 payload=spec.payload.model_validate(payload),
-                submitted_by="saga",
+                submitted_by=SAGA_CLIENT,
                 idempotency_key=key,
                 correlation_id=saga.id if saga is not None else None,
                 causation_id=cause,
@@ -235,5 +276,15 @@ class SagaRunner:
         )
 
     def _saga(self, reservation_id: str) -> ReservationSaga | None:
-        found = find_aggregate(self.app, ReservationSaga.create_id(reservation_id))
+        found = self.store.get(self.saga_class.create_id(reservation_id))
         return found if isinstance(found, ReservationSaga) else None
+
+
+def issued_key(saga_id: UUID, key: str) -> str:
+    """The idempotency key of the command a saga issues under its own ``key``."""
+    return f"{saga_id}:{key}"
+
+
+def issued_command_id(saga_id: UUID, key: str) -> UUID:
+    """The id of the command saga ``saga_id`` issues under its own ``key``."""
+    return command_id_of(SAGA_CLIENT, issued_key(saga_id, key))

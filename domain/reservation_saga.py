@@ -201,10 +201,12 @@ class ReservationSaga(Aggregate):
             and self.deadline_at is not None
             and now >= self.deadline_at
         ):
-            self._expiring(commands=[self._command(EXPIRE_RESERVATION, "expire")])
+            self._expiring(commands=[self._command(EXPIRE_RESERVATION, "expire")], at=now)
 
     @event("SagaExpiring")
-    def _expiring(self, commands: list[dict[str, Any]]) -> None:
+    def _expiring(self, commands: list[dict[str, Any]], at: datetime | None = None) -> None:
+        # ``at`` is the runner's time when it found the deadline passed (a replay fires
+        # the deadline at that time); events recorded before it was kept have none.
         self.state = SagaState.EXPIRING
         self.issued = commands
 

@@ -23,7 +23,7 @@ from application.pipeline import CommandPipeline
 from application.ports import Services
 from application.registry import CommandRegistry
 from application.retry import RetryPolicy
-from application.saga_runner import SagaRunner
+from application.saga_runner import ApplicationStore, SagaRunner
 from application.sweeper import StrandedCommandSweeper
 from infrastructure.celery_app import CeleryCommandTransport, build_celery
 from infrastructure.event_store import (
@@ -105,7 +105,7 @@ class Container:
         sagas = build_view(self.settings, SagasProjection.name, SagasView)
         return SagaRunner(
             build_tracker(self.settings, SagaRunner.name),
-            self.app,
+            ApplicationStore(self.app),
             self.pipeline,
             self.services.payment_deadline,
             due=sagas.due,

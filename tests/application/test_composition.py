@@ -12,7 +12,7 @@ from application.event_log import BoxofficeApplication
 from application.pipeline import CommandPipeline
 from application.registry import CommandRegistry
 from application.retry import RetryPolicy
-from application.saga_runner import SagaRunner
+from application.saga_runner import ApplicationStore, SagaRunner
 from infrastructure.payment_gateway import FakePaymentGateway
 from infrastructure.settings import Settings
 from interfaces.bootstrap import bootstrap
@@ -40,4 +40,4 @@ def test_the_sagas_refuse_to_start_without_the_commands_they_issue(
     pipeline = CommandPipeline(app, registry, RetryPolicy())
 
     with pytest.raises(LookupError, match="ChargePayment"):
-        SagaRunner(POPOTrackingRecorder(), app, pipeline, timedelta(seconds=30))
+        SagaRunner(POPOTrackingRecorder(), ApplicationStore(app), pipeline, timedelta(seconds=30))

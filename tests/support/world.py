@@ -24,7 +24,7 @@ from application.event_log import BoxofficeApplication
 from application.pipeline import CommandPipeline, Submission
 from application.ports import Services
 from application.retry import RetryPolicy
-from application.saga_runner import SagaRunner
+from application.saga_runner import ApplicationStore, SagaRunner
 from application.unit_of_work import find_aggregate
 from domain.payment import Payment
 from domain.reservation import Reservation
@@ -41,7 +41,8 @@ class World:
     def __init__(self, app: BoxofficeApplication) -> None:
         self.app = app
         self.ledger = InMemoryLedger()
-        self.now = datetime(2027, 1, 1, 12, 0, tzinfo=UTC)
+        # Never behind the events' own timestamps (a saga replay compares the two).
+        self.now = datetime.now(UTC)
         self.services = services = Services(
             FakePaymentGateway(self.ledger, slow_seconds=0), DEADLINE
         )
@@ -49,8 +50,8 @@ class World:
             app, build_registry(), RetryPolicy(max_attempts=3, base_delay=0), services
         )
         self.runner = SagaRunner(
-            view=None,  # type: ignore[arg-type]  # the world tracks its own position
-            app=app,
+            view=None,  # the world tracks its own position
+            store=ApplicationStore(app),
             pipeline=self.pipeline,
             payment_deadline=DEADLINE,
             due=self._due,

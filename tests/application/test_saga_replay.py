@@ -1,0 +1,98 @@
+"""Saga replay: the recorded history replayed by the code at hand, compared per saga."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from uuid import UUID
+
+import pytest
+
+from application.event_log import BoxofficeApplication
+from application.saga_replay import SagaReplayer, Verdict
+from domain.reservation_saga import ReservationSaga
+from infrastructure.history import RecordedHistory
+from tests.support.sagas import BrokenSaga, DeclineExpiresSaga
+from tests.support.world import DEADLINE, World
+
+STORIES = {
+    "paid": "tok_approve",
+    "declined": "tok_decline",
+    "outage": "tok_outage",  # the charge dead-letters, the deadline expires it
+    "flaky": "tok_flaky",
+}
+
+
+@pytest.fixture
+def world(app: BoxofficeApplication) -> World:
+    world = World(app)
+    world.create_show(["A1", "A2", "A3", "A4", "A5"], price_cents=1500)
+    for seat, (name, card) in zip(["A1", "A2", "A3", "A4"], STORIES.items(), strict=True):
+        world.place(name, [seat], card)
+    world.place("waiting", ["A1"])  # seats taken: waitlisted
+    world.place("cancelled", ["A5"])
+    world.place("offered", ["A5"])  # waitlisted, then offered the seat freed below
+    world.submit("CancelReservation", reservation_id="cancelled")
+    world.settle()
+    world.pass_time(DEADLINE + timedelta(seconds=1))
+    return world
+
+
+def replayer(world: World, saga_class: type[ReservationSaga] = ReservationSaga) -> SagaReplayer:
+    return SagaReplayer(RecordedHistory(world.app), world.pipeline, DEADLINE, saga_class)
+
+
+def saga_ids(*names: str) -> list[UUID]:
+    return [ReservationSaga.create_id(name) for name in names]
+
+
+NAMES = [*STORIES, "waiting", "cancelled", "offered"]
+
+
+def test_the_unchanged_code_replays_every_saga_identically(world: World) -> None:
+    # The story has a deadline fired and a second run after a wait.
+    assert world.saga("outage").state == "expired"
+    assert world.saga("offered").run == 2
+
+    replayed = replayer(world).replay(saga_ids(*NAMES))
+
+    assert {r.reservation_id: r.verdict for r in replayed} == dict.fromkeys(
+        NAMES, Verdict.IDENTICAL
+    )
+    outage = next(r for r in replayed if r.reservation_id == "outage")
+    assert [d.name for d in outage.replayed][-2:] == ["SagaExpiring", "SagaFinished"]
+
+
+def test_a_changed_rule_diverges_exactly_the_sagas_it_decides_differently(world: World) -> None:
+    replayed = replayer(world, DeclineExpiresSaga).replay(saga_ids(*NAMES))
+
+    diverged = {r.reservation_id for r in replayed if r.verdict is Verdict.DIVERGED}
+    assert diverged == {"declined"}
+    declined = next(r for r in replayed if r.reservation_id == "declined")
+    divergence = declined.divergence()
+    assert divergence is not None
+    assert divergence["recorded"]["name"] == "SagaCompensating"
+    assert divergence["replayed"]["name"] == "SagaExpiring"
+    assert [c["type"] for c in divergence["replayed"]["commands"]] == ["ExpireReservation"]
+    assert declined.recorded_state == "rejected"
+
+
+def test_a_replay_changes_nothing_and_issues_nothing(world: World) -> None:
+    head = world.app.recorder.max_notification_id()
+
+    replayer(world, DeclineExpiresSaga).replay(saga_ids(*NAMES))
+
+    assert world.app.recorder.max_notification_id() == head
+
+
+def test_a_saga_that_fails_to_replay_is_reported_and_the_others_go_on(world: World) -> None:
+    replayed = replayer(world, BrokenSaga).replay(saga_ids("paid", "declined"))
+
+    verdicts = {r.reservation_id: (r.verdict, r.error) for r in replayed}
+    assert verdicts == {
+        "paid": (Verdict.ERROR, "RuntimeError: a bug in the fix"),
+        "declined": (Verdict.IDENTICAL, None),
+    }
+
+
+def test_ids_of_no_saga_are_left_out(world: World) -> None:
+    assert replayer(world).replay(saga_ids("nobody")) == []
