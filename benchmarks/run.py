@@ -433,7 +433,7 @@ def measure(
     port = free_port()
     env = boxoffice_env(url, broker, queue, port)
     parts = [
-        ServiceProcess(p, env, log_dir) for p in ("web", "worker", "relay", "projector", "sagas")
+        ServiceProcess(p, env, log_dir) for p in ("web", "worker", "relay", "projector", "saga-runner")
     ]
     base = f"http://127.0.0.1:{port}"
     with running(*parts):

@@ -7,6 +7,7 @@ from typing import Any
 from uuid import UUID
 
 from eventsourcing.application import Application
+from eventsourcing.persistence import Notification
 
 from infrastructure.log_recorder import TransactionOrderedRecorder
 
@@ -17,6 +18,15 @@ class RecordedHistory:
 
     def __init__(self, app: Application[Any]) -> None:
         self.app = app
+
+    def notifications_of(self, aggregate_ids: Sequence[UUID]) -> list[Notification]:
+        """The stored events of these aggregates with their positions in the log (on
+        PostgreSQL; the in-memory store keeps no positions per aggregate: none)."""
+        recorder = self.app.recorder
+        found: list[Notification] = []
+        if isinstance(recorder, TransactionOrderedRecorder):
+            found = recorder.select_events_of(aggregate_ids)
+        return found
 
     def events_of(self, aggregate_ids: Sequence[UUID]) -> dict[UUID, list[Any]]:
         """The domain events of each aggregate that has any, in version order."""

@@ -154,6 +154,11 @@ class TransactionOrderedRecorder(PostgresApplicationRecorder):
             "FROM {schema}.{table} WHERE originator_id = ANY(%s) "
             "ORDER BY originator_id, originator_version"
         ).format(**names)
+        self._transaction_statement = SQL(
+            "SELECT notification_id, originator_id, originator_version, topic, state "
+            "FROM {schema}.{table} WHERE notification_id >= (%s >> {bits}) << {bits} "
+            "AND notification_id < ((%s >> {bits}) + 1) << {bits} ORDER BY notification_id"
+        ).format(**names)
 
     def check_ids_ahead(self) -> None:
         """Raise :class:`LogAheadOfTransactionIdsError` unless the next transaction's
@@ -290,6 +295,14 @@ class TransactionOrderedRecorder(PostgresApplicationRecorder):
         for many aggregates (a replay reads thousands)."""
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
             curs.execute(self._events_of_statement, [list(originator_ids)], prepare=True)
+            return [_notification(row) for row in curs.fetchall()]
+
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def select_transaction_of(self, notification_id: int) -> list[Notification]:
+        """The events saved in one transaction with the event at ``notification_id``
+        (its id carries its transaction's)."""
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(self._transaction_statement, [notification_id, notification_id])
             return [_notification(row) for row in curs.fetchall()]
 
     def _select(

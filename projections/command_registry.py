@@ -114,6 +114,8 @@ class CommandRegistryView(DocumentView):
         "client": "text",
         "aggregate_id": "uuid",
         "correlation_id": "uuid",
+        "resource": "text",
+        "submitted_at": "timestamptz",
     }
 
     def unfinished_since(self, before: datetime, limit: int) -> list[UUID]:
@@ -149,6 +151,8 @@ class CommandRegistryProjection(DocumentProjection):
             "client": command.client,
             "aggregate_id": command.aggregate_id,
             "correlation_id": command.correlation_id,
+            "resource": command.resource,
+            "submitted_at": command.created_on,
         }
 
 

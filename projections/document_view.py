@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import threading
+from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 from uuid import UUID
 
@@ -23,6 +24,58 @@ Page = tuple[list[dict[str, Any]], str | None]
 # A row to write: the document, its indexed columns' values, and the position of the
 # event it reflects.
 Row = tuple[dict[str, Any], dict[str, Any], int]
+
+
+@dataclass(frozen=True)
+class OneOf:
+    """A filter value: the column equals one of ``values``."""
+
+    values: tuple[Any, ...]
+
+    def matches(self, value: Any) -> bool:
+        """Whether ``value`` passes."""
+        return value in self.values
+
+
+@dataclass(frozen=True)
+class Between:
+    """A filter value: ``low <= column < high`` (either bound may be open)."""
+
+    low: Any = None
+    high: Any = None
+
+    def matches(self, value: Any) -> bool:
+        """Whether ``value`` passes (a missing value never does)."""
+        return (
+            value is not None
+            and (self.low is None or value >= self.low)
+            and (self.high is None or value < self.high)
+        )
+
+
+def _condition(name: str, value: Any) -> tuple[list[Composable], list[Any]]:
+    """The SQL conditions and parameters of one filter."""
+    column = Identifier(name)
+    if isinstance(value, OneOf):
+        return [SQL("{0} = ANY(%s)").format(column)], [list(value.values)]
+    if isinstance(value, Between):
+        conditions: list[Composable] = []
+        params: list[Any] = []
+        if value.low is not None:
+            conditions.append(SQL("{0} >= %s").format(column))
+            params.append(value.low)
+        if value.high is not None:
+            conditions.append(SQL("{0} < %s").format(column))
+            params.append(value.high)
+        return conditions, params
+    return [SQL("{0} = %s").format(column)], [value]
+
+
+def _matches(filters: dict[str, Any], values: dict[str, Any]) -> bool:
+    return all(
+        f.matches(values.get(n)) if isinstance(f, OneOf | Between) else values.get(n) == f
+        for n, f in filters.items()
+    )
 
 
 class Documents(Protocol):
@@ -120,11 +173,14 @@ class DocumentView(PostgresTrackingRecorder):
         return {**row["doc"], "position": row["position"]}
 
     def page(self, filters: dict[str, Any], cursor: str | None, limit: int) -> Page:
-        """Documents matching ``filters`` in insertion order, and the cursor after them."""
-        conditions: list[Composable] = [
-            SQL("{0} = %s").format(Identifier(name)) for name in filters
-        ]
-        params: list[Any] = list(filters.values())
+        """Documents matching ``filters`` (a value, :class:`OneOf` or :class:`Between` per
+        indexed column) in insertion order, and the cursor after them."""
+        conditions: list[Composable] = []
+        params: list[Any] = []
+        for name, value in filters.items():
+            more_conditions, more_params = _condition(name, value)
+            conditions += more_conditions
+            params += more_params
         if cursor is not None:
             conditions.append(SQL("seq > %s"))
             params.append(decode_cursor(cursor))
@@ -173,9 +229,7 @@ class InMemoryDocumentView(POPOTrackingRecorder):
         after = decode_cursor(cursor) if cursor is not None else 0
         with self._lock:
             rows = sorted(
-                row
-                for row in self._rows.values()
-                if row[0] > after and all(row[3].get(n) == v for n, v in filters.items())
+                row for row in self._rows.values() if row[0] > after and _matches(filters, row[3])
             )
         more = len(rows) > limit
         rows = rows[:limit]

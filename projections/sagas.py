@@ -63,7 +63,12 @@ class SagasView(DocumentView):
     """Sagas' states, and the deadlines the saga runner fires."""
 
     table = "sagas"
-    columns: ClassVar[dict[str, str]] = {"state": "text", "deadline_at": "timestamptz"}
+    columns: ClassVar[dict[str, str]] = {
+        "state": "text",
+        "deadline_at": "timestamptz",
+        "started_at": "timestamptz",
+        "updated_at": "timestamptz",
+    }
 
     def due(self, now: datetime) -> list[str]:
         """Reservations whose saga is charging past its deadline."""
@@ -104,7 +109,12 @@ class SagasProjection(DocumentProjection):
     @classmethod
     def column_values(cls, aggregate: Any) -> dict[str, Any]:
         saga: ReservationSaga = aggregate
-        return {"state": saga.state.value, "deadline_at": saga.deadline_at}
+        return {
+            "state": saga.state.value,
+            "deadline_at": saga.deadline_at,
+            "started_at": saga.created_on,
+            "updated_at": saga.modified_on,
+        }
 
 
 def get_saga(read: ReadModels, saga_id: UUID) -> dict[str, Any] | None:

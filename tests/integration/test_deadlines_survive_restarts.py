@@ -18,7 +18,7 @@ def test_a_deadline_missed_while_the_saga_runner_was_down_fires_after_restart(
     stack: Stack,
 ) -> None:
     settings = {"PAYMENT_DEADLINE_SECONDS": "2"}
-    sagas = stack.process("sagas", **settings)
+    sagas = stack.process("saga-runner", **settings)
     parts = [stack.process(p, **settings) for p in ("relay", "worker", "projector")]
     repository = stack.container.app.repository
     with running(*parts), running(sagas):

@@ -89,7 +89,7 @@ def outage(server_database_url: str, broker_url: str, tmp_path: Path) -> Iterato
         )
         parts = [
             ServiceProcess(p, env, tmp_path)
-            for p in ("web", "relay", "worker", "projector", "sagas")
+            for p in ("web", "relay", "worker", "projector", "saga-runner")
         ]
         with running(*parts):
             base = f"http://127.0.0.1:{port}"
