@@ -433,7 +433,8 @@ def measure(
     port = free_port()
     env = boxoffice_env(url, broker, queue, port)
     parts = [
-        ServiceProcess(p, env, log_dir) for p in ("web", "worker", "relay", "projector", "saga-runner")
+        ServiceProcess(p, env, log_dir)
+        for p in ("web", "worker", "relay", "projector", "saga-runner")
     ]
     base = f"http://127.0.0.1:{port}"
     with running(*parts):

@@ -28,8 +28,11 @@ from application.saga_runner import SAGA_CLIENT, issued_command_id, issued_key
 from application.unit_of_work import find_aggregate
 from domain.reservation_saga import TERMINAL, ReservationSaga, SagaState
 from infrastructure.history import RecordedHistory
+from infrastructure.rebuild import LiveViewBehindError, ProjectionRebuild
 from interfaces.bootstrap import Container
+from projections.catalog import PROJECTIONS_BY_NAME
 from projections.command_registry import CommandRegistryProjection, present_command
+from projections.document_projection import DocumentProjection
 from projections.document_view import Between, OneOf
 from projections.sagas import SagasProjection, get_saga
 
@@ -40,6 +43,11 @@ DURATION = re.compile(r"^([0-9]{1,9})(s|m|h|d)$")
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 # Rows read per page when an operation walks a whole view.
 WALK_PAGE = 1_000
+# A view's lag and rate are counted up to these many events.
+LAG_LIMIT = 1_000_000
+RATE_LIMIT = 1_000_000
+# How long a rebuild waits for the live view to reach the rebuilt one's position.
+LIVE_WAIT_SECONDS = 30.0
 
 
 @dataclass
@@ -461,3 +469,80 @@ def _reissue(
     with contextlib.suppress(IntegrityError):
         container.app.save(command)
     return command
+
+
+# --- projections ------------------------------------------------------------------
+
+
+def projections_status(container: Container, sample_seconds: float = 1.0) -> list[dict[str, Any]]:
+    """Each view's position, the log's head, the view's lag (events of its topics it has
+    yet to apply) and how many it applied per second over ``sample_seconds``."""
+    read = container.read_models
+    before = {name: read.position(name) for name in read.names}
+    time.sleep(sample_seconds)
+    head = container.app.recorder.max_notification_id() or 0
+    found = []
+    for name in read.names:
+        position = read.position(name)
+        found.append(
+            {
+                "name": name,
+                "position": position,
+                "head": head,
+                "lag": read.pending(name, head, LAG_LIMIT),
+                "events_per_s": round(
+                    read.count_between(name, before[name], position, RATE_LIMIT) / sample_seconds,
+                    1,
+                ),
+            }
+        )
+    return found
+
+
+def projection_class(name: str) -> type[DocumentProjection]:
+    """The projection called ``name``; raises :class:`BadArgumentsError`."""
+    found = PROJECTIONS_BY_NAME.get(name)
+    if found is None:
+        raise BadArgumentsError(
+            [{"location": "name", "message": f"one of {', '.join(PROJECTIONS_BY_NAME)}"}]
+        )
+    return found
+
+
+def rebuild(
+    container: Container,
+    projection: type[DocumentProjection],
+    swap: bool,
+    started: Callable[[int], None] = lambda total: None,
+    progress: Callable[[int], None] = lambda done: None,
+    diff_rows: int = 10,
+) -> dict[str, Any]:
+    """Rebuild ``projection``'s view into its shadow while the live one serves, catch it
+    up to the head, diff it against the live view, and swap only when ``swap``.
+    ``started`` hears how many events the build applies, ``progress`` each batch."""
+    rebuilding = ProjectionRebuild(container.app, projection)
+    head = rebuilding.head()
+    rebuilding.start()
+    started(rebuilding.count(0, head))
+    began = time.perf_counter()
+    events = rebuilding.catch_up(head, progress)
+    seconds = time.perf_counter() - began
+    events += rebuilding.catch_up(None, progress)  # what came while it built
+    # The live view's projector reaches the same position, unless it is not running.
+    rebuilding.await_live(rebuilding.position(), LIVE_WAIT_SECONDS)
+    difference = rebuilding.diff(diff_rows)
+    swapped_at = None
+    if swap:
+        try:
+            swapped_at = rebuilding.swap()
+        except LiveViewBehindError as error:
+            raise RefusedError(f"not swapped: {error}") from None
+    return {
+        "name": projection.name,
+        "events": events,
+        "seconds": round(seconds, 3),
+        "events_per_s": round(events / seconds, 1) if seconds else 0.0,
+        "diff": difference.as_dict(),
+        "swapped": swap,
+        "swapped_at": swapped_at,
+    }

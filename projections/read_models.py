@@ -55,6 +55,12 @@ class ReadModels:
         """
         return len(self._unapplied(name, self.position(name), upto, limit))
 
+    def count_between(self, name: str, after: int, upto: int, limit: int) -> int:
+        """How many events of view ``name``'s topics lie in ``(after, upto]``."""
+        if upto <= after:
+            return 0
+        return len(self._unapplied(name, after, upto, limit))
+
     def frontier(self, name: str) -> int | None:
         """The position of the first event view ``name`` has yet to apply, None if none."""
         first = self._unapplied(name, self.position(name), None, 1)

@@ -122,7 +122,8 @@ def live(
         )
         web = ServiceProcess("web", env, log_dir)
         others = [
-            ServiceProcess(part, env, log_dir) for part in ("worker", "relay", "projector", "saga-runner")
+            ServiceProcess(part, env, log_dir)
+            for part in ("worker", "relay", "projector", "saga-runner")
         ]
         with running(web, *others):
             base = f"http://127.0.0.1:{port}"

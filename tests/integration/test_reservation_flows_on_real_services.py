@@ -35,7 +35,9 @@ def stack(
     }
     with fresh_database(server_database_url) as database_url:
         built = Stack(database_url, broker_url, f"sagas.{uuid.uuid4().hex[:8]}", log_dir)
-        parts = [built.process(p, **settings) for p in ("relay", "worker", "projector", "saga-runner")]
+        parts = [
+            built.process(p, **settings) for p in ("relay", "worker", "projector", "saga-runner")
+        ]
         with running(*parts):
             yield built
         built.container.close()
