@@ -28,6 +28,7 @@ from typing import Any, Protocol
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate
+from eventsourcing.utils import get_topic
 
 from application.command import Command
 from application.pipeline import CommandPipeline
@@ -36,6 +37,7 @@ from domain.reservation import Reservation
 from domain.reservation_saga import RESERVE_SEATS, ReservationSaga
 
 EXPIRING = event_class(ReservationSaga, "SagaExpiring")
+FAILED_TOPIC = get_topic(Command.CommandFailed)
 # Sagas read from the store in one go: a few reads per batch, not per saga.
 BATCH = 500
 
@@ -43,8 +45,11 @@ BATCH = 500
 class EventHistory(Protocol):
     """Whole histories of aggregates, as the event store has them."""
 
-    def events_of(self, aggregate_ids: Sequence[UUID]) -> dict[UUID, list[Any]]:
-        """The domain events of each aggregate that has any, in version order."""
+    def events_of(
+        self, aggregate_ids: Sequence[UUID], topics: Sequence[str] = ()
+    ) -> dict[UUID, list[Any]]:
+        """The domain events (of ``topics`` only, if given) of each aggregate that has
+        any, in version order."""
         ...
 
 
@@ -173,6 +178,8 @@ class CapturingStore:
     """The saga runner's store in a replay: aggregates as of any version from the
     histories read, sagas as the replay leaves them, saves captured and not made."""
 
+    dry_run = True
+
     def __init__(self, histories: Mapping[UUID, list[Any]]) -> None:
         self.histories = histories
         self.sagas: dict[UUID, ReservationSaga] = {}
@@ -243,7 +250,7 @@ class SagaReplayer:
             progress(len(batch))
 
     def replay(self, saga_ids: Sequence[UUID]) -> list[ReplayedSaga]:
-        """Replay a batch of sagas (three reads of the store in all)."""
+        """Replay a batch of sagas (four reads of the store in all)."""
         recorded = self.history.events_of(saga_ids)
         found = [(saga_id, recorded[saga_id]) for saga_id in saga_ids if saga_id in recorded]
         reserves = {
@@ -255,9 +262,12 @@ class SagaReplayer:
             ]
             for saga_id, events in found
         }
+        # Only failed reserves are inputs: read whole only the commands that failed.
+        failed = self.history.events_of(
+            [command_id for ids in reserves.values() for command_id in ids], (FAILED_TOPIC,)
+        )
         inputs = self.history.events_of(
-            [Reservation.create_id(events[0].reservation_id) for _, events in found]
-            + [command_id for ids in reserves.values() for command_id in ids]
+            [Reservation.create_id(events[0].reservation_id) for _, events in found] + list(failed)
         )
         return [
             self._replay_one(saga_id, events, reserves[saga_id], inputs)

@@ -72,7 +72,10 @@ ROUTED: tuple[type[Aggregate.Event], ...] = (
 
 class SagaStore(Protocol):
     """Where the runner reads aggregates and records its decisions: the event store when
-    it runs, a capture of the decisions when sagas are replayed."""
+    it runs, a capture of the decisions when sagas are replayed (a ``dry_run``, to which
+    the runner hands no commands: the decisions name them)."""
+
+    dry_run: bool
 
     def get(self, aggregate_id: UUID, version: int | None = None) -> Aggregate | None:
         """The aggregate as of ``version`` (its latest without one), or None if none."""
@@ -86,6 +89,8 @@ class SagaStore(Protocol):
 
 class ApplicationStore:
     """The :class:`SagaStore` of the event store."""
+
+    dry_run = False
 
     def __init__(self, app: Application[Any]) -> None:
         self.app = app
@@ -231,12 +236,19 @@ class SagaRunner:
         return self._record(saga, cause)
 
     def _record(self, saga: ReservationSaga, cause: str) -> int:
-        commands = [
-            self._command(
-                c["type"], issued_key(saga.id, c["key"]), c["payload"], cause, saga.owner, saga
-            )
-            for c in saga.issued
-        ]
+        if self.store.dry_run:
+            # The decision names its commands: checking their payloads is all a dry
+            # run needs (an invalid one fails here as it would when issued).
+            for c in saga.issued:
+                self.pipeline.registry.get(c["type"]).payload.model_validate(c["payload"])
+            commands: list[Command] = []
+        else:
+            commands = [
+                self._command(
+                    c["type"], issued_key(saga.id, c["key"]), c["payload"], cause, saga.owner, saga
+                )
+                for c in saga.issued
+            ]
         try:
             self.store.save(saga, *commands)
         except IntegrityError:

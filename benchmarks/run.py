@@ -11,7 +11,9 @@ commit on when ``make bench`` starts it), with load from ``wrk``, a separate pro
   from the first request until every accepted command is succeeded *and* in the
   registry; (c) at 25 % and 50 % of (b): the ``Prefer: wait`` round trip and the time
   until the registry shows the outcome, p50/p95/p99; (d) a reservation's saga of four
-  commands, placed to confirmed, p50/p99; (e) a projection rebuild's events/s.
+  commands, placed to confirmed, p50/p99; (e) a projection rebuild's events/s;
+  (f) (b) and (c) again with a million events in the log; (g) ``sagas replay`` of
+  thousands of recorded sagas, sagas/s (``benchmarks/replay.py``).
 
 Every figure is also a ratio to its baseline of the same run. Writes JSON, a Markdown
 table and PNG plots under ``bench/results/``; sized for 2 cores.
@@ -42,18 +44,18 @@ from eventsourcing.persistence import Notification, StoredEvent, Tracking
 from application.event_log import BoxofficeApplication
 from benchmarks.baselines import create_hand_table, hand_celery, noop, noop_celery
 from benchmarks.plots import plot_latency, plot_throughput
+from benchmarks.replay import measure as measure_replay
 from benchmarks.wrk import WrkResult, run_wrk
 from domain.show import Show
 from infrastructure.event_store import (
     build_application,
     build_tracker,
-    build_view,
     event_store_env,
     migrate,
 )
-from infrastructure.following import follow
+from infrastructure.rebuild import ProjectionRebuild
 from infrastructure.settings import Settings
-from projections.command_registry import CommandRegistryProjection, CommandRegistryView
+from projections.command_registry import CommandRegistryProjection
 from tests.conftest import fresh_database
 from tests.e2e.conftest import free_port
 from tests.support.processes import ServiceProcess, http_ready, running, service_env, wait_until
@@ -336,32 +338,14 @@ def sagas(base: str, count_: int) -> dict[str, float]:
 
 
 def rebuild(settings: Settings) -> dict[str, float]:
-    """(e) the command registry rebuilt from the log into a new table: events/s."""
-
-    class RebuiltView(CommandRegistryView):
-        table = "command_registry_bench_rebuild"
-
-    class Rebuilt(CommandRegistryProjection):
-        name = "bench_rebuild"
-        view_class = RebuiltView
-
-    view = build_view(settings, Rebuilt.name, RebuiltView, create_table=True)
+    """(e) the command registry rebuilt from the log by ``boxoffice projections rebuild``'s
+    machinery, into its shadow table: events/s."""
     app = build_application(settings)
-    followed = app.recorder.select_notifications(
-        start=0, limit=10_000_000, topics=Rebuilt.event_topics()
-    )
-    events, target = len(followed), followed[-1].id
-    stop = threading.Event()
-    projection = Rebuilt(view, app.repository)
-
-    def watch() -> None:
-        while (view.max_tracking_id(app.name) or 0) < target:
-            time.sleep(0.05)
-        stop.set()
-
+    rebuilding = ProjectionRebuild(app, CommandRegistryProjection)
+    rebuilding.start()
+    head = rebuilding.head()
     started = time.perf_counter()
-    threading.Thread(target=watch, daemon=True).start()
-    follow(app, projection, stop)
+    events = rebuilding.catch_up(head, progress=lambda n: None)
     elapsed = time.perf_counter() - started
     app.close()
     return {"events": events, "events_per_s": round(events / elapsed, 1)}
@@ -377,6 +361,9 @@ def boxoffice(server: str, broker: str, log_dir: Path, args: argparse.Namespace)
         template = list(reader.recorder.select_notifications(start=None, limit=10_000_000))
         reader.close()
         empty["rebuild"] = rebuild(Settings(database_url=url))
+    if args.replay_sagas:
+        print(f"bench: boxoffice, replaying {args.replay_sagas} sagas", file=sys.stderr)
+        empty["replay"] = measure_replay(server, args.replay_sagas)
     if args.seeded_events:
         with fresh_database(server) as url:
             print(f"bench: boxoffice, seeding {args.seeded_events} events", file=sys.stderr)
@@ -496,6 +483,15 @@ def table(results: dict[str, Any]) -> str:
     rows.append(("saga of 4 commands, p50/p99 ms", _pair(box["saga_ms"]), ""))
     rebuilt = box["rebuild"]
     rows.append(("rebuild, events/s", rebuilt["events_per_s"], f"{rebuilt['events']} events"))
+    replayed = box.get("replay")
+    if replayed:
+        rows.append(
+            (
+                "saga replay, sagas/s",
+                replayed["sagas_per_s"],
+                f"{replayed['sagas']} sagas, {replayed['identical']} identical",
+            )
+        )
     seeded = box.get("seeded")
     if seeded:
         events = f"{seeded['events']:,} events"
@@ -550,6 +546,12 @@ def main() -> int:
         type=int,
         default=1_000_000,
         help="(f): events already in the log for the second run; 0 to skip it",
+    )
+    parser.add_argument(
+        "--replay-sagas",
+        type=int,
+        default=3_000,
+        help="(g): sagas recorded, then replayed by `sagas replay`; 0 to skip it",
     )
     parser.add_argument("--saves", type=int, default=2000)
     parser.add_argument("--tasks", type=int, default=5000)

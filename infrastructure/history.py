@@ -28,17 +28,24 @@ class RecordedHistory:
             found = recorder.select_events_of(aggregate_ids)
         return found
 
-    def events_of(self, aggregate_ids: Sequence[UUID]) -> dict[UUID, list[Any]]:
-        """The domain events of each aggregate that has any, in version order."""
+    def events_of(
+        self, aggregate_ids: Sequence[UUID], topics: Sequence[str] = ()
+    ) -> dict[UUID, list[Any]]:
+        """The domain events (of ``topics`` only, if given) of each aggregate that has
+        any, in version order."""
         recorder = self.app.recorder
         to_event = self.app.mapper.to_domain_event
         found: dict[UUID, list[Any]] = {}
         if isinstance(recorder, TransactionOrderedRecorder):
-            for stored in recorder.select_events_of(aggregate_ids):
+            for stored in recorder.select_events_of(aggregate_ids, topics):
                 found.setdefault(UUID(str(stored.originator_id)), []).append(to_event(stored))
             return found
         for aggregate_id in aggregate_ids:
-            events = [to_event(stored) for stored in recorder.select_events(aggregate_id)]
+            events = [
+                to_event(stored)
+                for stored in recorder.select_events(aggregate_id)
+                if not topics or stored.topic in topics
+            ]
             if events:
                 found[aggregate_id] = events
         return found

@@ -152,6 +152,7 @@ class TransactionOrderedRecorder(PostgresApplicationRecorder):
         self._events_of_statement = SQL(
             "SELECT notification_id, originator_id, originator_version, topic, state "
             "FROM {schema}.{table} WHERE originator_id = ANY(%s) "
+            "AND (cardinality(%s::text[]) = 0 OR topic = ANY(%s)) "
             "ORDER BY originator_id, originator_version"
         ).format(**names)
         self._transaction_statement = SQL(
@@ -290,11 +291,15 @@ class TransactionOrderedRecorder(PostgresApplicationRecorder):
         return [_notification(row) for row in self._select(statement, params, topics, limit)]
 
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
-    def select_events_of(self, originator_ids: Sequence[UUID]) -> list[Notification]:
-        """Every event of these aggregates, each aggregate's in version order: one read
-        for many aggregates (a replay reads thousands)."""
+    def select_events_of(
+        self, originator_ids: Sequence[UUID], topics: Sequence[str] = ()
+    ) -> list[Notification]:
+        """Every event of these aggregates (of ``topics`` only, if given), each
+        aggregate's in version order: one read for many aggregates (a replay reads
+        thousands)."""
+        params = [list(originator_ids), list(topics), list(topics)]
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
-            curs.execute(self._events_of_statement, [list(originator_ids)], prepare=True)
+            curs.execute(self._events_of_statement, params, prepare=True)
             return [_notification(row) for row in curs.fetchall()]
 
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)

@@ -220,7 +220,7 @@ def test_money_a_lost_charge_took_goes_back_when_the_reservation_ends(
         world.submit("CancelReservation", reservation_id="r1")
         world.settle()
     else:
-        world.now += DEADLINE + timedelta(seconds=1)
+        world.ahead += DEADLINE + timedelta(seconds=1)
         world.runner.fire_deadlines()
         world.settle()
 

@@ -33,6 +33,14 @@ def world(app: BoxofficeApplication) -> World:
     world.place("offered", ["A5"])  # waitlisted, then offered the seat freed below
     world.submit("CancelReservation", reservation_id="cancelled")
     world.settle()
+    # A reserve that fails for good: the show is cancelled before it runs.
+    world.create_show(["B1"], price_cents=900, show_id="s2")
+    world.hold_types = {"ReserveSeats"}
+    world.place("reserve-failed", ["B1"], show_id="s2")
+    world.submit("CancelShow", show_id="s2")
+    world.settle()
+    world.hold_types = set()
+    world.release_held()
     world.pass_time(DEADLINE + timedelta(seconds=1))
     return world
 
@@ -45,13 +53,14 @@ def saga_ids(*names: str) -> list[UUID]:
     return [ReservationSaga.create_id(name) for name in names]
 
 
-NAMES = [*STORIES, "waiting", "cancelled", "offered"]
+NAMES = [*STORIES, "waiting", "cancelled", "offered", "reserve-failed"]
 
 
 def test_the_unchanged_code_replays_every_saga_identically(world: World) -> None:
     # The story has a deadline fired and a second run after a wait.
     assert world.saga("outage").state == "expired"
     assert world.saga("offered").run == 2
+    assert world.saga("reserve-failed").state == "rejected"
 
     replayed = replayer(world).replay(saga_ids(*NAMES))
 
@@ -96,3 +105,12 @@ def test_a_saga_that_fails_to_replay_is_reported_and_the_others_go_on(world: Wor
 
 def test_ids_of_no_saga_are_left_out(world: World) -> None:
     assert replayer(world).replay(saga_ids("nobody")) == []
+
+
+def test_a_failed_reserve_is_an_input_of_the_replay(world: World) -> None:
+    (replayed,) = replayer(world).replay(saga_ids("reserve-failed"))
+
+    assert [(d.name, d.cause) for d in replayed.replayed][1] == (
+        "SagaCompensating",
+        "CommandFailed (v3)",
+    )
