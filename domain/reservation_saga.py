@@ -73,13 +73,17 @@ class ReservationSaga(Aggregate):
         def mutate(self, aggregate: Any) -> Any:
             saga = super().mutate(aggregate)
             assert saga is not None
-            saga.decisions.append(
-                {
-                    "at": self.timestamp.isoformat(),
-                    "name": type(self).__name__,
-                    "issued": [c["type"] for c in getattr(self, "commands", [])],
-                }
-            )
+            decision = {
+                "at": self.timestamp.isoformat(),
+                "name": type(self).__name__,
+                "issued": [c["type"] for c in getattr(self, "commands", [])],
+            }
+            # Deadlines set, and the runner's time when one was found passed.
+            for name in ("deadline_at", "fired_at"):
+                value = getattr(self, "at" if name == "fired_at" else name, None)
+                if value is not None:
+                    decision[name] = value.isoformat()
+            saga.decisions.append(decision)
             return saga
 
     class Created(Event, Aggregate.Created):

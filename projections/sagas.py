@@ -27,6 +27,10 @@ class TimelineEntry(BaseModel):
     kind: Literal["decision", "command"]
     name: str
     issued: list[str] | None = None
+    deadline_at: str | None = Field(default=None, description="the deadline a decision set")
+    fired_at: str | None = Field(
+        default=None, description="when the saga runner found the deadline passed"
+    )
     command_id: str | None = None
     status: str | None = None
     causation_id: str | None = None

@@ -333,8 +333,13 @@ def register(cli: click.Group, load_settings: Callable[[], Settings]) -> None:
                 what = entry["name"] + (
                     f" → issues {', '.join(entry['issued'])}" if entry.get("issued") else ""
                 )
-                detail = entry.get("deadline_at") and f"deadline {entry['deadline_at']}"
-                rows.append([entry["at"], "decided", what, detail or ""])
+                if entry.get("fired_at"):
+                    detail = f"deadline passed at {entry['fired_at']}"
+                elif entry.get("deadline_at"):
+                    detail = f"deadline set: {entry['deadline_at']}"
+                else:
+                    detail = ""
+                rows.append([entry["at"], "decided", what, detail])
             else:
                 rows.append(
                     [

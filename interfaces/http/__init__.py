@@ -7,6 +7,7 @@ from werkzeug.exceptions import HTTPException
 
 from infrastructure.event_store import STORE_UNAVAILABLE
 from interfaces.bootstrap import Container
+from interfaces.http.admin import admin
 from interfaces.http.commands import commands
 from interfaces.http.documents import document_endpoints
 from interfaces.http.limits import Limits
@@ -42,6 +43,7 @@ def create_app(container: Container) -> Flask:
     app.register_blueprint(commands)
     app.register_blueprint(document_endpoints(PROJECTIONS))
     app.register_blueprint(operations)
+    app.register_blueprint(admin)
     app.register_blueprint(openapi)
 
     @app.errorhandler(Problem)

@@ -8,13 +8,13 @@ import re
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any, get_args
+from typing import Any
 from urllib.parse import urlencode
 from uuid import UUID
 
 from flask import Blueprint, Response, jsonify, request
 
-from application.command import Status
+from interfaces import tooling
 from interfaces.bootstrap import Container
 from interfaces.http.auth import ADMIN, READ, authenticate
 from interfaces.http.consistency import await_consistency, with_consistency
@@ -36,11 +36,9 @@ SSE_KEEPALIVE_SECONDS = 15.0
 # A stream ends after this long even if the command has not; the client reconnects
 # with Last-Event-ID, which frees the server thread meanwhile.
 SSE_MAX_SECONDS = 300.0
-STATUSES: tuple[str, ...] = get_args(Status)
 # ASCII digits only: str.isdigit() also accepts "²", which int() refuses.
 EVENT_ID = re.compile(r"-?[0-9]{1,9}")
 LIMIT = re.compile(r"[0-9]{1,3}")
-COMMAND_TYPE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
 
 
 @commands.get("/commands/<command_id>")
@@ -154,24 +152,21 @@ def command_list() -> Response:
 
 
 def _list_filters() -> tuple[dict[str, Any], list[dict[str, str]]]:
-    filters: dict[str, Any] = {}
-    errors: list[dict[str, str]] = []
-    for name in ("status", "type", "aggregate_id", "correlation_id"):
-        value = request.args.get(name)
-        if value is None:
-            continue
-        if name == "status" and value not in STATUSES:
-            errors.append({"location": "query.status", "message": f"one of {', '.join(STATUSES)}"})
-        elif name == "type" and not COMMAND_TYPE.fullmatch(value):
-            errors.append({"location": "query.type", "message": "not a command type name"})
-        elif name.endswith("_id"):
-            try:
-                filters[name] = UUID(value)
-            except ValueError:
-                errors.append({"location": f"query.{name}", "message": "must be a UUID"})
-            continue
-        filters[name] = value
-    return filters, errors
+    args = request.args
+    try:
+        filters = tooling.command_filters(
+            container().registry,
+            status=args.get("status"),
+            command_type=args.get("type"),
+            resource=args.get("resource"),
+            correlation_id=args.get("correlation_id"),
+            aggregate_id=args.get("aggregate_id"),
+            since=args.get("since"),
+            until=args.get("until"),
+        )
+    except tooling.BadArgumentsError as bad:
+        return {}, bad.errors
+    return filters, []
 
 
 def _limit(errors: list[dict[str, str]]) -> int:

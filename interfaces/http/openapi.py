@@ -16,10 +16,11 @@ from pydantic import BaseModel
 
 from application.registry import CommandRegistry, CommandSpec
 from interfaces.http import schemas
-from interfaces.http.commands import COMMAND_TYPE, STATUSES
+from interfaces.http.admin import MAX_LIST_LIMIT, RebuildRequest, RedriveRequest, ReplayRequest
 from interfaces.http.context import container
 from interfaces.http.operations import DELIVERY_STATUSES
 from interfaces.http.problems import Problem, explanation_page, problem_types
+from interfaces.tooling import COMMAND_TYPE, STATUSES
 from projections.catalog import PROJECTIONS
 from projections.command_registry import CommandDocument
 from projections.document_projection import DocumentProjection
@@ -92,6 +93,7 @@ def build_openapi(registry: CommandRegistry) -> dict[str, Any]:
         if command.endpoint is not None:
             _add_command_route(spec, command)
     _add_reads(spec)
+    _add_admin(spec)
     for projection in PROJECTIONS:
         if projection.path is not None:
             _add_document_read(spec, projection)
@@ -356,6 +358,9 @@ def _add_reads(spec: APISpec) -> None:
             },
             {"name": "aggregate_id", "in": "query", "schema": uuid},
             {"name": "correlation_id", "in": "query", "schema": uuid},
+            _query("resource", {"type": "string"}, "a resource path (/shows/s1) or id (s1)"),
+            _query("since", {"type": "string"}, "submitted from (RFC 3339 with an offset)"),
+            _query("until", {"type": "string"}, "submitted before (RFC 3339 with an offset)"),
             {
                 "name": "cursor",
                 "in": "query",
@@ -419,4 +424,169 @@ def _add_reads(spec: APISpec) -> None:
                 },
             }
         },
+    )
+
+
+def _object(description: str, required: list[str]) -> dict[str, Any]:
+    """A JSON object answer whose keys ``required`` are always there."""
+    schema = {"type": "object", "required": required}
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _admin(
+    spec: APISpec,
+    method: str,
+    path: str,
+    operation_id: str,
+    summary: str,
+    ok: dict[str, Any],
+    parameters: list[dict[str, Any]] | None = None,
+    body: type[BaseModel] | None = None,
+    **errors: str,
+) -> None:
+    """Document one ``/admin`` operation (scope ``admin``)."""
+    operation: dict[str, Any] = {
+        "operationId": operation_id,
+        "summary": f"{summary} (admin)",
+        "parameters": parameters or [],
+        "responses": {
+            "200": ok,
+            **{s.lstrip("_"): _problem(d) for s, d in errors.items()},
+            **COMMON_ERRORS,
+        },
+    }
+    if body is not None:
+        name = _add_model(spec, body)
+        operation["requestBody"] = {
+            "required": False,
+            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{name}"}}},
+        }
+        operation["responses"]["400"] = _problem("malformed JSON, or a bad field")
+        operation["responses"]["413"] = _problem("body too large")
+    spec.path(path=path, operations={method: operation})
+
+
+def _query(name: str, schema: dict[str, Any], description: str = "") -> dict[str, Any]:
+    return {"name": name, "in": "query", "schema": schema, "description": description}
+
+
+def _add_admin(spec: APISpec) -> None:
+    text = {"type": "string"}
+    time = {"type": "string", "description": "RFC 3339 with an offset"}
+    limit = _query("limit", {"type": "integer", "minimum": 1, "maximum": MAX_LIST_LIMIT})
+    items = _object("the items", ["items"])
+    _admin(
+        spec,
+        "get",
+        "/admin/commands",
+        "AdminListCommands",
+        "Commands by status, type, resource, correlation id and time, oldest first",
+        items,
+        [
+            _query("status", {"enum": list(STATUSES)}),
+            _query("type", {"type": "string", "pattern": COMMAND_TYPE.pattern}),
+            _query("resource", text, "a resource path (/shows/s1) or a client's id (s1)"),
+            _query("correlation_id", {"type": "string", "format": "uuid"}),
+            _query("since", time),
+            _query("until", time),
+            limit,
+        ],
+        _400="bad filter",
+    )
+    _admin(
+        spec,
+        "get",
+        "/admin/commands/{command_id}",
+        "AdminGetCommand",
+        "A command's record with tracebacks and the events its success saved",
+        _object("the record", ["command_id", "attempts", "caused"]),
+        [_path_id("command_id")],
+        _404="no such command",
+    )
+    _admin(
+        spec,
+        "get",
+        "/admin/deadletters",
+        "AdminListDeadLetters",
+        "Dead-lettered commands and their counts per error type",
+        _object("the dead letters", ["items", "counts"]),
+        [_query("type", text, "only those whose last error is of this type")],
+    )
+    _admin(
+        spec,
+        "post",
+        "/admin/deadletters/redrive",
+        "AdminRedrive",
+        "Re-drive dead letters: ids, every one of a type, or all",
+        _object("what was re-driven or skipped, and why", ["results"]),
+        body=RedriveRequest,
+    )
+    _admin(
+        spec,
+        "get",
+        "/admin/sagas",
+        "AdminListSagas",
+        "Sagas by state, stuck for a while, with a dead-lettered step, by start time",
+        items,
+        [
+            _query("state", text),
+            _query("stuck_for", {"type": "string"}, "30s, 5m, 2h or 1d"),
+            _query("dead_lettered", {"enum": ["true", "false"]}),
+            _query("since", time),
+            _query("until", time),
+            limit,
+        ],
+        _400="bad filter",
+    )
+    _admin(
+        spec,
+        "get",
+        "/admin/sagas/{saga}",
+        "AdminGetSaga",
+        "A saga's timeline, by its id or its reservation's",
+        _object("the saga", ["saga_id", "timeline"]),
+        [_path_id("saga")],
+        _404="no such saga",
+    )
+    _admin(
+        spec,
+        "post",
+        "/admin/sagas/replay",
+        "AdminReplaySagas",
+        "Replay sagas with the deployed code in a dry run, and report the differences",
+        _object("the summary and the sagas that differ", ["summary", "sagas"]),
+        body=ReplayRequest,
+    )
+    _admin(
+        spec,
+        "post",
+        "/admin/sagas/{saga}/retry",
+        "AdminRetrySaga",
+        "Re-issue a saga's stuck step",
+        _object("the steps re-issued or pending", ["saga_id", "steps"]),
+        [_path_id("saga")],
+        _404="no such saga",
+        _409="the saga has no stuck step",
+    )
+    _admin(
+        spec,
+        "get",
+        "/admin/projections",
+        "AdminProjections",
+        "Each view's position, the head, its lag and its events/s",
+        items,
+        [_query("sample", {"type": "number", "minimum": 0.1, "maximum": 5})],
+        _400="bad sample",
+    )
+    _admin(
+        spec,
+        "post",
+        "/admin/projections/{name}/rebuild",
+        "AdminRebuildProjection",
+        "Rebuild a view beside the live one, diff it, swap it in only with swap",
+        _object("the rebuild and the diff", ["events", "diff", "swapped"]),
+        [_path_id("name")],
+        body=RebuildRequest,
+        _404="no such projection",
+        _409="the live view is behind the rebuilt one: not swapped",
     )

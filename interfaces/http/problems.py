@@ -49,6 +49,9 @@ PROBLEM_TYPES: dict[str, str] = {
     "dead-lettered": "Every attempt of the command failed with a technical error; it waits "
     "for an operator to re-drive it. Its registry entry has the errors.",
     "command-failed": "The command was refused by a business rule; detail says which.",
+    "refused": "The operation does not apply to what it was asked of (a finished saga has "
+    "no step to retry, a live view behind the rebuilt one cannot be swapped); detail says "
+    "why.",
     "internal-server-error": "Something unexpected went wrong; it was logged. Nothing the "
     "client sent caused a partial change.",
 }

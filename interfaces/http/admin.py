@@ -1,0 +1,301 @@
+"""``/admin/...``: the operator's CLI over HTTP, for keys with the ``admin`` scope.
+
+The same operations and documents as ``boxoffice commands|deadletters|sagas|projections``
+(:mod:`interfaces.tooling`). Replays run the deployed saga code only: a candidate
+class (``--saga-class``) is imported by the CLI, never named over HTTP.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+from uuid import UUID
+
+from flask import Blueprint, Response, jsonify, request
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from interfaces import tooling
+from interfaces.http.auth import ADMIN, authenticate
+from interfaces.http.bodies import json_object, read_body
+from interfaces.http.context import container
+from interfaces.http.problems import Problem
+
+admin = Blueprint("admin", __name__, url_prefix="/admin")
+
+LIST_LIMIT = 50
+MAX_LIST_LIMIT = 1_000
+# A body of ids, a type or a flag: small.
+MAX_ADMIN_BODY = 64 * 1024
+# The longest sample /admin/projections takes to measure events/s.
+MAX_SAMPLE_SECONDS = 5.0
+
+
+class RedriveRequest(BaseModel):
+    """Which dead letters to re-drive: ids, every one of an error type, or all."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    command_ids: list[UUID] = Field(default_factory=list, max_length=1000)
+    type: str | None = Field(default=None, min_length=1, max_length=100)
+    all: bool = False
+    reason: str = Field(default="re-driven by an operator", min_length=1, max_length=200)
+
+
+class ReplayRequest(BaseModel):
+    """Which sagas to replay: ids (or reservation ids), or a query."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    sagas: list[str] = Field(default_factory=list, max_length=1000)
+    all: bool = False
+    state: str | None = None
+    failed_step: bool = False
+    since: str | None = None
+    until: str | None = None
+    show_all: bool = False
+
+
+class RebuildRequest(BaseModel):
+    """Whether to swap the rebuilt view in."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    swap: bool = False
+    rows: int = Field(default=10, ge=0, le=100)
+
+
+@contextmanager
+def _answers() -> Iterator[None]:
+    """The tooling's errors as problems: 400 with every violation, 404, 409."""
+    try:
+        yield
+    except tooling.BadArgumentsError as bad:
+        raise Problem(400, "Invalid request", kind="validation-error", errors=bad.errors) from None
+    except tooling.NotFoundError as missing:
+        raise Problem(404, "Not found", str(missing)) from None
+    except tooling.RefusedError as refused:
+        raise Problem(409, "Refused", str(refused), kind="refused") from None
+
+
+def _caller() -> Any:
+    built = container()
+    authenticate(built.settings.api_keys, ADMIN)
+    return built
+
+
+def _body(model: type[Any]) -> Any:
+    errors: list[dict[str, Any]] = []
+    body = read_body(MAX_ADMIN_BODY)
+    if json_object(body, errors) is None:
+        raise Problem(400, "Malformed JSON", kind="malformed-json", errors=errors)
+    try:
+        # JSON mode: strict, yet a UUID is a string there.
+        return model.model_validate_json(body if body.strip() else b"{}")
+    except ValidationError as error:
+        violations = [
+            {
+                "location": ".".join(["body", *(str(p) for p in e["loc"])]),
+                "message": e["msg"],
+            }
+            for e in error.errors()
+        ]
+        raise Problem(400, "Invalid request", kind="validation-error", errors=violations) from None
+
+
+def _limit(violations: tooling.BadArgumentsError) -> int:
+    raw = request.args.get("limit", str(LIST_LIMIT))
+    if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= MAX_LIST_LIMIT:
+        violations.add("query.limit", f"a whole number from 1 to {MAX_LIST_LIMIT}")
+        return LIST_LIMIT
+    return int(raw)
+
+
+def _query(parse: Callable[[], Any]) -> tuple[Any, int]:
+    """The filters ``parse`` makes of the query, and the limit; every violation at once."""
+    violations = tooling.BadArgumentsError()
+    limit = _limit(violations)
+    try:
+        filters = parse()
+    except tooling.BadArgumentsError as bad:
+        violations.errors = bad.errors + violations.errors
+        filters = None
+    with _answers():
+        violations.raise_any()
+    return filters, limit
+
+
+@admin.get("/commands")
+def commands() -> Response:
+    """Registry entries by status, type, resource, correlation id and time, oldest first."""
+    built = _caller()
+    args = request.args
+    filters, limit = _query(
+        lambda: tooling.command_filters(
+            built.registry,
+            status=args.get("status"),
+            command_type=args.get("type"),
+            resource=args.get("resource"),
+            correlation_id=args.get("correlation_id"),
+            since=args.get("since"),
+            until=args.get("until"),
+        )
+    )
+    items = []
+    for item in tooling.walk(built, "command_registry", filters):
+        items.append(item)
+        if len(items) == limit:
+            break
+    return jsonify({"items": items})
+
+
+@admin.get("/commands/<command_id>")
+def command(command_id: str) -> Response:
+    """A command's record: attempts with tracebacks, history, the events it caused."""
+    built = _caller()
+    with _answers():
+        key = tooling.parse_uuid(command_id, "path.command_id", tooling.BadArgumentsError())
+        if key is None:
+            raise tooling.NotFoundError(f"no command {command_id}")
+        return jsonify(tooling.command_detail(built, key))
+
+
+@admin.get("/deadletters")
+def deadletters() -> Response:
+    """Dead-lettered commands (of one error type with ``type``), and counts per type."""
+    built = _caller()
+    found = tooling.dead_letters(built)
+    error_type = request.args.get("type")
+    if error_type is not None:
+        found["items"] = [
+            i for i in found["items"] if (i.get("error") or {}).get("type") == error_type
+        ]
+    return jsonify(found)
+
+
+@admin.post("/deadletters/redrive")
+def redrive() -> Response:
+    """Re-drive dead letters (ids, a type, or all); each keeps its id."""
+    built = _caller()
+    body: RedriveRequest = _body(RedriveRequest)
+    chosen = sum([bool(body.command_ids), body.type is not None, body.all])
+    if chosen != 1:
+        raise Problem(
+            400,
+            "Invalid request",
+            kind="validation-error",
+            errors=[{"location": "body", "message": "give command_ids, type or all (one)"}],
+        )
+    results = tooling.redrive(
+        built, body.command_ids, body.type, body.all, "admin-api", body.reason
+    )
+    return jsonify({"results": results})
+
+
+@admin.get("/sagas")
+def sagas() -> Response:
+    """Sagas by state, stuck for a while, with a dead-lettered step, by start time."""
+    _caller()
+    args = request.args
+    filters, limit = _query(
+        lambda: tooling.saga_filters(
+            state=args.get("state"),
+            stuck_for=args.get("stuck_for"),
+            since=args.get("since"),
+            until=args.get("until"),
+        )
+    )
+    dead = args.get("dead_lettered", "false")
+    if dead not in ("true", "false"):
+        raise Problem(
+            400,
+            "Invalid query",
+            kind="validation-error",
+            errors=[{"location": "query.dead_lettered", "message": "true or false"}],
+        )
+    step_status = ("dead_lettered",) if dead == "true" else ()
+    found = tooling.list_sagas(container(), filters, step_status)[:limit]
+    return jsonify({"items": found})
+
+
+@admin.get("/sagas/<saga>")
+def saga(saga: str) -> Response:
+    """A saga's timeline, by its id or its reservation's."""
+    built = _caller()
+    with _answers():
+        try:
+            key = tooling.saga_id_of(saga)
+        except tooling.BadArgumentsError:
+            raise tooling.NotFoundError(f"no saga {saga}") from None
+        return jsonify(tooling.saga_detail(built, key))
+
+
+@admin.post("/sagas/replay")
+def replay() -> tuple[Response, int]:
+    """Replay sagas with the deployed code in a dry run; the summary, and the sagas that
+    did not replay identically (all with ``show_all``)."""
+    built = _caller()
+    body: ReplayRequest = _body(ReplayRequest)
+    query = body.all or body.state or body.failed_step or body.since or body.until
+    if bool(body.sagas) == bool(query):
+        raise Problem(
+            400,
+            "Invalid request",
+            kind="validation-error",
+            errors=[{"location": "body", "message": "give sagas, or all or a query"}],
+        )
+    with _answers():
+        if body.sagas:
+            ids = [tooling.saga_id_of(s) for s in body.sagas]
+        else:
+            filters = tooling.saga_filters(
+                state=body.state, since=body.since, until=body.until, location="body"
+            )
+            step_status = ("failed", "dead_lettered") if body.failed_step else ()
+            ids = [UUID(s["saga_id"]) for s in tooling.list_sagas(built, filters, step_status)]
+        done = tooling.replay(built, ids)
+    return jsonify(done.as_dict(every=body.show_all)), 200
+
+
+@admin.post("/sagas/<saga>/retry")
+def retry(saga: str) -> Response:
+    """Re-issue a saga's stuck step; again while it is pending issues nothing."""
+    built = _caller()
+    with _answers():
+        try:
+            key = tooling.saga_id_of(saga)
+        except tooling.BadArgumentsError:
+            raise tooling.NotFoundError(f"no saga {saga}") from None
+        return jsonify(tooling.retry_saga(built, key, by="admin-api"))
+
+
+@admin.get("/projections")
+def projections() -> Response:
+    """Each view's position, head, lag and events/s over ``sample`` seconds (0.5)."""
+    built = _caller()
+    raw = request.args.get("sample", "0.5")
+    try:
+        sample = float(raw)
+    except ValueError:
+        sample = -1.0
+    if not 0.1 <= sample <= MAX_SAMPLE_SECONDS:
+        raise Problem(
+            400,
+            "Invalid query",
+            kind="validation-error",
+            errors=[{"location": "query.sample", "message": "seconds from 0.1 to 5"}],
+        )
+    return jsonify({"items": tooling.projections_status(built, sample)})
+
+
+@admin.post("/projections/<name>/rebuild")
+def rebuild(name: str) -> Response:
+    """Rebuild a view into its shadow, diff it, and swap only with ``swap``."""
+    built = _caller()
+    body: RebuildRequest = _body(RebuildRequest)
+    with _answers():
+        try:
+            projection = tooling.projection_class(name)
+        except tooling.BadArgumentsError:
+            raise tooling.NotFoundError(f"no projection {name}") from None
+        return jsonify(tooling.rebuild(built, projection, body.swap, diff_rows=body.rows))
