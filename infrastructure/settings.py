@@ -190,6 +190,12 @@ class Settings:
             raise SettingsError(["DATABASE_URL: not set and the embedded PostgreSQL not started"])
         return DatabaseUrl.parse(self.database_url)
 
+    @property
+    def served_database_file(self) -> Path:
+        """Where ``boxoffice serve`` writes the URL of the embedded PostgreSQL it runs, so
+        that the operator's commands in another terminal find it."""
+        return self.var_dir / "database_url"
+
     def with_database(self, url: str) -> Settings:
         """A copy of these settings that uses the database at ``url``."""
         return replace(self, database_url=url)

@@ -19,8 +19,10 @@ from uuid import UUID
 
 from eventsourcing.persistence import IntegrityError
 from eventsourcing.utils import resolve_topic
+from pydantic import TypeAdapter, ValidationError
 
 from application.command import Command, Status
+from application.payloads import Timestamp
 from application.pipeline import Submission
 from application.registry import CommandRegistry
 from application.saga_replay import ReplayedSaga, ReplaySummary, SagaReplayer
@@ -40,7 +42,12 @@ STATUSES: tuple[str, ...] = get_args(Status)
 COMMAND_TYPE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
 RESOURCE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 DURATION = re.compile(r"^([0-9]{1,9})(s|m|h|d)$")
+# A resource as a path (no control characters, 300 at most) or as a client's id; the
+# same pattern in the OpenAPI document.
+RESOURCE = re.compile(r"^(/[^\x00-\x1f\x7f]{0,299}|[A-Za-z0-9][A-Za-z0-9._-]{0,63})$")
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+TIMESTAMP: TypeAdapter[datetime] = TypeAdapter(Timestamp)
 # Rows read per page when an operation walks a whole view.
 WALK_PAGE = 1_000
 # A view's lag and rate are counted up to these many events.
@@ -82,10 +89,8 @@ def parse_time(value: str | None, location: str, violations: BadArgumentsError) 
     if value is None:
         return None
     try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        parsed = None
-    if parsed is None or parsed.tzinfo is None:
+        parsed: datetime = TIMESTAMP.validate_python(value)
+    except ValidationError:
         violations.add(location, "an RFC 3339 time with an offset, e.g. 2027-01-01T20:00:00Z")
         return None
     return parsed
@@ -118,10 +123,10 @@ def parse_uuid(value: str | None, location: str, violations: BadArgumentsError) 
 def resource_paths(registry: CommandRegistry, resource: str) -> tuple[str, ...] | None:
     """The resources ``resource`` may mean: itself when it is a path (``/shows/hamlet``),
     else that id under every resource template of the commands (``hamlet``)."""
+    if not RESOURCE.fullmatch(resource):
+        return None
     if resource.startswith("/"):
         return (resource,)
-    if not RESOURCE_ID.fullmatch(resource):
-        return None
     paths = set()
     for spec in registry:
         fields = [name for _, name, _, _ in string.Formatter().parse(spec.resource) if name]
@@ -304,10 +309,14 @@ def saga_filters(
     stuck = parse_duration(stuck_for, f"{location}.stuck_for", violations)
     if stuck is not None:
         running = tuple(s.value for s in SagaState if s not in TERMINAL)
-        if "state" in filters and filters["state"] not in running:
-            violations.add(f"{location}.stuck_for", "only running sagas can be stuck")
-        filters.setdefault("state", OneOf(running))
-        filters["updated_at"] = Between(None, datetime.now(UTC) - stuck)
+        # Only a running saga can be stuck: with a finished state asked for, none is.
+        chosen = filters.get("state")
+        filters["state"] = OneOf(
+            running if chosen is None else (chosen,) if chosen in running else ()
+        )
+        # Longer than the service can have run: nothing older than its epoch.
+        now = datetime.now(UTC)
+        filters["updated_at"] = Between(None, max(now - min(stuck, now - EPOCH), EPOCH))
     low = parse_time(since, f"{location}.since", violations)
     high = parse_time(until, f"{location}.until", violations)
     if low is not None or high is not None:

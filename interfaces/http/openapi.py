@@ -14,13 +14,15 @@ from apispec import APISpec
 from flask import Blueprint, Response, jsonify
 from pydantic import BaseModel
 
+from application.payloads import RFC3339
 from application.registry import CommandRegistry, CommandSpec
+from domain.reservation_saga import SagaState
 from interfaces.http import schemas
 from interfaces.http.admin import MAX_LIST_LIMIT, RebuildRequest, RedriveRequest, ReplayRequest
 from interfaces.http.context import container
 from interfaces.http.operations import DELIVERY_STATUSES
 from interfaces.http.problems import Problem, explanation_page, problem_types
-from interfaces.tooling import COMMAND_TYPE, STATUSES
+from interfaces.tooling import COMMAND_TYPE, DURATION, RESOURCE, STATUSES
 from projections.catalog import PROJECTIONS
 from projections.command_registry import CommandDocument
 from projections.document_projection import DocumentProjection
@@ -266,6 +268,9 @@ def _path_id(name: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
     return {"name": name, "in": "path", "required": True, "schema": schema or {"type": "string"}}
 
 
+RESOURCE_SCHEMA = {"type": "string", "pattern": RESOURCE.pattern}
+TIME_SCHEMA = {"type": "string", "format": "date-time", "pattern": RFC3339}
+
 CONSISTENCY = {
     "name": "Consistency-Token",
     "in": "header",
@@ -358,9 +363,9 @@ def _add_reads(spec: APISpec) -> None:
             },
             {"name": "aggregate_id", "in": "query", "schema": uuid},
             {"name": "correlation_id", "in": "query", "schema": uuid},
-            _query("resource", {"type": "string"}, "a resource path (/shows/s1) or id (s1)"),
-            _query("since", {"type": "string"}, "submitted from (RFC 3339 with an offset)"),
-            _query("until", {"type": "string"}, "submitted before (RFC 3339 with an offset)"),
+            _query("resource", RESOURCE_SCHEMA, "a resource path (/shows/s1) or id (s1)"),
+            _query("since", TIME_SCHEMA, "submitted from"),
+            _query("until", TIME_SCHEMA, "submitted before"),
             {
                 "name": "cursor",
                 "in": "query",
@@ -472,7 +477,7 @@ def _query(name: str, schema: dict[str, Any], description: str = "") -> dict[str
 
 def _add_admin(spec: APISpec) -> None:
     text = {"type": "string"}
-    time = {"type": "string", "description": "RFC 3339 with an offset"}
+    time = TIME_SCHEMA
     limit = _query("limit", {"type": "integer", "minimum": 1, "maximum": MAX_LIST_LIMIT})
     items = _object("the items", ["items"])
     _admin(
@@ -485,7 +490,9 @@ def _add_admin(spec: APISpec) -> None:
         [
             _query("status", {"enum": list(STATUSES)}),
             _query("type", {"type": "string", "pattern": COMMAND_TYPE.pattern}),
-            _query("resource", text, "a resource path (/shows/s1) or a client's id (s1)"),
+            _query(
+                "resource", RESOURCE_SCHEMA, "a resource path (/shows/s1) or a client's id (s1)"
+            ),
             _query("correlation_id", {"type": "string", "format": "uuid"}),
             _query("since", time),
             _query("until", time),
@@ -529,8 +536,10 @@ def _add_admin(spec: APISpec) -> None:
         "Sagas by state, stuck for a while, with a dead-lettered step, by start time",
         items,
         [
-            _query("state", text),
-            _query("stuck_for", {"type": "string"}, "30s, 5m, 2h or 1d"),
+            _query("state", {"enum": [state.value for state in SagaState]}),
+            _query(
+                "stuck_for", {"type": "string", "pattern": DURATION.pattern}, "30s, 5m, 2h or 1d"
+            ),
             _query("dead_lettered", {"enum": ["true", "false"]}),
             _query("since", time),
             _query("until", time),

@@ -77,3 +77,52 @@ def test_serve_restarts_a_killed_part_and_keeps_serving(
             serve.send_signal(signal.SIGTERM)
             code = serve.wait(30)
     assert code == 0, log.read_text()[-3000:]
+
+
+def test_the_operator_commands_find_the_embedded_database_of_make_run(tmp_path: Path) -> None:
+    port = free_port()
+    log = tmp_path / "serve.log"
+    env = {
+        key: value
+        for key, value in service_env("", "", "unused").items()
+        if key not in ("DATABASE_URL", "BROKER_URL", "COMMAND_QUEUE")
+    }
+    env.update(BOXOFFICE_VAR_DIR=str(tmp_path / "var"), WEB_PORT=str(port))
+    with log.open("wb") as out:
+        serve = subprocess.Popen(
+            [sys.executable, "-m", "interfaces.cli.main", "serve"],
+            env=env,
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        wait_until(http_ready(f"http://127.0.0.1:{port}/health"), 120, "serve to answer")
+        status = subprocess.run(
+            [sys.executable, "-m", "interfaces.cli.main", "projections", "status", "--json"],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=60,
+        )
+        assert status.returncode == 0, status.stderr
+        names = {p["name"] for p in json.loads(status.stdout)["items"]}
+        assert names == {"command_registry", "shows", "reservations", "sagas"}
+    finally:
+        serve.send_signal(signal.SIGTERM)
+        code = serve.wait(60)
+    assert code == 0, log.read_text()[-3000:]
+    assert not (tmp_path / "var" / "database_url").exists()
+    after = subprocess.run(
+        [sys.executable, "-m", "interfaces.cli.main", "sagas", "list"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert after.returncode == 2
+    assert "no `boxoffice serve`" in after.stderr

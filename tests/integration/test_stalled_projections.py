@@ -60,7 +60,8 @@ def test_a_stalled_projection_is_reported_until_it_gets_past_the_event(
         assert health.get_json()["status"] == "degraded"
         registry = next(s for s in health.get_json()["stalled"] if s["name"] == "command_registry")
         assert registry["position"] == poison.position
-        assert "\\u0000 cannot be converted to text" in registry["error"]
+        # The NUL is refused by the driver (an indexed text column) or by PostgreSQL.
+        assert "NUL" in registry["error"] or "\\u0000" in registry["error"]
         views = stalls(client)
         assert views["command_registry"]["position"] == poison.position  # type: ignore[index]
         assert views["reservations"] is None
