@@ -19,14 +19,18 @@ class RecordedHistory:
     def __init__(self, app: Application[Any]) -> None:
         self.app = app
 
-    def notifications_of(self, aggregate_ids: Sequence[UUID]) -> list[Notification]:
-        """The stored events of these aggregates with their positions in the log (on
-        PostgreSQL; the in-memory store keeps no positions per aggregate: none)."""
+    def saved_with(self, aggregate_id: UUID, topic: str) -> list[Notification]:
+        """The other events saved in one transaction with the last event of ``topic`` of
+        ``aggregate_id`` (on PostgreSQL, where an event's position carries its
+        transaction's id; the in-memory store keeps no transactions: none)."""
         recorder = self.app.recorder
-        found: list[Notification] = []
-        if isinstance(recorder, TransactionOrderedRecorder):
-            found = recorder.select_events_of(aggregate_ids)
-        return found
+        if not isinstance(recorder, TransactionOrderedRecorder):
+            return []
+        marks: list[Notification] = recorder.select_events_of([aggregate_id], [topic])
+        if not marks:
+            return []
+        together: list[Notification] = recorder.select_transaction_of(marks[-1].id)
+        return [n for n in together if n.originator_id != aggregate_id]
 
     def events_of(
         self, aggregate_ids: Sequence[UUID], topics: Sequence[str] = ()

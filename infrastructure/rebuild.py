@@ -104,7 +104,9 @@ class ProjectionRebuild:
         """How far the shadow has applied the log."""
         return self.shadow.max_tracking_id(self.app.name) or 0
 
-    def catch_up(self, upto: int | None = None, progress: Callable[[int], None] = print) -> int:
+    def catch_up(
+        self, upto: int | None = None, progress: Callable[[int], None] = lambda applied: None
+    ) -> int:
         """Apply the events after the shadow's position up to ``upto`` (the head when
         None); ``progress`` hears how many each batch applied. Returns how many."""
         upto = self.head() if upto is None else upto
@@ -249,15 +251,3 @@ class ProjectionRebuild:
                 schema=schema, old=Identifier(old), new=Identifier(new)
             )
         )
-
-
-def rebuild_rate(events: int, seconds: float) -> float:
-    """Events per second, 0 for no time."""
-    return events / seconds if seconds > 0 else 0.0
-
-
-def timed(run: Callable[[], int]) -> tuple[int, float]:
-    """``run()``'s count and how long it took."""
-    started = time.perf_counter()
-    count = run()
-    return count, time.perf_counter() - started

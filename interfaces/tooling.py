@@ -18,7 +18,7 @@ from typing import Any, get_args
 from uuid import UUID
 
 from eventsourcing.persistence import IntegrityError
-from eventsourcing.utils import resolve_topic
+from eventsourcing.utils import get_topic, resolve_topic
 from pydantic import TypeAdapter, ValidationError
 
 from application.command import Command, Status
@@ -48,6 +48,7 @@ RESOURCE = re.compile(r"^(/[^\x00-\x1f\x7f]{0,299}|[A-Za-z0-9][A-Za-z0-9._-]{0,6
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 TIMESTAMP: TypeAdapter[datetime] = TypeAdapter(Timestamp)
+SUCCEEDED_TOPIC = get_topic(Command.CommandSucceeded)
 # Rows read per page when an operation walks a whole view.
 WALK_PAGE = 1_000
 # A view's lag and rate are counted up to these many events.
@@ -94,6 +95,15 @@ def parse_time(value: str | None, location: str, violations: BadArgumentsError) 
         violations.add(location, "an RFC 3339 time with an offset, e.g. 2027-01-01T20:00:00Z")
         return None
     return parsed
+
+
+def time_range(
+    since: str | None, until: str | None, location: str, violations: BadArgumentsError
+) -> Between | None:
+    """The filter of ``since`` and ``until`` (either may be missing), None for neither."""
+    low = parse_time(since, f"{location}.since", violations)
+    high = parse_time(until, f"{location}.until", violations)
+    return Between(low, high) if low is not None or high is not None else None
 
 
 def parse_duration(
@@ -170,10 +180,9 @@ def command_filters(
         parsed = parse_uuid(value, f"{location}.{name}", violations)
         if parsed is not None:
             filters[name] = parsed
-    low = parse_time(since, f"{location}.since", violations)
-    high = parse_time(until, f"{location}.until", violations)
-    if low is not None or high is not None:
-        filters["submitted_at"] = Between(low, high)
+    period = time_range(since, until, location, violations)
+    if period is not None:
+        filters["submitted_at"] = period
     violations.raise_any()
     return filters
 
@@ -208,14 +217,6 @@ def command_detail(container: Container, command_id: UUID) -> dict[str, Any]:
 
 def caused_events(container: Container, command: Command) -> list[dict[str, Any]]:
     """The domain events saved with the command's ``CommandSucceeded`` (one transaction)."""
-    transaction = getattr(container.app.recorder, "select_transaction_of", None)
-    succeeded = [
-        n
-        for n in RecordedHistory(container.app).notifications_of([command.id])
-        if n.topic.endswith(":Command.CommandSucceeded")
-    ]
-    if transaction is None or not succeeded:
-        return []
     return [
         {
             "aggregate_id": str(n.originator_id),
@@ -223,23 +224,29 @@ def caused_events(container: Container, command: Command) -> list[dict[str, Any]
             "event": n.topic.rsplit(".", 1)[-1],
             "position": n.id,
         }
-        for n in transaction(succeeded[-1].id)
-        if n.originator_id != command.id
+        for n in RecordedHistory(container.app).saved_with(command.id, SUCCEEDED_TOPIC)
     ]
 
 
 # --- dead letters -----------------------------------------------------------------
 
 
-def dead_letters(container: Container, command_type: str | None = None) -> dict[str, Any]:
-    """The dead-lettered commands (of ``command_type``), and their counts per error type."""
-    filters = command_filters(container.registry, status="dead_lettered", command_type=command_type)
+def dead_letters(container: Container, error_type: str | None = None) -> dict[str, Any]:
+    """The dead-lettered commands (whose last error is of ``error_type``, if given), and
+    the counts of all of them per error type."""
+    filters = command_filters(container.registry, status="dead_lettered")
     items = list(walk(container, CommandRegistryProjection.name, filters))
     counts: dict[str, int] = {}
     for item in items:
-        error_type = (item.get("error") or {}).get("type", "unknown")
-        counts[error_type] = counts.get(error_type, 0) + 1
+        kind = _error_type(item)
+        counts[kind] = counts.get(kind, 0) + 1
+    if error_type is not None:
+        items = [item for item in items if _error_type(item) == error_type]
     return {"items": items, "counts": dict(sorted(counts.items()))}
+
+
+def _error_type(item: dict[str, Any]) -> str:
+    return str((item.get("error") or {}).get("type", "unknown"))
 
 
 def redrive(
@@ -255,12 +262,8 @@ def redrive(
     a command not dead-lettered (a domain failure, one re-driven already) is skipped
     with the reason, so re-driving twice re-drives once."""
     if every or error_type is not None:
-        listed = dead_letters(container)["items"]
-        command_ids = [
-            UUID(item["command_id"])
-            for item in listed
-            if every or (item.get("error") or {}).get("type") == error_type
-        ]
+        listed = dead_letters(container, None if every else error_type)["items"]
+        command_ids = [UUID(item["command_id"]) for item in listed]
     results = []
     for command_id in command_ids:
         command = container.pipeline.get_command(command_id)
@@ -317,10 +320,9 @@ def saga_filters(
         # Longer than the service can have run: nothing older than its epoch.
         now = datetime.now(UTC)
         filters["updated_at"] = Between(None, max(now - min(stuck, now - EPOCH), EPOCH))
-    low = parse_time(since, f"{location}.since", violations)
-    high = parse_time(until, f"{location}.until", violations)
-    if low is not None or high is not None:
-        filters["started_at"] = Between(low, high)
+    period = time_range(since, until, location, violations)
+    if period is not None:
+        filters["started_at"] = period
     violations.raise_any()
     return filters
 

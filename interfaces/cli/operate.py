@@ -38,6 +38,13 @@ def _print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 
 
+def _as_json_printed(as_json: bool, data: Any) -> bool:
+    """Print ``data`` as JSON when asked; whether it was."""
+    if as_json:
+        _print_json(data)
+    return as_json
+
+
 def _table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
     table = Table(title=title, title_justify="left")
     for column in columns:
@@ -125,8 +132,7 @@ def register(cli: click.Group, load_settings: Callable[[], Settings]) -> None:
                 location="option",
             )
         items = _first(tooling.walk(container, "command_registry", filters), limit)
-        if as_json:
-            _print_json({"items": items})
+        if _as_json_printed(as_json, {"items": items}):
             return 0
         _table(
             f"{len(items)} command(s)",
@@ -153,8 +159,7 @@ def register(cli: click.Group, load_settings: Callable[[], Settings]) -> None:
         container = built()
         with failures():
             record = tooling.command_detail(container, command_id)
-        if as_json:
-            _print_json(record)
+        if _as_json_printed(as_json, record):
             return 0
         console.print(
             f"[bold]{record['type']}[/] {record['command_id']}: [bold]{record['status']}[/]"
@@ -202,13 +207,8 @@ def register(cli: click.Group, load_settings: Callable[[], Settings]) -> None:
     @json_option
     def deadletters_list(error_type: str | None, as_json: bool) -> int:
         """Dead-lettered commands, and how many per error type."""
-        found = tooling.dead_letters(built())
-        if error_type is not None:
-            found["items"] = [
-                i for i in found["items"] if (i.get("error") or {}).get("type") == error_type
-            ]
-        if as_json:
-            _print_json(found)
+        found = tooling.dead_letters(built(), error_type)
+        if _as_json_printed(as_json, found):
             return 0
         _table(
             "dead letters per error type",
@@ -291,8 +291,7 @@ def register(cli: click.Group, load_settings: Callable[[], Settings]) -> None:
         container = built()
         step_status = ("dead_lettered",) if dead_lettered else ()
         found = saga_selection(container, state, stuck_for, since, until, step_status)[:limit]
-        if as_json:
-            _print_json({"items": found})
+        if _as_json_printed(as_json, {"items": found}):
             return 0
         _table(
             f"{len(found)} saga(s)",
@@ -319,8 +318,7 @@ def register(cli: click.Group, load_settings: Callable[[], Settings]) -> None:
         container = built()
         with failures():
             found = tooling.saga_detail(container, tooling.saga_id_of(saga))
-        if as_json:
-            _print_json(found)
+        if _as_json_printed(as_json, found):
             return 0
         console.print(
             f"saga {found['saga_id']} of reservation {found['reservation_id']} "
@@ -455,8 +453,7 @@ def register(cli: click.Group, load_settings: Callable[[], Settings]) -> None:
     def projections_status(sample: float, as_json: bool) -> int:
         """Each view's position, the log's head, its lag in events and its events/s."""
         found = tooling.projections_status(built(), sample)
-        if as_json:
-            _print_json({"items": found})
+        if _as_json_printed(as_json, {"items": found}):
             return 0
         _table(
             "projections",

@@ -125,6 +125,14 @@ def _query(parse: Callable[[], Any]) -> tuple[Any, int]:
     return filters, limit
 
 
+def _saga_key(saga: str) -> UUID:
+    """The saga a path names (its id or its reservation's); a name of none is a 404."""
+    try:
+        return tooling.saga_id_of(saga)
+    except tooling.BadArgumentsError:
+        raise tooling.NotFoundError(f"no saga {saga}") from None
+
+
 @admin.get("/commands")
 def commands() -> Response:
     """Registry entries by status, type, resource, correlation id and time, oldest first."""
@@ -164,13 +172,7 @@ def command(command_id: str) -> Response:
 def deadletters() -> Response:
     """Dead-lettered commands (of one error type with ``type``), and counts per type."""
     built = _caller()
-    found = tooling.dead_letters(built)
-    error_type = request.args.get("type")
-    if error_type is not None:
-        found["items"] = [
-            i for i in found["items"] if (i.get("error") or {}).get("type") == error_type
-        ]
-    return jsonify(found)
+    return jsonify(tooling.dead_letters(built, request.args.get("type")))
 
 
 @admin.post("/deadletters/redrive")
@@ -223,11 +225,7 @@ def saga(saga: str) -> Response:
     """A saga's timeline, by its id or its reservation's."""
     built = _caller()
     with _answers():
-        try:
-            key = tooling.saga_id_of(saga)
-        except tooling.BadArgumentsError:
-            raise tooling.NotFoundError(f"no saga {saga}") from None
-        return jsonify(tooling.saga_detail(built, key))
+        return jsonify(tooling.saga_detail(built, _saga_key(saga)))
 
 
 @admin.post("/sagas/replay")
@@ -262,11 +260,7 @@ def retry(saga: str) -> Response:
     """Re-issue a saga's stuck step; again while it is pending issues nothing."""
     built = _caller()
     with _answers():
-        try:
-            key = tooling.saga_id_of(saga)
-        except tooling.BadArgumentsError:
-            raise tooling.NotFoundError(f"no saga {saga}") from None
-        return jsonify(tooling.retry_saga(built, key, by="admin-api"))
+        return jsonify(tooling.retry_saga(built, _saga_key(saga), by="admin-api"))
 
 
 @admin.get("/projections")
