@@ -83,11 +83,14 @@ class Command(Aggregate):
         error: dict[str, Any]
 
     class CommandRedriven(CommandEvent):
-        """An operator gave the command new attempts, starting at ``next_attempt``."""
+        """An operator gave the command new attempts, starting at ``next_attempt``, after
+        the ``failed_attempts`` of its last budget (None in events recorded before they
+        were kept)."""
 
         by: str
         reason: str
         next_attempt: int
+        failed_attempts: list[int] | None = None
 
     @event(CommandAccepted)
     def __init__(
@@ -238,14 +241,18 @@ class Command(Aggregate):
 
     def redrive(self, by: str, reason: str) -> None:
         """Give a dead-lettered command a fresh budget of attempts."""
-        self._redriven(by=by, reason=reason, next_attempt=self.attempt + 1)
+        failed = [run["attempt"] for run in self.attempts if run["attempt"] > self.budget_start]
+        self._redriven(by=by, reason=reason, next_attempt=self.attempt + 1, failed_attempts=failed)
 
     @event(CommandRedriven)
-    def _redriven(self, by: str, reason: str, next_attempt: int) -> None:
+    def _redriven(
+        self, by: str, reason: str, next_attempt: int, failed_attempts: list[int] | None = None
+    ) -> None:
         self.status = "retrying"
         self.budget_start = self.attempt
         self.retry_at = None
-        self._add_history("retrying", by, f"re-driven: {reason}")
+        after = f" after attempts {', '.join(map(str, failed_attempts))}" if failed_attempts else ""
+        self._add_history("retrying", by, f"re-driven{after}: {reason}")
 
     def _end_attempt(self, attempt: int, outcome: str, error: dict[str, Any] | None) -> None:
         for run in self.attempts:

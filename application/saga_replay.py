@@ -107,6 +107,8 @@ class ReplayedSaga:
     replayed: list[Decision] = field(default_factory=list)
     replayed_state: str | None = None
     error: str | None = None
+    # The inputs fed, in order: {"at", "name"} (an event's class, or DeadlinePassed).
+    inputs: list[dict[str, str]] = field(default_factory=list)
 
     @property
     def verdict(self) -> Verdict:
@@ -338,6 +340,7 @@ class SagaReplayer:
             _, _, at = ticks.pop(0)
             now[0] = at
             store.cause = f"deadline at {at.isoformat()}"
+            result.inputs.append({"at": at.isoformat(), "name": "DeadlinePassed"})
             runner.deadline_reached(result.reservation_id, at)
 
         for event in feed:
@@ -348,6 +351,7 @@ class SagaReplayer:
                 fire_tick()
             now[0] = event.timestamp
             store.cause = f"{type(event).__name__} (v{event.originator_version})"
+            result.inputs.append({"at": event.timestamp.isoformat(), "name": type(event).__name__})
             runner.route(event)
         while ticks:
             fire_tick()

@@ -343,10 +343,21 @@ def list_sagas(
 
 
 def saga_detail(container: Container, saga_id: UUID) -> dict[str, Any]:
-    """A saga's state and timeline: decisions, the commands issued and their outcomes."""
+    """A saga's state and timeline: the events it received, each decision (with the
+    event it answered, when a replay of the saga matches its record), the commands it
+    issued and their outcomes, the deadlines set and found passed."""
     found = get_saga(container.read_models, saga_id)
     if found is None:
         raise NotFoundError(f"no saga {saga_id}")
+    replayed = replayer(container).replay([saga_id])
+    if replayed:
+        (saga,) = replayed
+        decisions = [entry for entry in found["timeline"] if entry["kind"] == "decision"]
+        if saga.verdict.value == "identical" and len(decisions) == len(saga.replayed):
+            for entry, decision in zip(decisions, saga.replayed, strict=True):
+                entry["cause"] = decision.cause
+        received = [{"kind": "event", **entry} for entry in saga.inputs]
+        found["timeline"] = sorted(found["timeline"] + received, key=lambda e: str(e["at"]))
     return found
 
 

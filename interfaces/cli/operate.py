@@ -327,10 +327,14 @@ def register(cli: click.Group, load_settings: Callable[[], Settings]) -> None:
         )
         rows = []
         for entry in found["timeline"]:
-            if entry["kind"] == "decision":
+            if entry["kind"] == "event":
+                rows.append([entry["at"], "received", entry["name"], ""])
+            elif entry["kind"] == "decision":
                 what = entry["name"] + (
                     f" → issues {', '.join(entry['issued'])}" if entry.get("issued") else ""
                 )
+                if entry.get("cause"):
+                    what += f" (on {entry['cause']})"
                 if entry.get("fired_at"):
                     detail = f"deadline passed at {entry['fired_at']}"
                 elif entry.get("deadline_at"):

@@ -107,6 +107,10 @@ def test_dead_letters_and_the_saga_stuck_behind_one(admin: Admin) -> None:
     timeline = admin.get("/admin/sagas/stuck").get_json()["timeline"]
     held = next(e for e in timeline if e["name"] == "SagaSeatsHeld")
     assert held["deadline_at"] is not None
+    # The events it received, and which one each decision answered.
+    received = [e["name"] for e in timeline if e["kind"] == "event"]
+    assert received == ["ReservationPlaced", "ReservationSeatsHeld"]
+    assert held["cause"] == "ReservationSeatsHeld (v2)"
     assert admin.get("/admin/sagas/nobody").status_code == 404
 
 

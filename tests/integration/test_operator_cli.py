@@ -186,6 +186,7 @@ def test_sagas_list_finds_the_one_stuck_behind_a_dead_letter(scenario: Scenario)
     commands = {e["name"]: e["status"] for e in out["timeline"] if e["kind"] == "command"}
     assert commands["ChargePayment"] == "dead_lettered"
     code, text, _ = scenario.cli("sagas", "show", stuck)
+    assert "received" in text
     assert "SagaSeatsHeld" in text
     assert "dead_lettered" in text
 

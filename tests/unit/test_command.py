@@ -112,6 +112,7 @@ def test_a_redrive_gives_a_dead_lettered_command_a_fresh_budget() -> None:
     command.redrive(by="ops", reason="gateway is back")
 
     assert event_names(command) == ["CommandRedriven"]
+    assert command.history[-1]["detail"] == "re-driven after attempts 1, 2, 3: gateway is back"
     assert command.status == "retrying"
     assert command.attempts_in_budget == 0
     assert command.should_run(4)
