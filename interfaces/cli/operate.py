@@ -30,7 +30,8 @@ REPLAY_ERRORS = 4
 # Rows a list prints unless --limit says otherwise.
 LIST_LIMIT = 50
 
-console = Console(highlight=False, soft_wrap=True)
+# Wide enough for ids unbroken when the output goes to a file or a pipe.
+console = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200)
 errors = Console(stderr=True, highlight=False)
 
 
