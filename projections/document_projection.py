@@ -90,24 +90,25 @@ class DocumentProjection(Projection[Any]):
     def process_events(self, batch: list[tuple[Any, Tracking]]) -> None:
         """Apply several events in one transaction: each aggregate's last document, and
         the position of the last event."""
-        rows: dict[UUID, Row] = {}
+        latest: dict[UUID, tuple[Any, int]] = {}
         try:
             for domain_event, tracking in batch:
                 aggregate = self._at_version_of(domain_event)
                 # The next event of this aggregate in the batch applies to this state.
                 self._recent[domain_event.originator_id] = aggregate
-                rows[domain_event.originator_id] = (
-                    self.stored(aggregate),
-                    self.column_values(aggregate),
-                    tracking.notification_id,
-                )
+                latest[domain_event.originator_id] = (aggregate, tracking.notification_id)
+            # Only each aggregate's last state is written: rendered once, not per event.
+            rows: dict[UUID, Row] = {
+                key: (self.stored(aggregate), self.column_values(aggregate), position)
+                for key, (aggregate, position) in latest.items()
+            }
             self.documents.upsert_many(rows, batch[-1][1])
         except BaseException:
             # The view took none of them: forget the states it does not have.
             for domain_event, _ in batch:
                 self._recent.pop(domain_event.originator_id, None)
             raise
-        for key in rows:
+        for key in latest:
             self._recent.move_to_end(key)
         while len(self._recent) > self.cache_size:
             self._recent.popitem(last=False)
