@@ -8,13 +8,15 @@ one's name and the commands it issues, with their keys and payloads) and the fin
 state are compared with the recorded ones.
 
 Inputs are fed in the order of their timestamps (a reservation's events in version
-order). A deadline is an input too: the runner fired it at the time of the recorded
-``SagaExpiring``, so the replay fires it there, at the first moment the replayed saga
-could have seen it: once it has taken as many steps as the recorded saga had, or before
-the first input recorded after it, whichever comes first. The replay invents no other
-deadline: a saga that a changed rule leaves charging past its deadline shows up as a
-different final state. The deadlines' values (the runner's clock plus the payment
-deadline) are not compared; they depend on when the runner saw an event, not on rules.
+order). A deadline is an input too: the runner found it passed at the time of the
+recorded ``SagaExpiring``, so the replay fires it there, at the first moment the
+replayed saga could have seen it: once it has taken as many steps as the recorded saga
+had, or before the first input recorded after it, whichever comes first; and there the
+deadline has passed (its length is the runner's setting, not a rule of the saga's). The
+replay invents no other deadline: a saga that a changed rule leaves charging past its
+deadline shows up as a different final state. The deadlines' values (the runner's
+clock plus the payment deadline) are not compared; they depend on when the runner saw
+an event, not on rules.
 """
 
 from __future__ import annotations
@@ -338,10 +340,13 @@ class SagaReplayer:
 
         def fire_tick() -> None:
             _, _, at = ticks.pop(0)
-            now[0] = at
+            # Where the runner found the deadline passed, it has passed: its length is
+            # the runner's setting (maybe changed since), not a rule of the saga's.
+            deadline = getattr(store.sagas.get(result.saga_id), "deadline_at", None)
+            now[0] = at if deadline is None else max(at, deadline)
             store.cause = f"deadline at {at.isoformat()}"
             result.inputs.append({"at": at.isoformat(), "name": "DeadlinePassed"})
-            runner.deadline_reached(result.reservation_id, at)
+            runner.deadline_reached(result.reservation_id, now[0])
 
         for event in feed:
             while ticks and (

@@ -114,3 +114,15 @@ def test_a_failed_reserve_is_an_input_of_the_replay(world: World) -> None:
         "SagaCompensating",
         "CommandFailed (v3)",
     )
+
+
+def test_a_deadline_found_passed_replays_passed_whatever_the_setting_now(world: World) -> None:
+    # The payment deadline is the runner's setting: made ten times longer since, the
+    # deadline the runner found passed has still passed where it did.
+    longer = SagaReplayer(RecordedHistory(world.app), world.pipeline, DEADLINE * 10)
+
+    (outage,) = longer.replay(saga_ids("outage"))
+
+    assert outage.verdict is Verdict.IDENTICAL
+    assert outage.replayed[-2].cause is not None
+    assert outage.replayed[-2].cause.startswith("deadline at")

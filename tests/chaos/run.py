@@ -53,6 +53,7 @@ from domain.reservation_saga import ReservationSaga
 from domain.show import Show
 from infrastructure.event_store import migrate
 from infrastructure.settings import DatabaseUrl, Settings
+from interfaces import tooling
 from interfaces.bootstrap import Container, bootstrap
 from projections.catalog import PROJECTIONS
 from tests.conftest import fresh_database
@@ -432,6 +433,7 @@ class Chaos:
             }
         problems += violations(shows, reservations, payments, sagas, ledger)
         problems += self.views_against_the_log(container)
+        problems += self.sagas_replayed(container, list(self.ids_of(container, ReservationSaga)))
         asked = set(reservation_ids)
         missing = asked - set(reservations) - self.refused_places(commands)
         if missing:
@@ -459,6 +461,18 @@ class Chaos:
             for c in commands.values()
             if c.command_type == "PlaceReservation" and c.status == "failed"
         }
+
+    @staticmethod
+    def sagas_replayed(container: Container, saga_ids: list[UUID]) -> list[str]:
+        """``sagas replay`` of every saga with the unchanged code: each must replay as it
+        was recorded, whatever the faults did to its deliveries and deadlines."""
+        done = tooling.replay(container, saga_ids)
+        return [
+            f"saga of {s.reservation_id} replays {s.verdict.value}: "
+            f"{json.dumps(s.divergence() or s.error)}"
+            for s in done.sagas
+            if s.verdict.value != "identical"
+        ]
 
     def views_against_the_log(self, container: Container) -> list[str]:
         problems: list[str] = []

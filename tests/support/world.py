@@ -42,7 +42,7 @@ class World:
         self.app = app
         self.ledger = InMemoryLedger()
         # The world's clock runs ahead of the real one by the time passed: never behind
-        # the events' own timestamps, as a saga runner's clock (a replay relies on it).
+        # the events' own timestamps, like a saga runner's.
         self.ahead = timedelta(0)
         self.services = services = Services(
             FakePaymentGateway(self.ledger, slow_seconds=0), DEADLINE
