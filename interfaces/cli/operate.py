@@ -17,7 +17,14 @@ from uuid import UUID
 
 import click
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from infrastructure.settings import Settings
@@ -55,9 +62,25 @@ def _table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
     console.print(table)
 
 
+class Bar:
+    """A progress bar's two controls: how much there is, and how much more is done."""
+
+    def __init__(self, progress: Progress, task: TaskID) -> None:
+        self.progress = progress
+        self.task = task
+
+    def total(self, total: int) -> None:
+        """There is ``total`` to do."""
+        self.progress.update(self.task, total=total)
+
+    def advance(self, done: int) -> None:
+        """``done`` more is done."""
+        self.progress.advance(self.task, done)
+
+
 @contextmanager
-def _progress(total: int, what: str) -> Iterator[Callable[[int], None]]:
-    """A progress bar on stderr; yields the function that advances it."""
+def _progress(what: str, total: int | None = None) -> Iterator[Bar]:
+    """A progress bar on stderr, gone when done."""
     with Progress(
         TextColumn(what),
         BarColumn(),
@@ -66,8 +89,7 @@ def _progress(total: int, what: str) -> Iterator[Callable[[int], None]]:
         console=errors,
         transient=True,
     ) as progress:
-        task = progress.add_task(what, total=total)
-        yield lambda done: progress.advance(task, done)
+        yield Bar(progress, progress.add_task(what, total=total))
 
 
 def register(cli: click.Group, load_settings: Callable[[], Settings]) -> None:
@@ -400,8 +422,8 @@ def register(cli: click.Group, load_settings: Callable[[], Settings]) -> None:
                 step_status = ("failed", "dead_lettered") if failed_step else ()
                 chosen = saga_selection(container, state, None, since, until, step_status)
                 ids = [UUID(s["saga_id"]) for s in chosen]
-            with _progress(len(ids), "replaying") as advance:
-                done = tooling.replay(container, ids, saga_class, advance)
+            with _progress("replaying", len(ids)) as bar:
+                done = tooling.replay(container, ids, saga_class, bar.advance)
         summary = done.summary
         if as_json:
             _print_json(done.as_dict(every=show_all))
@@ -481,22 +503,9 @@ def register(cli: click.Group, load_settings: Callable[[], Settings]) -> None:
         container = built()
         with failures():
             projection = tooling.projection_class(name)
-        with Progress(
-            TextColumn(f"rebuilding {name}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeRemainingColumn(),
-            console=errors,
-            transient=True,
-        ) as bar:
-            task = bar.add_task(name, total=None)
+        with _progress(f"rebuilding {name}") as bar:
             done = tooling.rebuild(
-                container,
-                projection,
-                swap,
-                started=lambda total: bar.update(task, total=total),
-                progress=lambda n: bar.advance(task, n),
-                diff_rows=rows,
+                container, projection, swap, bar.total, bar.advance, diff_rows=rows
             )
         diff = done["diff"]
         if as_json:
