@@ -28,8 +28,9 @@ from psycopg.sql import SQL, Identifier
 from projections.document_projection import DocumentProjection
 from projections.document_view import DocumentView
 
-# Events read and applied per transaction of the shadow.
-REBUILD_BATCH = 1_000
+# Events read and applied per transaction of the shadow: large, since on durable storage
+# every commit waits for a flush.
+REBUILD_BATCH = 5_000
 SHADOW = "_shadow"
 PREVIOUS = "_previous"
 
