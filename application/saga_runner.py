@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.application import Application
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError, Tracking, TrackingRecorder
 from eventsourcing.utils import get_topic
@@ -27,6 +27,7 @@ from eventsourcing.utils import get_topic
 from application.command import Command
 from application.pipeline import CommandPipeline, Submission, command_id_of
 from application.reservations import CANCEL_RESERVATION
+from application.unit_of_work import find_aggregate
 from domain.reservation import Reservation
 from domain.reservation_saga import ISSUED_TYPES, RESERVE_SEATS, ReservationSaga, SagaState
 from domain.show import Show
@@ -96,11 +97,7 @@ class ApplicationStore:
         self.app = app
 
     def get(self, aggregate_id: UUID, version: int | None = None) -> Aggregate | None:
-        try:
-            found: Aggregate = self.app.repository.get(aggregate_id, version=version)
-        except AggregateNotFoundError:
-            return None
-        return found
+        return find_aggregate(self.app, aggregate_id, version)
 
     def save(self, *aggregates: Aggregate) -> None:
         self.app.save(*aggregates)

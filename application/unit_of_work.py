@@ -14,10 +14,13 @@ from domain.errors import NotFoundError
 A = TypeVar("A", bound=Aggregate)
 
 
-def find_aggregate(app: Application[Any], aggregate_id: UUID) -> Aggregate | None:
-    """The aggregate with this id as it stands, or None when none was ever saved."""
+def find_aggregate(
+    app: Application[Any], aggregate_id: UUID, version: int | None = None
+) -> Aggregate | None:
+    """The aggregate with this id as it stands (as of ``version``, if given), or None
+    when none was ever saved."""
     try:
-        found: Aggregate = app.repository.get(aggregate_id)
+        found: Aggregate = app.repository.get(aggregate_id, version=version)
     except AggregateNotFoundError:
         return None
     return found

@@ -31,8 +31,9 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,7 @@ from infrastructure.event_store import (
 )
 from infrastructure.rebuild import ProjectionRebuild
 from infrastructure.settings import Settings
+from interfaces.cli.serve import PARTS
 from projections.command_registry import CommandRegistryProjection
 from tests.conftest import fresh_database
 from tests.e2e.conftest import free_port
@@ -406,6 +408,23 @@ def seed_log(url: str, template: list[Notification], events: int) -> int:
     return written
 
 
+@contextmanager
+def production_stack(url: str, broker: str, log_dir: Path, queue_prefix: str) -> Iterator[str]:
+    """Boxoffice in its production topology (every part of ``boxoffice serve`` as its
+    own process) on the database at ``url``, warmed up; yields its base URL."""
+    queue = f"{queue_prefix}.{uuid.uuid4().hex[:6]}"
+    migrate(Settings(database_url=url, broker_url=broker, command_queue=queue))
+    port = free_port()
+    env = boxoffice_env(url, broker, queue, port)
+    parts = {part: ServiceProcess(part, env, log_dir) for part in PARTS}
+    base = f"http://127.0.0.1:{port}"
+    with running(*parts.values()):
+        wait_until(http_ready(base + "/health"), 60, "web")
+        parts["worker"].wait_for_output("ready", 60)
+        request(base, "PUT", "/shows/warm-up", SHOW, Prefer="wait=10")
+        yield base
+
+
 def measure(
     url: str,
     broker: str,
@@ -415,19 +434,7 @@ def measure(
 ) -> dict[str, Any]:
     """(a) to (d) on the database at ``url``; (c) at ``rates``, or at 25 % and 50 % of
     the end-to-end rate just measured. Sagas (d) only when no rates are given."""
-    queue = f"bench.box.{uuid.uuid4().hex[:6]}"
-    migrate(Settings(database_url=url, broker_url=broker, command_queue=queue))
-    port = free_port()
-    env = boxoffice_env(url, broker, queue, port)
-    parts = [
-        ServiceProcess(p, env, log_dir)
-        for p in ("web", "worker", "relay", "projector", "saga-runner")
-    ]
-    base = f"http://127.0.0.1:{port}"
-    with running(*parts):
-        wait_until(http_ready(base + "/health"), 60, "web")
-        parts[1].wait_for_output("ready", 60)
-        request(base, "PUT", "/shows/warm-up", SHOW, Prefer="wait=10")
+    with production_stack(url, broker, log_dir, "bench.box") as base:
         done_sql = (
             "SELECT count(*) FROM command_registry "
             "WHERE status = 'succeeded' AND type = 'CreateShow'"

@@ -97,6 +97,18 @@ def parse_time(value: str | None, location: str, violations: BadArgumentsError) 
     return parsed
 
 
+def parse_limit(
+    raw: str | None, default: int, maximum: int, location: str, violations: BadArgumentsError
+) -> int:
+    """A page size from 1 to ``maximum`` (``default`` when not given); a bad one is noted."""
+    if raw is None:
+        return default
+    if not re.fullmatch(f"[0-9]{{1,{len(str(maximum))}}}", raw) or not 1 <= int(raw) <= maximum:
+        violations.add(location, f"a whole number from 1 to {maximum}")
+        return default
+    return int(raw)
+
+
 def time_range(
     since: str | None, until: str | None, location: str, violations: BadArgumentsError
 ) -> Between | None:
@@ -444,14 +456,16 @@ def retry_saga(container: Container, saga_id: UUID, by: str) -> dict[str, Any]:
     issued = []
     for step in found.issued:
         key = step["key"]
-        latest = container.pipeline.get_command(issued_command_id(saga_id, key))
+        # Walk the step's command and its retries to the first not failed for good.
+        stuck: Command | None = None
         retry = 0
+        latest = container.pipeline.get_command(issued_command_id(saga_id, key))
         while latest is not None and latest.status in ("failed", "dead_lettered"):
-            retry += 1
+            stuck, retry = latest, retry + 1
             latest = container.pipeline.get_command(
                 issued_command_id(saga_id, f"{key}.retry-{retry}")
             )
-        if retry == 0:
+        if stuck is None:
             raise RefusedError(
                 f"saga {saga_id}: its step {step['type']} ({key}) is "
                 f"{'not issued' if latest is None else latest.status}, not stuck"
@@ -461,8 +475,7 @@ def retry_saga(container: Container, saga_id: UUID, by: str) -> dict[str, Any]:
                 {"command_id": str(latest.id), "result": "pending", "status": latest.status}
             )
             continue
-        previous = issued_command_id(saga_id, key if retry == 1 else f"{key}.retry-{retry - 1}")
-        command = _reissue(container, found, step, f"{key}.retry-{retry}", previous, by)
+        command = _reissue(container, found, step, f"{key}.retry-{retry}", stuck.id, by)
         issued.append({"command_id": str(command.id), "result": "issued", "status": command.status})
     return {"saga_id": str(saga_id), "steps": issued}
 

@@ -12,6 +12,7 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from itertools import islice
 from typing import Any
 from uuid import UUID
 
@@ -154,7 +155,7 @@ def register(cli: click.Group, load_settings: Callable[[], Settings]) -> None:
                 until=until,
                 location="option",
             )
-        items = _first(tooling.walk(container, "command_registry", filters), limit)
+        items = list(islice(tooling.walk(container, "command_registry", filters), limit))
         if _as_json_printed(as_json, {"items": items}):
             return 0
         _table(
@@ -556,15 +557,6 @@ def _decision(decision: dict[str, Any] | None) -> str:
 def _error_line(error: dict[str, Any] | None) -> str:
     error = error or {}
     return f"{error.get('type')}: {error.get('message')}"
-
-
-def _first(items: Iterator[dict[str, Any]], limit: int) -> list[dict[str, Any]]:
-    found = []
-    for item in items:
-        found.append(item)
-        if len(found) == limit:
-            break
-    return found
 
 
 def _redrive(

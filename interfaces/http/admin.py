@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from itertools import islice
 from typing import Any
 from uuid import UUID
 
@@ -103,18 +104,12 @@ def _body(model: type[Any]) -> Any:
         raise Problem(400, "Invalid request", kind="validation-error", errors=violations) from None
 
 
-def _limit(violations: tooling.BadArgumentsError) -> int:
-    raw = request.args.get("limit", str(LIST_LIMIT))
-    if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= MAX_LIST_LIMIT:
-        violations.add("query.limit", f"a whole number from 1 to {MAX_LIST_LIMIT}")
-        return LIST_LIMIT
-    return int(raw)
-
-
 def _query(parse: Callable[[], Any]) -> tuple[Any, int]:
     """The filters ``parse`` makes of the query, and the limit; every violation at once."""
     violations = tooling.BadArgumentsError()
-    limit = _limit(violations)
+    limit = tooling.parse_limit(
+        request.args.get("limit"), LIST_LIMIT, MAX_LIST_LIMIT, "query.limit", violations
+    )
     try:
         filters = parse()
     except tooling.BadArgumentsError as bad:
@@ -149,12 +144,7 @@ def commands() -> Response:
             until=args.get("until"),
         )
     )
-    items = []
-    for item in tooling.walk(built, "command_registry", filters):
-        items.append(item)
-        if len(items) == limit:
-            break
-    return jsonify({"items": items})
+    return jsonify({"items": list(islice(tooling.walk(built, "command_registry", filters), limit))})
 
 
 @admin.get("/commands/<command_id>")

@@ -38,7 +38,6 @@ SSE_KEEPALIVE_SECONDS = 15.0
 SSE_MAX_SECONDS = 300.0
 # ASCII digits only: str.isdigit() also accepts "²", which int() refuses.
 EVENT_ID = re.compile(r"-?[0-9]{1,9}")
-LIMIT = re.compile(r"[0-9]{1,3}")
 
 
 @commands.get("/commands/<command_id>")
@@ -170,11 +169,8 @@ def _list_filters() -> tuple[dict[str, Any], list[dict[str, str]]]:
 
 
 def _limit(errors: list[dict[str, str]]) -> int:
-    raw = request.args.get("limit", "50")
-    if not LIMIT.fullmatch(raw) or not 1 <= int(raw) <= 500:
-        errors.append({"location": "query.limit", "message": "a whole number from 1 to 500"})
-        return 50
-    return int(raw)
+    violations = tooling.BadArgumentsError(errors)
+    return tooling.parse_limit(request.args.get("limit"), 50, 500, "query.limit", violations)
 
 
 def _require_retained(built: Container, document: dict[str, Any]) -> None:

@@ -26,6 +26,32 @@ def started_pid(log: Path, part: str, after: int = 0) -> int | None:
     return later[-1] if later else None
 
 
+def start_serve(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """``boxoffice serve`` in a session of its own, its output in ``log``."""
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "interfaces.cli.main", "serve"],
+            env=env,
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def boxoffice(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """One operator command, to its end."""
+    return subprocess.run(
+        [sys.executable, "-m", "interfaces.cli.main", *args],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+
+
 def test_serve_restarts_a_killed_part_and_keeps_serving(
     server_database_url: str, broker_url: str, tmp_path: Path
 ) -> None:
@@ -33,15 +59,7 @@ def test_serve_restarts_a_killed_part_and_keeps_serving(
     log = tmp_path / "serve.log"
     with fresh_database(server_database_url) as database_url:
         env = service_env(database_url, broker_url, f"serve.{tmp_path.name}", WEB_PORT=str(port))
-        with log.open("wb") as out:
-            serve = subprocess.Popen(
-                [sys.executable, "-m", "interfaces.cli.main", "serve"],
-                env=env,
-                cwd=ROOT,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        serve = start_serve(env, log)
         try:
             base = f"http://127.0.0.1:{port}"
             wait_until(http_ready(base + "/health"), 60, "serve to answer")
@@ -88,26 +106,10 @@ def test_the_operator_commands_find_the_embedded_database_of_make_run(tmp_path: 
         if key not in ("DATABASE_URL", "BROKER_URL", "COMMAND_QUEUE")
     }
     env.update(BOXOFFICE_VAR_DIR=str(tmp_path / "var"), WEB_PORT=str(port))
-    with log.open("wb") as out:
-        serve = subprocess.Popen(
-            [sys.executable, "-m", "interfaces.cli.main", "serve"],
-            env=env,
-            cwd=ROOT,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    serve = start_serve(env, log)
     try:
         wait_until(http_ready(f"http://127.0.0.1:{port}/health"), 120, "serve to answer")
-        status = subprocess.run(
-            [sys.executable, "-m", "interfaces.cli.main", "projections", "status", "--json"],
-            env=env,
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=60,
-        )
+        status = boxoffice(env, "projections", "status", "--json")
         assert status.returncode == 0, status.stderr
         names = {p["name"] for p in json.loads(status.stdout)["items"]}
         assert names == {"command_registry", "shows", "reservations", "sagas"}
@@ -116,13 +118,6 @@ def test_the_operator_commands_find_the_embedded_database_of_make_run(tmp_path: 
         code = serve.wait(60)
     assert code == 0, log.read_text()[-3000:]
     assert not (tmp_path / "var" / "database_url").exists()
-    after = subprocess.run(
-        [sys.executable, "-m", "interfaces.cli.main", "sagas", "list"],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    after = boxoffice(env, "sagas", "list")
     assert after.returncode == 2
     assert "no `boxoffice serve`" in after.stderr
