@@ -2,7 +2,10 @@
 
 One subscription per process follows the Command events in the log (LISTEN/NOTIFY on
 PostgreSQL) and wakes the threads waiting on the commands it sees change. Works with
-any number of web processes, since each follows the shared log itself.
+any number of web processes, since each follows the shared log itself. A notification
+names the aggregates written, so a process reads the log when a command one of its
+requests waits on changed (and at the subscription's catch-up interval), not at every
+write of every process.
 """
 
 from __future__ import annotations
@@ -86,12 +89,23 @@ class CommandWatcher:
             subscription = self._subscribe(
                 self._app.recorder.max_notification_id(),
                 [get_topic(cls) for cls in COMMAND_EVENTS],
+                self._awaited,
             )
             self._subscription = subscription
             self._thread = threading.Thread(
                 target=self._follow, args=(subscription,), name="command-watcher", daemon=True
             )
             self._thread.start()
+
+    def _awaited(self, originator_id: str) -> bool:
+        # Called by the subscription for each aggregate a write names: a process whose
+        # requests wait on no command it names does not read the log for it.
+        try:
+            key = UUID(originator_id)
+        except ValueError:
+            return True
+        with self._lock:
+            return key in self._waiting
 
     def _follow(self, subscription: Subscription) -> None:
         try:

@@ -73,5 +73,15 @@ class Subscription(Protocol):
         ...
 
 
-# Subscribes to the log after a position (None: from the start), to some topics (or all).
-Subscribe = Callable[[int | None, Sequence[str]], Subscription]
+class Subscribe(Protocol):
+    """Subscribes to the log after a position (None: from the start), to some topics (or
+    all). Given ``concerns``, the subscription may sleep through changes to aggregates
+    whose ids (as strings) it holds false for: a follower that cares about a few
+    aggregates at a time need not read the log at every write."""
+
+    def __call__(
+        self,
+        gt: int | None,
+        topics: Sequence[str],
+        concerns: Callable[[str], bool] | None = None,
+    ) -> Subscription: ...

@@ -27,7 +27,7 @@ them. A transaction writes at most 65,535 events.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any
@@ -62,17 +62,31 @@ HORIZON = SQL("(pg_snapshot_xmin(pg_current_snapshot())::text::bigint << {0})").
 log = logging.getLogger(__name__)
 
 
-def wake_payload(topics: Sequence[str]) -> str:
+def wake_payload(topics: Sequence[str], originators: Sequence[str] = ()) -> str:
     """A notification's payload: the topics just recorded, so that a follower of other
-    topics sleeps on; empty (wake everyone) when they would not fit."""
+    topics sleeps on, then on a second line the aggregates written, so that a follower
+    of a few aggregates (a web process's command watcher) sleeps on too. The aggregates
+    are left out when they would not fit, and everything (wake everyone) when the
+    topics would not."""
     payload = " ".join(topics)
-    return payload if len(payload.encode()) <= MAX_PAYLOAD_BYTES else ""
+    if len(payload.encode()) > MAX_PAYLOAD_BYTES:
+        return ""
+    named = f"{payload}\n{' '.join(originators)}"
+    return named if originators and len(named.encode()) <= MAX_PAYLOAD_BYTES else payload
 
 
-def wakes(payload: str, topics: AbstractSet[str]) -> bool:
-    """Whether a notification with ``payload`` concerns a follower of ``topics``
-    (all topics when empty)."""
-    return not topics or not payload or not topics.isdisjoint(payload.split(" "))
+def wakes(
+    payload: str, topics: AbstractSet[str], concerns: Callable[[str], bool] | None = None
+) -> bool:
+    """Whether a notification with ``payload`` concerns a follower of ``topics`` (all
+    topics when empty) that, given ``concerns``, follows only the aggregates whose ids
+    it holds true for. What the payload does not say wakes the follower."""
+    recorded, _, originators = payload.partition("\n")
+    if topics and recorded and topics.isdisjoint(recorded.split(" ")):
+        return False
+    if concerns is None or not originators:
+        return True
+    return any(concerns(originator) for originator in originators.split(" "))
 
 
 @dataclass(frozen=True)
@@ -204,7 +218,11 @@ class TransactionOrderedRecorder(PostgresApplicationRecorder):
             else:
                 ids = self._write(conn, stored_events, **kwargs)
             if stored_events:
-                self._notify(conn, sorted({event.topic for event in stored_events}))
+                self._notify(
+                    conn,
+                    sorted({event.topic for event in stored_events}),
+                    sorted({str(event.originator_id) for event in stored_events}),
+                )
         return ids
 
     def _write_pipelined(
@@ -248,12 +266,16 @@ class TransactionOrderedRecorder(PostgresApplicationRecorder):
     def _notify_channel(self, curs: Cursor[DictRow]) -> None:
         """Not inside the write: a NOTIFY in a transaction serializes its commit."""
 
-    def _notify(self, conn: psycopg.Connection[DictRow], topics: Sequence[str]) -> None:
+    def _notify(
+        self, conn: psycopg.Connection[DictRow], topics: Sequence[str], originators: Sequence[str]
+    ) -> None:
         # Best effort: the events are committed whatever happens here, and followers
         # pull at least every second without a notification. Never raised: a retry of
         # the whole write would meet its own events and report a failure.
         try:
-            conn.execute(self._notify_statement, (self.channel_name, wake_payload(topics)))
+            conn.execute(
+                self._notify_statement, (self.channel_name, wake_payload(topics, originators))
+            )
         except (psycopg.Error, InterfaceError, OperationalError) as failed:
             log.warning("events recorded, notification not sent: %s", failed)
 

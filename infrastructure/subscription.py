@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Self
 
 from eventsourcing.persistence import ApplicationRecorder, Notification
@@ -34,7 +34,10 @@ HELD_BACK_MAX = 0.05
 class LogSubscription(Iterator[Notification]):
     """The notifications after ``gt`` (of ``topics`` only, if given), in log order.
 
-    Iterating blocks until one is recorded, and ends when :meth:`stop` is called. An
+    Iterating blocks until one is recorded, and ends when :meth:`stop` is called. Given
+    ``concerns``, a notification wakes the subscription only when it names an aggregate
+    whose id ``concerns`` holds true for (or names none); it still pulls every
+    ``interval``, and a pull returns every event of its topics. An
     error of the listening connection (the database went away) is raised by the
     iteration, so that the follower resumes from its tracked position.
     """
@@ -45,8 +48,10 @@ class LogSubscription(Iterator[Notification]):
         gt: int | None,
         topics: Sequence[str] = (),
         interval: float | None = None,
+        concerns: Callable[[str], bool] | None = None,
     ) -> None:
         self._recorder = recorder
+        self._concerns = concerns
         self._last = gt or 0
         self._topics = list(topics)
         self._wanted = frozenset(topics)
@@ -130,13 +135,18 @@ class LogSubscription(Iterator[Notification]):
                 while not self._stopped.is_set():
                     # A short timeout so that a stop is noticed soon.
                     for notify in conn.notifies(timeout=0.1, stop_after=1):
-                        if wakes(notify.payload, self._wanted):
+                        if wakes(notify.payload, self._wanted, self._concerns):
                             self._wake.set()
         except BaseException as error:  # noqa: BLE001 - handed to the iterating thread
             self._error = error
             self._wake.set()
 
 
-def subscribe(recorder: Any, gt: int | None, topics: Sequence[str] = ()) -> LogSubscription:
+def subscribe(
+    recorder: Any,
+    gt: int | None,
+    topics: Sequence[str] = (),
+    concerns: Callable[[str], bool] | None = None,
+) -> LogSubscription:
     """A :class:`LogSubscription` to ``recorder`` after position ``gt``."""
-    return LogSubscription(recorder, gt, topics)
+    return LogSubscription(recorder, gt, topics, concerns=concerns)

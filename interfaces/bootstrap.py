@@ -11,6 +11,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
+from functools import partial
 from typing import Any
 from uuid import UUID
 
@@ -116,9 +117,7 @@ class Container:
         """This process's watcher of command changes (Prefer: wait, SSE)."""
         with self._lock:
             if self._watcher is None:
-                self._watcher = CommandWatcher(
-                    self.app, lambda gt, topics: subscribe(self.app.recorder, gt, topics)
-                )
+                self._watcher = CommandWatcher(self.app, partial(subscribe, self.app.recorder))
             return self._watcher
 
     @property

@@ -6,14 +6,19 @@ import random
 import threading
 import time
 from typing import Any, cast
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import psycopg
 import pytest
 from eventsourcing.persistence import Notification, StoredEvent
 from eventsourcing.utils import get_topic
 
+from application.catalog import build_registry
+from application.command import Command
+from application.command_watcher import CommandWatcher
 from application.event_log import BoxofficeApplication
+from application.pipeline import CommandPipeline, Submission
+from application.retry import RetryPolicy
 from infrastructure.event_store import build_application, event_store_env, migrate
 from infrastructure.log_recorder import (
     LogAheadOfTransactionIdsError,
@@ -247,6 +252,65 @@ def test_a_notification_names_the_topics_written_or_wakes_everyone() -> None:
     assert wakes(wake_payload(too_many), {"c:D"})
 
 
+def test_a_notification_names_the_aggregates_written_when_they_fit() -> None:
+    mine, other = str(uuid4()), str(uuid4())
+    payload = wake_payload(["c:D"], [other])
+    assert wakes(payload, {"c:D"}, lambda originator: originator == other)
+    assert not wakes(payload, {"c:D"}, lambda originator: originator == mine)
+    assert not wakes(wake_payload(["a:B"], [mine]), {"c:D"}, lambda originator: True)
+    # Too many to name: the topics alone, which wake a follower of some aggregates.
+    crowd = [str(uuid4()) for _ in range(300)]
+    assert wake_payload(["c:D"], crowd) == "c:D"
+    assert wakes(wake_payload(["c:D"], crowd), {"c:D"}, lambda originator: False)
+
+
+def test_a_follower_of_some_aggregates_sleeps_through_writes_to_others(
+    database_url: str,
+) -> None:
+    settings = Settings(database_url=database_url)
+    migrate(settings)
+    app = build_application(settings)
+    recorder = app.recorder
+    assert isinstance(recorder, TransactionOrderedRecorder)
+    pulls: list[int] = []
+    follow_log = recorder.follow
+
+    def counted(after: int, limit: int, topics: Any = ()) -> Any:
+        pulls.append(after)
+        return follow_log(after, limit, topics)
+
+    recorder.follow = counted
+    watched = Tally("watched")
+    app.save(watched)
+    received: list[Notification] = []
+    # No catch-up pull during the test: only notifications wake it.
+    subscription = LogSubscription(
+        recorder, recorder.max_notification_id(), [], 60, concerns=lambda o: o == str(watched.id)
+    )
+    follower = collecting(subscription, received)
+    deadline = time.monotonic() + 5
+    while not pulls and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.2)
+    pulls_before = len(pulls)
+    for key in ("a", "b", "c"):
+        app.save(Tally(key))
+    time.sleep(0.5)
+    pulls_after_others = len(pulls)
+    watched.bump()
+    app.save(watched)
+    while len(received) < 4 and time.monotonic() < deadline + 5:
+        time.sleep(0.01)
+    subscription.stop()
+    follower.join(5)
+    app.close()
+
+    assert pulls_after_others == pulls_before
+    # Woken by the watched aggregate's write, the pull returns everything since.
+    assert [n.originator_id for n in received][-1] == watched.id
+    assert len(received) == 4
+
+
 def test_migrate_refuses_a_log_whose_ids_are_ahead_of_the_clusters_transactions(
     database_url: str,
 ) -> None:
@@ -285,3 +349,71 @@ def test_a_save_of_sixty_thousand_events_completes(database_url: str) -> None:
     assert not writer.is_alive()
     assert len(saved[0]) == 60_000
     assert recorded == 60_000
+
+
+def test_a_web_process_reads_the_log_for_the_commands_its_requests_wait_on(
+    database_url: str,
+) -> None:
+    settings = Settings(database_url=database_url)
+    migrate(settings)
+    app = build_application(settings)
+    recorder = app.recorder
+    assert isinstance(recorder, TransactionOrderedRecorder)
+    pulls: list[int] = []
+    follow_log = recorder.follow
+
+    def counted(after: int, limit: int, topics: Any = ()) -> Any:
+        pulls.append(after)
+        return follow_log(after, limit, topics)
+
+    recorder.follow = counted
+    pipeline = CommandPipeline(app, build_registry(), RetryPolicy())
+
+    def accept(show: str) -> Command:
+        spec = pipeline.registry.get("CreateShow")
+        payload = spec.payload.model_validate(
+            {
+                "show_id": show,
+                "title": "T",
+                "starts_at": "2027-01-01T20:00:00Z",
+                "seats": ["A1"],
+                "price_cents": 1,
+            }
+        )
+        return pipeline.accept(Submission(spec, payload, "tests")).command
+
+    def status_of(command_id: UUID) -> str | None:
+        command = pipeline.get_command(command_id)
+        return None if command is None else command.status
+
+    awaited = accept("awaited")
+    # No catch-up pull during the test: only notifications wake the watcher.
+    watcher = CommandWatcher(
+        app, lambda gt, topics, concerns=None: LogSubscription(recorder, gt, topics, 60, concerns)
+    )
+    outcome: list[bool] = []
+
+    def wait_for_success() -> None:
+        outcome.append(watcher.wait(awaited.id, 10, lambda: status_of(awaited.id) == "failed"))
+
+    waiting = threading.Thread(target=wait_for_success)
+    waiting.start()
+    deadline = time.monotonic() + 5
+    while not pulls and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.2)
+    pulls_before = len(pulls)
+    for show in ("a", "b", "c"):
+        accept(show)  # commands no request here waits on
+    time.sleep(0.5)
+    pulls_after_others = len(pulls)
+    command = pipeline.get_command(awaited.id)
+    assert command is not None
+    command.fail(1, {"type": "Refused", "message": "no"})
+    app.save(command)
+    waiting.join(10)
+    watcher.close()
+    app.close()
+
+    assert pulls_after_others == pulls_before
+    assert outcome == [True]
