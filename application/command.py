@@ -6,6 +6,7 @@ exactly-once in effect: two runs of one command cannot both record an outcome.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 from uuid import UUID
@@ -27,6 +28,23 @@ class CommandEvent(Aggregate.Event):
         if aggregate is not None and aggregate.id == self.originator_id:
             aggregate.modified_on = self.timestamp
         return super().mutate(aggregate)
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One run of a command: its number, its worker, and when it began if it runs
+    without a lease (None: its ``CommandStarted`` is recorded)."""
+
+    number: int
+    worker: str
+    started_at: datetime | None
+
+    @property
+    def unrecorded_start(self) -> dict[str, Any]:
+        """What the outcome event of a run without a lease records of its start."""
+        if self.started_at is None:
+            return {}
+        return {"worker": self.worker, "started_at": self.started_at}
 
 
 # The category of the error recorded for an attempt whose save lost a version conflict.
@@ -59,15 +77,23 @@ class Command(Aggregate):
         previous_run_lost: bool
 
     class CommandSucceeded(CommandEvent):
-        """The handler ran; its domain events were saved in the same transaction."""
+        """The handler ran; its domain events were saved in the same transaction.
+
+        The outcomes of an attempt that ran without a lease (see :meth:`Command.begin`)
+        also say who ran it (``worker``) and when it began (``started_at``).
+        """
 
         attempt: int
+        worker: str | None = None
+        started_at: datetime | None = None
 
     class CommandFailed(CommandEvent):
         """A domain error: final."""
 
         attempt: int
         error: dict[str, Any]
+        worker: str | None = None
+        started_at: datetime | None = None
 
     class CommandRetryScheduled(CommandEvent):
         """A technical error; the next attempt is due at ``retry_at``."""
@@ -75,12 +101,16 @@ class Command(Aggregate):
         attempt: int
         error: dict[str, Any]
         retry_at: datetime
+        worker: str | None = None
+        started_at: datetime | None = None
 
     class CommandDeadLettered(CommandEvent):
         """Every attempt failed technically; waiting for a re-drive."""
 
         attempt: int
         error: dict[str, Any]
+        worker: str | None = None
+        started_at: datetime | None = None
 
     class CommandRedriven(CommandEvent):
         """An operator gave the command new attempts, starting at ``next_attempt``, after
@@ -175,11 +205,28 @@ class Command(Aggregate):
             return redelivered and attempt == self.attempt
         return False
 
-    def start(self, worker: str) -> int:
-        """Record that ``worker`` starts the next attempt; returns its number."""
+    def start(self, worker: str) -> Attempt:
+        """Record that ``worker`` starts the next attempt (its lease); returns it."""
         lost = self.status == "running"
         self._started(attempt=self.attempt + 1, worker=worker, previous_run_lost=lost)
-        return self.attempt
+        return Attempt(self.attempt, worker, None)
+
+    def begin(self, worker: str, at: datetime) -> Attempt:
+        """The next attempt, run by ``worker`` from ``at`` without a lease: nothing is
+        recorded until its outcome, which records the attempt with it. A run lost
+        before then goes uncounted; the broker's redelivery of its message takes the
+        lease (:meth:`start`), so that every later loss counts against the budget."""
+        return Attempt(self.attempt + 1, worker, at)
+
+    def is_current(self, run: Attempt, version: int) -> bool:
+        """Whether ``run`` may still record its outcome: a leased run while it is the
+        command's attempt, a run without a lease while the command is unchanged since
+        ``version`` (at which the run began)."""
+        if self.is_terminal:
+            return False
+        if run.started_at is None:
+            return self.attempt == run.number
+        return self.version == version
 
     @event(CommandStarted)
     def _started(self, attempt: int, worker: str, previous_run_lost: bool) -> None:
@@ -190,39 +237,65 @@ class Command(Aggregate):
                 error={"type": "WorkerLost", "message": "the worker stopped mid-command"},
             )
         self.status = "running"
+        self._open_attempt(attempt, worker, self.modified_on)
+
+    def _open_attempt(self, attempt: int, worker: str, at: datetime) -> None:
         self.attempt = attempt
         self.retry_at = None
         self.attempts.append(
             {
                 "attempt": attempt,
-                "started_at": self.modified_on.isoformat(),
+                "started_at": at.isoformat(),
                 "ended_at": None,
                 "worker": worker,
                 "outcome": None,
                 "error": None,
             }
         )
-        self._add_history("running", worker, f"attempt {attempt}")
+        self._add_history("running", worker, f"attempt {attempt}", at)
+
+    def _began(self, attempt: int, worker: str | None, started_at: datetime | None) -> None:
+        """The start of an attempt that ran without a lease, recorded with its outcome."""
+        if started_at is not None:
+            self._open_attempt(attempt, worker or "worker", started_at)
 
     @event(CommandSucceeded)
-    def succeed(self, attempt: int) -> None:
+    def succeed(
+        self, attempt: int, worker: str | None = None, started_at: datetime | None = None
+    ) -> None:
         """Record success; saved in one transaction with the command's domain events."""
+        self._began(attempt, worker, started_at)
         self.status = "succeeded"
         self.error = None
         self._end_attempt(attempt, "succeeded", None)
         self._add_history("succeeded", self._worker(attempt), None)
 
     @event(CommandFailed)
-    def fail(self, attempt: int, error: dict[str, Any]) -> None:
+    def fail(
+        self,
+        attempt: int,
+        error: dict[str, Any],
+        worker: str | None = None,
+        started_at: datetime | None = None,
+    ) -> None:
         """Record a domain error: final, never retried."""
+        self._began(attempt, worker, started_at)
         self.status = "failed"
         self.error = error
         self._end_attempt(attempt, "failed", error)
         self._add_history("failed", self._worker(attempt), error.get("message"))
 
     @event(CommandRetryScheduled)
-    def schedule_retry(self, attempt: int, error: dict[str, Any], retry_at: datetime) -> None:
+    def schedule_retry(
+        self,
+        attempt: int,
+        error: dict[str, Any],
+        retry_at: datetime,
+        worker: str | None = None,
+        started_at: datetime | None = None,
+    ) -> None:
         """Record a technical error and when the next attempt is due."""
+        self._began(attempt, worker, started_at)
         self.status = "retrying"
         self.error = error
         self.retry_at = retry_at
@@ -232,8 +305,15 @@ class Command(Aggregate):
         )
 
     @event(CommandDeadLettered)
-    def dead_letter(self, attempt: int, error: dict[str, Any]) -> None:
+    def dead_letter(
+        self,
+        attempt: int,
+        error: dict[str, Any],
+        worker: str | None = None,
+        started_at: datetime | None = None,
+    ) -> None:
         """Record that the attempts ran out; the command waits for a re-drive."""
+        self._began(attempt, worker, started_at)
         self.status = "dead_lettered"
         self.error = error
         self._end_attempt(attempt, "dead_lettered", error)
@@ -262,11 +342,13 @@ class Command(Aggregate):
     def _worker(self, attempt: int) -> str:
         return next((str(r["worker"]) for r in self.attempts if r["attempt"] == attempt), "worker")
 
-    def _add_history(self, status: str, component: str, detail: str | None) -> None:
+    def _add_history(
+        self, status: str, component: str, detail: str | None, at: datetime | None = None
+    ) -> None:
         self.history.append(
             {
                 "status": status,
-                "at": self.modified_on.isoformat(),
+                "at": (at or self.modified_on).isoformat(),
                 "component": component,
                 "detail": detail,
             }

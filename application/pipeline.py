@@ -19,7 +19,7 @@ from eventsourcing.application import Application
 from eventsourcing.persistence import IntegrityError
 from pydantic import BaseModel
 
-from application.command import VERSION_CONFLICT, Command
+from application.command import VERSION_CONFLICT, Attempt, Command
 from application.ports import Services
 from application.registry import CommandRegistry, CommandSpec
 from application.retry import RetryPolicy
@@ -177,15 +177,25 @@ class CommandPipeline:
         command = self.get_command(command_id)
         if command is None or not command.should_run(attempt, redelivered):
             return Outcome.SKIPPED
+        began = command.version
         if self.retry.exhausted(command.failures_in_budget):
             # Every attempt of the budget was lost with its worker.
             lost = _worker_lost_error(worker)
-            return self._record(command_id, command.attempt, lost, Outcome.DEAD_LETTERED)
-        run = command.start(worker)
-        try:
-            self.app.save(command)
-        except IntegrityError:
-            return Outcome.SKIPPED  # a concurrent delivery started this attempt first
+            last = Attempt(command.attempt, worker, None)
+            return self._record(command_id, last, began, lost, Outcome.DEAD_LETTERED)
+        if redelivered:
+            # Delivered before: a run of it may have been lost with its worker. This
+            # run takes the lease first, so that its own loss would be counted.
+            run = command.start(worker)
+            try:
+                self.app.save(command)
+            except IntegrityError:
+                return Outcome.SKIPPED  # a concurrent delivery started this attempt first
+        else:
+            # The first delivery runs at once: its outcome records its start, one
+            # write fewer per command. A concurrent duplicate may run too; only one
+            # outcome is recorded (optimistic concurrency on the command).
+            run = command.begin(worker, datetime.now(UTC))
         uow = UnitOfWork(self.app, self.services, client=command.client)
         try:
             # Inside the try: a worker started without the command's module records a
@@ -194,19 +204,20 @@ class CommandPipeline:
             if not spec.creates:
                 _require_owned_by(uow, command)
             spec.run(uow, command.payload)
-            command.succeed(run)
+            command.succeed(run.number, **run.unrecorded_start)
             self.app.save(*uow.aggregates, command)
         except IntegrityError as error:
-            # Another command changed an aggregate this one decided on: decide again.
+            # Another command changed an aggregate this one decided on (decide again),
+            # or another run of this command recorded first (then skipped below).
             conflict = _describe_conflict(error, worker)
-            outcome = self._record(command_id, run, conflict, Outcome.RETRY_SCHEDULED)
+            outcome = self._record(command_id, run, began, conflict, Outcome.RETRY_SCHEDULED)
         except DomainError as error:
             failure = _describe_domain_error(error, worker)
-            outcome = self._record(command_id, run, failure, Outcome.FAILED)
+            outcome = self._record(command_id, run, began, failure, Outcome.FAILED)
         except Exception as error:  # noqa: BLE001 - every other error is technical: retried
-            logger.warning("command %s attempt %d failed: %r", command_id, run, error)
+            logger.warning("command %s attempt %d failed: %r", command_id, run.number, error)
             failure = _describe_technical_error(error, worker)
-            outcome = self._record(command_id, run, failure, Outcome.RETRY_SCHEDULED)
+            outcome = self._record(command_id, run, began, failure, Outcome.RETRY_SCHEDULED)
         else:
             return Outcome.SUCCEEDED
         if outcome is Outcome.SKIPPED:
@@ -226,14 +237,16 @@ class CommandPipeline:
             logger.exception("command %s: undoing a lost attempt failed", command.id)
 
     def _record(
-        self, command_id: UUID, run: int, error: dict[str, Any], outcome: Outcome
+        self, command_id: UUID, run: Attempt, began: int, error: dict[str, Any], outcome: Outcome
     ) -> Outcome:
-        """Record ``outcome`` of attempt ``run``; a retry past the budget dead-letters."""
+        """Record ``outcome`` of ``run`` (which began at the command's version ``began``);
+        a retry past the budget dead-letters."""
         # Reload: the in-memory command may hold an outcome whose save failed.
         command = self.get_command(command_id)
-        if command is None or command.is_terminal or command.attempt != run:
+        if command is None or not command.is_current(run, began):
             return Outcome.SKIPPED
-        tries = command.failures_in_budget
+        # A run without a lease is not among the recorded attempts yet: count it too.
+        tries = command.failures_in_budget + (run.started_at is not None)
         if outcome is Outcome.RETRY_SCHEDULED:
             if error.get("category") == VERSION_CONFLICT:
                 tries = command.conflicts_in_budget + 1  # this one too
@@ -242,13 +255,14 @@ class CommandPipeline:
                 out_of_budget = self.retry.exhausted(tries)
             if out_of_budget:
                 outcome = Outcome.DEAD_LETTERED
+        start = run.unrecorded_start
         if outcome is Outcome.FAILED:
-            command.fail(run, error)
+            command.fail(run.number, error, **start)
         elif outcome is Outcome.DEAD_LETTERED:
-            command.dead_letter(run, error)
+            command.dead_letter(run.number, error, **start)
         else:
             delay = timedelta(seconds=self.retry.delay(tries))
-            command.schedule_retry(run, error, datetime.now(UTC) + delay)
+            command.schedule_retry(run.number, error, datetime.now(UTC) + delay, **start)
         try:
             self.app.save(command)
         except IntegrityError:

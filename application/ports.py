@@ -19,8 +19,9 @@ class CommandTransport(Protocol):
     ) -> None:
         """Hand the message to the broker; returns once the broker has confirmed it.
 
-        ``takeover`` marks a message for a running attempt that has had no sign of life
-        past its lease: it runs again as a new attempt, as a broker redelivery would.
+        ``takeover`` marks a message for a command that has had no sign of life past its
+        lease: it is treated as a broker redelivery (the run takes the lease first, and a
+        running attempt runs again as a new attempt).
         """
         ...
 

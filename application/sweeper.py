@@ -3,10 +3,12 @@
 The event log is the truth and the broker a doorbell: a message can be lost (a broker
 that dropped it, the embedded transport's worker killed mid-command, a purge). The
 sweeper finds commands that are accepted, retrying or running with no change for
-longer than the lease, checks each against the log, and publishes it again: a pending
-one its next attempt, a running one a takeover, which runs it again as a new attempt
-and marks the silent one lost (as a broker redelivery does). The delivery guards make a
-spare message harmless, so a command the sweeper wakes needlessly still runs once.
+longer than the lease, checks each against the log, and publishes it again as a
+takeover: a pending one its next attempt, which takes the lease (the first delivery of
+a command runs without one, and may have been lost silently), a running one its
+attempt again, which runs as a new attempt and marks the silent one lost (as a broker
+redelivery does). The delivery guards make a spare message harmless, so a command the
+sweeper wakes needlessly still runs once.
 
 A handler must finish within the lease (``COMMAND_LEASE_SECONDS``), or its command is
 taken over while it runs; optimistic concurrency still lets only one run record an
@@ -71,10 +73,12 @@ class StrandedCommandSweeper:
             if command is None or command.is_terminal or command.modified_on > cutoff:
                 continue
             self._published[command_id] = (now + self.lease * 2**times, times + 1)
+            # A takeover either way: a pending command may be running without a lease
+            # (see Command.begin), so its next run takes the lease to be counted.
             if command.status == "running":
                 self.transport.publish(command_id, command.attempt, takeover=True)
             else:
-                self.transport.publish(command_id, command.attempt + 1)
+                self.transport.publish(command_id, command.attempt + 1, takeover=True)
             logger.warning(
                 "command %s was %s with no change since %s: published again",
                 command_id,

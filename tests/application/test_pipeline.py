@@ -69,11 +69,8 @@ def test_executing_saves_domain_events_and_the_success_together(
 
     assert outcome is Outcome.SUCCEEDED
     assert topics(app, Show.create_id("s1")) == ["ShowScheduled"]
-    assert topics(app, acceptance.command.id) == [
-        "CommandAccepted",
-        "CommandStarted",
-        "CommandSucceeded",
-    ]
+    # The first delivery runs without a lease: its outcome records its start.
+    assert topics(app, acceptance.command.id) == ["CommandAccepted", "CommandSucceeded"]
     # The show's event and the success were written by one save: adjacent positions.
     notifications = app.notification_log.select(start=1, limit=10)
     assert [n.topic.rsplit(".", 1)[-1] for n in notifications][-2:] == [
@@ -251,6 +248,89 @@ def test_a_concurrent_start_of_the_same_attempt_runs_only_once(
     with pytest.raises(IntegrityError):
         app.save(stale)
     assert app.repository.get(Tally.create_id("t")).count == 1
+
+
+def interleave_once(monkeypatch: pytest.MonkeyPatch, rival: Any) -> None:
+    """Run ``rival()`` once, inside the first handler that loads an aggregate: as if
+    another worker ran while this one was mid-command."""
+    original_exists = UnitOfWork.exists
+    ran: list[bool] = []
+
+    def exists_then_interleave(self: UnitOfWork, aggregate_id: UUID) -> bool:
+        found = original_exists(self, aggregate_id)
+        if not ran:
+            ran.append(True)
+            rival()
+        return found
+
+    monkeypatch.setattr(UnitOfWork, "exists", exists_then_interleave)
+
+
+def test_two_first_deliveries_running_at_once_apply_the_command_once(
+    pipeline: CommandPipeline, app: BoxofficeApplication, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The relay published twice (it crashed before tracking): neither delivery is a
+    # redelivery, so neither takes a lease, and both run the handler.
+    acceptance = pipeline.accept(submission(pipeline, "Bump", key="t"))
+    command_id = acceptance.command.id
+    rival: list[Outcome] = []
+    interleave_once(monkeypatch, lambda: rival.append(pipeline.execute(command_id, 1, "w2")))
+
+    outcome = pipeline.execute(command_id, 1, "w1")
+
+    assert rival == [Outcome.SUCCEEDED]
+    assert outcome is Outcome.SKIPPED
+    command = pipeline.get_command(command_id)
+    assert command is not None
+    assert [(a["worker"], a["outcome"]) for a in command.attempts] == [("w2", "succeeded")]
+    assert topics(app, command_id) == ["CommandAccepted", "CommandSucceeded"]
+    assert app.repository.get(Tally.create_id("t")).count == 1
+
+
+def test_a_run_without_a_lease_records_nothing_once_a_redelivery_took_the_lease(
+    pipeline: CommandPipeline, app: BoxofficeApplication, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # w1 runs the first delivery; meanwhile the broker, having lost w1's channel,
+    # redelivers the message to w2, which takes the lease and is still running.
+    acceptance = pipeline.accept(submission(pipeline, "Bump", key="t"))
+    command_id = acceptance.command.id
+
+    def lease_taken() -> None:
+        command = pipeline.get_command(command_id)
+        assert command is not None
+        assert command.should_run(1, redelivered=True)
+        command.start("w2")
+        app.save(command)
+
+    interleave_once(monkeypatch, lease_taken)
+
+    assert pipeline.execute(command_id, 1, "w1") is Outcome.SKIPPED
+    command = pipeline.get_command(command_id)
+    assert command is not None
+    assert command.status == "running"
+    assert [(a["worker"], a["outcome"]) for a in command.attempts] == [("w2", None)]
+    assert Tally.create_id("t") not in app.repository
+
+
+def test_attempts_without_a_lease_spend_the_budget_of_retries(
+    pipeline: CommandPipeline, app: BoxofficeApplication, tmp_path: Path
+) -> None:
+    failing = submission(
+        pipeline, "Flaky", key="t", failures=10, attempts_file=str(tmp_path / "attempts")
+    )
+    command_id = pipeline.accept(failing).command.id
+
+    outcomes = [pipeline.execute(command_id, n, f"w{n}") for n in (1, 2, 3)]
+
+    assert outcomes == [Outcome.RETRY_SCHEDULED, Outcome.RETRY_SCHEDULED, Outcome.DEAD_LETTERED]
+    assert "CommandStarted" not in topics(app, command_id)
+    command = pipeline.get_command(command_id)
+    assert command is not None
+    assert [(a["attempt"], a["worker"]) for a in command.attempts] == [
+        (1, "w1"),
+        (2, "w2"),
+        (3, "w3"),
+    ]
 
 
 def test_when_every_attempt_is_lost_with_its_worker_the_command_is_dead_lettered(

@@ -112,7 +112,7 @@ def test_a_failed_reserve_is_an_input_of_the_replay(world: World) -> None:
 
     assert [(d.name, d.cause) for d in replayed.replayed][1] == (
         "SagaCompensating",
-        "CommandFailed (v3)",
+        "CommandFailed (v2)",
     )
 
 

@@ -104,7 +104,6 @@ def test_a_command_runs_on_a_worker_and_its_events_are_in_the_store(stack: Stack
     )
     assert [str(t[0]).rsplit(".", 1)[-1] for t in topics] == [
         "CommandAccepted",
-        "CommandStarted",
         "TallyOpened",
         "TallyBumped",
         "CommandSucceeded",
@@ -126,19 +125,28 @@ def test_duplicate_messages_execute_the_command_once(stack: Stack) -> None:
     assert len(stack.command(acceptance.command.id).attempts) == 1
 
 
-def test_a_worker_killed_mid_command_loses_nothing_and_applies_once(stack: Stack) -> None:
+def test_a_worker_killed_mid_command_loses_nothing_and_applies_once(
+    stack: Stack, tmp_path: Path
+) -> None:
+    started = tmp_path / "started"
     with running(stack.process("relay"), stack.process("worker", WORKER_CONCURRENCY="1")):
-        acceptance = stack.submit("Bump", "k1", key="t", nap=3.0)
+        acceptance = stack.submit("Bump", "k1", key="t", nap=3.0, started_file=str(started))
         command_id = acceptance.command.id
-        wait_until(lambda: stack.command(command_id).status == "running", 30, "running")
+        # The first delivery runs without a lease: its sign of life is the handler's.
+        wait_until(started.exists, 30, "the first run")
+        os.kill(int(started.read_text().split()[0]), signal.SIGKILL)
+        # RabbitMQ redelivers; the redelivery takes the lease before it runs.
+        wait_until(lambda: stack.command(command_id).status == "running", 30, "the lease")
         child_pid = int(stack.command(command_id).attempts[-1]["worker"].rsplit(":", 1)[1])
 
-        os.kill(child_pid, signal.SIGKILL)  # the pool process running the command
+        os.kill(child_pid, signal.SIGKILL)  # the pool process running the leased attempt
 
         command = stack.outcome(command_id, timeout=60)
 
     assert command.status == "succeeded"
+    # The leased attempt's loss is counted; the first run, which had no lease, is not.
     assert [a["outcome"] for a in command.attempts] == ["lost", "succeeded"]
+    assert len(started.read_text().splitlines()) == 3
     assert tally(stack, "t") == 1
 
 

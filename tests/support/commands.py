@@ -8,6 +8,7 @@ processes share the count.
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from uuid import UUID
@@ -43,6 +44,9 @@ class Bump(BaseModel):
     key: str
     nap: float = 0.0
     refuse: bool = False
+    # A file the handler appends its process id to as it starts: a run's sign of life
+    # for tests (the first delivery runs without a recorded start).
+    started_file: str | None = None
 
 
 class Flaky(BaseModel):
@@ -59,6 +63,9 @@ class RefusedError(RuleViolationError):
 def bump(uow: UnitOfWork, cmd: Bump) -> None:
     if cmd.refuse:
         raise RefusedError("told to refuse")
+    if cmd.started_file is not None:
+        with Path(cmd.started_file).open("a") as started:
+            started.write(f"{os.getpid()}\n")
     time.sleep(cmd.nap)
     tally_id = Tally.create_id(cmd.key)
     if uow.exists(tally_id):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from uuid import uuid4
 
-from application.command import Command
+from application.command import Attempt, Command
 
 
 def accepted() -> Command:
@@ -45,7 +45,7 @@ def test_a_successful_attempt_is_recorded_with_its_worker_and_times() -> None:
     command = accepted()
 
     attempt = command.start("host:1")
-    command.succeed(attempt)
+    command.succeed(attempt.number)
 
     assert event_names(command) == ["CommandStarted", "CommandSucceeded"]
     assert command.status == "succeeded"
@@ -57,12 +57,52 @@ def test_a_successful_attempt_is_recorded_with_its_worker_and_times() -> None:
     assert not command.should_run(1)
 
 
+def test_an_attempt_without_a_lease_is_recorded_whole_with_its_outcome() -> None:
+    command = accepted()
+    began = datetime(2027, 1, 1, 20, 0, tzinfo=UTC)
+
+    run = command.begin("host:1", began)
+    assert command.is_current(run, command.version)
+    command.succeed(run.number, **run.unrecorded_start)
+
+    assert event_names(command) == ["CommandSucceeded"]
+    assert command.status == "succeeded"
+    assert command.attempt == 1
+    assert command.attempts[0]["worker"] == "host:1"
+    assert command.attempts[0]["started_at"] == began.isoformat()
+    assert command.attempts[0]["outcome"] == "succeeded"
+    assert [h["status"] for h in command.history] == ["accepted", "running", "succeeded"]
+    assert command.history[1]["at"] == began.isoformat()
+
+
+def test_a_run_without_a_lease_is_current_only_while_the_command_is_unchanged() -> None:
+    command = accepted()
+    version = command.version
+    run = command.begin("host:1", datetime.now(UTC))
+    # The broker redelivered the message and another worker took the lease.
+    command.start("host:2")
+
+    assert not command.is_current(run, version)
+    assert command.is_current(Attempt(1, "host:2", None), command.version)
+
+
+def test_a_failed_attempt_without_a_lease_counts_against_the_budget() -> None:
+    command = accepted()
+    run = command.begin("host:1", datetime.now(UTC))
+    retry_at = datetime.now(UTC)
+    command.schedule_retry(run.number, {"type": "Boom"}, retry_at, **run.unrecorded_start)
+
+    assert command.failures_in_budget == 1
+    assert command.should_run(2)
+    assert [a["outcome"] for a in command.attempts] == ["retry_scheduled"]
+
+
 def test_a_redelivered_running_attempt_runs_again_as_a_new_attempt() -> None:
     command = accepted()
     command.start("host:1")
 
     assert command.should_run(1, redelivered=True)
-    assert command.start("host:2") == 2
+    assert command.start("host:2").number == 2
     assert command.attempts[0]["outcome"] == "lost"
     assert command.attempts_in_budget == 2
 
