@@ -115,18 +115,21 @@ class CommandPipeline:
         store's errors when it cannot be reached (nothing is then recorded).
         """
         command_id = submission.command_id()
-        if submission.idempotency_key is not None:
+        spec = submission.spec
+        if spec.creates and aggregate_exists(self.app, spec.target(submission.payload)):
+            # Perhaps made by this very command, accepted before: answered as then.
             earlier = self._earlier(command_id, submission)
             if earlier is not None:
                 return earlier
-        spec = submission.spec
-        if spec.creates and aggregate_exists(self.app, spec.target(submission.payload)):
             raise ResourceExistsError(spec.resource_of(submission.payload))
         command = self.prepare(submission, command_id)
         try:
+            # Written first, looked up only if the key is taken: a new command (the
+            # usual case) costs the store one round trip, not two.
             recordings = self.app.save(command)
         except IntegrityError:
-            # Another request with the same key won the race: answer as it did.
+            # The key was accepted before, by an earlier request or a racing one:
+            # answer as it was answered.
             earlier = self._earlier(command_id, submission)
             if earlier is None:
                 raise

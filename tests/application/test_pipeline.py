@@ -60,6 +60,29 @@ def test_an_accepted_command_is_recorded_before_anything_runs(
     assert not acceptance.replayed
 
 
+def test_a_new_command_is_accepted_with_one_write_and_no_read(
+    pipeline: CommandPipeline, app: BoxofficeApplication, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reads: list[UUID] = []
+    select_events = app.recorder.select_events
+
+    def counted(originator_id: UUID, **kwargs: Any) -> Any:
+        reads.append(originator_id)
+        return select_events(originator_id, **kwargs)
+
+    monkeypatch.setattr(app.recorder, "select_events", counted)
+    first = pipeline.accept(submission(pipeline, "Bump", "k1", key="t"))
+    assert reads == []
+
+    # The same key again is looked up, and answered as the first time.
+    again = pipeline.accept(submission(pipeline, "Bump", "k1", key="t"))
+    assert again.replayed
+    assert again.command.id == first.command.id
+    assert reads == [first.command.id]
+    with pytest.raises(IdempotencyKeyReusedError):
+        pipeline.accept(submission(pipeline, "Bump", "k1", key="other"))
+
+
 def test_executing_saves_domain_events_and_the_success_together(
     pipeline: CommandPipeline, app: BoxofficeApplication
 ) -> None:
