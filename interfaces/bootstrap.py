@@ -43,6 +43,7 @@ from infrastructure.settings import Settings
 from infrastructure.stall_log import StallLog
 from infrastructure.subscription import subscribe
 from infrastructure.tasks import register_tasks
+from infrastructure.view_progress import ViewProgressListener
 from infrastructure.webhooks import AddressPolicy, WebhookDispatcher, WebhookOutbox, WebhookSender
 from projections.catalog import PROJECTIONS
 from projections.command_registry import CommandRegistryProjection, CommandRegistryView
@@ -131,6 +132,7 @@ class Container:
                     ReadModels(
                         self.app,
                         {p.name: view_on(datastore, p.name, p.view_class) for p in PROJECTIONS},
+                        ViewProgressListener(datastore),
                     )
                     if datastore is not None
                     else InMemoryReadModels(self.app)
@@ -230,6 +232,9 @@ class Container:
         """Close what this process opened."""
         if self._watcher is not None:
             self._watcher.close()
+        progress = self._read_models.progress if self._read_models is not None else None
+        if isinstance(progress, ViewProgressListener):
+            progress.close()
         if self._app is not None:
             self._app.close()
         self.forget_connections()

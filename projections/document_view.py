@@ -20,6 +20,11 @@ from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
 from psycopg.sql import SQL, Composable, Identifier
 from psycopg.types.json import Jsonb
 
+# Notified, with the view's table as payload, in each transaction that moves a view's
+# position (infrastructure/view_progress.py listens).
+VIEW_PROGRESS_CHANNEL = "boxoffice_view_progress"
+NOTIFY_PROGRESS = SQL("SELECT pg_notify(%s, %s)")
+
 Page = tuple[list[dict[str, Any]], str | None]
 # A row to write: the document, its indexed columns' values, and the position of the
 # event it reflects.
@@ -159,6 +164,8 @@ class DocumentView(PostgresTrackingRecorder):
         with self.datastore.transaction(commit=True) as curs:
             curs.executemany(statement, params)
             self._insert_tracking(curs, tracking)
+            # Delivered at the commit, so a reader waiting on this view looks again.
+            curs.execute(NOTIFY_PROGRESS, (VIEW_PROGRESS_CHANNEL, self.table))
 
     def get(self, key: UUID) -> dict[str, Any] | None:
         """The document of ``key`` with its ``position``, or None."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 from uuid import UUID
 
 from eventsourcing.application import Application
@@ -16,13 +16,36 @@ from projections.catalog import PROJECTIONS_BY_NAME
 from projections.document_projection import DocumentProjection
 from projections.document_view import Documents, InMemoryDocumentView, Page
 
+# The longest a reader waiting on a view goes without looking again, whether or not a
+# progress notification arrived (one can be missed while the listener reconnects).
+PROGRESS_FALLBACK_SECONDS = 0.2
+
+
+class ViewProgress(Protocol):
+    """Tells a process that views moved, so that a reader waits instead of polling."""
+
+    def generation(self, view: str) -> int:
+        """A number that changes whenever ``view`` (a view's table) has moved."""
+        ...
+
+    def wait_past(self, view: str, generation: int, timeout: float) -> None:
+        """Wait up to ``timeout`` s until ``view``'s generation is past ``generation``."""
+        ...
+
 
 class ReadModels:
-    """The views by name, over the event log they follow."""
+    """The views by name, over the event log they follow; ``progress``, when given,
+    wakes readers that wait on a view (otherwise they poll)."""
 
-    def __init__(self, app: Application[Any], views: Mapping[str, Documents]) -> None:
+    def __init__(
+        self,
+        app: Application[Any],
+        views: Mapping[str, Documents],
+        progress: ViewProgress | None = None,
+    ) -> None:
         self.app = app
         self.views = dict(views)
+        self.progress = progress
 
     @property
     def names(self) -> list[str]:
@@ -83,13 +106,20 @@ class ReadModels:
         """Wait up to ``timeout`` s for :meth:`reached`; returns whether it was."""
         deadline = time.monotonic() + timeout
         pause = 0.01
-        while not self.reached(name, position):
+        table = str(getattr(self.views[name], "table", name))
+        while True:
+            # Read before the check: a commit during the check still ends the wait.
+            seen = self.progress.generation(table) if self.progress is not None else 0
+            if self.reached(name, position):
+                return True
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return False
-            time.sleep(min(pause, remaining))
-            pause = min(pause * 2, 0.2)
-        return True
+            if self.progress is not None:
+                self.progress.wait_past(table, seen, min(remaining, PROGRESS_FALLBACK_SECONDS))
+            else:
+                time.sleep(min(pause, remaining))
+                pause = min(pause * 2, PROGRESS_FALLBACK_SECONDS)
 
     def _unapplied(
         self, name: str, after: int, upto: int | None, limit: int

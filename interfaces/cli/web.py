@@ -40,11 +40,11 @@ class WebServer(BaseApplication):  # type: ignore[misc]
             self.cfg.set(key, value)
 
     def load(self) -> Callable[..., Iterable[bytes]]:
-        # Each request thread may hold a connection, and the command watcher keeps one
-        # for LISTEN and uses another for its reads.
+        # Each request thread may hold a connection, the command watcher keeps one for
+        # LISTEN and uses another for its reads, and the view progress listener keeps one.
         pool = replace(
             self.settings,
-            db_max_overflow=max(self.settings.db_max_overflow, self.settings.web_threads + 2),
+            db_max_overflow=max(self.settings.db_max_overflow, self.settings.web_threads + 3),
         )
         return closing_when_asked(create_app(bootstrap(pool)))
 

@@ -1,0 +1,74 @@
+"""Waiting for a view to advance without polling it.
+
+A view's writer (the projector) notifies ``VIEW_PROGRESS_CHANNEL`` in each transaction
+that moves the view's position, with the view's table as payload; PostgreSQL delivers
+the notification when, and only if, that transaction commits. A process that waits on
+views (the web, for ``Consistency-Token`` reads) listens on one connection and counts
+each view's commits, so a waiting request looks again as soon as its view has moved.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from eventsourcing.postgres import PostgresDatastore
+from psycopg.sql import SQL, Identifier
+
+from projections.document_view import VIEW_PROGRESS_CHANNEL
+
+logger = logging.getLogger(__name__)
+
+
+class ViewProgressListener:
+    """Counts each view's commits as PostgreSQL notifies them (LISTEN, one connection
+    of ``datastore``'s pool, taken at the first use).
+
+    Implements :class:`projections.read_models.ViewProgress`. When the connection fails
+    (the database restarted), the next use listens again; a commit notified in between
+    is missed, which costs a waiting reader the wait's fallback pause, never a result.
+    """
+
+    def __init__(self, datastore: PostgresDatastore) -> None:
+        self._datastore = datastore
+        self._changed = threading.Condition()
+        self._generations: dict[str, int] = {}
+        self._thread: threading.Thread | None = None
+        self._stopped = threading.Event()
+
+    def generation(self, view: str) -> int:
+        """How many commits of ``view`` this process has been told of."""
+        self._ensure_listening()
+        with self._changed:
+            return self._generations.get(view, 0)
+
+    def wait_past(self, view: str, generation: int, timeout: float) -> None:
+        """Wait up to ``timeout`` s for a commit of ``view`` after ``generation``."""
+        with self._changed:
+            self._changed.wait_for(lambda: self._generations.get(view, 0) != generation, timeout)
+
+    def close(self) -> None:
+        """Stop listening (from any thread)."""
+        self._stopped.set()
+
+    def _ensure_listening(self) -> None:
+        with self._changed:
+            if self._thread is not None and self._thread.is_alive():
+                return
+            self._thread = threading.Thread(target=self._listen, name="view-progress", daemon=True)
+            self._thread.start()
+
+    def _listen(self) -> None:
+        try:
+            with self._datastore.get_connection() as conn:
+                conn.execute(SQL("LISTEN {0}").format(Identifier(VIEW_PROGRESS_CHANNEL)))
+                conn.commit()
+                while not self._stopped.is_set():
+                    # A short timeout so that a stop is noticed soon.
+                    for notify in conn.notifies(timeout=0.1, stop_after=1):
+                        with self._changed:
+                            view = notify.payload
+                            self._generations[view] = self._generations.get(view, 0) + 1
+                            self._changed.notify_all()
+        except Exception:
+            logger.warning("view progress: listening stopped", exc_info=True)

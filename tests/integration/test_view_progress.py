@@ -1,0 +1,53 @@
+"""Reads that wait for a view (Consistency-Token) are woken by its commits, not by polling."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from eventsourcing.persistence import Tracking
+
+from domain.show import Show
+from infrastructure.event_store import build_application, migrate, view_on
+from infrastructure.settings import Settings
+from infrastructure.view_progress import ViewProgressListener
+from projections import read_models
+from projections.catalog import PROJECTIONS_BY_NAME
+from projections.read_models import ReadModels
+
+pytestmark = pytest.mark.postgres
+
+
+def test_a_read_waiting_on_a_view_is_woken_by_the_views_commit(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # No look again before the wait's end but for a notification.
+    monkeypatch.setattr(read_models, "PROGRESS_FALLBACK_SECONDS", 60.0)
+    settings = Settings(database_url=database_url)
+    migrate(settings)
+    app = build_application(settings)
+    datastore = app.recorder.datastore  # type: ignore[attr-defined]
+    shows = PROJECTIONS_BY_NAME["shows"]
+    view = view_on(datastore, "shows", shows.view_class)
+    listener = ViewProgressListener(datastore)
+    models = ReadModels(app, {"shows": view}, listener)
+    show = Show.schedule("s1", "Hamlet", "2027-01-01T20:00:00Z", ["A1"], 100)
+    recordings = app.save(show)
+    position = recordings[-1].notification.id
+    def project_later() -> None:
+        time.sleep(0.5)
+        (domain_event,) = app.events.get(show.id)
+        shows(view, app.repository).process_events([(domain_event, Tracking(app.name, position))])
+
+    projecting = threading.Thread(target=project_later)
+    projecting.start()
+    started = time.monotonic()
+    reached = models.await_reached("shows", position, 10)
+    waited = time.monotonic() - started
+    projecting.join()
+    listener.close()
+    app.close()
+
+    assert reached
+    assert waited < 5
