@@ -154,8 +154,11 @@ class TransactionOrderedRecorder(PostgresApplicationRecorder):
                 "SELECT h.head, h.held_back, e.* FROM (SELECT "
                 "(SELECT notification_id FROM {schema}.{table} WHERE notification_id < {horizon} "
                 "ORDER BY notification_id DESC LIMIT 1) AS head, "
-                "EXISTS (SELECT FROM {schema}.{table} WHERE notification_id >= {horizon}) "
-                "AS held_back) h LEFT JOIN LATERAL ("
+                # Not EXISTS (... >= horizon): the planner cannot estimate the horizon
+                # and scans the whole table for a row that is usually not there; the
+                # greatest id is one step down the index.
+                "COALESCE((SELECT max(notification_id) FROM {schema}.{table}) >= {horizon}, "
+                "false) AS held_back) h LEFT JOIN LATERAL ("
             ).format(**names)
             + self._select_statement
         )

@@ -38,6 +38,7 @@ from infrastructure.event_store import (
 from infrastructure.following import Follower
 from infrastructure.payment_gateway import build_payment_gateway
 from infrastructure.projector import Projector
+from infrastructure.read_models import PostgresReadModels
 from infrastructure.relay import OutboxRelay
 from infrastructure.settings import Settings
 from infrastructure.stall_log import StallLog
@@ -129,7 +130,7 @@ class Container:
             if self._read_models is None:
                 datastore = getattr(self.app.recorder, "datastore", None)
                 self._read_models = (
-                    ReadModels(
+                    PostgresReadModels(
                         self.app,
                         {p.name: view_on(datastore, p.name, p.view_class) for p in PROJECTIONS},
                         ViewProgressListener(datastore),

@@ -89,14 +89,19 @@ class ReadModels:
         first = self._unapplied(name, self.position(name), None, 1)
         return first[0].id if first else None
 
+    def frontiers(self, names: Sequence[str]) -> dict[str, int | None]:
+        """:meth:`frontier` of each view of ``names`` (a store may answer in one query)."""
+        return {name: self.frontier(name) for name in names}
+
     def reached(self, name: str, position: int) -> bool:
         """Whether view ``name`` reflects every event up to ``position``."""
-        frontier = self.frontier(name)
+        frontier = self.frontiers([name])[name]
         return frontier is None or frontier > position
 
     def reached_by_view(self, positions: Iterable[int]) -> list[dict[str, bool]]:
-        """For each position, which views reflect it: two queries per view, however many."""
-        frontiers = {name: self.frontier(name) for name in self.views}
+        """For each position, which views reflect it, in a number of queries that does
+        not grow with the positions."""
+        frontiers = self.frontiers(list(self.views))
         return [
             {name: f is None or f > position for name, f in frontiers.items()}
             for position in positions

@@ -8,8 +8,12 @@ import time
 import pytest
 from eventsourcing.persistence import Tracking
 
+from application.catalog import build_registry
+from application.pipeline import CommandPipeline, Submission
+from application.retry import RetryPolicy
 from domain.show import Show
 from infrastructure.event_store import build_application, migrate, view_on
+from infrastructure.read_models import PostgresReadModels
 from infrastructure.settings import Settings
 from infrastructure.view_progress import ViewProgressListener
 from projections import read_models
@@ -35,6 +39,7 @@ def test_a_read_waiting_on_a_view_is_woken_by_the_views_commit(
     show = Show.schedule("s1", "Hamlet", "2027-01-01T20:00:00Z", ["A1"], 100)
     recordings = app.save(show)
     position = recordings[-1].notification.id
+
     def project_later() -> None:
         time.sleep(0.5)
         (domain_event,) = app.events.get(show.id)
@@ -51,3 +56,51 @@ def test_a_read_waiting_on_a_view_is_woken_by_the_views_commit(
 
     assert reached
     assert waited < 5
+
+
+def test_which_views_caught_up_is_one_query_that_agrees_with_asking_each_view(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = Settings(database_url=database_url)
+    migrate(settings)
+    app = build_application(settings)
+    datastore = app.recorder.datastore  # type: ignore[attr-defined]
+    views = {
+        name: view_on(datastore, name, p.view_class) for name, p in PROJECTIONS_BY_NAME.items()
+    }
+    show = Show.schedule("s1", "Hamlet", "2027-01-01T20:00:00Z", ["A1"], 100)
+    show_position = app.save(show)[-1].notification.id
+    pipeline = CommandPipeline(app, build_registry(), RetryPolicy())
+    spec = pipeline.registry.get("CreateShow")
+    payload = spec.payload.model_validate(
+        {
+            "show_id": "s2",
+            "title": "T",
+            "starts_at": "2027-01-01T20:00:00Z",
+            "seats": ["A1"],
+            "price_cents": 1,
+        }
+    )
+    accepted = pipeline.accept(Submission(spec, payload, "tests"))
+    # The shows view has applied its event; the registry has not applied the command's.
+    (scheduled,) = app.events.get(show.id)
+    shows = PROJECTIONS_BY_NAME["shows"]
+    shows(views["shows"], app.repository).process_events(
+        [(scheduled, Tracking(app.name, show_position))]
+    )
+    each = ReadModels(app, views).frontiers(list(views))
+    connections: list[object] = []
+    get_connection = datastore.get_connection
+
+    def counted() -> object:
+        connections.append(object())
+        return get_connection()
+
+    monkeypatch.setattr(datastore, "get_connection", counted)
+    together = PostgresReadModels(app, views).frontiers(list(views))
+    app.close()
+
+    assert together == each
+    assert together["shows"] is None
+    assert together["command_registry"] == accepted.position
+    assert len(connections) == 1
