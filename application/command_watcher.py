@@ -25,8 +25,9 @@ from application.ports import Subscribe, Subscription
 
 logger = logging.getLogger(__name__)
 
+# The changes a waiter waits for. Not the acceptance: a waiter registers after it, so a
+# write of nothing but acceptances (every accept) need not wake a web process.
 COMMAND_EVENTS = (
-    Command.CommandAccepted,
     Command.CommandStarted,
     Command.CommandSucceeded,
     Command.CommandFailed,
@@ -50,8 +51,9 @@ class CommandWatcher:
     def wait(self, command_id: UUID, timeout: float, condition: Callable[[], bool]) -> bool:
         """Wait up to ``timeout`` s until ``condition()`` holds; returns whether it did.
 
-        ``condition`` is checked once the waiter is registered and after every change
-        to the command, so no change between the check and the wait is missed.
+        ``condition`` is checked once the waiter is registered and after every later
+        change to the command, so no change between the check and the wait is missed
+        (the command must be accepted by then: its acceptance wakes no one).
         """
         self._ensure_following()
         changed = threading.Event()

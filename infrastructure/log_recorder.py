@@ -131,6 +131,13 @@ class TransactionOrderedRecorder(PostgresApplicationRecorder):
             "bits": Literal(PLACE_BITS),
             "horizon": HORIZON,
         }
+        # Reads of a few topics after a position (a view's first unapplied event, a
+        # follower of rare topics) walk only the events of those topics.
+        self.sql_create_statements.append(
+            SQL(
+                "CREATE INDEX IF NOT EXISTS {index} ON {schema}.{table} (topic, notification_id)"
+            ).format(index=Identifier(f"{self.events_table_name}_topic_idx"), **names)
+        )
         self.insert_events_statement = SQL(
             "INSERT INTO {schema}.{table} AS t "
             "(originator_id, originator_version, topic, state, notification_id) "

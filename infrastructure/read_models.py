@@ -43,12 +43,15 @@ class PostgresReadModels(ReadModels):
         params: list[Any] = []
         for name in names:
             columns.append(
+                # Topic by topic, each one step along the (topic, notification_id)
+                # index: however far back the view's last event lies.
                 SQL(
-                    "(SELECT e.notification_id FROM {schema}.{events} e "
-                    "WHERE e.notification_id > COALESCE((SELECT max(notification_id) "
-                    "FROM {schema}.{tracking} WHERE application_name = %s), 0) "
-                    "AND e.notification_id < {horizon} AND e.topic = ANY(%s) "
-                    "ORDER BY e.notification_id LIMIT 1)"
+                    "(SELECT min(f.id) FROM unnest(%s::text[]) AS t(topic), LATERAL ("
+                    "SELECT e.notification_id AS id FROM {schema}.{events} e "
+                    "WHERE e.topic = t.topic AND e.notification_id > COALESCE(("
+                    "SELECT max(notification_id) FROM {schema}.{tracking} "
+                    "WHERE application_name = %s), 0) AND e.notification_id < {horizon} "
+                    "ORDER BY e.notification_id LIMIT 1) f)"
                 ).format(
                     schema=schema,
                     events=Identifier(recorder.events_table_name),
@@ -56,7 +59,7 @@ class PostgresReadModels(ReadModels):
                     horizon=HORIZON,
                 )
             )
-            params += [self.app.name, list(PROJECTIONS_BY_NAME[name].event_topics())]
+            params += [list(PROJECTIONS_BY_NAME[name].event_topics()), self.app.name]
         statement = SQL("SELECT ") + SQL(", ").join(columns)
         with (
             recorder.datastore.get_connection() as conn,

@@ -196,12 +196,17 @@ def _answer_after_wait(
     pipeline = built.pipeline
     command_id = acceptance.command.id
 
+    # The command as the last check read it: the wait ends with a check.
+    latest = [acceptance.command]
+
     def decided() -> bool:
         found = pipeline.get_command(command_id)
+        if found is not None:
+            latest[0] = found
         return found is not None and found.is_terminal
 
     built.watcher.wait(command_id, wait, decided)
-    command = pipeline.get_command(command_id) or acceptance.command
+    command = latest[0]
     applied = {"Preference-Applied": f"wait={_format_seconds(wait)}"}
     if not command.is_terminal:
         response = _accepted(acceptance, warn=acceptance.command.idempotency_key is None)
