@@ -47,6 +47,36 @@ def collecting(subscription: LogSubscription, received: list[Notification]) -> t
     return thread
 
 
+def counting_pulls(
+    database_url: str,
+) -> tuple[BoxofficeApplication, TransactionOrderedRecorder, list[int]]:
+    """The event-store application on ``database_url``, its recorder, and the list its
+    followers' reads of the log are appended to (each read's start position)."""
+    settings = Settings(database_url=database_url)
+    migrate(settings)
+    app = build_application(settings)
+    recorder = app.recorder
+    assert isinstance(recorder, TransactionOrderedRecorder)
+    pulls: list[int] = []
+    follow_log = recorder.follow
+
+    def counted(after: int, limit: int, topics: Any = ()) -> Any:
+        pulls.append(after)
+        return follow_log(after, limit, topics)
+
+    recorder.follow = counted
+    return app, recorder, pulls
+
+
+def settled(pulls: list[int]) -> int:
+    """How many reads were made once the follower's first read is done and it sleeps."""
+    deadline = time.monotonic() + 5
+    while not pulls and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.2)
+    return len(pulls)
+
+
 def test_an_event_recorded_without_a_notification_is_still_delivered(database_url: str) -> None:
     settings = Settings(database_url=database_url)
     migrate(settings)
@@ -202,19 +232,7 @@ def test_a_follower_of_other_topics_moves_past_the_events_it_does_not_follow(
 
 
 def test_a_follower_sleeps_through_events_it_does_not_follow(database_url: str) -> None:
-    settings = Settings(database_url=database_url)
-    migrate(settings)
-    app = build_application(settings)
-    recorder = app.recorder
-    assert isinstance(recorder, TransactionOrderedRecorder)
-    pulls: list[int] = []
-    follow_log = recorder.follow
-
-    def counted(after: int, limit: int, topics: Any = ()) -> Any:
-        pulls.append(after)
-        return follow_log(after, limit, topics)
-
-    recorder.follow = counted
+    app, recorder, pulls = counting_pulls(database_url)
     tally = Tally("t")
     app.save(tally)
     received: list[Notification] = []
@@ -222,11 +240,8 @@ def test_a_follower_sleeps_through_events_it_does_not_follow(database_url: str) 
     # No catch-up pull during the test: only notifications wake it.
     subscription = LogSubscription(recorder, recorder.max_notification_id(), [bumped], 60)
     follower = collecting(subscription, received)
+    pulls_before = settled(pulls)
     deadline = time.monotonic() + 5
-    while not pulls and time.monotonic() < deadline:
-        time.sleep(0.01)
-    time.sleep(0.2)
-    pulls_before = len(pulls)
     for key in ("a", "b", "c"):
         app.save(Tally(key))  # TallyOpened only: not followed
     time.sleep(0.5)
@@ -267,19 +282,7 @@ def test_a_notification_names_the_aggregates_written_when_they_fit() -> None:
 def test_a_follower_of_some_aggregates_sleeps_through_writes_to_others(
     database_url: str,
 ) -> None:
-    settings = Settings(database_url=database_url)
-    migrate(settings)
-    app = build_application(settings)
-    recorder = app.recorder
-    assert isinstance(recorder, TransactionOrderedRecorder)
-    pulls: list[int] = []
-    follow_log = recorder.follow
-
-    def counted(after: int, limit: int, topics: Any = ()) -> Any:
-        pulls.append(after)
-        return follow_log(after, limit, topics)
-
-    recorder.follow = counted
+    app, recorder, pulls = counting_pulls(database_url)
     watched = Tally("watched")
     app.save(watched)
     received: list[Notification] = []
@@ -288,11 +291,8 @@ def test_a_follower_of_some_aggregates_sleeps_through_writes_to_others(
         recorder, recorder.max_notification_id(), [], 60, concerns=lambda o: o == str(watched.id)
     )
     follower = collecting(subscription, received)
+    pulls_before = settled(pulls)
     deadline = time.monotonic() + 5
-    while not pulls and time.monotonic() < deadline:
-        time.sleep(0.01)
-    time.sleep(0.2)
-    pulls_before = len(pulls)
     for key in ("a", "b", "c"):
         app.save(Tally(key))
     time.sleep(0.5)
@@ -354,19 +354,7 @@ def test_a_save_of_sixty_thousand_events_completes(database_url: str) -> None:
 def test_a_web_process_reads_the_log_for_the_commands_its_requests_wait_on(
     database_url: str,
 ) -> None:
-    settings = Settings(database_url=database_url)
-    migrate(settings)
-    app = build_application(settings)
-    recorder = app.recorder
-    assert isinstance(recorder, TransactionOrderedRecorder)
-    pulls: list[int] = []
-    follow_log = recorder.follow
-
-    def counted(after: int, limit: int, topics: Any = ()) -> Any:
-        pulls.append(after)
-        return follow_log(after, limit, topics)
-
-    recorder.follow = counted
+    app, recorder, pulls = counting_pulls(database_url)
     pipeline = CommandPipeline(app, build_registry(), RetryPolicy())
 
     def accept(show: str) -> Command:
@@ -398,11 +386,7 @@ def test_a_web_process_reads_the_log_for_the_commands_its_requests_wait_on(
 
     waiting = threading.Thread(target=wait_for_success)
     waiting.start()
-    deadline = time.monotonic() + 5
-    while not pulls and time.monotonic() < deadline:
-        time.sleep(0.01)
-    time.sleep(0.2)
-    pulls_before = len(pulls)
+    pulls_before = settled(pulls)
     for show in ("a", "b", "c"):
         accept(show)  # commands no request here waits on
     time.sleep(0.5)
