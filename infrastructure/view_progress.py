@@ -1,8 +1,8 @@
 """Waiting for a view to advance without polling it.
 
-A view's writer (the projector) notifies ``VIEW_PROGRESS_CHANNEL`` in each transaction
-that moves the view's position, with the view's table as payload; PostgreSQL delivers
-the notification when, and only if, that transaction commits. A process that waits on
+A view's writer (the projector) notifies ``VIEW_PROGRESS_CHANNEL`` after each
+transaction that moves the view's position, with the view's table as payload (best
+effort: a reader also looks again every 0.2 s). A process that waits on
 views (the web, for ``Consistency-Token`` reads) listens on one connection and counts
 each view's commits, so a waiting request looks again as soon as its view has moved.
 """

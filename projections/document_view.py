@@ -8,19 +8,23 @@ in a dict, for the in-memory event store of unit tests.
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 from uuid import UUID
 
+import psycopg
 from eventsourcing.persistence import Tracking
 from eventsourcing.popo import POPOTrackingRecorder
 from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
 from psycopg.sql import SQL, Composable, Identifier
 from psycopg.types.json import Jsonb
 
-# Notified, with the view's table as payload, in each transaction that moves a view's
+logger = logging.getLogger(__name__)
+
+# Notified, with the view's table as payload, after each transaction that moves a view's
 # position (infrastructure/view_progress.py listens).
 VIEW_PROGRESS_CHANNEL = "boxoffice_view_progress"
 NOTIFY_PROGRESS = SQL("SELECT pg_notify(%s, %s)")
@@ -161,11 +165,17 @@ class DocumentView(PostgresTrackingRecorder):
             [key, position, Jsonb(doc)] + [values[n] for n in self.columns]
             for key, (doc, values, position) in rows.items()
         ]
-        with self.datastore.transaction(commit=True) as curs:
-            curs.executemany(statement, params)
-            self._insert_tracking(curs, tracking)
-            # Delivered at the commit, so a reader waiting on this view looks again.
-            curs.execute(NOTIFY_PROGRESS, (VIEW_PROGRESS_CHANNEL, self.table))
+        with self.datastore.get_connection() as conn:
+            with conn.transaction(), conn.cursor() as curs:
+                curs.executemany(statement, params)
+                self._insert_tracking(curs, tracking)
+            # After the commit, so that a reader waiting on this view looks again; not
+            # in it, where a NOTIFY holds a lock that serializes every notifying commit
+            # (the event log's writers notify too) through its flush.
+            try:
+                conn.execute(NOTIFY_PROGRESS, (VIEW_PROGRESS_CHANNEL, self.table))
+            except psycopg.Error as failed:  # the rows are committed: readers poll
+                logger.warning("%s moved, notification not sent: %s", self.table, failed)
 
     def get(self, key: UUID) -> dict[str, Any] | None:
         """The document of ``key`` with its ``position``, or None."""
