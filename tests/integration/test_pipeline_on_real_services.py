@@ -137,7 +137,9 @@ def test_a_worker_killed_mid_command_loses_nothing_and_applies_once(
         os.kill(int(started.read_text().split()[0]), signal.SIGKILL)
         # RabbitMQ redelivers; the redelivery takes the lease before it runs.
         wait_until(lambda: stack.command(command_id).status == "running", 30, "the lease")
+        wait_until(lambda: len(started.read_text().split()) == 2, 30, "the leased run")
         child_pid = int(stack.command(command_id).attempts[-1]["worker"].rsplit(":", 1)[1])
+        assert child_pid == int(started.read_text().split()[1])
 
         os.kill(child_pid, signal.SIGKILL)  # the pool process running the leased attempt
 
