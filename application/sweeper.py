@@ -75,10 +75,8 @@ class StrandedCommandSweeper:
             self._published[command_id] = (now + self.lease * 2**times, times + 1)
             # A takeover either way: a pending command may be running without a lease
             # (see Command.begin), so its next run takes the lease to be counted.
-            if command.status == "running":
-                self.transport.publish(command_id, command.attempt, takeover=True)
-            else:
-                self.transport.publish(command_id, command.attempt + 1, takeover=True)
+            attempt = command.attempt if command.status == "running" else command.attempt + 1
+            self.transport.publish(command_id, attempt, takeover=True)
             logger.warning(
                 "command %s was %s with no change since %s: published again",
                 command_id,

@@ -30,19 +30,15 @@ class PostgresReadModels(ReadModels):
         progress: ViewProgress | None = None,
     ) -> None:
         super().__init__(app, views, progress)
-        self._tables = {name: view.tracking_table_name for name, view in views.items()}
-
-    def frontiers(self, names: Sequence[str]) -> dict[str, int | None]:
-        """The first event each view of ``names`` has yet to apply (None: none), all
-        read in one snapshot."""
-        recorder = self.app.recorder
-        if not isinstance(recorder, TransactionOrderedRecorder) or not names:
-            return super().frontiers(names)
-        schema = Identifier(recorder.datastore.schema)
-        columns: list[Composed] = []
-        params: list[Any] = []
-        for name in names:
-            columns.append(
+        # Each view's part of the statement and its parameters, built once: every
+        # registry read asks.
+        self._columns: dict[str, tuple[Composed, list[Any]]] = {}
+        self._statements: dict[tuple[str, ...], tuple[Composed, list[Any]]] = {}
+        recorder = app.recorder
+        if not isinstance(recorder, TransactionOrderedRecorder):
+            return
+        for name, view in views.items():
+            column = (
                 # Topic by topic, each one step along the (topic, notification_id)
                 # index: however far back the view's last event lies.
                 SQL(
@@ -53,14 +49,29 @@ class PostgresReadModels(ReadModels):
                     "WHERE application_name = %s), 0) AND e.notification_id < {horizon} "
                     "ORDER BY e.notification_id LIMIT 1) f)"
                 ).format(
-                    schema=schema,
+                    schema=Identifier(recorder.datastore.schema),
                     events=Identifier(recorder.events_table_name),
-                    tracking=Identifier(self._tables[name]),
+                    tracking=Identifier(view.tracking_table_name),
                     horizon=HORIZON,
                 )
             )
-            params += [list(PROJECTIONS_BY_NAME[name].event_topics()), self.app.name]
-        statement = SQL("SELECT ") + SQL(", ").join(columns)
+            topics = list(PROJECTIONS_BY_NAME[name].event_topics())
+            self._columns[name] = (column, [topics, app.name])
+
+    def frontiers(self, names: Sequence[str]) -> dict[str, int | None]:
+        """The first event each view of ``names`` has yet to apply (None: none), all
+        read in one snapshot."""
+        recorder = self.app.recorder
+        if not isinstance(recorder, TransactionOrderedRecorder) or not names:
+            return super().frontiers(names)
+        key = tuple(names)
+        if key not in self._statements:
+            columns = [self._columns[name] for name in names]
+            self._statements[key] = (
+                SQL("SELECT ") + SQL(", ").join(column for column, _ in columns),
+                [param for _, params in columns for param in params],
+            )
+        statement, params = self._statements[key]
         with (
             recorder.datastore.get_connection() as conn,
             conn.cursor(row_factory=tuple_row) as curs,

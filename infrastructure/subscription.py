@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Self
 
 from eventsourcing.persistence import ApplicationRecorder, Notification
-from eventsourcing.postgres import PostgresApplicationRecorder
+from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 from psycopg.sql import SQL, Identifier
 
 from infrastructure.log_recorder import TransactionOrderedRecorder, wakes
@@ -129,17 +129,32 @@ class LogSubscription(Iterator[Notification]):
         return batch
 
     def _listen(self, recorder: PostgresApplicationRecorder) -> None:
+        def received(payload: str) -> None:
+            if wakes(payload, self._wanted, self._concerns):
+                self._wake.set()
+
         try:
-            with recorder.datastore.get_connection() as conn:
-                conn.execute(SQL("LISTEN {0}").format(Identifier(recorder.channel_name)))
-                while not self._stopped.is_set():
-                    # A short timeout so that a stop is noticed soon.
-                    for notify in conn.notifies(timeout=0.1, stop_after=1):
-                        if wakes(notify.payload, self._wanted, self._concerns):
-                            self._wake.set()
+            listen(recorder.datastore, recorder.channel_name, self._stopped, received)
         except BaseException as error:  # noqa: BLE001 - handed to the iterating thread
             self._error = error
             self._wake.set()
+
+
+def listen(
+    datastore: PostgresDatastore,
+    channel: str,
+    stopped: threading.Event,
+    received: Callable[[str], None],
+) -> None:
+    """Hand ``received`` the payload of each notification on ``channel``, on one
+    connection of ``datastore``'s pool, until ``stopped`` is set. The connection's
+    errors (the database went away) are raised."""
+    with datastore.get_connection() as conn:
+        conn.execute(SQL("LISTEN {0}").format(Identifier(channel)))
+        while not stopped.is_set():
+            # A short timeout so that a stop is noticed soon.
+            for notify in conn.notifies(timeout=0.1, stop_after=1):
+                received(notify.payload)
 
 
 def subscribe(

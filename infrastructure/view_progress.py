@@ -13,8 +13,8 @@ import logging
 import threading
 
 from eventsourcing.postgres import PostgresDatastore
-from psycopg.sql import SQL, Identifier
 
+from infrastructure.subscription import listen
 from projections.document_view import VIEW_PROGRESS_CHANNEL
 
 logger = logging.getLogger(__name__)
@@ -60,15 +60,11 @@ class ViewProgressListener:
 
     def _listen(self) -> None:
         try:
-            with self._datastore.get_connection() as conn:
-                conn.execute(SQL("LISTEN {0}").format(Identifier(VIEW_PROGRESS_CHANNEL)))
-                conn.commit()
-                while not self._stopped.is_set():
-                    # A short timeout so that a stop is noticed soon.
-                    for notify in conn.notifies(timeout=0.1, stop_after=1):
-                        with self._changed:
-                            view = notify.payload
-                            self._generations[view] = self._generations.get(view, 0) + 1
-                            self._changed.notify_all()
+            listen(self._datastore, VIEW_PROGRESS_CHANNEL, self._stopped, self._moved)
         except Exception:
             logger.warning("view progress: listening stopped", exc_info=True)
+
+    def _moved(self, view: str) -> None:
+        with self._changed:
+            self._generations[view] = self._generations.get(view, 0) + 1
+            self._changed.notify_all()

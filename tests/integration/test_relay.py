@@ -59,6 +59,18 @@ def accepted_commands(settings: Settings, count: int) -> list[UUID]:
     return ids
 
 
+def relay_of_a_backlog(
+    database_url: str, count: int, transport: RecordingTransport
+) -> tuple[OutboxRelay, list[UUID]]:
+    """A relay over ``transport``, and the ids of the ``count`` commands accepted before
+    it runs (in log order)."""
+    settings = Settings(database_url=database_url)
+    migrate(settings)
+    ids = accepted_commands(settings, count)
+    relay = OutboxRelay(build_application(settings), build_tracker(settings, "relay"), transport)
+    return relay, ids
+
+
 def relay_until(relay: OutboxRelay, done: Any) -> None:
     """Run the relay in a thread, resuming after errors, until ``done()`` holds (10 s
     at most)."""
@@ -74,11 +86,9 @@ def relay_until(relay: OutboxRelay, done: Any) -> None:
 
 
 def test_the_relay_tracks_its_position_once_per_read_of_the_backlog(database_url: str) -> None:
-    settings = Settings(database_url=database_url)
-    migrate(settings)
-    ids = accepted_commands(settings, 30)
-    app = build_application(settings)
-    tracker = build_tracker(settings, "relay")
+    transport = RecordingTransport()
+    relay, ids = relay_of_a_backlog(database_url, 30, transport)
+    app, tracker = relay.app, relay.view
     writes: list[Tracking] = []
     insert = tracker.insert_tracking
 
@@ -87,8 +97,6 @@ def test_the_relay_tracks_its_position_once_per_read_of_the_backlog(database_url
         insert(tracking)
 
     tracker.insert_tracking = counted  # type: ignore[method-assign]
-    transport = RecordingTransport()
-    relay = OutboxRelay(app, tracker, transport)
     relay_until(relay, lambda: len(transport.published) == 30 and writes)
     position = tracker.max_tracking_id(app.name)
     head = app.recorder.max_notification_id()
@@ -100,15 +108,10 @@ def test_the_relay_tracks_its_position_once_per_read_of_the_backlog(database_url
 
 
 def test_a_publish_that_fails_mid_batch_loses_no_message(database_url: str) -> None:
-    settings = Settings(database_url=database_url)
-    migrate(settings)
-    ids = accepted_commands(settings, 10)
-    app = build_application(settings)
-    tracker = build_tracker(settings, "relay")
     transport = RecordingTransport(fail_at=5)
-    relay = OutboxRelay(app, tracker, transport)
+    relay, ids = relay_of_a_backlog(database_url, 10, transport)
     relay_until(relay, lambda: set(ids) <= set(transport.published))
-    app.close()
+    relay.app.close()
 
     # Published in order; those before the failure may be published twice.
     assert set(transport.published) == set(ids)
