@@ -40,14 +40,20 @@ class PostgresReadModels(ReadModels):
         for name, view in views.items():
             column = (
                 # Topic by topic, each one step along the (topic, notification_id)
-                # index: however far back the view's last event lies.
+                # index: however far back the view's last event lies. The bounds are
+                # row comparisons, which only that index can serve: written as
+                # `topic = … AND notification_id > …`, a planner with statistics from
+                # a smaller log (a new deployment, before autovacuum's next analyze)
+                # walks the notification_id index from the view's position, through
+                # every event of other topics, for every read.
                 SQL(
                     "(SELECT min(f.id) FROM unnest(%s::text[]) AS t(topic), LATERAL ("
                     "SELECT e.notification_id AS id FROM {schema}.{events} e "
-                    "WHERE e.topic = t.topic AND e.notification_id > COALESCE(("
+                    "WHERE (e.topic, e.notification_id) > (t.topic, COALESCE(("
                     "SELECT max(notification_id) FROM {schema}.{tracking} "
-                    "WHERE application_name = %s), 0) AND e.notification_id < {horizon} "
-                    "ORDER BY e.notification_id LIMIT 1) f)"
+                    "WHERE application_name = %s), 0)) "
+                    "AND (e.topic, e.notification_id) < (t.topic, {horizon}) "
+                    "ORDER BY e.topic, e.notification_id LIMIT 1) f)"
                 ).format(
                     schema=Identifier(recorder.datastore.schema),
                     events=Identifier(recorder.events_table_name),
@@ -64,14 +70,7 @@ class PostgresReadModels(ReadModels):
         recorder = self.app.recorder
         if not isinstance(recorder, TransactionOrderedRecorder) or not names:
             return super().frontiers(names)
-        key = tuple(names)
-        if key not in self._statements:
-            columns = [self._columns[name] for name in names]
-            self._statements[key] = (
-                SQL("SELECT ") + SQL(", ").join(column for column, _ in columns),
-                [param for _, params in columns for param in params],
-            )
-        statement, params = self._statements[key]
+        statement, params = self.frontiers_statement(names)
         with (
             recorder.datastore.get_connection() as conn,
             conn.cursor(row_factory=tuple_row) as curs,
@@ -80,3 +79,14 @@ class PostgresReadModels(ReadModels):
             row = curs.fetchone()
         assert row is not None  # a SELECT without FROM returns one row
         return dict(zip(names, row, strict=True))
+
+    def frontiers_statement(self, names: Sequence[str]) -> tuple[Composed, list[Any]]:
+        """The statement :meth:`frontiers` runs for ``names``, with its parameters."""
+        key = tuple(names)
+        if key not in self._statements:
+            columns = [self._columns[name] for name in names]
+            self._statements[key] = (
+                SQL("SELECT ") + SQL(", ").join(column for column, _ in columns),
+                [param for _, params in columns for param in params],
+            )
+        return self._statements[key]

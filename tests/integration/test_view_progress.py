@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 
 import pytest
-from eventsourcing.persistence import Tracking
+from eventsourcing.persistence import StoredEvent, Tracking
+from psycopg.rows import tuple_row
+from psycopg.sql import SQL
 
 from application.catalog import build_registry
 from application.pipeline import CommandPipeline, Submission
@@ -21,6 +24,9 @@ from projections.catalog import PROJECTIONS_BY_NAME
 from projections.read_models import ReadModels
 
 pytestmark = pytest.mark.postgres
+
+# Events of topics no view follows, recorded after the log's last analyze.
+OTHER_EVENTS = 20_000
 
 
 def test_a_read_waiting_on_a_view_is_woken_by_the_views_commit(
@@ -104,3 +110,45 @@ def test_which_views_caught_up_is_one_query_that_agrees_with_asking_each_view(
     assert together["shows"] is None
     assert together["command_registry"] == accepted.position
     assert len(connections) == 1
+
+
+def test_which_views_caught_up_steps_over_other_topics_on_statistics_of_a_smaller_log(
+    database_url: str,
+) -> None:
+    """A log that grew since its last analyze (a new deployment after its first burst)
+    must not make every registry read walk the events of other topics."""
+    settings = Settings(database_url=database_url)
+    migrate(settings)
+    app = build_application(settings)
+    datastore = app.recorder.datastore  # type: ignore[attr-defined]
+    table = app.recorder.events_table_name  # type: ignore[attr-defined]
+    with datastore.get_connection() as conn:
+        conn.execute(f"ALTER TABLE {table} SET (autovacuum_enabled = false)")
+
+    def record(events: int, topic: str) -> None:
+        app.recorder.insert_events(
+            [StoredEvent(uuid.uuid4(), 1, topic, b"{}") for _ in range(events)]
+        )
+
+    record(30, "tests:Unfollowed")
+    with datastore.get_connection() as conn:
+        conn.execute(f"ANALYZE {table}")
+    for _ in range(OTHER_EVENTS // 5_000):
+        record(5_000, "tests:Unfollowed")
+    views = {
+        name: view_on(datastore, name, p.view_class) for name, p in PROJECTIONS_BY_NAME.items()
+    }
+    models = PostgresReadModels(app, views)
+    statement, params = models.frontiers_statement(list(views))
+    with datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as curs:
+        row = curs.execute(
+            SQL("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) ") + statement, params
+        ).fetchone()
+    app.close()
+
+    assert row is not None
+    plan = row[0][0]["Plan"]
+    pages = plan.get("Shared Hit Blocks", 0) + plan.get("Shared Read Blocks", 0)
+    topics = sum(len(PROJECTIONS_BY_NAME[name].event_topics()) for name in views)
+    # A few index pages per topic probed, not the thousands behind the views' positions.
+    assert pages <= 5 * topics, (pages, topics)
