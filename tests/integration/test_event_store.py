@@ -1,13 +1,19 @@
-"""The event store's connection pools on PostgreSQL: a ping a second, not one per checkout."""
+"""The event store on PostgreSQL: a ping a second, not one per checkout; a save in two
+round trips."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
+from psycopg import pq
 
+from domain.show import Show
 from infrastructure.event_store import IdlePing, build_application, migrate
 from infrastructure.settings import Settings
 
@@ -57,3 +63,43 @@ def test_a_connection_the_server_dropped_is_replaced_at_checkout(database_url: s
     app.close()
 
     assert replaced != backend
+
+
+def test_a_save_is_one_statement_then_its_notification(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No BEGIN and COMMIT around the INSERT: each is a round trip of every save."""
+    settings = Settings(database_url=database_url)
+    migrate(settings)
+    app = build_application(settings)
+    datastore: Any = app.recorder.datastore  # type: ignore[attr-defined]
+    trace = tmp_path / "libpq.trace"
+    get_connection = datastore.get_connection
+
+    @contextmanager
+    def traced() -> Iterator[Any]:
+        with get_connection() as conn, trace.open("a") as out:
+            conn.pgconn.trace(out.fileno())
+            conn.pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS)
+            try:
+                yield conn
+            finally:
+                conn.pgconn.untrace()
+
+    monkeypatch.setattr(datastore, "get_connection", traced)
+    show = Show.schedule("s1", "Hamlet", "2027-01-01T20:00:00Z", ["A1", "A2"], 100)
+    show.reserve_or_wait("r1", ["A1"])
+    recordings = app.save(show)
+    monkeypatch.undo()
+    stored: Show = app.repository.get(show.id)
+    app.close()
+
+    messages = trace.read_text()
+    # One round trip for the INSERT (it commits on its own), one for the NOTIFY.
+    assert messages.count("ReadyForQuery") == 2, messages
+    assert "BEGIN" not in messages
+    assert "COMMIT" not in messages
+    # Both events in that one statement, numbered, and read back.
+    assert len(recordings) == 2
+    assert recordings[0].notification.id < recordings[1].notification.id
+    assert stored.version == show.version == 2

@@ -104,11 +104,17 @@ def test_an_event_recorded_without_a_notification_is_still_delivered(database_ur
 
 
 class PausingRecorder(TransactionOrderedRecorder):
-    """The real recorder, with a hook between a write's INSERT and its commit."""
+    """The real recorder, with a hook between a write's INSERT and its commit (a commit
+    that takes long: its WAL flush, a server under load)."""
 
     pause_next = threading.Event()
     paused = threading.Event()
     release = threading.Event()
+
+    def _write(self, conn: Any, stored_events: Any, **kwargs: Any) -> Any:
+        # The INSERT in a transaction of its own, so that the pause falls before its commit.
+        with conn.transaction():
+            return super()._write(conn, stored_events, **kwargs)
 
     def _fetch_ids_after_insert_events(self, curs: Any, stored_events: Any, **kwargs: Any) -> Any:
         ids = super()._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
@@ -123,9 +129,11 @@ class JitteryRecorder(TransactionOrderedRecorder):
     """The real recorder, with the interleavings that would make a follower skip:
     a transaction id taken long before the INSERT, and a pause before the commit."""
 
-    def _insert_events(self, curs: Any, stored_events: Any, **kwargs: Any) -> None:
-        if random.random() < 0.5:
-            curs.execute("SELECT pg_current_xact_id(), pg_sleep(%s)", (random.random() / 200,))
+    def _write(self, conn: Any, stored_events: Any, **kwargs: Any) -> Any:
+        with conn.transaction():
+            if random.random() < 0.5:
+                conn.execute("SELECT pg_current_xact_id(), pg_sleep(%s)", (random.random() / 200,))
+            return super()._write(conn, stored_events, **kwargs)
 
     def _fetch_ids_after_insert_events(self, curs: Any, stored_events: Any, **kwargs: Any) -> Any:
         ids = super()._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
