@@ -182,7 +182,9 @@ class DocumentView(PostgresTrackingRecorder):
         statement = SQL("SELECT doc, position FROM {schema}.{table} WHERE id = %s").format(
             schema=Identifier(self.datastore.schema), table=Identifier(self.table)
         )
-        with self.datastore.transaction(commit=False) as curs:
+        # One statement on the pool's autocommit connection: a transaction around it
+        # would cost a BEGIN and a ROLLBACK, a round trip each, on every registry read.
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
             curs.execute(statement, (key,))
             row = curs.fetchone()
         if row is None:
@@ -207,7 +209,7 @@ class DocumentView(PostgresTrackingRecorder):
         ).format(
             schema=Identifier(self.datastore.schema), table=Identifier(self.table), where=where
         )
-        with self.datastore.transaction(commit=False) as curs:
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
             curs.execute(statement, [*params, limit + 1])
             rows = curs.fetchall()
         more = len(rows) > limit

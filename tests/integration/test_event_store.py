@@ -4,18 +4,16 @@ round trips."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
-from psycopg import pq
 
 from domain.show import Show
 from infrastructure.event_store import IdlePing, build_application, migrate
 from infrastructure.settings import Settings
+from tests.support.pgtrace import traced
 
 pytestmark = pytest.mark.postgres
 
@@ -73,32 +71,17 @@ def test_a_save_is_one_statement_then_its_notification(
     migrate(settings)
     app = build_application(settings)
     datastore: Any = app.recorder.datastore  # type: ignore[attr-defined]
-    trace = tmp_path / "libpq.trace"
-    get_connection = datastore.get_connection
-
-    @contextmanager
-    def traced() -> Iterator[Any]:
-        with get_connection() as conn, trace.open("a") as out:
-            conn.pgconn.trace(out.fileno())
-            conn.pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS)
-            try:
-                yield conn
-            finally:
-                conn.pgconn.untrace()
-
-    monkeypatch.setattr(datastore, "get_connection", traced)
     show = Show.schedule("s1", "Hamlet", "2027-01-01T20:00:00Z", ["A1", "A2"], 100)
     show.reserve_or_wait("r1", ["A1"])
-    recordings = app.save(show)
-    monkeypatch.undo()
+    with traced(datastore, tmp_path / "libpq.trace", monkeypatch) as trace:
+        recordings = app.save(show)
     stored: Show = app.repository.get(show.id)
     app.close()
 
-    messages = trace.read_text()
     # One round trip for the INSERT (it commits on its own), one for the NOTIFY.
-    assert messages.count("ReadyForQuery") == 2, messages
-    assert "BEGIN" not in messages
-    assert "COMMIT" not in messages
+    assert trace.round_trips == 2, trace.text
+    assert "BEGIN" not in trace.text
+    assert "COMMIT" not in trace.text
     # Both events in that one statement, numbered, and read back.
     assert len(recordings) == 2
     assert recordings[0].notification.id < recordings[1].notification.id

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 from eventsourcing.persistence import StoredEvent, Tracking
@@ -22,6 +23,7 @@ from infrastructure.view_progress import ViewProgressListener
 from projections import read_models
 from projections.catalog import PROJECTIONS_BY_NAME
 from projections.read_models import ReadModels
+from tests.support.pgtrace import traced
 
 pytestmark = pytest.mark.postgres
 
@@ -152,3 +154,25 @@ def test_which_views_caught_up_steps_over_other_topics_on_statistics_of_a_smalle
     topics = sum(len(PROJECTIONS_BY_NAME[name].event_topics()) for name in views)
     # A few index pages per topic probed, not the thousands behind the views' positions.
     assert pages <= 5 * topics, (pages, topics)
+
+
+def test_a_views_read_is_one_round_trip(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every registry read (and a list) is one SELECT, not BEGIN, SELECT, ROLLBACK."""
+    settings = Settings(database_url=database_url)
+    migrate(settings)
+    app = build_application(settings)
+    datastore = app.recorder.datastore  # type: ignore[attr-defined]
+    view = view_on(datastore, "shows", PROJECTIONS_BY_NAME["shows"].view_class)
+    key = uuid.uuid4()
+    view.upsert_many({key: ({"title": "T"}, {}, 7)}, Tracking(app.name, 7))
+    with traced(datastore, tmp_path / "libpq.trace", monkeypatch) as trace:
+        found = view.get(key)
+        listed = view.page({}, None, 10)
+    app.close()
+
+    assert found == {"title": "T", "position": 7}
+    documents, _ = listed
+    assert [document["title"] for document in documents] == ["T"]
+    assert trace.round_trips == 2, trace.text
