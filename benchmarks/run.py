@@ -66,7 +66,7 @@ SHOW = {"title": "Bench", "starts_at": "2027-01-01T20:00:00Z", "seats": ["A1"], 
 BODY = json.dumps(SHOW)
 BIN = Path(sys.executable).parent
 # Gunicorn as `boxoffice web` runs it (interfaces/cli/web.py), for the Flask baselines.
-GUNICORN = ["-k", "gthread", "--threads", "8", "-w", "2", "--log-level", "warning"]
+GUNICORN = ["-k", "gthread", "--threads", "8", "-w", "2", "--reuse-port", "--log-level", "warning"]
 
 
 def percentiles(samples: list[float]) -> dict[str, float]:

@@ -31,6 +31,11 @@ class WebServer(BaseApplication):  # type: ignore[misc]
             # Threads let one process hold Prefer: wait requests and still serve others.
             "worker_class": "gthread",
             "threads": self.settings.web_threads,
+            # Each worker listens on a socket of its own (SO_REUSEPORT) and the kernel
+            # spreads new connections over them; on one shared socket, whichever worker
+            # woke first took them, and long-lived keep-alive connections could all
+            # end up in one process, leaving the other idle.
+            "reuse_port": True,
             "timeout": int(self.settings.max_wait_seconds) + 30,
             "graceful_timeout": 10,
             "accesslog": "-",

@@ -7,6 +7,7 @@ import json
 import socket
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -300,3 +301,17 @@ def test_a_declared_length_over_the_limit_is_413_and_the_connection_is_closed(
     assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
     assert b"connection: close" in answer.lower()
     assert closed
+
+
+def test_each_web_worker_listens_on_a_socket_of_its_own(live: LiveService) -> None:
+    """The kernel then spreads connections over the workers (SO_REUSEPORT): on one
+    shared socket, keep-alive clients could all land in one process."""
+    port = int(live.base.rsplit(":", 1)[1])
+    listening = [
+        line
+        for line in Path("/proc/net/tcp").read_text().splitlines()[1:]
+        # local address 0100007F:PORT (127.0.0.1), state 0A (LISTEN)
+        if line.split()[1] == f"0100007F:{port:04X}" and line.split()[3] == "0A"
+    ]
+
+    assert len(listening) == 2  # WEB_WORKERS of the live service
