@@ -160,7 +160,9 @@ def position_of(app: Application[Any], aggregate_id: UUID) -> int | None:
     if not isinstance(recorder, PostgresApplicationRecorder):
         return None
     statement = SQL("SELECT max(notification_id) AS position FROM {0}.{1} WHERE originator_id = %s")
-    with recorder.datastore.transaction(commit=False) as curs:
+    # One statement on the pool's autocommit connection, as a view's read: a transaction
+    # around it would add a BEGIN and a ROLLBACK to every synchronous answer.
+    with recorder.datastore.get_connection() as conn, conn.cursor() as curs:
         curs.execute(
             statement.format(
                 Identifier(recorder.datastore.schema), Identifier(recorder.events_table_name)

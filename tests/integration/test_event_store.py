@@ -11,7 +11,7 @@ import psycopg
 import pytest
 
 from domain.show import Show
-from infrastructure.event_store import IdlePing, build_application, migrate
+from infrastructure.event_store import IdlePing, build_application, migrate, position_of
 from infrastructure.settings import Settings
 from tests.support.pgtrace import traced
 
@@ -75,6 +75,8 @@ def test_a_save_is_one_statement_then_its_notification(
     show.reserve_or_wait("r1", ["A1"])
     with traced(datastore, tmp_path / "libpq.trace", monkeypatch) as trace:
         recordings = app.save(show)
+    with traced(datastore, tmp_path / "position.trace", monkeypatch) as position_trace:
+        position = position_of(app, show.id)
     stored: Show = app.repository.get(show.id)
     app.close()
 
@@ -86,3 +88,6 @@ def test_a_save_is_one_statement_then_its_notification(
     assert len(recordings) == 2
     assert recordings[0].notification.id < recordings[1].notification.id
     assert stored.version == show.version == 2
+    # Its position, as a synchronous answer reads it: one statement, one round trip.
+    assert position == recordings[1].notification.id
+    assert position_trace.round_trips == 1, position_trace.text
