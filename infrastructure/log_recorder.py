@@ -172,6 +172,8 @@ class TransactionOrderedRecorder(PostgresApplicationRecorder):
             "SELECT max(notification_id) FROM {schema}.{table} WHERE notification_id < {horizon}"
         ).format(**names)
         self._notify_statement = SQL("SELECT pg_notify(%s, %s)")
+        # The follow statement as sent, by (topics given, closed): see _select.
+        self._composed: dict[tuple[bool, bool], bytes] = {}
         self._events_of_statement = SQL(
             "SELECT notification_id, originator_id, originator_version, topic, state "
             "FROM {schema}.{table} WHERE originator_id = ANY(%s) "
@@ -275,7 +277,9 @@ class TransactionOrderedRecorder(PostgresApplicationRecorder):
         A follower of a few topics resumes from ``seen``, not from its last event: it
         would otherwise read again, on every wake, every event of other topics since.
         """
-        rows = self._select(self._follow_statement, [after], topics, limit, SQL(") e ON true"))
+        rows = self._select(
+            self._follow_statement, [after], topics, limit, SQL(") e ON true"), reused=True
+        )
         head, held_back = rows[0]["head"], rows[0]["held_back"]
         notifications = [_notification(row) for row in rows if row["notification_id"] is not None]
         seen = notifications[-1].id if len(notifications) == limit else max(after, head or 0)
@@ -327,18 +331,30 @@ class TransactionOrderedRecorder(PostgresApplicationRecorder):
         topics: Sequence[str],
         limit: int,
         close: SQL | None = None,
+        *,
+        reused: bool = False,
     ) -> list[DictRow]:
         """The rows of ``statement`` (events after a position), of ``topics`` only if
-        given, in log order, ``limit`` at most; ``close`` ends the statement."""
+        given, in log order, ``limit`` at most; ``close`` ends the statement. A
+        ``reused`` statement (every follower's every pull) is composed once."""
+        key = (bool(topics), close is not None)
+        query: Composed | bytes | None = self._composed.get(key) if reused else None
+        if query is None:
+            if topics:
+                # Binary: a text array's dumper escapes every topic with a regular
+                # expression, at every pull of every follower.
+                statement += SQL(" AND e.topic = ANY(%b)")
+            statement += SQL(" ORDER BY e.notification_id LIMIT %s")
+            if close is not None:
+                statement += close
+            query = statement
         if topics:
-            statement += SQL(" AND e.topic = ANY(%s)")
             params.append(list(topics))
-        statement += SQL(" ORDER BY e.notification_id LIMIT %s")
         params.append(limit)
-        if close is not None:
-            statement += close
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
-            curs.execute(statement, params, prepare=True)
+            if reused and key not in self._composed:
+                query = self._composed[key] = statement.as_bytes(conn)
+            curs.execute(query, params, prepare=True)
             return curs.fetchall()
 
 

@@ -11,15 +11,17 @@ from __future__ import annotations
 import logging
 import re
 import threading
+from contextlib import nullcontext
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, ClassVar, Protocol
 from uuid import UUID
 
 import psycopg
-from eventsourcing.persistence import Tracking
+from eventsourcing.persistence import IntegrityError, Tracking
 from eventsourcing.popo import POPOTrackingRecorder
 from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
-from psycopg.sql import SQL, Composable, Identifier
+from psycopg.sql import SQL, Composable, Composed, Identifier
 from psycopg.types.json import Jsonb
 
 logger = logging.getLogger(__name__)
@@ -115,6 +117,10 @@ class DocumentView(PostgresTrackingRecorder):
 
     def __init__(self, datastore: PostgresDatastore, **kwargs: Any) -> None:
         super().__init__(datastore, **kwargs)
+        if not self.datastore.single_row_tracking:
+            # The write moves the one row of the view's position (see upsert_many).
+            msg = "a document view needs single-row tracking"
+            raise ValueError(msg)
         self.check_identifier_length(self.table)
         extra = "".join(f", {name} {kind}" for name, kind in self.columns.items())
         self.sql_create_statements.append(
@@ -147,28 +153,39 @@ class DocumentView(PostgresTrackingRecorder):
             )
 
     def upsert_many(self, rows: dict[UUID, Row], tracking: Tracking) -> None:
-        """Write several keys' rows and the view's new position in one transaction."""
-        names = ["id", "position", "doc", *self.columns]
-        statement = SQL(
-            "INSERT INTO {schema}.{table} ({names}) VALUES ({params}) "
-            "ON CONFLICT (id) DO UPDATE SET {updates}"
-        ).format(
-            schema=Identifier(self.datastore.schema),
-            table=Identifier(self.table),
-            names=SQL(", ").join(Identifier(n) for n in names),
-            params=SQL(", ").join(SQL("%s") for _ in names),
-            updates=SQL(", ").join(
-                SQL("{0} = EXCLUDED.{0}").format(Identifier(n)) for n in names[1:]
-            ),
-        )
-        params = [
-            [key, position, Jsonb(doc)] + [values[n] for n in self.columns]
+        """Write several keys' rows and the view's new position atomically, then notify.
+
+        One statement: the position moves, and the rows are written only if it did (a
+        position not ahead of the view's raises :class:`IntegrityError`, as the
+        library's tracking does, and writes nothing). On the pool's autocommit
+        connection it commits on its own: ``BEGIN``, the rows, the position and
+        ``COMMIT`` were four round trips per batch, and a live view's batches are small.
+        """
+        records = [
+            [key, position, Jsonb(doc), *(values[n] for n in self.columns)]
             for key, (doc, values, position) in rows.items()
         ]
+        # One array per column (unnest's arguments).
+        columns = [list(column) for column in zip(*records, strict=True)] or [
+            [] for _ in range(3 + len(self.columns))
+        ]
         with self.datastore.get_connection() as conn:
-            with conn.transaction(), conn.cursor() as curs:
-                curs.executemany(statement, params)
-                self._insert_tracking(curs, tracking)
+            with (
+                nullcontext() if conn.autocommit else conn.transaction(),
+                conn.cursor() as curs,
+            ):
+                curs.execute(
+                    self._write_statement,
+                    [tracking.application_name, tracking.notification_id, *columns],
+                    prepare=True,
+                )
+                moved = curs.fetchone()
+                if moved is None or not moved["moved"]:
+                    msg = (
+                        f"{self.table} is not behind {tracking.notification_id}: "
+                        "the events were applied already"
+                    )
+                    raise IntegrityError(msg)
             # After the commit, so that a reader waiting on this view looks again; not
             # in it, where a NOTIFY holds a lock that serializes every notifying commit
             # (the event log's writers notify too) through its flush.
@@ -176,6 +193,36 @@ class DocumentView(PostgresTrackingRecorder):
                 conn.execute(NOTIFY_PROGRESS, (VIEW_PROGRESS_CHANNEL, self.table))
             except psycopg.Error as failed:  # the rows are committed: readers poll
                 logger.warning("%s moved, notification not sent: %s", self.table, failed)
+
+    @cached_property
+    def _write_statement(self) -> Composed:
+        """The position's move and the rows' upsert in one statement: the rows' columns
+        come as arrays, one parameter each, so the statement is the same for any batch
+        and is prepared once per connection. Binary, since a text array's dumper
+        escapes each value with a regular expression."""
+        kinds = {"id": "uuid", "position": "bigint", "doc": "jsonb", **self.columns}
+        names = list(kinds)
+        return SQL(
+            "WITH moved AS ("
+            "INSERT INTO {schema}.{tracking} VALUES (%s, %s) "
+            "ON CONFLICT (application_name) DO UPDATE "
+            "SET notification_id = EXCLUDED.notification_id "
+            "WHERE {schema}.{tracking}.notification_id < EXCLUDED.notification_id "
+            "RETURNING notification_id), "
+            "written AS (INSERT INTO {schema}.{table} ({names}) "
+            "SELECT * FROM unnest({arrays}) WHERE EXISTS (SELECT FROM moved) "
+            "ON CONFLICT (id) DO UPDATE SET {updates}) "
+            "SELECT EXISTS (SELECT FROM moved) AS moved"
+        ).format(
+            schema=Identifier(self.datastore.schema),
+            tracking=Identifier(self.tracking_table_name),
+            table=Identifier(self.table),
+            names=SQL(", ").join(Identifier(n) for n in names),
+            arrays=SQL(", ").join(SQL("%b::" + kinds[n] + "[]") for n in names),
+            updates=SQL(", ").join(
+                SQL("{0} = EXCLUDED.{0}").format(Identifier(n)) for n in names[1:]
+            ),
+        )
 
     def get(self, key: UUID) -> dict[str, Any] | None:
         """The document of ``key`` with its ``position``, or None."""

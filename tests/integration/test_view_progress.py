@@ -5,10 +5,11 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from eventsourcing.persistence import StoredEvent, Tracking
+from eventsourcing.persistence import IntegrityError, StoredEvent, Tracking
 from psycopg.rows import tuple_row
 from psycopg.sql import SQL
 
@@ -22,6 +23,7 @@ from infrastructure.settings import Settings
 from infrastructure.view_progress import ViewProgressListener
 from projections import read_models
 from projections.catalog import PROJECTIONS_BY_NAME
+from projections.document_view import Between, OneOf
 from projections.read_models import ReadModels
 from tests.support.pgtrace import traced
 
@@ -176,3 +178,47 @@ def test_a_views_read_is_one_round_trip(
     documents, _ = listed
     assert [document["title"] for document in documents] == ["T"]
     assert trace.round_trips == 2, trace.text
+
+
+def test_a_views_write_is_one_statement_and_its_notification(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch's rows and the view's position are one statement (not BEGIN, the rows,
+    the position, COMMIT), then the notification; a position the view has passed
+    writes nothing."""
+    settings = Settings(database_url=database_url)
+    migrate(settings)
+    app = build_application(settings)
+    datastore = app.recorder.datastore  # type: ignore[attr-defined]
+    view = view_on(
+        datastore, "command_registry", PROJECTIONS_BY_NAME["command_registry"].view_class
+    )
+    first, second = uuid.uuid4(), uuid.uuid4()
+    submitted = datetime(2026, 11, 27, tzinfo=UTC)
+    values = {
+        "status": "accepted",
+        "type": "CreateShow",
+        "client": "c",
+        "aggregate_id": uuid.uuid4(),
+        "correlation_id": None,
+        "resource": "/shows/x",
+        "submitted_at": submitted,
+    }
+    rows = {first: ({"n": 1}, values, 5), second: ({"n": 2}, {**values, "status": "x"}, 7)}
+    for warm_up in range(1, 5):
+        # Each of the pool's connections prepares the statement once, a round trip.
+        view.upsert_many({first: ({"n": 0}, values, warm_up)}, Tracking(app.name, warm_up))
+    with traced(datastore, tmp_path / "libpq.trace", monkeypatch) as trace:
+        view.upsert_many(rows, Tracking(app.name, 7))
+    with pytest.raises(IntegrityError):
+        view.upsert_many({first: ({"n": 3}, values, 7)}, Tracking(app.name, 7))
+    found = view.get(first), view.get(second)
+    listed, _ = view.page({"status": OneOf(("x",)), "submitted_at": Between(submitted)}, None, 10)
+    position = view.max_tracking_id(app.name)
+    app.close()
+
+    assert trace.round_trips == 2, trace.text
+    assert "BEGIN" not in trace.text
+    assert found == ({"n": 1, "position": 5}, {"n": 2, "position": 7})
+    assert [document["n"] for document in listed] == [2]
+    assert position == 7
