@@ -21,6 +21,7 @@ import psycopg
 from eventsourcing.persistence import IntegrityError, Tracking
 from eventsourcing.popo import POPOTrackingRecorder
 from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
+from psycopg.rows import DictRow
 from psycopg.sql import SQL, Composable, Composed, Identifier
 from psycopg.types.json import Jsonb
 
@@ -30,6 +31,10 @@ logger = logging.getLogger(__name__)
 # position (infrastructure/view_progress.py listens).
 VIEW_PROGRESS_CHANNEL = "boxoffice_view_progress"
 NOTIFY_PROGRESS = SQL("SELECT pg_notify(%s, %s)")
+# Up to this many rows a batch is written in one statement; more are pipelined (see
+# DocumentView.upsert_many). Measured on durable storage: one statement is 13 % faster
+# for one row and 26 % for fifty, about even at a thousand, and 7 % slower at 2,500.
+ONE_STATEMENT_ROWS = 1_000
 
 Page = tuple[list[dict[str, Any]], str | None]
 # A row to write: the document, its indexed columns' values, and the position of the
@@ -155,12 +160,29 @@ class DocumentView(PostgresTrackingRecorder):
     def upsert_many(self, rows: dict[UUID, Row], tracking: Tracking) -> None:
         """Write several keys' rows and the view's new position atomically, then notify.
 
-        One statement: the position moves, and the rows are written only if it did (a
-        position not ahead of the view's raises :class:`IntegrityError`, as the
-        library's tracking does, and writes nothing). On the pool's autocommit
-        connection it commits on its own: ``BEGIN``, the rows, the position and
-        ``COMMIT`` were four round trips per batch, and a live view's batches are small.
+        A position not ahead of the view's raises :class:`IntegrityError`, as the
+        library's tracking does, and writes nothing.
         """
+        with self.datastore.get_connection() as conn:
+            if len(rows) <= ONE_STATEMENT_ROWS:
+                self._write_in_one_statement(conn, rows, tracking)
+            else:
+                self._write_pipelined(conn, rows, tracking)
+            # After the commit, so that a reader waiting on this view looks again; not
+            # in it, where a NOTIFY holds a lock that serializes every notifying commit
+            # (the event log's writers notify too) through its flush.
+            try:
+                conn.execute(NOTIFY_PROGRESS, (VIEW_PROGRESS_CHANNEL, self.table))
+            except psycopg.Error as failed:  # the rows are committed: readers poll
+                logger.warning("%s moved, notification not sent: %s", self.table, failed)
+
+    def _write_in_one_statement(
+        self, conn: psycopg.Connection[DictRow], rows: dict[UUID, Row], tracking: Tracking
+    ) -> None:
+        """The position moves, and the rows are written only if it did, in one
+        statement: on the pool's autocommit connection it commits on its own, where
+        ``BEGIN``, the rows, the position and ``COMMIT`` are four round trips, and a
+        live view's batches are small."""
         records = [
             [key, position, Jsonb(doc), *(values[n] for n in self.columns)]
             for key, (doc, values, position) in rows.items()
@@ -169,30 +191,50 @@ class DocumentView(PostgresTrackingRecorder):
         columns = [list(column) for column in zip(*records, strict=True)] or [
             [] for _ in range(3 + len(self.columns))
         ]
-        with self.datastore.get_connection() as conn:
-            with (
-                nullcontext() if conn.autocommit else conn.transaction(),
-                conn.cursor() as curs,
-            ):
-                curs.execute(
-                    self._write_statement,
-                    [tracking.application_name, tracking.notification_id, *columns],
-                    prepare=True,
-                )
-                moved = curs.fetchone()
-                if moved is None or not moved["moved"]:
-                    msg = (
-                        f"{self.table} is not behind {tracking.notification_id}: "
-                        "the events were applied already"
-                    )
-                    raise IntegrityError(msg)
-            # After the commit, so that a reader waiting on this view looks again; not
-            # in it, where a NOTIFY holds a lock that serializes every notifying commit
-            # (the event log's writers notify too) through its flush.
-            try:
-                conn.execute(NOTIFY_PROGRESS, (VIEW_PROGRESS_CHANNEL, self.table))
-            except psycopg.Error as failed:  # the rows are committed: readers poll
-                logger.warning("%s moved, notification not sent: %s", self.table, failed)
+        with (
+            nullcontext() if conn.autocommit else conn.transaction(),
+            conn.cursor() as curs,
+        ):
+            curs.execute(
+                self._write_statement,
+                [tracking.application_name, tracking.notification_id, *columns],
+                prepare=True,
+            )
+            moved = curs.fetchone()
+        if moved is None or not moved["moved"]:
+            msg = f"{self.table} is not behind {tracking.notification_id}: nothing written"
+            raise IntegrityError(msg)
+
+    def _write_pipelined(
+        self, conn: psycopg.Connection[DictRow], rows: dict[UUID, Row], tracking: Tracking
+    ) -> None:
+        """The rows, then the position, in one transaction: for a large batch (a
+        rebuild's), psycopg pipelines the rows, so that the server writes some while
+        the client encodes the next, which one statement would do one after the other."""
+        params = [
+            [key, position, Jsonb(doc), *(values[n] for n in self.columns)]
+            for key, (doc, values, position) in rows.items()
+        ]
+        with conn.transaction(), conn.cursor() as curs:
+            curs.executemany(self._upsert_statement, params)
+            self._insert_tracking(curs, tracking)
+
+    @cached_property
+    def _upsert_statement(self) -> Composed:
+        """One row's upsert."""
+        names = ["id", "position", "doc", *self.columns]
+        return SQL(
+            "INSERT INTO {schema}.{table} ({names}) VALUES ({params}) "
+            "ON CONFLICT (id) DO UPDATE SET {updates}"
+        ).format(
+            schema=Identifier(self.datastore.schema),
+            table=Identifier(self.table),
+            names=SQL(", ").join(Identifier(n) for n in names),
+            params=SQL(", ").join(SQL("%s") for _ in names),
+            updates=SQL(", ").join(
+                SQL("{0} = EXCLUDED.{0}").format(Identifier(n)) for n in names[1:]
+            ),
+        )
 
     @cached_property
     def _write_statement(self) -> Composed:

@@ -21,7 +21,7 @@ from infrastructure.event_store import build_application, migrate, view_on
 from infrastructure.read_models import PostgresReadModels
 from infrastructure.settings import Settings
 from infrastructure.view_progress import ViewProgressListener
-from projections import read_models
+from projections import document_view, read_models
 from projections.catalog import PROJECTIONS_BY_NAME
 from projections.document_view import Between, OneOf
 from projections.read_models import ReadModels
@@ -222,3 +222,26 @@ def test_a_views_write_is_one_statement_and_its_notification(
     assert found == ({"n": 1, "position": 5}, {"n": 2, "position": 7})
     assert [document["n"] for document in listed] == [2]
     assert position == 7
+
+
+def test_a_large_batch_is_written_whole_or_not_at_all(database_url: str) -> None:
+    """A batch too large for one statement (a rebuild's) is pipelined in a
+    transaction: a position the view has passed writes none of its rows."""
+    settings = Settings(database_url=database_url)
+    migrate(settings)
+    app = build_application(settings)
+    datastore = app.recorder.datastore  # type: ignore[attr-defined]
+    view = view_on(datastore, "shows", PROJECTIONS_BY_NAME["shows"].view_class)
+    size = document_view.ONE_STATEMENT_ROWS + 1
+    keys = [uuid.uuid4() for _ in range(size)]
+    view.upsert_many({keys[0]: ({"n": 0}, {}, 9)}, Tracking(app.name, 9))
+    with pytest.raises(IntegrityError):
+        view.upsert_many({key: ({"n": 1}, {}, 9) for key in keys}, Tracking(app.name, 9))
+    unwritten = view.get(keys[0]), view.get(keys[-1])
+    view.upsert_many({key: ({"n": 2}, {}, 10) for key in keys}, Tracking(app.name, 10))
+    written, _ = view.page({}, None, 2 * size)
+    app.close()
+
+    assert unwritten == ({"n": 0, "position": 9}, None)
+    assert len(written) == size
+    assert {document["n"] for document in written} == {2}
