@@ -14,10 +14,12 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
 from eventsourcing.application import Application
+from eventsourcing.persistence import Notification
 from eventsourcing.utils import get_topic
 
 from application.command import Command
@@ -37,6 +39,13 @@ COMMAND_EVENTS = (
 )
 
 
+@dataclass(eq=False)
+class _Waiter:
+    changed: threading.Event = field(default_factory=threading.Event)
+    # The command's events the watcher read since the waiter last looked (under the lock).
+    seen: list[Notification] = field(default_factory=list)
+
+
 class CommandWatcher:
     """Blocks callers until a condition on a command holds, re-checked at each change."""
 
@@ -44,7 +53,7 @@ class CommandWatcher:
         self._app = app
         self._subscribe = subscribe
         self._lock = threading.Lock()
-        self._waiting: dict[UUID, list[threading.Event]] = {}
+        self._waiting: dict[UUID, list[_Waiter]] = {}
         self._thread: threading.Thread | None = None
         self._subscription: Subscription | None = None
 
@@ -55,25 +64,42 @@ class CommandWatcher:
         change to the command, so no change between the check and the wait is missed
         (the command must be accepted by then: its acceptance wakes no one).
         """
+        return self.wait_for_events(command_id, timeout, lambda _: condition())
+
+    def wait_for_events(
+        self,
+        command_id: UUID,
+        timeout: float,
+        condition: Callable[[list[Notification]], bool],
+    ) -> bool:
+        """:meth:`wait`, with ``condition`` given the command's events (with their
+        positions) that the watcher read since the last check, in log order: a waiter
+        can apply them to the command it holds instead of reading it again. The first
+        check gets none; acceptances are never among them."""
         self._ensure_following()
-        changed = threading.Event()
+        waiter = _Waiter()
         deadline = time.monotonic() + timeout
         with self._lock:
-            self._waiting.setdefault(command_id, []).append(changed)
+            self._waiting.setdefault(command_id, []).append(waiter)
         try:
-            while not condition():
+            while not condition(self._take(waiter)):
                 remaining = deadline - time.monotonic()
-                if remaining <= 0 or not changed.wait(remaining):
-                    return condition()
-                changed.clear()
+                if remaining <= 0 or not waiter.changed.wait(remaining):
+                    return condition(self._take(waiter))
+                waiter.changed.clear()
             return True
         finally:
             with self._lock:
                 waiters = self._waiting.get(command_id, [])
-                if changed in waiters:
-                    waiters.remove(changed)
+                if waiter in waiters:
+                    waiters.remove(waiter)
                 if not waiters:
                     self._waiting.pop(command_id, None)
+
+    def _take(self, waiter: _Waiter) -> list[Notification]:
+        with self._lock:
+            seen, waiter.seen = waiter.seen, []
+        return seen
 
     def close(self) -> None:
         """Stop following the log."""
@@ -116,8 +142,10 @@ class CommandWatcher:
                     with self._lock:
                         key = UUID(str(notification.originator_id))
                         waiters = list(self._waiting.get(key, []))
-                    for changed in waiters:
-                        changed.set()
+                        for waiter in waiters:
+                            waiter.seen.append(notification)
+                    for waiter in waiters:
+                        waiter.changed.set()
         except Exception:
             # The next wait() starts a new subscription.
             logger.exception("command subscription ended")

@@ -9,6 +9,7 @@ import hashlib
 import json
 import logging
 import traceback
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import Enum
@@ -16,7 +17,7 @@ from typing import Any
 from uuid import UUID, uuid4, uuid5
 
 from eventsourcing.application import Application
-from eventsourcing.persistence import IntegrityError
+from eventsourcing.persistence import IntegrityError, Notification
 from pydantic import BaseModel
 
 from application.command import VERSION_CONFLICT, Attempt, Command
@@ -163,6 +164,25 @@ class CommandPipeline:
         """The command with this id, or None when none was ever accepted."""
         command = find_aggregate(self.app, command_id)
         return command if isinstance(command, Command) else None
+
+    def advanced(
+        self, command: Command, seen: Sequence[Notification]
+    ) -> tuple[Command, int] | None:
+        """``command`` (changed in place) with ``seen``, its events read from the log
+        after it, applied, and the position of the last; None when they do not carry it
+        further without a gap (then read it again)."""
+        position = None
+        for notification in seen:
+            if notification.originator_version <= command.version:
+                continue
+            if notification.originator_version != command.version + 1:
+                return None
+            event = self.app.mapper.to_domain_event(notification)
+            if not isinstance(event, Command.Event):
+                return None
+            event.mutate(command)
+            position = notification.id
+        return None if position is None else (command, position)
 
     def execute(
         self, command_id: UUID, attempt: int, worker: str, redelivered: bool = False

@@ -8,6 +8,7 @@ from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
 
+from eventsourcing.persistence import Notification
 from flask import Blueprint, Response, json, request
 from pydantic import ValidationError
 
@@ -196,16 +197,24 @@ def _answer_after_wait(
     pipeline = built.pipeline
     command_id = acceptance.command.id
 
-    # The command as the last check read it: the wait ends with a check.
+    # The command as the last check left it, and the position of its last event when
+    # the watcher's events brought it there: the wait ends with a check.
     latest = [acceptance.command]
+    position: list[int | None] = [None]
 
-    def decided() -> bool:
-        found = pipeline.get_command(command_id)
-        if found is not None:
-            latest[0] = found
-        return found is not None and found.is_terminal
+    def decided(seen: list[Notification]) -> bool:
+        # The events the watcher read carry the command on without a read of its own.
+        advanced = pipeline.advanced(latest[0], seen)
+        if advanced is None:
+            found = pipeline.get_command(command_id)
+            if found is not None:
+                latest[0] = found
+            position[0] = None
+        else:
+            latest[0], position[0] = advanced
+        return latest[0].is_terminal
 
-    built.watcher.wait(command_id, wait, decided)
+    built.watcher.wait_for_events(command_id, wait, decided)
     command = latest[0]
     applied = {"Preference-Applied": f"wait={_format_seconds(wait)}"}
     if not command.is_terminal:
@@ -215,8 +224,8 @@ def _answer_after_wait(
     if command.status == "succeeded":
         status = 201 if spec.creates else 200
         body = present_command(command)
-        position = built.position_of(command.id)
-        body["consistency_token"] = str(position) if position is not None else None
+        token = position[0] if position[0] is not None else built.position_of(command.id)
+        body["consistency_token"] = str(token) if token is not None else None
         resource = present(built.app.repository.get(command.aggregate_id))
         if resource is not None:
             body["resource"] = resource

@@ -19,7 +19,7 @@ from application.command_watcher import CommandWatcher
 from application.event_log import BoxofficeApplication
 from application.pipeline import CommandPipeline, Submission
 from application.retry import RetryPolicy
-from infrastructure.event_store import build_application, event_store_env, migrate
+from infrastructure.event_store import build_application, event_store_env, migrate, position_of
 from infrastructure.log_recorder import (
     LogAheadOfTransactionIdsError,
     TransactionOrderedRecorder,
@@ -409,3 +409,61 @@ def test_a_web_process_reads_the_log_for_the_commands_its_requests_wait_on(
 
     assert pulls_after_others == pulls_before
     assert outcome == [True]
+
+
+def test_a_waiter_gets_the_commands_events_and_answers_without_reading_it_again(
+    database_url: str,
+) -> None:
+    """The synchronous answer's command and consistency token come from the events the
+    watcher read, not from two more reads of the store."""
+    settings = Settings(database_url=database_url)
+    migrate(settings)
+    app = build_application(settings)
+    pipeline = CommandPipeline(app, build_registry(), RetryPolicy())
+    spec = pipeline.registry.get("CreateShow")
+    payload = spec.payload.model_validate(
+        {
+            "show_id": "answered",
+            "title": "T",
+            "starts_at": "2027-01-01T20:00:00Z",
+            "seats": ["A1"],
+            "price_cents": 1,
+        }
+    )
+    accepted = pipeline.accept(Submission(spec, payload, "tests")).command
+    watcher = CommandWatcher(
+        app, lambda gt, topics, concerns=None: subscribe(app.recorder, gt, topics, concerns)
+    )
+    checks: list[list[Notification]] = []
+    answered: list[tuple[Command, int] | None] = []
+    holding = pipeline.get_command(accepted.id)
+    assert holding is not None
+
+    def decided(seen: list[Notification]) -> bool:
+        checks.append(seen)
+        answered.append(pipeline.advanced(holding, seen) if seen else None)
+        return holding.is_terminal
+
+    waiting = threading.Thread(target=lambda: watcher.wait_for_events(accepted.id, 10, decided))
+    waiting.start()
+    while not checks:
+        time.sleep(0.01)
+    command = pipeline.get_command(accepted.id)
+    assert command is not None
+    command.fail(1, {"type": "Refused", "message": "no"})
+    app.save(command)
+    waiting.join(10)
+    watcher.close()
+    position = position_of(app, accepted.id)
+    stored = pipeline.get_command(accepted.id)
+    app.close()
+
+    assert not waiting.is_alive()
+    assert checks[0] == []  # the first check is before any change: it reads
+    advanced = answered[-1]
+    assert advanced is not None
+    assert advanced[0] is holding
+    assert holding.status == "failed"
+    assert stored is not None
+    assert holding.version == stored.version
+    assert advanced[1] == position

@@ -5,7 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from uuid import uuid4
 
+from application.catalog import build_registry
 from application.command import Attempt, Command
+from application.event_log import BoxofficeApplication
+from application.pipeline import CommandPipeline
+from application.retry import RetryPolicy
 
 
 def accepted() -> Command:
@@ -156,3 +160,42 @@ def test_a_redrive_gives_a_dead_lettered_command_a_fresh_budget() -> None:
     assert command.status == "retrying"
     assert command.attempts_in_budget == 0
     assert command.should_run(4)
+
+
+def test_a_held_command_moves_only_by_the_events_that_follow_on_from_it() -> None:
+    """What a synchronous answer applies from the watcher's events: the next ones in
+    order; events it has are skipped, and a gap calls for a read (None)."""
+    app = BoxofficeApplication(env={"PERSISTENCE_MODULE": "eventsourcing.popo"})
+    pipeline = CommandPipeline(app, build_registry(), RetryPolicy())
+    command = Command(
+        id=uuid4(),
+        command_type="CreateShow",
+        aggregate_id=uuid4(),
+        resource="/shows/s1",
+        payload={"show_id": "s1"},
+        fingerprint="abc",
+        correlation_id=uuid4(),
+        causation_id=None,
+        submitted_by="alice",
+        idempotency_key="k1",
+    )
+    app.save(command)
+    run = command.start("w")
+    app.save(command)
+    command.fail(run.number, error("Refused"))
+    app.save(command)
+    log = list(app.recorder.select_notifications(start=None, limit=10))
+
+    def held(version: int) -> Command:
+        found: object = app.repository.get(command.id, version=version)
+        assert isinstance(found, Command)
+        return found
+
+    at_first = held(1)
+    assert pipeline.advanced(at_first, log[1:]) == (at_first, log[2].id)
+    assert (at_first.version, at_first.status) == (3, "failed")
+    second = held(2)
+    assert pipeline.advanced(second, log) == (second, log[2].id)  # the first two skipped
+    assert second.status == "failed"
+    assert pipeline.advanced(held(1), log[2:]) is None  # a gap: read it
+    assert pipeline.advanced(held(3), log) is None  # nothing new
