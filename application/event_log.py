@@ -2,9 +2,30 @@
 
 from __future__ import annotations
 
+from typing import Any, Protocol, runtime_checkable
 from uuid import UUID
 
 from eventsourcing.application import Application
+from eventsourcing.domain import DomainEventProtocol, MutableOrImmutableAggregate
+from eventsourcing.persistence import Recording
+
+
+class AggregatePresentError(Exception):
+    """Raised by a save given ``absent`` when that aggregate has events already: the
+    save recorded nothing."""
+
+    def __init__(self, aggregate_id: UUID) -> None:
+        super().__init__(f"aggregate {aggregate_id} has events")
+        self.aggregate_id = aggregate_id
+
+
+@runtime_checkable
+class GuardsAbsence(Protocol):
+    """A recorder whose ``insert_events`` takes ``absent`` (an aggregate id) and checks
+    in the write itself that the aggregate has no events, raising
+    :class:`AggregatePresentError` and recording nothing when it has."""
+
+    guards_absence: bool
 
 
 class BoxofficeApplication(Application[UUID]):
@@ -15,3 +36,20 @@ class BoxofficeApplication(Application[UUID]):
     """
 
     name = "Boxoffice"
+
+    def save(
+        self,
+        *objs: MutableOrImmutableAggregate[UUID] | DomainEventProtocol[UUID] | None,
+        absent: UUID | None = None,
+        **kwargs: Any,
+    ) -> list[Recording[UUID]]:
+        """:meth:`Application.save`; given ``absent``, only if that aggregate has no
+        events (else :class:`AggregatePresentError`, and nothing is recorded). A
+        recorder that :class:`GuardsAbsence` checks in its write (one round trip); for
+        another (the in-memory store) the check is a read before it."""
+        if absent is not None:
+            if isinstance(self.recorder, GuardsAbsence):
+                kwargs["absent"] = absent
+            elif self.recorder.select_events(absent, limit=1):
+                raise AggregatePresentError(absent)
+        return super().save(*objs, **kwargs)

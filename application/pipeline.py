@@ -16,15 +16,15 @@ from enum import Enum
 from typing import Any
 from uuid import UUID, uuid4, uuid5
 
-from eventsourcing.application import Application
 from eventsourcing.persistence import IntegrityError, Notification
 from pydantic import BaseModel
 
 from application.command import VERSION_CONFLICT, Attempt, Command
+from application.event_log import AggregatePresentError, BoxofficeApplication
 from application.ports import Services
 from application.registry import CommandRegistry, CommandSpec
 from application.retry import RetryPolicy
-from application.unit_of_work import UnitOfWork, aggregate_exists, find_aggregate
+from application.unit_of_work import UnitOfWork, find_aggregate
 from domain.errors import ConflictError, DomainError, NotFoundError
 
 COMMAND_NAMESPACE = UUID("3d0b7c8e-2f5a-5b1e-8c44-5b6f0a9e7d21")
@@ -98,7 +98,7 @@ class CommandPipeline:
 
     def __init__(
         self,
-        app: Application[UUID],
+        app: BoxofficeApplication,
         registry: CommandRegistry,
         retry: RetryPolicy,
         services: Services | None = None,
@@ -117,17 +117,20 @@ class CommandPipeline:
         """
         command_id = submission.command_id()
         spec = submission.spec
-        if spec.creates and aggregate_exists(self.app, spec.target(submission.payload)):
+        command = self.prepare(submission, command_id)
+        try:
+            # Written first, looked up only if the key is taken: a new command (the
+            # usual case) costs the store one round trip, not two. A create's target
+            # must have no events yet, which the write itself checks.
+            recordings = self.app.save(
+                command, absent=spec.target(submission.payload) if spec.creates else None
+            )
+        except AggregatePresentError:
             # Perhaps made by this very command, accepted before: answered as then.
             earlier = self._earlier(command_id, submission)
             if earlier is not None:
                 return earlier
-            raise ResourceExistsError(spec.resource_of(submission.payload))
-        command = self.prepare(submission, command_id)
-        try:
-            # Written first, looked up only if the key is taken: a new command (the
-            # usual case) costs the store one round trip, not two.
-            recordings = self.app.save(command)
+            raise ResourceExistsError(spec.resource_of(submission.payload)) from None
         except IntegrityError:
             # The key was accepted before, by an earlier request or a racing one:
             # answer as it was answered.

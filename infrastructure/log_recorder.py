@@ -47,6 +47,8 @@ from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Composed, Identifier, Literal
 
+from application.event_log import AggregatePresentError
+
 # Bits of a notification id left for an event's place within its transaction.
 PLACE_BITS = 16
 MAX_EVENTS_PER_TRANSACTION = 2**PLACE_BITS - 1
@@ -115,7 +117,13 @@ class LogAheadOfTransactionIdsError(RuntimeError):
 
 
 class TransactionOrderedRecorder(PostgresApplicationRecorder):
-    """An application recorder whose writers do not serialize (see the module)."""
+    """An application recorder whose writers do not serialize (see the module).
+
+    It :class:`~application.event_log.GuardsAbsence`: a write given ``absent`` inserts
+    only if that aggregate has no events, in the same statement.
+    """
+
+    guards_absence = True
 
     def __init__(self, datastore: PostgresDatastore, *, events_table_name: str = "stored_events"):
         super().__init__(datastore, events_table_name=events_table_name)
@@ -144,6 +152,19 @@ class TransactionOrderedRecorder(PostgresApplicationRecorder):
             "(pg_current_xact_id()::text::bigint << {bits}) + e.place "
             "FROM unnest(%s::{schema}.{stored_event_type}[]) WITH ORDINALITY "
             "AS e(originator_id, originator_version, topic, state, place) "
+            "ORDER BY e.place "
+            "RETURNING notification_id"
+        ).format(**names)
+        # The same, only while an aggregate has no events: an accept that creates looks
+        # for its target in its own write, not in a read before it.
+        self._insert_unless_present_statement = SQL(
+            "INSERT INTO {schema}.{table} AS t "
+            "(originator_id, originator_version, topic, state, notification_id) "
+            "SELECT e.originator_id, e.originator_version, e.topic, e.state, "
+            "(pg_current_xact_id()::text::bigint << {bits}) + e.place "
+            "FROM unnest(%s::{schema}.{stored_event_type}[]) WITH ORDINALITY "
+            "AS e(originator_id, originator_version, topic, state, place) "
+            "WHERE NOT EXISTS (SELECT FROM {schema}.{table} WHERE originator_id = %s) "
             "ORDER BY e.place "
             "RETURNING notification_id"
         ).format(**names)
@@ -240,15 +261,29 @@ class TransactionOrderedRecorder(PostgresApplicationRecorder):
         # The pool's connections are in autocommit mode: the INSERT commits on its own,
         # where an explicit transaction would add a round trip for BEGIN and another for
         # COMMIT (a third of a save's time, and of its client's CPU).
+        absent: UUID | None = kwargs.pop("absent", None)
         with (
             nullcontext() if conn.autocommit else conn.transaction(),
             conn.cursor() as curs,
         ):
-            self._insert_stored_events(curs, stored_events, **kwargs)
+            if absent is None:
+                self._insert_stored_events(curs, stored_events, **kwargs)
+            else:
+                curs.execute(
+                    self._insert_unless_present_statement,
+                    ([self._pg_stored_event(event) for event in stored_events], absent),
+                )
             ids: Sequence[int] | None = self._fetch_ids_after_insert_events(
                 curs, stored_events, **kwargs
             )
-            return ids
+        if absent is not None and not ids:
+            raise AggregatePresentError(absent)
+        return ids
+
+    def _pg_stored_event(self, event: StoredEvent) -> Any:
+        return self.construct_pg_stored_event(
+            event.originator_id, event.originator_version, event.topic, event.state
+        )
 
     def _lock_table(self, curs: Cursor[DictRow]) -> None:
         """No lock: the ids' order comes from the transaction ids (see the module)."""

@@ -10,6 +10,9 @@ from typing import Any
 import psycopg
 import pytest
 
+from application.catalog import build_registry
+from application.pipeline import CommandPipeline, ResourceExistsError, Submission
+from application.retry import RetryPolicy
 from domain.show import Show
 from infrastructure.event_store import IdlePing, build_application, migrate, position_of
 from infrastructure.settings import Settings
@@ -91,3 +94,43 @@ def test_a_save_is_one_statement_then_its_notification(
     # Its position, as a synchronous answer reads it: one statement, one round trip.
     assert position == recordings[1].notification.id
     assert position_trace.round_trips == 1, position_trace.text
+
+
+def test_a_create_is_accepted_in_one_statement_that_checks_its_target(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The accept of a create looks for its target in its own INSERT, not in a read
+    before it; a taken target records nothing and is refused."""
+    settings = Settings(database_url=database_url)
+    migrate(settings)
+    app = build_application(settings)
+    datastore: Any = app.recorder.datastore  # type: ignore[attr-defined]
+    pipeline = CommandPipeline(app, build_registry(), RetryPolicy())
+    spec = pipeline.registry.get("CreateShow")
+
+    def submission(show: str, key: str) -> Submission:
+        payload = {"show_id": show, "title": "T", "starts_at": "2027-01-01T20:00:00Z"}
+        return Submission(
+            spec,
+            spec.payload.model_validate({**payload, "seats": ["A1"], "price_cents": 1}),
+            "tests",
+            idempotency_key=key,
+        )
+
+    with traced(datastore, tmp_path / "libpq.trace", monkeypatch) as trace:
+        accepted = pipeline.accept(submission("new", "k1"))
+    # As if the command ran: its show exists now.
+    app.save(Show.schedule("new", "Hamlet", "2027-01-01T20:00:00Z", ["A1"], 100))
+    refused = submission("new", "k2")
+    with pytest.raises(ResourceExistsError):
+        pipeline.accept(refused)
+    again = pipeline.accept(submission("new", "k1"))
+    unrecorded = pipeline.get_command(refused.command_id())
+    app.close()
+
+    # The INSERT (with its check) and the NOTIFY: no read of the target before.
+    assert trace.round_trips == 2, trace.text
+    # The first key again is its earlier acceptance, although its target exists now.
+    assert again.replayed
+    assert again.command.id == accepted.command.id
+    assert unrecorded is None
