@@ -73,9 +73,11 @@ class CommandWatcher:
         condition: Callable[[list[Notification]], bool],
     ) -> bool:
         """:meth:`wait`, with ``condition`` given the command's events (with their
-        positions) that the watcher read since the last check, in log order: a waiter
-        can apply them to the command it holds instead of reading it again. The first
-        check gets none; acceptances are never among them."""
+        positions) that the watcher read since the waiter registered or last looked,
+        in log order: a waiter can apply them to the command it holds instead of
+        reading it again. The first check usually gets none (an outcome before the
+        registration reaches no waiter, so it must read); acceptances are never among
+        them."""
         self._ensure_following()
         waiter = _Waiter()
         deadline = time.monotonic() + timeout
