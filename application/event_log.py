@@ -9,6 +9,8 @@ from eventsourcing.application import Application
 from eventsourcing.domain import DomainEventProtocol, MutableOrImmutableAggregate
 from eventsourcing.persistence import Recording
 
+from application.unit_of_work import aggregate_exists
+
 
 class AggregatePresentError(Exception):
     """Raised by a save given ``absent`` when that aggregate has events already: the
@@ -50,6 +52,6 @@ class BoxofficeApplication(Application[UUID]):
         if absent is not None:
             if isinstance(self.recorder, GuardsAbsence):
                 kwargs["absent"] = absent
-            elif self.recorder.select_events(absent, limit=1):
+            elif aggregate_exists(self, absent):
                 raise AggregatePresentError(absent)
         return super().save(*objs, **kwargs)

@@ -145,28 +145,23 @@ class TransactionOrderedRecorder(PostgresApplicationRecorder):
                 "CREATE INDEX IF NOT EXISTS {index} ON {schema}.{table} (topic, notification_id)"
             ).format(index=Identifier(f"{self.events_table_name}_topic_idx"), **names)
         )
-        self.insert_events_statement = SQL(
+        # The rows of a write, numbered by their transaction's id and their place.
+        insert = (
             "INSERT INTO {schema}.{table} AS t "
             "(originator_id, originator_version, topic, state, notification_id) "
             "SELECT e.originator_id, e.originator_version, e.topic, e.state, "
             "(pg_current_xact_id()::text::bigint << {bits}) + e.place "
             "FROM unnest(%s::{schema}.{stored_event_type}[]) WITH ORDINALITY "
             "AS e(originator_id, originator_version, topic, state, place) "
-            "ORDER BY e.place "
-            "RETURNING notification_id"
-        ).format(**names)
+        )
+        numbered = "ORDER BY e.place RETURNING notification_id"
+        self.insert_events_statement = SQL(insert + numbered).format(**names)
         # The same, only while an aggregate has no events: an accept that creates looks
         # for its target in its own write, not in a read before it.
         self._insert_unless_present_statement = SQL(
-            "INSERT INTO {schema}.{table} AS t "
-            "(originator_id, originator_version, topic, state, notification_id) "
-            "SELECT e.originator_id, e.originator_version, e.topic, e.state, "
-            "(pg_current_xact_id()::text::bigint << {bits}) + e.place "
-            "FROM unnest(%s::{schema}.{stored_event_type}[]) WITH ORDINALITY "
-            "AS e(originator_id, originator_version, topic, state, place) "
-            "WHERE NOT EXISTS (SELECT FROM {schema}.{table} WHERE originator_id = %s) "
-            "ORDER BY e.place "
-            "RETURNING notification_id"
+            insert
+            + "WHERE NOT EXISTS (SELECT FROM {schema}.{table} WHERE originator_id = %s) "
+            + numbered
         ).format(**names)
         # The settled events after a position (topics, order and limit added per read).
         self._select_statement = SQL(

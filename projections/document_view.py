@@ -163,11 +163,15 @@ class DocumentView(PostgresTrackingRecorder):
         A position not ahead of the view's raises :class:`IntegrityError`, as the
         library's tracking does, and writes nothing.
         """
+        records = [
+            [key, position, Jsonb(doc), *(values[n] for n in self.columns)]
+            for key, (doc, values, position) in rows.items()
+        ]
         with self.datastore.get_connection() as conn:
-            if len(rows) <= ONE_STATEMENT_ROWS:
-                self._write_in_one_statement(conn, rows, tracking)
+            if len(records) <= ONE_STATEMENT_ROWS:
+                self._write_in_one_statement(conn, records, tracking)
             else:
-                self._write_pipelined(conn, rows, tracking)
+                self._write_pipelined(conn, records, tracking)
             # After the commit, so that a reader waiting on this view looks again; not
             # in it, where a NOTIFY holds a lock that serializes every notifying commit
             # (the event log's writers notify too) through its flush.
@@ -177,19 +181,15 @@ class DocumentView(PostgresTrackingRecorder):
                 logger.warning("%s moved, notification not sent: %s", self.table, failed)
 
     def _write_in_one_statement(
-        self, conn: psycopg.Connection[DictRow], rows: dict[UUID, Row], tracking: Tracking
+        self, conn: psycopg.Connection[DictRow], records: list[list[Any]], tracking: Tracking
     ) -> None:
         """The position moves, and the rows are written only if it did, in one
         statement: on the pool's autocommit connection it commits on its own, where
         ``BEGIN``, the rows, the position and ``COMMIT`` are four round trips, and a
         live view's batches are small."""
-        records = [
-            [key, position, Jsonb(doc), *(values[n] for n in self.columns)]
-            for key, (doc, values, position) in rows.items()
-        ]
         # One array per column (unnest's arguments).
         columns = [list(column) for column in zip(*records, strict=True)] or [
-            [] for _ in range(3 + len(self.columns))
+            [] for _ in self._kinds
         ]
         with (
             nullcontext() if conn.autocommit else conn.transaction(),
@@ -206,34 +206,39 @@ class DocumentView(PostgresTrackingRecorder):
             raise IntegrityError(msg)
 
     def _write_pipelined(
-        self, conn: psycopg.Connection[DictRow], rows: dict[UUID, Row], tracking: Tracking
+        self, conn: psycopg.Connection[DictRow], records: list[list[Any]], tracking: Tracking
     ) -> None:
         """The rows, then the position, in one transaction: for a large batch (a
         rebuild's), psycopg pipelines the rows, so that the server writes some while
         the client encodes the next, which one statement would do one after the other."""
-        params = [
-            [key, position, Jsonb(doc), *(values[n] for n in self.columns)]
-            for key, (doc, values, position) in rows.items()
-        ]
         with conn.transaction(), conn.cursor() as curs:
-            curs.executemany(self._upsert_statement, params)
+            curs.executemany(self._upsert_statement, records)
             self._insert_tracking(curs, tracking)
+
+    @cached_property
+    def _kinds(self) -> dict[str, str]:
+        """Each column a row writes, in the order of its values, with its type."""
+        return {"id": "uuid", "position": "bigint", "doc": "jsonb", **self.columns}
+
+    def _upsert(self, rows: Composable) -> Composed:
+        """The upsert of ``rows`` (a ``VALUES`` or a ``SELECT`` of every column)."""
+        return SQL(
+            "INSERT INTO {schema}.{table} ({names}) {rows} ON CONFLICT (id) DO UPDATE SET {updates}"
+        ).format(
+            schema=Identifier(self.datastore.schema),
+            table=Identifier(self.table),
+            names=SQL(", ").join(Identifier(n) for n in self._kinds),
+            rows=rows,
+            updates=SQL(", ").join(
+                SQL("{0} = EXCLUDED.{0}").format(Identifier(n)) for n in list(self._kinds)[1:]
+            ),
+        )
 
     @cached_property
     def _upsert_statement(self) -> Composed:
         """One row's upsert."""
-        names = ["id", "position", "doc", *self.columns]
-        return SQL(
-            "INSERT INTO {schema}.{table} ({names}) VALUES ({params}) "
-            "ON CONFLICT (id) DO UPDATE SET {updates}"
-        ).format(
-            schema=Identifier(self.datastore.schema),
-            table=Identifier(self.table),
-            names=SQL(", ").join(Identifier(n) for n in names),
-            params=SQL(", ").join(SQL("%s") for _ in names),
-            updates=SQL(", ").join(
-                SQL("{0} = EXCLUDED.{0}").format(Identifier(n)) for n in names[1:]
-            ),
+        return self._upsert(
+            SQL("VALUES ({0})").format(SQL(", ").join(SQL("%s") for _ in self._kinds))
         )
 
     @cached_property
@@ -242,8 +247,7 @@ class DocumentView(PostgresTrackingRecorder):
         come as arrays, one parameter each, so the statement is the same for any batch
         and is prepared once per connection. Binary, since a text array's dumper
         escapes each value with a regular expression."""
-        kinds = {"id": "uuid", "position": "bigint", "doc": "jsonb", **self.columns}
-        names = list(kinds)
+        arrays = SQL(", ").join(SQL("%b::" + kind + "[]") for kind in self._kinds.values())
         return SQL(
             "WITH moved AS ("
             "INSERT INTO {schema}.{tracking} VALUES (%s, %s) "
@@ -251,18 +255,13 @@ class DocumentView(PostgresTrackingRecorder):
             "SET notification_id = EXCLUDED.notification_id "
             "WHERE {schema}.{tracking}.notification_id < EXCLUDED.notification_id "
             "RETURNING notification_id), "
-            "written AS (INSERT INTO {schema}.{table} ({names}) "
-            "SELECT * FROM unnest({arrays}) WHERE EXISTS (SELECT FROM moved) "
-            "ON CONFLICT (id) DO UPDATE SET {updates}) "
+            "written AS ({upsert}) "
             "SELECT EXISTS (SELECT FROM moved) AS moved"
         ).format(
             schema=Identifier(self.datastore.schema),
             tracking=Identifier(self.tracking_table_name),
-            table=Identifier(self.table),
-            names=SQL(", ").join(Identifier(n) for n in names),
-            arrays=SQL(", ").join(SQL("%b::" + kinds[n] + "[]") for n in names),
-            updates=SQL(", ").join(
-                SQL("{0} = EXCLUDED.{0}").format(Identifier(n)) for n in names[1:]
+            upsert=self._upsert(
+                SQL("SELECT * FROM unnest({0}) WHERE EXISTS (SELECT FROM moved)").format(arrays)
             ),
         )
 

@@ -12,8 +12,9 @@ from application.pipeline import CommandPipeline
 from application.retry import RetryPolicy
 
 
-def accepted() -> Command:
-    command = Command(
+def new_command() -> Command:
+    """A command just accepted, its events not yet saved."""
+    return Command(
         id=uuid4(),
         command_type="CreateShow",
         aggregate_id=uuid4(),
@@ -25,6 +26,10 @@ def accepted() -> Command:
         submitted_by="alice",
         idempotency_key="k1",
     )
+
+
+def accepted() -> Command:
+    command = new_command()
     command.collect_events()
     return command
 
@@ -167,18 +172,7 @@ def test_a_held_command_moves_only_by_the_events_that_follow_on_from_it() -> Non
     order; events it has are skipped, and a gap calls for a read (None)."""
     app = BoxofficeApplication(env={"PERSISTENCE_MODULE": "eventsourcing.popo"})
     pipeline = CommandPipeline(app, build_registry(), RetryPolicy())
-    command = Command(
-        id=uuid4(),
-        command_type="CreateShow",
-        aggregate_id=uuid4(),
-        resource="/shows/s1",
-        payload={"show_id": "s1"},
-        fingerprint="abc",
-        correlation_id=uuid4(),
-        causation_id=None,
-        submitted_by="alice",
-        idempotency_key="k1",
-    )
+    command = new_command()
     app.save(command)
     run = command.start("w")
     app.save(command)
