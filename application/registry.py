@@ -1,7 +1,8 @@
 """Which handler runs a command type, and which schema its payload must match.
 
 Adding a command is one handler function plus one :meth:`CommandRegistry.register`
-line; the HTTP route, its OpenAPI operation and its documents follow from that.
+line; the HTTP route, its OpenAPI operation and its documents follow from that. A saga
+is one :meth:`CommandRegistry.register_saga` line beside the commands it issues.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from uuid import UUID
 
 from pydantic import BaseModel
 
+from application.saga_slice import SagaSlice
 from application.unit_of_work import UnitOfWork
 
 P = TypeVar("P", bound=BaseModel)
@@ -80,10 +82,17 @@ class UnknownCommandError(LookupError):
 
 
 class CommandRegistry:
-    """The command types this service executes."""
+    """The command types this service executes, and the sagas that issue some of them."""
 
     def __init__(self) -> None:
         self._specs: dict[str, CommandSpec[Any]] = {}
+        self.sagas: list[SagaSlice[Any]] = []
+
+    def register_saga(self, saga: SagaSlice[Any]) -> None:
+        """Add a kind of saga; the saga runner runs every one registered."""
+        if any(type(known) is type(saga) for known in self.sagas):
+            raise ValueError(f"saga {type(saga).__name__} is registered twice")
+        self.sagas.append(saga)
 
     def register(self, spec: CommandSpec[Any]) -> None:
         """Add a command type; registering one name twice is a programming error."""

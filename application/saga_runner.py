@@ -1,21 +1,21 @@
-"""The saga runner: follows the event log and drives each reservation's saga.
+"""The saga runner: follows the event log and drives the sagas of every slice.
 
-For each event it loads the saga of the reservation concerned, lets it decide, and
-saves the decision together with the commands it issues in one transaction. Those
-commands go through the same pipeline as a client's (relay, workers, registry), with
-the saga's id as correlation id and the causing event as causation id. A redelivered
-event finds the step taken (the saga's guards) or the commands already issued (their
-ids derive from the saga and the step), and changes nothing.
+Each event goes to the slices that react to it (:mod:`application.saga_slice`); their
+policies start sagas, let them decide, or issue commands of their own. A decision is
+saved together with the commands it issues in one transaction. Those commands go
+through the same pipeline as a client's (relay, workers, registry), with the saga's id
+as correlation id and the causing event as causation id. A redelivered event finds the
+step taken (the saga's guards) or the commands already issued (their ids derive from
+the saga and the step), and changes nothing.
 
-It also fires deadlines: a saga charging past its deadline expires its reservation.
-And it carries out one show-level policy: a cancelled show cancels its reservations.
+It also fires deadlines: the sagas whose deadline has passed (``due``) are told so.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
 from typing import Any, Protocol
 from uuid import UUID
 
@@ -26,11 +26,10 @@ from eventsourcing.utils import get_topic
 
 from application.command import Command
 from application.pipeline import CommandPipeline, Submission, command_id_of
-from application.reservations import CANCEL_RESERVATION
+from application.ports import Services
+from application.saga_slice import SagaSlice
 from application.unit_of_work import find_aggregate
-from domain.reservation import Reservation
-from domain.reservation_saga import ISSUED_TYPES, RESERVE_SEATS, ReservationSaga, SagaState
-from domain.show import Show
+from domain.saga import Saga
 
 logger = logging.getLogger(__name__)
 # Who submits the commands sagas issue, in the registry and in their ids.
@@ -43,32 +42,6 @@ def event_class(aggregate: type[Aggregate], name: str) -> type[Aggregate.Event]:
     if not (isinstance(cls, type) and issubclass(cls, Aggregate.Event)):
         raise TypeError(f"{aggregate.__name__}.{name} is not an event class")
     return cls
-
-
-PLACED = event_class(Reservation, "ReservationPlaced")
-SEATS_HELD = event_class(Reservation, "ReservationSeatsHeld")
-WAITLISTED = event_class(Reservation, "ReservationWaitlisted")
-OFFERED = event_class(Reservation, "ReservationOffered")
-PAID = event_class(Reservation, "ReservationPaid")
-PAYMENT_DECLINED = event_class(Reservation, "ReservationPaymentDeclined")
-SHOW_CANCELLED = event_class(Show, "ShowCancelled")
-RESERVATION_FINISHED: dict[type[Aggregate.Event], SagaState] = {
-    event_class(Reservation, "ReservationConfirmed"): SagaState.CONFIRMED,
-    event_class(Reservation, "ReservationRejected"): SagaState.REJECTED,
-    event_class(Reservation, "ReservationExpired"): SagaState.EXPIRED,
-    event_class(Reservation, "ReservationCancelled"): SagaState.CANCELLED,
-}
-ROUTED: tuple[type[Aggregate.Event], ...] = (
-    PLACED,
-    SEATS_HELD,
-    WAITLISTED,
-    OFFERED,
-    PAID,
-    PAYMENT_DECLINED,
-    *RESERVATION_FINISHED,
-    SHOW_CANCELLED,
-    Command.CommandFailed,
-)
 
 
 class SagaStore(Protocol):
@@ -104,11 +77,10 @@ class ApplicationStore:
 
 
 class SagaRunner:
-    """Routes events to sagas (and to the show-level policy) and records decisions.
-
-    ``saga_class`` is the process manager it runs: :class:`ReservationSaga`, or a
-    candidate version of it that a replay tries on the recorded history.
-    """
+    """Routes events to the ``slices`` and records what their sagas decide; it carries
+    out the :class:`~application.saga_slice.SagaSteps` their policies take. ``due``
+    names the sagas whose deadline has passed; ``services`` are the ports and settings
+    the slices read (the pipeline's unless given: a replay may try other settings)."""
 
     name = "saga_runner"
 
@@ -117,27 +89,30 @@ class SagaRunner:
         view: TrackingRecorder | None,
         store: SagaStore,
         pipeline: CommandPipeline,
-        payment_deadline: timedelta,
-        due: Callable[[datetime], Iterable[str]] = lambda now: (),
+        slices: Sequence[SagaSlice[Any]],
+        due: Callable[[datetime], Iterable[UUID]] = lambda now: (),
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-        saga_class: type[ReservationSaga] = ReservationSaga,
+        services: Services | None = None,
     ) -> None:
         self.view = view
+        self._services = services
         self.store = store
-        self.saga_class = saga_class
         self.pipeline = pipeline
-        self.payment_deadline = payment_deadline
+        self.slices = tuple(slices)
         self.due = due
         self.clock = clock
-        unknown = (ISSUED_TYPES | {CANCEL_RESERVATION}) - {s.name for s in pipeline.registry}
+        issued = {name for s in self.slices for name in s.issues}
+        unknown = issued - {spec.name for spec in pipeline.registry}
         if unknown:
             # Fail at start-up, not when a saga first issues the missing command.
             raise LookupError(f"the sagas issue unregistered commands: {sorted(unknown)}")
 
-    @staticmethod
-    def event_topics() -> tuple[str, ...]:
-        """The events the sagas react to."""
-        return tuple(get_topic(cls) for cls in ROUTED)
+    def event_topics(self) -> tuple[str, ...]:
+        """The events the slices react to."""
+        routed = {cls for s in self.slices for cls in s.events}
+        if any(s.failed_commands for s in self.slices):
+            routed.add(Command.CommandFailed)
+        return tuple(sorted(get_topic(cls) for cls in routed))
 
     def process_event(self, domain_event: Any, tracking: Tracking) -> None:
         """Decide on ``domain_event``, then advance the runner's position."""
@@ -146,84 +121,48 @@ class SagaRunner:
         self.view.insert_tracking(tracking)
 
     def route(self, event: Any) -> None:
-        """Hand ``event`` to the saga or policy it concerns."""
-        cause = f"{event.originator_id}:{event.originator_version}"
-        at_version: Any = self.store.get(event.originator_id, version=event.originator_version)
-        if isinstance(event, PLACED):
-            self._start(at_version, cause)
-        elif isinstance(event, Reservation.Event):
-            decision = self._decision(event, at_version)
-            if decision is not None:
-                self._decide(at_version.reservation_id, cause, decision)
-        elif isinstance(event, Command.CommandFailed):
-            self._reserve_failed(at_version, cause)
-        elif isinstance(event, SHOW_CANCELLED):
-            self._cancel_reservations_of(at_version, cause)
-
-    def _decision(
-        self, event: Any, reservation: Reservation
-    ) -> Callable[[ReservationSaga], None] | None:
-        """What a reservation's event asks of its saga."""
-        deadline = self.clock() + self.payment_deadline
-        if isinstance(event, SEATS_HELD):
-            return lambda saga: saga.seats_reserved(deadline)
-        if isinstance(event, WAITLISTED):
-            return lambda saga: saga.seats_unavailable()
-        if isinstance(event, OFFERED):
-            return lambda saga: saga.offered(deadline)
-        if isinstance(event, PAID):
-            return lambda saga: saga.payment_captured()
-        if isinstance(event, PAYMENT_DECLINED):
-            reason = reservation.reason or "declined"
-            return lambda saga: saga.payment_declined(reason)
-        ended = RESERVATION_FINISHED.get(type(event))
-        if ended is not None:
-            return lambda saga: saga.reservation_finished(ended)
-        return None
-
-    def fire_deadlines(self) -> int:
-        """Expire the reservations whose payment deadline has passed; returns how many."""
-        now = self.clock()
-        return sum(self.deadline_reached(reservation_id, now) for reservation_id in self.due(now))
-
-    def deadline_reached(self, reservation_id: str, now: datetime) -> int:
-        """Tell the saga of ``reservation_id`` that it is ``now``; 1 if it decided."""
-        return self._decide(
-            reservation_id, f"deadline:{now.isoformat()}", lambda s: s.deadline_passed(now)
-        )
-
-    def _start(self, reservation: Reservation, cause: str) -> None:
-        if self._saga(reservation.reservation_id) is None:
-            saga = self.saga_class.start(
-                reservation.reservation_id, reservation.show_id, owner=reservation.owner
-            )
-            self._record(saga, cause)
-
-    def _reserve_failed(self, command: Command, cause: str) -> None:
-        # Taken seats do not fail a reserve (the reservation waits instead): a failed
-        # reserve is final (the show was cancelled, say), so the reservation is rejected.
-        if command.command_type != RESERVE_SEATS or command.error is None:
+        """Hand ``event`` to the slices that react to it."""
+        failure = isinstance(event, Command.CommandFailed)
+        chosen = [
+            s
+            for s in self.slices
+            if (s.failed_commands if failure else isinstance(event, s.events))
+        ]
+        if not chosen:
             return
-        reason = str(command.error.get("message", "seats could not be reserved"))
-        self._decide(
-            command.payload["reservation_id"], cause, lambda saga: saga.cannot_reserve(reason)
-        )
+        source: Any = self.store.get(event.originator_id, version=event.originator_version)
+        if failure:
+            chosen = [s for s in chosen if source.command_type in s.failed_commands]
+        for found in chosen:
+            found.react(event, source, self)
 
-    def _cancel_reservations_of(self, show: Show, cause: str) -> None:
-        for reservation_id in [*show.reservation_ids, *show.waiting_ids]:
-            reservation = self.store.get(Reservation.create_id(reservation_id))
-            self._issue(
-                CANCEL_RESERVATION,
-                f"cancel-with-show-{reservation_id}",
-                {"reservation_id": reservation_id, "reason": f"show {show.show_id} cancelled"},
-                cause,
-                owner=getattr(reservation, "owner", None),
-            )
+    # --- the steps a slice's policies take (application.saga_slice.SagaSteps) -----------
 
-    def _decide(
-        self, reservation_id: str, cause: str, decide: Callable[[ReservationSaga], None]
-    ) -> int:
-        saga = self._saga(reservation_id)
+    @property
+    def services(self) -> Services:
+        """The slices' ports and settings."""
+        services = self._services or self.pipeline.services
+        if services is None:
+            raise LookupError("the saga runner's pipeline was built without services")
+        return services
+
+    def now(self) -> datetime:
+        """The runner's time."""
+        return self.clock()
+
+    def get(self, aggregate_id: UUID, version: int | None = None) -> Aggregate | None:
+        """An aggregate as of ``version`` from the runner's store."""
+        return self.store.get(aggregate_id, version=version)
+
+    def start(self, saga: Saga, cause: str) -> int:
+        """Record ``saga``, new, unless a saga with its id exists."""
+        if self._saga(saga.id) is not None:
+            return 0
+        return self._record(saga, cause)
+
+    def decide(self, saga_id: UUID, cause: str, decide: Callable[[Any], None]) -> int:
+        """Let saga ``saga_id`` decide and record the decision; 1 if it decided."""
+        saga = self._saga(saga_id)
         if saga is None:
             return 0
         version = saga.version
@@ -232,7 +171,27 @@ class SagaRunner:
             return 0  # the step was taken already: a redelivered event
         return self._record(saga, cause)
 
-    def _record(self, saga: ReservationSaga, cause: str) -> int:
+    def issue(
+        self, command_type: str, key: str, payload: dict[str, Any], cause: str, owner: str | None
+    ) -> None:
+        """Issue a command of a policy's, once per ``key``."""
+        try:
+            self.store.save(_prepare(self.pipeline, command_type, key, payload, cause, owner))
+        except IntegrityError:
+            logger.info("%s %s was issued already", command_type, key)
+
+    # --- deadlines ----------------------------------------------------------------------
+
+    def fire_deadlines(self) -> int:
+        """Tell the sagas whose deadline has passed; returns how many decided."""
+        now = self.clock()
+        return sum(self.deadline_reached(saga_id, now) for saga_id in self.due(now))
+
+    def deadline_reached(self, saga_id: UUID, now: datetime) -> int:
+        """Tell saga ``saga_id`` that it is ``now``; 1 if it decided."""
+        return self.decide(saga_id, f"deadline:{now.isoformat()}", lambda s: s.deadline_passed(now))
+
+    def _record(self, saga: Saga, cause: str) -> int:
         if self.store.dry_run:
             # The decision names its commands: checking their payloads is all a dry
             # run needs (an invalid one fails here as it would when issued).
@@ -241,9 +200,7 @@ class SagaRunner:
             commands: list[Command] = []
         else:
             commands = [
-                self._command(
-                    c["type"], issued_key(saga.id, c["key"]), c["payload"], cause, saga.owner, saga
-                )
+                saga_command(self.pipeline, saga, c["type"], c["key"], c["payload"], cause)
                 for c in saga.issued
             ]
         try:
@@ -253,40 +210,47 @@ class SagaRunner:
             return 0
         return 1
 
-    def _issue(
-        self, command_type: str, key: str, payload: dict[str, Any], cause: str, owner: str | None
-    ) -> None:
-        try:
-            self.store.save(self._command(command_type, key, payload, cause, owner))
-        except IntegrityError:
-            logger.info("%s %s was issued already", command_type, key)
+    def _saga(self, saga_id: UUID) -> Saga | None:
+        found = self.store.get(saga_id)
+        return found if isinstance(found, Saga) else None
 
-    def _command(
-        self,
-        command_type: str,
-        key: str,
-        payload: dict[str, Any],
-        cause: str,
-        owner: str | None,
-        saga: ReservationSaga | None = None,
-    ) -> Command:
-        """A command the saga (or the show policy) issues on behalf of ``owner``."""
-        spec = self.pipeline.registry.get(command_type)
-        return self.pipeline.prepare(
-            Submission(
-                spec=spec,
-                payload=spec.payload.model_validate(payload),
-                submitted_by=SAGA_CLIENT,
-                idempotency_key=key,
-                correlation_id=saga.id if saga is not None else None,
-                causation_id=cause,
-                owner=owner,
-            )
+
+def saga_command(
+    pipeline: CommandPipeline,
+    saga: Saga,
+    command_type: str,
+    key: str,
+    payload: dict[str, Any],
+    cause: str,
+) -> Command:
+    """The command ``saga`` issues under its own ``key``, on behalf of its owner, with
+    the saga as correlation and ``cause`` as causation; not yet saved."""
+    return _prepare(
+        pipeline, command_type, issued_key(saga.id, key), payload, cause, saga.owner, saga.id
+    )
+
+
+def _prepare(
+    pipeline: CommandPipeline,
+    command_type: str,
+    idempotency_key: str,
+    payload: dict[str, Any],
+    cause: str,
+    owner: str | None,
+    correlation_id: UUID | None = None,
+) -> Command:
+    spec = pipeline.registry.get(command_type)
+    return pipeline.prepare(
+        Submission(
+            spec=spec,
+            payload=spec.payload.model_validate(payload),
+            submitted_by=SAGA_CLIENT,
+            idempotency_key=idempotency_key,
+            correlation_id=correlation_id,
+            causation_id=cause,
+            owner=owner,
         )
-
-    def _saga(self, reservation_id: str) -> ReservationSaga | None:
-        found = self.store.get(self.saga_class.create_id(reservation_id))
-        return found if isinstance(found, ReservationSaga) else None
+    )
 
 
 def issued_key(saga_id: UUID, key: str) -> str:

@@ -23,11 +23,13 @@ from uuid import UUID
 from eventsourcing.persistence import StoredEvent
 
 from application.event_log import BoxofficeApplication
-from application.saga_replay import ReplaySummary, SagaReplayer
+from application.saga_replay import SagaReplayer
+from application.saga_replay_report import ReplaySummary
 from domain.reservation_saga import ReservationSaga
-from infrastructure.event_store import build_application, migrate
+from infrastructure.event_store import build_application
 from infrastructure.history import RecordedHistory
 from infrastructure.settings import Settings
+from interfaces.bootstrap import migrate
 from tests.conftest import fresh_database
 from tests.support.world import DEADLINE, World
 
@@ -79,7 +81,7 @@ def replay(url: str, ids: list[UUID]) -> dict[str, Any]:
     """Replay every saga with a fresh reader; sagas/s and the verdicts."""
     app = build_application(Settings(database_url=url))
     world = World(app)  # only for its pipeline (the registry of command types)
-    replayer = SagaReplayer(RecordedHistory(app), world.pipeline, DEADLINE)
+    replayer = SagaReplayer(RecordedHistory(app), world.pipeline, world.pipeline.registry.sagas)
     summary = ReplaySummary()
     started = time.perf_counter()
     for saga in replayer.replay_all(ids):

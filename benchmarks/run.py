@@ -52,10 +52,10 @@ from infrastructure.event_store import (
     build_application,
     build_tracker,
     event_store_env,
-    migrate,
 )
 from infrastructure.rebuild import ProjectionRebuild
 from infrastructure.settings import Settings
+from interfaces.bootstrap import migrate
 from interfaces.cli.serve import PARTS
 from projections.command_registry import CommandRegistryProjection
 from tests.conftest import fresh_database

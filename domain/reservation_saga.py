@@ -25,6 +25,7 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate, event
 
 from domain.ids import aggregate_id
+from domain.saga import Saga, issue
 
 
 class SagaState(StrEnum):
@@ -58,33 +59,12 @@ ISSUED_TYPES = frozenset(
 )
 
 
-def issue(command_type: str, key: str, **payload: Any) -> dict[str, Any]:
-    """A command the saga issues; ``key`` makes issuing it twice impossible."""
-    return {"type": command_type, "key": key, "payload": payload}
-
-
-class ReservationSaga(Aggregate):
+class ReservationSaga(Saga):
     """One reservation's process; its :class:`SagaState` says which step it is at, and
     ``decisions`` what it decided when, with the types of the commands each issued."""
 
-    class Event(Aggregate.Event):
+    class Event(Saga.Event):
         """Base of the saga's events: each one is a decision, kept in ``decisions``."""
-
-        def mutate(self, aggregate: Any) -> Any:
-            saga = super().mutate(aggregate)
-            assert saga is not None
-            decision = {
-                "at": self.timestamp.isoformat(),
-                "name": type(self).__name__,
-                "issued": [c["type"] for c in getattr(self, "commands", [])],
-            }
-            # Deadlines set, and the runner's time when one was found passed.
-            for name in ("deadline_at", "fired_at"):
-                value = getattr(self, "at" if name == "fired_at" else name, None)
-                if value is not None:
-                    decision[name] = value.isoformat()
-            saga.decisions.append(decision)
-            return saga
 
     class Created(Event, Aggregate.Created):
         """Base of the event that starts a saga."""

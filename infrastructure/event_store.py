@@ -1,9 +1,9 @@
-"""The eventsourcing configuration for PostgreSQL, and schema creation.
+"""The eventsourcing configuration for PostgreSQL: the application, its views and
+trackers, each with a pool that connects on first use.
 
-Tables are created once, by :func:`migrate` (``boxoffice migrate``, also run by
-``boxoffice serve``); every other process starts with ``CREATE_TABLE`` off, because
-concurrent ``CREATE TABLE IF NOT EXISTS`` from many workers fails with
-"tuple concurrently updated".
+Every process starts with ``CREATE_TABLE`` off: tables are created once, by
+:func:`infrastructure.schema.migrate`, because concurrent ``CREATE TABLE IF NOT EXISTS``
+from many workers fails with "tuple concurrently updated".
 """
 
 from __future__ import annotations
@@ -28,14 +28,8 @@ from eventsourcing.utils import Environment
 from psycopg.sql import SQL, Identifier
 
 from application.event_log import BoxofficeApplication
-from infrastructure.log_recorder import TransactionOrderedRecorder
-from infrastructure.payment_gateway import PostgresLedger
 from infrastructure.settings import Settings
-from infrastructure.stall_log import StallLog
-from infrastructure.webhooks import WebhookDispatcher, WebhookOutbox
-from projections.catalog import PROJECTIONS
 
-TRACKERS = ("relay", "saga_runner")
 TV = TypeVar("TV", bound=PostgresTrackingRecorder)
 
 
@@ -171,33 +165,3 @@ def position_of(app: Application[Any], aggregate_id: UUID) -> int | None:
         )
         row = curs.fetchone()
     return int(row["position"]) if row and row["position"] is not None else None
-
-
-def migrate(settings: Settings) -> list[str]:
-    """Create every table the service needs, once; returns the tables' names.
-
-    Raises :class:`~infrastructure.log_recorder.LogAheadOfTransactionIdsError` for a log
-    that new events could not follow (a database restored from a logical dump).
-    """
-    app = build_application(settings, create_table=True)
-    if isinstance(app.recorder, TransactionOrderedRecorder):
-        app.recorder.check_ids_ahead()
-    PostgresLedger(app.recorder.datastore).create_table()  # type: ignore[attr-defined]
-    StallLog(app.recorder.datastore).create_table()  # type: ignore[attr-defined]
-    app.close()
-    tables = [
-        f"{BoxofficeApplication.name.lower()}_events",
-        "fake_gateway_charges",
-        "follower_stalls",
-    ]
-    for name in TRACKERS:
-        build_tracker(settings, name, create_table=True).datastore.close()  # type: ignore[attr-defined]
-        tables.append(f"{name}_tracking")
-    outbox = build_view(settings, WebhookDispatcher.name, WebhookOutbox, create_table=True)
-    outbox.datastore.close()
-    tables += ["webhook_deliveries", f"{WebhookDispatcher.name}_tracking"]
-    for projection in PROJECTIONS:
-        view = build_view(settings, projection.name, projection.view_class, create_table=True)
-        view.datastore.close()
-        tables += [projection.view_class.table, f"{projection.name}_tracking"]
-    return tables

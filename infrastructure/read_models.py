@@ -10,7 +10,7 @@ from psycopg.rows import tuple_row
 from psycopg.sql import SQL, Composed, Identifier
 
 from infrastructure.log_recorder import HORIZON, TransactionOrderedRecorder
-from projections.catalog import PROJECTIONS_BY_NAME
+from projections.document_projection import DocumentProjection
 from projections.document_view import DocumentView
 from projections.read_models import ReadModels, ViewProgress
 
@@ -26,10 +26,11 @@ class PostgresReadModels(ReadModels):
     def __init__(
         self,
         app: Application[Any],
+        projections: Sequence[type[DocumentProjection]],
         views: Mapping[str, DocumentView],
         progress: ViewProgress | None = None,
     ) -> None:
-        super().__init__(app, views, progress)
+        super().__init__(app, projections, views, progress)
         # Each view's part of the statement and its parameters, built once: every
         # registry read asks.
         self._columns: dict[str, tuple[Composed, list[Any]]] = {}
@@ -61,8 +62,7 @@ class PostgresReadModels(ReadModels):
                     horizon=HORIZON,
                 )
             )
-            topics = list(PROJECTIONS_BY_NAME[name].event_topics())
-            self._columns[name] = (column, [topics, app.name])
+            self._columns[name] = (column, [list(self.topics[name]), app.name])
 
     def frontiers(self, names: Sequence[str]) -> dict[str, int | None]:
         """The first event each view of ``names`` has yet to apply (None: none), all

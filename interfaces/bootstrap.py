@@ -6,7 +6,6 @@ the process that uses it (after a fork, for Celery's prefork workers).
 
 from __future__ import annotations
 
-import importlib
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -26,6 +25,7 @@ from application.registry import CommandRegistry
 from application.retry import RetryPolicy
 from application.saga_runner import ApplicationStore, SagaRunner
 from application.sweeper import StrandedCommandSweeper
+from infrastructure import schema
 from infrastructure.celery_app import CeleryCommandTransport, build_celery
 from infrastructure.event_store import (
     build_application,
@@ -110,7 +110,7 @@ class Container:
             build_tracker(self.settings, SagaRunner.name),
             ApplicationStore(self.app),
             self.pipeline,
-            self.services.payment_deadline,
+            self.registry.sagas,
             due=sagas.due,
         )
 
@@ -132,11 +132,12 @@ class Container:
                 self._read_models = (
                     PostgresReadModels(
                         self.app,
+                        PROJECTIONS,
                         {p.name: view_on(datastore, p.name, p.view_class) for p in PROJECTIONS},
                         ViewProgressListener(datastore),
                     )
                     if datastore is not None
-                    else InMemoryReadModels(self.app)
+                    else InMemoryReadModels(self.app, PROJECTIONS)
                 )
             return self._read_models
 
@@ -241,16 +242,19 @@ class Container:
         self.forget_connections()
 
 
+def migrate(settings: Settings) -> list[str]:
+    """Create every table of the service with its read models; the tables' names."""
+    return schema.migrate(settings, [(p.name, p.view_class) for p in PROJECTIONS])
+
+
 def bootstrap(settings: Settings, application: BoxofficeApplication | None = None) -> Container:
     """Build the service from ``settings``.
 
     ``application`` replaces the PostgreSQL event store, e.g. with the in-memory one in
-    unit tests. The modules of ``COMMAND_MODULES`` add their commands to the registry.
+    unit tests. The modules of ``COMMAND_MODULES`` add their commands and sagas to the registry.
     """
     celery = build_celery(settings)
-    registry = build_registry()
-    for name in settings.command_modules:
-        importlib.import_module(name).register(registry)
+    registry = build_registry(settings.command_modules)
     container = Container(settings=settings, registry=registry, celery=celery, _app=application)
     register_tasks(celery, lambda: container.pipeline, container.forget_connections)
     return container

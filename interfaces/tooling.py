@@ -23,12 +23,12 @@ from pydantic import TypeAdapter, ValidationError
 
 from application.command import Command, Status
 from application.payloads import Timestamp
-from application.pipeline import Submission
 from application.registry import CommandRegistry
-from application.saga_replay import ReplayedSaga, ReplaySummary, SagaReplayer
-from application.saga_runner import SAGA_CLIENT, issued_command_id, issued_key
+from application.saga_replay import SagaReplayer
+from application.saga_replay_report import ReplayedSaga, ReplaySummary
+from application.saga_runner import issued_command_id, saga_command
 from application.unit_of_work import find_aggregate
-from domain.reservation_saga import TERMINAL, ReservationSaga, SagaState
+from domain.saga import Saga
 from infrastructure.history import RecordedHistory
 from infrastructure.rebuild import LiveViewBehindError, ProjectionRebuild
 from interfaces.bootstrap import Container
@@ -36,7 +36,7 @@ from projections.catalog import PROJECTIONS_BY_NAME
 from projections.command_registry import CommandRegistryProjection, present_command
 from projections.document_projection import DocumentProjection
 from projections.document_view import Between, OneOf
-from projections.sagas import SagasProjection, get_saga
+from projections.sagas import RUNNING, STATES, SagasProjection, get_saga
 
 STATUSES: tuple[str, ...] = get_args(Status)
 COMMAND_TYPE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
@@ -315,19 +315,17 @@ def saga_filters(
     """The sagas view's filters of these arguments; raises :class:`BadArgumentsError`."""
     violations = BadArgumentsError()
     filters: dict[str, Any] = {}
-    states = [s.value for s in SagaState]
     if state is not None:
-        if state in states:
+        if state in STATES:
             filters["state"] = state
         else:
-            violations.add(f"{location}.state", f"one of {', '.join(states)}")
+            violations.add(f"{location}.state", f"one of {', '.join(STATES)}")
     stuck = parse_duration(stuck_for, f"{location}.stuck_for", violations)
     if stuck is not None:
-        running = tuple(s.value for s in SagaState if s not in TERMINAL)
         # Only a running saga can be stuck: with a finished state asked for, none is.
         chosen = filters.get("state")
         filters["state"] = OneOf(
-            running if chosen is None else (chosen,) if chosen in running else ()
+            RUNNING if chosen is None else (chosen,) if chosen in RUNNING else ()
         )
         # Longer than the service can have run: nothing older than its epoch.
         now = datetime.now(UTC)
@@ -373,38 +371,36 @@ def saga_detail(container: Container, saga_id: UUID) -> dict[str, Any]:
     return found
 
 
-def saga_id_of(value: str) -> UUID:
-    """A saga's id from its id or its reservation's id."""
+def saga_id_of(container: Container, value: str) -> UUID:
+    """A saga's id from its id or the id it was started for (its reservation's), in
+    the first saga slice registered."""
     try:
         return UUID(value)
     except ValueError:
-        if not RESOURCE_ID.fullmatch(value):
+        if not RESOURCE_ID.fullmatch(value) or not container.registry.sagas:
             raise BadArgumentsError(
                 [{"location": "saga", "message": "a saga or reservation id"}]
             ) from None
-        return ReservationSaga.create_id(value)
+        return container.registry.sagas[0].saga_id(value)
 
 
 def replayer(container: Container, saga_class: str | None = None) -> SagaReplayer:
-    """A replayer of the deployed saga class, or of the one the topic names
-    (``package.module:Class``, a candidate fix)."""
-    cls: type[ReservationSaga] = ReservationSaga
+    """A replayer of the deployed saga slices, or with the slice of the saga class the
+    topic names (``package.module:Class``, a candidate fix) running that class."""
+    slices = container.registry.sagas
     if saga_class is not None:
         try:
             candidate = resolve_topic(saga_class)
         except Exception as error:  # noqa: BLE001 - any import failure is the operator's to see
             raise BadArgumentsError([{"location": "saga_class", "message": str(error)}]) from None
-        if not (isinstance(candidate, type) and issubclass(candidate, ReservationSaga)):
-            raise BadArgumentsError(
-                [{"location": "saga_class", "message": "not a ReservationSaga class"}]
-            )
-        cls = candidate
-    return SagaReplayer(
-        RecordedHistory(container.app),
-        container.pipeline,
-        container.services.payment_deadline,
-        cls,
-    )
+        kinds = [
+            s for s in slices if isinstance(candidate, type) and issubclass(candidate, s.saga_class)
+        ]
+        if not kinds:
+            names = " or ".join(s.saga_class.__name__ for s in slices)
+            raise BadArgumentsError([{"location": "saga_class", "message": f"not a {names} class"}])
+        slices = [kinds[0].running(candidate)]
+    return SagaReplayer(RecordedHistory(container.app), container.pipeline, slices)
 
 
 @dataclass
@@ -447,7 +443,7 @@ def retry_saga(container: Container, saga_id: UUID, by: str) -> dict[str, Any]:
     of retries, caused by it and correlated with the saga. Retrying again while the
     copy is pending issues nothing."""
     found = find_aggregate(container.app, saga_id)
-    if not isinstance(found, ReservationSaga):
+    if not isinstance(found, Saga):
         raise NotFoundError(f"no saga {saga_id}")
     if found.is_finished:
         raise RefusedError(f"saga {saga_id} is {found.state.value}: nothing to retry")
@@ -481,24 +477,15 @@ def retry_saga(container: Container, saga_id: UUID, by: str) -> dict[str, Any]:
 
 
 def _reissue(
-    container: Container,
-    saga: ReservationSaga,
-    step: dict[str, Any],
-    key: str,
-    cause: UUID,
-    by: str,
+    container: Container, saga: Saga, step: dict[str, Any], key: str, cause: UUID, by: str
 ) -> Command:
-    spec = container.registry.get(step["type"])
-    command = container.pipeline.prepare(
-        Submission(
-            spec=spec,
-            payload=spec.payload.model_validate(step["payload"]),
-            submitted_by=SAGA_CLIENT,
-            idempotency_key=issued_key(saga.id, key),
-            correlation_id=saga.id,
-            causation_id=f"{cause} (retried by {by})",
-            owner=saga.owner,
-        )
+    command = saga_command(
+        container.pipeline,
+        saga,
+        step["type"],
+        key,
+        step["payload"],
+        f"{cause} (retried by {by})",
     )
     # A concurrent retry issuing it first made the same command (by its id).
     with contextlib.suppress(IntegrityError):

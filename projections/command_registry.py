@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from pydantic import BaseModel, Field
 
 from application.command import Command, Status
-from projections.document_projection import DocumentProjection
+from projections.document_projection import DocumentProjection, Reader
 from projections.document_view import DocumentView, Page
-
-if TYPE_CHECKING:
-    from projections.read_models import ReadModels
 
 
 class CommandLinks(BaseModel):
@@ -156,13 +153,11 @@ class CommandRegistryProjection(DocumentProjection):
         }
 
 
-def get_command(read: ReadModels, command_id: UUID) -> dict[str, Any] | None:
+def get_command(read: Reader, command_id: UUID) -> dict[str, Any] | None:
     """The registry entry of ``command_id`` with its ``position``, or None."""
     return read.get(CommandRegistryProjection.name, command_id)
 
 
-def list_commands(
-    read: ReadModels, filters: dict[str, Any], cursor: str | None, limit: int
-) -> Page:
+def list_commands(read: Reader, filters: dict[str, Any], cursor: str | None, limit: int) -> Page:
     """Entries matching every filter (by indexed column), oldest first, and the next cursor."""
     return read.page(CommandRegistryProjection.name, filters, cursor, limit)

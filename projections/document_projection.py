@@ -7,7 +7,7 @@ log from zero yields exactly the rows that following it live did.
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar, Protocol
 from uuid import UUID
 
 from eventsourcing.application import Repository
@@ -17,10 +17,20 @@ from eventsourcing.projection import Projection
 from eventsourcing.utils import get_topic
 from pydantic import BaseModel
 
-from projections.document_view import Documents, DocumentView, Row
+from projections.document_view import Documents, DocumentView, Page, Row
 
-if TYPE_CHECKING:
-    from projections.read_models import ReadModels
+
+class Reader(Protocol):
+    """What a query reads: documents of the views by name (:class:`~projections.
+    read_models.ReadModels` is one)."""
+
+    def get(self, name: str, key: UUID) -> dict[str, Any] | None:
+        """The document of ``key`` in view ``name``, with its ``position``, or None."""
+        ...
+
+    def page(self, name: str, filters: dict[str, Any], cursor: str | None, limit: int) -> Page:
+        """A page of view ``name``; see :meth:`~projections.document_view.Documents.page`."""
+        ...
 
 
 class DocumentProjection(Projection[Any]):
@@ -75,7 +85,7 @@ class DocumentProjection(Projection[Any]):
         return create_id(ident) if create_id is not None else None
 
     @classmethod
-    def find(cls, read: ReadModels, key: UUID) -> dict[str, Any] | None:
+    def find(cls, read: Reader, key: UUID) -> dict[str, Any] | None:
         """The document of ``key`` with its ``position``, as :attr:`document` has it."""
         return read.get(cls.name, key)
 

@@ -12,7 +12,6 @@ from uuid import UUID
 from eventsourcing.application import Application
 from eventsourcing.persistence import Notification, Tracking
 
-from projections.catalog import PROJECTIONS_BY_NAME
 from projections.document_projection import DocumentProjection
 from projections.document_view import Documents, InMemoryDocumentView, Page
 
@@ -34,18 +33,22 @@ class ViewProgress(Protocol):
 
 
 class ReadModels:
-    """The views by name, over the event log they follow; ``progress``, when given,
-    wakes readers that wait on a view (otherwise they poll)."""
+    """The views by name, over the event log they follow: ``views`` holds the documents
+    of each of the ``projections`` named (the composition root says which); ``progress``,
+    when given, wakes readers that wait on a view (otherwise they poll)."""
 
     def __init__(
         self,
         app: Application[Any],
+        projections: Sequence[type[DocumentProjection]],
         views: Mapping[str, Documents],
         progress: ViewProgress | None = None,
     ) -> None:
         self.app = app
         self.views = dict(views)
         self.progress = progress
+        # Each view's topics, which its position and its lag are counted in.
+        self.topics = {p.name: p.event_topics() for p in projections if p.name in self.views}
 
     @property
     def names(self) -> list[str]:
@@ -133,7 +136,7 @@ class ReadModels:
             start=after,
             stop=upto,
             limit=limit,
-            topics=PROJECTIONS_BY_NAME[name].event_topics(),
+            topics=self.topics[name],
             inclusive_of_start=False,
         )
 
@@ -145,14 +148,16 @@ class InMemoryReadModels(ReadModels):
     the last read, at every read: reads see every event written before them.
     """
 
-    def __init__(self, app: Application[Any]) -> None:
+    def __init__(
+        self, app: Application[Any], projections: Sequence[type[DocumentProjection]]
+    ) -> None:
         self._projections: list[DocumentProjection] = []
         views: dict[str, Documents] = {}
-        for name, projection in PROJECTIONS_BY_NAME.items():
+        for projection in projections:
             view = InMemoryDocumentView(tuple(projection.view_class.columns))
-            views[name] = view
+            views[projection.name] = view
             self._projections.append(projection(view, app.repository))
-        super().__init__(app, views)
+        super().__init__(app, projections, views)
         self._lock = threading.Lock()
 
     def refresh(self) -> None:

@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal
 from uuid import UUID
 
 from pydantic import BaseModel, Field
 
-from domain.reservation_saga import ReservationSaga, SagaState
+from domain.reservation_saga import TERMINAL, ReservationSaga, SagaState
 from projections.command_registry import list_commands
-from projections.document_projection import DocumentProjection
+from projections.document_projection import DocumentProjection, Reader
 from projections.document_view import DocumentView
 
-if TYPE_CHECKING:
-    from projections.read_models import ReadModels
-
+# The states a saga of this view can be in, and those of a saga still running.
+STATES: tuple[str, ...] = tuple(state.value for state in SagaState)
+RUNNING: tuple[str, ...] = tuple(state.value for state in SagaState if state not in TERMINAL)
 # Enough for any saga's commands (a handful per run): the timeline reads one page.
 TIMELINE_COMMANDS = 500
 
@@ -74,15 +74,14 @@ class SagasView(DocumentView):
         "updated_at": "timestamptz",
     }
 
-    def due(self, now: datetime) -> list[str]:
-        """Reservations whose saga is charging past its deadline."""
+    def due(self, now: datetime) -> list[UUID]:
+        """The sagas charging past their deadline."""
         with self.datastore.transaction(commit=False) as curs:
             curs.execute(
-                "SELECT doc->>'reservation_id' AS reservation_id FROM sagas "
-                "WHERE state = %s AND deadline_at <= %s ORDER BY deadline_at",
+                "SELECT id FROM sagas WHERE state = %s AND deadline_at <= %s ORDER BY deadline_at",
                 (SagaState.CHARGING.value, now),
             )
-            return [row["reservation_id"] for row in curs.fetchall()]
+            return [row["id"] for row in curs.fetchall()]
 
 
 class SagasProjection(DocumentProjection):
@@ -103,7 +102,7 @@ class SagasProjection(DocumentProjection):
             return None
 
     @classmethod
-    def find(cls, read: ReadModels, key: UUID) -> dict[str, Any] | None:
+    def find(cls, read: Reader, key: UUID) -> dict[str, Any] | None:
         return get_saga(read, key)
 
     @classmethod
@@ -121,7 +120,7 @@ class SagasProjection(DocumentProjection):
         }
 
 
-def get_saga(read: ReadModels, saga_id: UUID) -> dict[str, Any] | None:
+def get_saga(read: Reader, saga_id: UUID) -> dict[str, Any] | None:
     """The saga with its timeline, decisions and commands in time order, or None."""
     stored = read.get(SagasProjection.name, saga_id)
     if stored is None:

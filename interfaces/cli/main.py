@@ -17,10 +17,9 @@ import click
 import psycopg
 from eventsourcing.persistence import InterfaceError, OperationalError
 
-from infrastructure.event_store import migrate
 from infrastructure.projector import Projector
 from infrastructure.settings import ApiKey, Settings, SettingsError, parse_api_keys
-from interfaces.bootstrap import bootstrap
+from interfaces.bootstrap import bootstrap, migrate
 from interfaces.cli import operate
 
 logger = logging.getLogger("boxoffice")

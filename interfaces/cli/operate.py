@@ -341,7 +341,7 @@ def register(cli: click.Group, load_settings: Callable[[], Settings]) -> None:
         """A saga's timeline (SAGA is its id or its reservation's)."""
         container = built()
         with failures():
-            found = tooling.saga_detail(container, tooling.saga_id_of(saga))
+            found = tooling.saga_detail(container, tooling.saga_id_of(container, saga))
         if _as_json_printed(as_json, found):
             return 0
         console.print(
@@ -418,7 +418,7 @@ def register(cli: click.Group, load_settings: Callable[[], Settings]) -> None:
             )
         with failures():
             if saga:
-                ids = [tooling.saga_id_of(s) for s in saga]
+                ids = [tooling.saga_id_of(container, s) for s in saga]
             else:
                 step_status = ("failed", "dead_lettered") if failed_step else ()
                 chosen = saga_selection(container, state, None, since, until, step_status)
@@ -437,7 +437,7 @@ def register(cli: click.Group, load_settings: Callable[[], Settings]) -> None:
                 now = divergence.get("replayed")
                 rows.append(
                     [
-                        replayed.reservation_id,
+                        replayed.subject,
                         replayed.verdict.value,
                         f"{replayed.recorded_state} → {replayed.replayed_state}",
                         divergence.get("step", ""),
@@ -538,7 +538,7 @@ def register(cli: click.Group, load_settings: Callable[[], Settings]) -> None:
         command, linked to the stuck one; again while it is pending issues nothing."""
         container = built()
         with failures():
-            done = tooling.retry_saga(container, tooling.saga_id_of(saga), by="cli")
+            done = tooling.retry_saga(container, tooling.saga_id_of(container, saga), by="cli")
         if as_json:
             _print_json(done)
         else:

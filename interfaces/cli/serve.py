@@ -14,8 +14,8 @@ from types import FrameType
 
 from application.retry import Backoff
 from infrastructure.embedded import EmbeddedPostgres
-from infrastructure.event_store import migrate
 from infrastructure.settings import Settings
+from interfaces.bootstrap import migrate
 
 PARTS = ("web", "worker", "relay", "projector", "saga-runner")
 # A part that dies is restarted after RESTART_PAUSE s, doubling while it keeps dying.

@@ -123,7 +123,7 @@ def _query(parse: Callable[[], Any]) -> tuple[Any, int]:
 def _saga_key(saga: str) -> UUID:
     """The saga a path names (its id or its reservation's); a name of none is a 404."""
     try:
-        return tooling.saga_id_of(saga)
+        return tooling.saga_id_of(container(), saga)
     except tooling.BadArgumentsError:
         raise tooling.NotFoundError(f"no saga {saga}") from None
 
@@ -234,7 +234,7 @@ def replay() -> tuple[Response, int]:
         )
     with _answers():
         if body.sagas:
-            ids = [tooling.saga_id_of(s) for s in body.sagas]
+            ids = [tooling.saga_id_of(built, s) for s in body.sagas]
         else:
             filters = tooling.saga_filters(
                 state=body.state, since=body.since, until=body.until, location="body"

@@ -16,7 +16,6 @@ from pydantic import BaseModel
 
 from application.payloads import RFC3339
 from application.registry import CommandRegistry, CommandSpec
-from domain.reservation_saga import SagaState
 from interfaces.http import schemas
 from interfaces.http.admin import MAX_LIST_LIMIT, RebuildRequest, RedriveRequest, ReplayRequest
 from interfaces.http.context import container
@@ -27,6 +26,7 @@ from projections.catalog import PROJECTIONS
 from projections.command_registry import CommandDocument
 from projections.document_projection import DocumentProjection
 from projections.document_view import CURSOR
+from projections.sagas import STATES
 
 openapi = Blueprint("openapi", __name__)
 
@@ -536,7 +536,7 @@ def _add_admin(spec: APISpec) -> None:
         "Sagas by state, stuck for a while, with a dead-lettered step, by start time",
         items,
         [
-            _query("state", {"enum": [state.value for state in SagaState]}),
+            _query("state", {"enum": list(STATES)}),
             _query(
                 "stuck_for", {"type": "string", "pattern": DURATION.pattern}, "30s, 5m, 2h or 1d"
             ),

@@ -16,9 +16,9 @@ from application.catalog import build_registry
 from application.event_log import BoxofficeApplication
 from application.pipeline import CommandPipeline
 from application.retry import RetryPolicy
-from infrastructure.event_store import build_application, migrate
+from infrastructure.event_store import build_application
 from infrastructure.settings import Settings
-from interfaces.bootstrap import Container, bootstrap
+from interfaces.bootstrap import Container, bootstrap, migrate
 from interfaces.http import create_app
 from tests.support import commands as test_commands
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import pytest
 from eventsourcing.popo import POPOTrackingRecorder
 
@@ -11,6 +9,7 @@ from application import shows
 from application.event_log import BoxofficeApplication
 from application.pipeline import CommandPipeline
 from application.registry import CommandRegistry
+from application.reservation_saga import RESERVATION_SAGA
 from application.retry import RetryPolicy
 from application.saga_runner import ApplicationStore, SagaRunner
 from infrastructure.payment_gateway import FakePaymentGateway
@@ -40,4 +39,4 @@ def test_the_sagas_refuse_to_start_without_the_commands_they_issue(
     pipeline = CommandPipeline(app, registry, RetryPolicy())
 
     with pytest.raises(LookupError, match="ChargePayment"):
-        SagaRunner(POPOTrackingRecorder(), ApplicationStore(app), pipeline, timedelta(seconds=30))
+        SagaRunner(POPOTrackingRecorder(), ApplicationStore(app), pipeline, [RESERVATION_SAGA])

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 from uuid import UUID
 
 import pytest
 
 from application.event_log import BoxofficeApplication
-from application.saga_replay import SagaReplayer, Verdict
+from application.reservation_saga import RESERVATION_SAGA
+from application.saga_replay import SagaReplayer
+from application.saga_replay_report import Verdict
 from domain.reservation_saga import ReservationSaga
 from infrastructure.history import RecordedHistory
 from tests.support.sagas import BrokenSaga, DeclineExpiresSaga
@@ -46,7 +49,8 @@ def world(app: BoxofficeApplication) -> World:
 
 
 def replayer(world: World, saga_class: type[ReservationSaga] = ReservationSaga) -> SagaReplayer:
-    return SagaReplayer(RecordedHistory(world.app), world.pipeline, DEADLINE, saga_class)
+    slices = [RESERVATION_SAGA.running(saga_class)]
+    return SagaReplayer(RecordedHistory(world.app), world.pipeline, slices)
 
 
 def saga_ids(*names: str) -> list[UUID]:
@@ -64,19 +68,17 @@ def test_the_unchanged_code_replays_every_saga_identically(world: World) -> None
 
     replayed = replayer(world).replay(saga_ids(*NAMES))
 
-    assert {r.reservation_id: r.verdict for r in replayed} == dict.fromkeys(
-        NAMES, Verdict.IDENTICAL
-    )
-    outage = next(r for r in replayed if r.reservation_id == "outage")
+    assert {r.subject: r.verdict for r in replayed} == dict.fromkeys(NAMES, Verdict.IDENTICAL)
+    outage = next(r for r in replayed if r.subject == "outage")
     assert [d.name for d in outage.replayed][-2:] == ["SagaExpiring", "SagaFinished"]
 
 
 def test_a_changed_rule_diverges_exactly_the_sagas_it_decides_differently(world: World) -> None:
     replayed = replayer(world, DeclineExpiresSaga).replay(saga_ids(*NAMES))
 
-    diverged = {r.reservation_id for r in replayed if r.verdict is Verdict.DIVERGED}
+    diverged = {r.subject for r in replayed if r.verdict is Verdict.DIVERGED}
     assert diverged == {"declined"}
-    declined = next(r for r in replayed if r.reservation_id == "declined")
+    declined = next(r for r in replayed if r.subject == "declined")
     divergence = declined.divergence()
     assert divergence is not None
     assert divergence["recorded"]["name"] == "SagaCompensating"
@@ -96,7 +98,7 @@ def test_a_replay_changes_nothing_and_issues_nothing(world: World) -> None:
 def test_a_saga_that_fails_to_replay_is_reported_and_the_others_go_on(world: World) -> None:
     replayed = replayer(world, BrokenSaga).replay(saga_ids("paid", "declined"))
 
-    verdicts = {r.reservation_id: (r.verdict, r.error) for r in replayed}
+    verdicts = {r.subject: (r.verdict, r.error) for r in replayed}
     assert verdicts == {
         "paid": (Verdict.ERROR, "RuntimeError: a bug in the fix"),
         "declined": (Verdict.IDENTICAL, None),
@@ -119,7 +121,12 @@ def test_a_failed_reserve_is_an_input_of_the_replay(world: World) -> None:
 def test_a_deadline_found_passed_replays_passed_whatever_the_setting_now(world: World) -> None:
     # The payment deadline is the runner's setting: made ten times longer since, the
     # deadline the runner found passed has still passed where it did.
-    longer = SagaReplayer(RecordedHistory(world.app), world.pipeline, DEADLINE * 10)
+    longer = SagaReplayer(
+        RecordedHistory(world.app),
+        world.pipeline,
+        [RESERVATION_SAGA],
+        replace(world.services, payment_deadline=DEADLINE * 10),
+    )
 
     (outage,) = longer.replay(saga_ids("outage"))
 

@@ -51,10 +51,9 @@ from domain.payment import Payment
 from domain.reservation import Reservation
 from domain.reservation_saga import ReservationSaga
 from domain.show import Show
-from infrastructure.event_store import migrate
 from infrastructure.settings import DatabaseUrl, Settings
 from interfaces import tooling
-from interfaces.bootstrap import Container, bootstrap
+from interfaces.bootstrap import Container, bootstrap, migrate
 from projections.catalog import PROJECTIONS
 from tests.conftest import fresh_database
 from tests.e2e.conftest import free_port
@@ -468,7 +467,7 @@ class Chaos:
         was recorded, whatever the faults did to its deliveries and deadlines."""
         done = tooling.replay(container, saga_ids)
         return [
-            f"saga of {s.reservation_id} replays {s.verdict.value}: "
+            f"saga of {s.subject} replays {s.verdict.value}: "
             f"{json.dumps(s.divergence() or s.error)}"
             for s in done.sagas
             if s.verdict.value != "identical"

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from infrastructure.event_store import migrate
 from infrastructure.settings import ApiKey, Settings
+from interfaces.bootstrap import migrate
 from tests.conftest import fresh_database
 from tests.support.processes import ServiceProcess, http_ready, running, service_env, wait_until
 

@@ -13,8 +13,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from infrastructure.event_store import migrate
 from infrastructure.settings import Settings
+from interfaces.bootstrap import migrate
 from tests.conftest import fresh_database
 from tests.e2e.conftest import (
     READER_TOKEN,

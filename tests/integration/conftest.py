@@ -11,9 +11,8 @@ import pytest
 
 from application.command import Command
 from application.pipeline import Acceptance, Submission
-from infrastructure.event_store import migrate
 from infrastructure.settings import Settings
-from interfaces.bootstrap import Container, bootstrap
+from interfaces.bootstrap import Container, bootstrap, migrate
 from tests.support.processes import ServiceProcess, service_env
 
 

@@ -14,8 +14,9 @@ from application.catalog import build_registry
 from application.pipeline import CommandPipeline, ResourceExistsError, Submission
 from application.retry import RetryPolicy
 from domain.show import Show
-from infrastructure.event_store import IdlePing, build_application, migrate, position_of
+from infrastructure.event_store import IdlePing, build_application, position_of
 from infrastructure.settings import Settings
+from interfaces.bootstrap import migrate
 from tests.support.pgtrace import traced
 
 pytestmark = pytest.mark.postgres

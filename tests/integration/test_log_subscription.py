@@ -19,7 +19,7 @@ from application.command_watcher import CommandWatcher
 from application.event_log import BoxofficeApplication
 from application.pipeline import CommandPipeline, Submission
 from application.retry import RetryPolicy
-from infrastructure.event_store import build_application, event_store_env, migrate, position_of
+from infrastructure.event_store import build_application, event_store_env, position_of
 from infrastructure.log_recorder import (
     LogAheadOfTransactionIdsError,
     TransactionOrderedRecorder,
@@ -28,6 +28,7 @@ from infrastructure.log_recorder import (
 )
 from infrastructure.settings import Settings
 from infrastructure.subscription import LogSubscription, subscribe
+from interfaces.bootstrap import migrate
 from tests.support.commands import Tally
 
 pytestmark = pytest.mark.postgres

@@ -14,10 +14,11 @@ from eventsourcing.persistence import Tracking
 from application.catalog import build_registry
 from application.pipeline import CommandPipeline, Submission
 from application.retry import RetryPolicy
-from infrastructure.event_store import build_application, build_tracker, migrate
+from infrastructure.event_store import build_application, build_tracker
 from infrastructure.following import follow_until_stopped
 from infrastructure.relay import OutboxRelay
 from infrastructure.settings import Settings
+from interfaces.bootstrap import migrate
 
 pytestmark = pytest.mark.postgres
 

@@ -17,12 +17,13 @@ from application.catalog import build_registry
 from application.pipeline import CommandPipeline, Submission
 from application.retry import RetryPolicy
 from domain.show import Show
-from infrastructure.event_store import build_application, migrate, view_on
+from infrastructure.event_store import build_application, view_on
 from infrastructure.read_models import PostgresReadModels
 from infrastructure.settings import Settings
 from infrastructure.view_progress import ViewProgressListener
+from interfaces.bootstrap import migrate
 from projections import document_view, read_models
-from projections.catalog import PROJECTIONS_BY_NAME
+from projections.catalog import PROJECTIONS, PROJECTIONS_BY_NAME
 from projections.document_view import Between, OneOf
 from projections.read_models import ReadModels
 from tests.support.pgtrace import traced
@@ -45,7 +46,7 @@ def test_a_read_waiting_on_a_view_is_woken_by_the_views_commit(
     shows = PROJECTIONS_BY_NAME["shows"]
     view = view_on(datastore, "shows", shows.view_class)
     listener = ViewProgressListener(datastore)
-    models = ReadModels(app, {"shows": view}, listener)
+    models = ReadModels(app, [shows], {"shows": view}, listener)
     show = Show.schedule("s1", "Hamlet", "2027-01-01T20:00:00Z", ["A1"], 100)
     recordings = app.save(show)
     position = recordings[-1].notification.id
@@ -98,7 +99,7 @@ def test_which_views_caught_up_is_one_query_that_agrees_with_asking_each_view(
     shows(views["shows"], app.repository).process_events(
         [(scheduled, Tracking(app.name, show_position))]
     )
-    each = ReadModels(app, views).frontiers(list(views))
+    each = ReadModels(app, PROJECTIONS, views).frontiers(list(views))
     connections: list[object] = []
     get_connection = datastore.get_connection
 
@@ -107,7 +108,7 @@ def test_which_views_caught_up_is_one_query_that_agrees_with_asking_each_view(
         return get_connection()
 
     monkeypatch.setattr(datastore, "get_connection", counted)
-    together = PostgresReadModels(app, views).frontiers(list(views))
+    together = PostgresReadModels(app, PROJECTIONS, views).frontiers(list(views))
     app.close()
 
     assert together == each
@@ -142,7 +143,7 @@ def test_which_views_caught_up_steps_over_other_topics_on_statistics_of_a_smalle
     views = {
         name: view_on(datastore, name, p.view_class) for name, p in PROJECTIONS_BY_NAME.items()
     }
-    models = PostgresReadModels(app, views)
+    models = PostgresReadModels(app, PROJECTIONS, views)
     statement, params = models.frontiers_statement(list(views))
     with datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as curs:
         row = curs.execute(

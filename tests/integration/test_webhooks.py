@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from eventsourcing.persistence import Tracking
 
-from infrastructure.event_store import build_view, migrate
+from infrastructure.event_store import build_view
 from infrastructure.settings import Settings
 from infrastructure.webhooks import (
     AddressPolicy,
@@ -23,6 +23,7 @@ from infrastructure.webhooks import (
     WebhookSender,
     verify,
 )
+from interfaces.bootstrap import migrate
 from tests.support.processes import wait_until
 
 pytestmark = pytest.mark.postgres

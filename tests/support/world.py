@@ -12,7 +12,7 @@ decided, gateway called) and keeps it there while the test runs others.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -38,7 +38,7 @@ DEADLINE = timedelta(seconds=30)
 class World:
     """The service with every asynchronous hop run in order, in this process."""
 
-    def __init__(self, app: BoxofficeApplication) -> None:
+    def __init__(self, app: BoxofficeApplication, modules: Sequence[str] = ()) -> None:
         self.app = app
         self.ledger = InMemoryLedger()
         # The world's clock runs ahead of the real one by the time passed: never behind
@@ -48,13 +48,13 @@ class World:
             FakePaymentGateway(self.ledger, slow_seconds=0), DEADLINE
         )
         self.pipeline = CommandPipeline(
-            app, build_registry(), RetryPolicy(max_attempts=3, base_delay=0), services
+            app, build_registry(modules), RetryPolicy(max_attempts=3, base_delay=0), services
         )
         self.runner = SagaRunner(
             view=None,  # the world tracks its own position
             store=ApplicationStore(app),
             pipeline=self.pipeline,
-            payment_deadline=DEADLINE,
+            slices=self.pipeline.registry.sagas,
             due=self._due,
             clock=lambda: self.now,
         )
@@ -220,7 +220,7 @@ class World:
             return
         self.pipeline.execute(command.id, attempt, "worker")
 
-    def _due(self, now: datetime) -> list[str]:
+    def _due(self, now: datetime) -> list[UUID]:
         found = [
             find_aggregate(self.app, c.correlation_id)
             for c in self.commands()
@@ -228,7 +228,7 @@ class World:
         ]
         sagas = [s for s in found if isinstance(s, ReservationSaga)]
         return [
-            s.reservation_id
+            s.id
             for s in sagas
             if s.state == "charging" and s.deadline_at is not None and s.deadline_at <= now
         ]
