@@ -3,6 +3,7 @@ before it is parsed, and JSON only."""
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from flask import json, request
@@ -18,10 +19,19 @@ def json_object(raw: bytes, errors: list[dict[str, str]]) -> dict[str, Any] | No
         message = f"nests deeper than {MAX_NESTING} levels"
         errors.append({"location": "body", "message": message, "type": "json_invalid"})
         return None
+    repeated: list[str] = []
     try:
-        body = json.loads(raw, parse_constant=_not_json)
+        body = json.loads(
+            raw, parse_constant=_not_json, object_pairs_hook=partial(_unique_members, repeated)
+        )
     except ValueError as error:
         errors.append({"location": "body", "message": str(error), "type": "json_invalid"})
+        return None
+    for name in dict.fromkeys(repeated):
+        # Parsers disagree on which of two members wins: the client must say one thing.
+        message = "appears more than once in its object"
+        errors.append({"location": f"body.{name}", "message": message, "type": "duplicate_member"})
+    if repeated:
         return None
     if not isinstance(body, dict):
         errors.append({"location": "body", "message": "the body must be a JSON object"})
@@ -31,6 +41,16 @@ def json_object(raw: bytes, errors: list[dict[str, str]]) -> dict[str, Any] | No
 
 def _not_json(constant: str) -> Any:
     raise ValueError(f"{constant} is not JSON")
+
+
+def _unique_members(repeated: list[str], pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object's members, noting in ``repeated`` each name given twice."""
+    found: dict[str, Any] = {}
+    for name, value in pairs:
+        if name in found:
+            repeated.append(name)
+        found[name] = value
+    return found
 
 
 def read_body(limit: int) -> bytes:

@@ -51,6 +51,7 @@ def refused(memory: tuple[FlaskClient, BoxofficeApplication], **request: Any) ->
         ("price_cents", "100"),
         ("price_cents", True),
         ("price_cents", 1.5),
+        ("price_cents", 1000.0),
         ("starts_at", "2027-01-01T20:00:00"),
         ("starts_at", "2027-01-01"),
         ("starts_at", 1798833600),
@@ -82,6 +83,18 @@ def test_json_nested_ten_thousand_deep_is_refused_before_it_is_parsed(
 
     assert body["type"] == "/problems/malformed-json"
     assert "deeper than 32" in body["errors"][0]["message"]
+
+
+def test_a_member_named_twice_is_refused_with_its_name(
+    memory: tuple[FlaskClient, BoxofficeApplication],
+) -> None:
+    raw = json.dumps(SHOW)[:-1] + ', "title": "Macbeth", "seats": ["B1"]}'
+
+    body = refused(memory, data=raw, content_type="application/json")
+
+    # Well-formed JSON (its grammar allows it), but not one value per field.
+    assert body["type"] == "/problems/validation-error"
+    assert [e["location"] for e in body["errors"]] == ["body.title", "body.seats"]
 
 
 def test_nesting_inside_strings_does_not_count(
