@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: run test check lint typecheck pytest bench chaos audit clean
+.PHONY: run test check lint typecheck lint-openapi pytest bench chaos audit clean
 
 $(INSTALLED): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -19,7 +19,7 @@ run: $(INSTALLED)
 test: $(INSTALLED)
 	scripts/test-services.sh $(MAKE) --no-print-directory check
 
-check: lint typecheck pytest
+check: lint typecheck lint-openapi pytest
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check .
@@ -27,6 +27,11 @@ lint: $(INSTALLED)
 
 typecheck: $(INSTALLED)
 	$(BIN)/mypy
+
+# The OpenAPI document through Redocly's recommended rules and Spectral's spectral:oas
+# (npm packages, installed under .tools/); any error or warning fails.
+lint-openapi: $(INSTALLED)
+	scripts/lint-openapi.sh $(BIN)
 
 pytest: $(INSTALLED)
 	$(BIN)/pytest

@@ -106,6 +106,18 @@ def _migrate(settings: Settings) -> int:
     return 0
 
 
+@_part("openapi", "Print the OpenAPI document (with the commands of COMMAND_MODULES).", False)
+def _openapi(settings: Settings) -> int:
+    from application.event_log import BoxofficeApplication
+    from interfaces.http import create_app
+
+    # The in-memory store: the document needs the registry, not a connection.
+    store = BoxofficeApplication(env={"PERSISTENCE_MODULE": "eventsourcing.popo"})
+    client = create_app(bootstrap(settings, application=store)).test_client()
+    print(client.get("/openapi.json").get_data(as_text=True), end="")
+    return 0
+
+
 @_part("web", "Serve HTTP under gunicorn.")
 def _web(settings: Settings) -> int:
     from interfaces.cli.web import run_web

@@ -7,11 +7,12 @@ from its payload models, read operations and their documents from the projection
 
 from __future__ import annotations
 
+import inspect
 import re
 from typing import Any
 
 from apispec import APISpec
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint, Response, current_app, jsonify
 from pydantic import BaseModel
 
 from application.payloads import RFC3339
@@ -21,6 +22,7 @@ from interfaces.http.admin import MAX_LIST_LIMIT, RebuildRequest, RedriveRequest
 from interfaces.http.context import container
 from interfaces.http.operations import DELIVERY_STATUSES
 from interfaces.http.problems import Problem, explanation_page, problem_types
+from interfaces.http.route_docs import describe
 from interfaces.tooling import COMMAND_TYPE, DURATION, RESOURCE, STATUSES
 from projections.catalog import PROJECTIONS
 from projections.command_registry import CommandDocument
@@ -34,7 +36,9 @@ openapi = Blueprint("openapi", __name__)
 @openapi.get("/openapi.json")
 def document() -> Response:
     """The OpenAPI 3.1 document."""
-    return jsonify(build_openapi(container().registry))
+    document = build_openapi(container().registry)
+    describe(document, current_app)
+    return jsonify(document)
 
 
 @openapi.get("/problems/<kind>")
@@ -77,7 +81,11 @@ def build_openapi(registry: CommandRegistry) -> dict[str, Any]:
         title="Boxoffice",
         version="0.1.0",
         openapi_version="3.1.0",
-        info={"description": "Seat reservations; every state change is an asynchronous command."},
+        info={
+            "description": "Seat reservations; every state change is an asynchronous command.",
+            "license": {"name": "MIT", "identifier": "MIT"},
+            "contact": {"name": "The Boxoffice maintainers"},
+        },
     )
     spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer"})
     for model in (
@@ -101,6 +109,8 @@ def build_openapi(registry: CommandRegistry) -> dict[str, Any]:
             _add_document_read(spec, projection)
     document: dict[str, Any] = spec.to_dict()
     document["security"] = [{"bearer": []}, {}]
+    # Relative: the service's own origin, wherever it is deployed.
+    document["servers"] = [{"url": "/", "description": "this service"}]
     return document
 
 
@@ -139,6 +149,7 @@ def _add_command_route(spec: APISpec, command: CommandSpec[Any]) -> None:
     operation = {
         "operationId": command.name,
         "summary": endpoint.summary,
+        "description": inspect.getdoc(command.payload) or endpoint.summary,
         "parameters": [
             {"name": p, "in": "path", "required": True, "schema": _field_schema(body_fields, p)}
             for p in path_fields
@@ -194,7 +205,13 @@ def _add_command_route(spec: APISpec, command: CommandSpec[Any]) -> None:
                                 }
                             }
                         },
-                        "responses": {"2XX": {"description": "received; any other is retried"}},
+                        "responses": {
+                            "2XX": {"description": "received"},
+                            "4XX": {
+                                "description": "refused: retried with backoff like any "
+                                "answer but a 2XX, then parked (GET /webhooks?status=parked)"
+                            },
+                        },
                     }
                 }
             }
@@ -432,9 +449,14 @@ def _add_reads(spec: APISpec) -> None:
     )
 
 
-def _object(description: str, required: list[str]) -> dict[str, Any]:
-    """A JSON object answer whose keys ``required`` are always there."""
-    schema = {"type": "object", "required": required}
+ARRAY: dict[str, Any] = {"type": "array", "items": {"type": "object"}}
+OBJECT: dict[str, Any] = {"type": "object"}
+ID: dict[str, Any] = {"type": "string", "format": "uuid"}
+
+
+def _object(description: str, **properties: dict[str, Any]) -> dict[str, Any]:
+    """A JSON object answer whose ``properties`` are always there."""
+    schema = {"type": "object", "properties": properties, "required": list(properties)}
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
@@ -479,7 +501,7 @@ def _add_admin(spec: APISpec) -> None:
     text = {"type": "string"}
     time = TIME_SCHEMA
     limit = _query("limit", {"type": "integer", "minimum": 1, "maximum": MAX_LIST_LIMIT})
-    items = _object("the items", ["items"])
+    items = _object("the items", items=ARRAY)
     _admin(
         spec,
         "get",
@@ -506,7 +528,7 @@ def _add_admin(spec: APISpec) -> None:
         "/admin/commands/{command_id}",
         "AdminGetCommand",
         "A command's record with tracebacks and the events its success saved",
-        _object("the record", ["command_id", "attempts", "caused"]),
+        _object("the record", command_id=ID, attempts=ARRAY, caused=ARRAY),
         [_path_id("command_id")],
         _404="no such command",
     )
@@ -516,7 +538,11 @@ def _add_admin(spec: APISpec) -> None:
         "/admin/deadletters",
         "AdminListDeadLetters",
         "Dead-lettered commands and their counts per error type",
-        _object("the dead letters", ["items", "counts"]),
+        _object(
+            "the dead letters",
+            items=ARRAY,
+            counts={"type": "object", "additionalProperties": {"type": "integer"}},
+        ),
         [_query("type", text, "only those whose last error is of this type")],
     )
     _admin(
@@ -525,7 +551,7 @@ def _add_admin(spec: APISpec) -> None:
         "/admin/deadletters/redrive",
         "AdminRedrive",
         "Re-drive dead letters: ids, every one of a type, or all",
-        _object("what was re-driven or skipped, and why", ["results"]),
+        _object("what was re-driven or skipped, and why", results=ARRAY),
         body=RedriveRequest,
     )
     _admin(
@@ -553,7 +579,7 @@ def _add_admin(spec: APISpec) -> None:
         "/admin/sagas/{saga}",
         "AdminGetSaga",
         "A saga's timeline, by its id or its reservation's",
-        _object("the saga", ["saga_id", "timeline"]),
+        _object("the saga", saga_id=ID, timeline=ARRAY),
         [_path_id("saga")],
         _404="no such saga",
     )
@@ -563,7 +589,7 @@ def _add_admin(spec: APISpec) -> None:
         "/admin/sagas/replay",
         "AdminReplaySagas",
         "Replay sagas with the deployed code in a dry run, and report the differences",
-        _object("the summary and the sagas that differ", ["summary", "sagas"]),
+        _object("the summary and the sagas that differ", summary=OBJECT, sagas=ARRAY),
         body=ReplayRequest,
     )
     _admin(
@@ -572,7 +598,7 @@ def _add_admin(spec: APISpec) -> None:
         "/admin/sagas/{saga}/retry",
         "AdminRetrySaga",
         "Re-issue a saga's stuck step",
-        _object("the steps re-issued or pending", ["saga_id", "steps"]),
+        _object("the steps re-issued or pending", saga_id=ID, steps=ARRAY),
         [_path_id("saga")],
         _404="no such saga",
         _409="the saga has no stuck step",
@@ -593,7 +619,12 @@ def _add_admin(spec: APISpec) -> None:
         "/admin/projections/{name}/rebuild",
         "AdminRebuildProjection",
         "Rebuild a view beside the live one, diff it, swap it in only with swap",
-        _object("the rebuild and the diff", ["events", "diff", "swapped"]),
+        _object(
+            "the rebuild and the diff",
+            events={"type": "integer"},
+            diff=OBJECT,
+            swapped={"type": "boolean"},
+        ),
         [_path_id("name")],
         body=RebuildRequest,
         _404="no such projection",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from interfaces.cli.main import main
@@ -36,3 +38,21 @@ def test_without_a_database_or_a_running_serve_the_tools_say_what_to_do(
 
     assert main(["projections", "status"]) == 2
     assert "no `boxoffice serve`" in capsys.readouterr().err
+
+
+def test_openapi_prints_the_document_with_the_configured_commands_and_connects_nowhere(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql://nobody@127.0.0.1:1/nothing")
+    monkeypatch.setenv("COMMAND_MODULES", "tests.support.commands")
+
+    assert main(["openapi"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert document["openapi"] == "3.1.0"
+    assert "/shows/{show_id}" in document["paths"]
+    assert document["servers"] == [{"url": "/", "description": "this service"}]
+    assert all(
+        operation["tags"] and operation["description"]
+        for item in document["paths"].values()
+        for operation in item.values()
+    )
