@@ -44,15 +44,13 @@ Text200 = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern
 
 
 def whole_number(value: Any) -> Any:
-    """An integer written as one (100); "100", true, 1.5 and 100.0 are refused.
-    Use as ``BeforeValidator(whole_number)`` after the field's bounds."""
+    """An integer as JSON Schema counts one (100 or 100.0); "100", true and 1.5 are
+    refused. Use as ``BeforeValidator(whole_number)`` after the field's bounds."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValueError("must be a whole number, not text or true/false")
-    if isinstance(value, float):
-        # 100.0 is a float to most JSON parsers: a client that sends it has a number
-        # type that is not an integer, which a later value would betray as 100.5.
-        raise ValueError("must be a whole number written without a fraction (100, not 100.0)")
-    return value
+    if isinstance(value, float) and not value.is_integer():
+        raise ValueError("must be a whole number")
+    return int(value)
 
 
 def distinct(items: list[T]) -> list[T]:

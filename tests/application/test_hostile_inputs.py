@@ -51,7 +51,6 @@ def refused(memory: tuple[FlaskClient, BoxofficeApplication], **request: Any) ->
         ("price_cents", "100"),
         ("price_cents", True),
         ("price_cents", 1.5),
-        ("price_cents", 1000.0),
         ("starts_at", "2027-01-01T20:00:00"),
         ("starts_at", "2027-01-01"),
         ("starts_at", 1798833600),
