@@ -23,7 +23,7 @@ an event, not on rules.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 from uuid import UUID
@@ -110,7 +110,9 @@ class _Recorded:
     events: list[Any]
     saga: Any
     slice: SagaSlice[Any] | None
-    failable: list[UUID] = field(default_factory=list)
+    # The aggregates whose events it is fed, and the issued commands whose failure is.
+    inputs: list[UUID]
+    failable: list[UUID]
 
 
 class SagaReplayer:
@@ -158,8 +160,7 @@ class SagaReplayer:
             [command_id for saga in found for command_id in saga.failable], (FAILED_TOPIC,)
         )
         inputs = self.history.events_of(
-            [i for saga in found if saga.slice for i in saga.slice.inputs_of(saga.saga)]
-            + list(failed)
+            [aggregate_id for saga in found for aggregate_id in saga.inputs] + list(failed)
         )
         return [self._replay_one(saga, inputs) for saga in found]
 
@@ -168,13 +169,15 @@ class SagaReplayer:
         for event in events:
             saga = event.mutate(saga)
         chosen = self.slice_of(saga)
+        if chosen is None:
+            return _Recorded(saga_id, events, saga, None, [], [])
         failable = [
             issued_command_id(saga_id, c["key"])
             for event in events
             for c in getattr(event, "commands", [])
-            if chosen is not None and c["type"] in chosen.failed_commands
+            if c["type"] in chosen.failed_commands
         ]
-        return _Recorded(saga_id, events, saga, chosen, failable)
+        return _Recorded(saga_id, events, saga, chosen, list(chosen.inputs_of(saga)), failable)
 
     def _replay_one(self, recorded: _Recorded, inputs: Mapping[UUID, list[Any]]) -> ReplayedSaga:
         chosen = recorded.slice
@@ -207,7 +210,7 @@ class SagaReplayer:
         )
         events: list[Any] = [
             event
-            for aggregate_id in chosen.inputs_of(recorded.saga)
+            for aggregate_id in recorded.inputs
             for event in inputs.get(aggregate_id, [])
             if isinstance(event, chosen.events)
         ]
