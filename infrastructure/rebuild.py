@@ -25,6 +25,7 @@ from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
 
+from application.operations.ports import ViewBehindError
 from projections.document_projection import DocumentProjection
 from projections.document_view import DocumentView
 
@@ -35,7 +36,7 @@ SHADOW = "_shadow"
 PREVIOUS = "_previous"
 
 
-class LiveViewBehindError(RuntimeError):
+class LiveViewBehindError(ViewBehindError):
     """Raised by a swap when the live view has not reached the rebuilt one's position."""
 
 

@@ -19,6 +19,7 @@ from celery import Celery
 from application.catalog import build_registry
 from application.command_watcher import CommandWatcher
 from application.event_log import BoxofficeApplication
+from application.operations.ports import Operator
 from application.pipeline import CommandPipeline
 from application.ports import Services
 from application.registry import CommandRegistry
@@ -36,9 +37,11 @@ from infrastructure.event_store import (
     view_on,
 )
 from infrastructure.following import Follower
+from infrastructure.history import RecordedHistory
 from infrastructure.payment_gateway import build_payment_gateway
 from infrastructure.projector import Projector
 from infrastructure.read_models import PostgresReadModels
+from infrastructure.rebuild import ProjectionRebuild
 from infrastructure.relay import OutboxRelay
 from infrastructure.settings import Settings
 from infrastructure.stall_log import StallLog
@@ -47,9 +50,14 @@ from infrastructure.tasks import register_tasks
 from infrastructure.view_progress import ViewProgressListener
 from infrastructure.webhooks import AddressPolicy, WebhookDispatcher, WebhookOutbox, WebhookSender
 from projections.catalog import PROJECTIONS
-from projections.command_registry import CommandRegistryProjection, CommandRegistryView
+from projections.command_registry import (
+    CommandRegistryProjection,
+    CommandRegistryView,
+    present_command,
+)
+from projections.document_projection import DocumentProjection
 from projections.read_models import InMemoryReadModels, ReadModels
-from projections.sagas import SagasProjection, SagasView
+from projections.sagas import SagasProjection, SagasView, get_saga
 
 # Webhook deliveries in flight at once (at most two per destination).
 WEBHOOK_THREADS = 8
@@ -140,6 +148,25 @@ class Container:
                     else InMemoryReadModels(self.app, PROJECTIONS)
                 )
             return self._read_models
+
+    @property
+    def operator(self) -> Operator:
+        """The ports of the operator's use cases (:mod:`application.operations`)."""
+        return Operator(
+            app=self.app,
+            pipeline=self.pipeline,
+            read=self.read_models,
+            history=RecordedHistory(self.app),
+            rebuilding=self._rebuilding,
+            slices=self.registry.sagas,
+            present_command=present_command,
+            saga_document=partial(get_saga, self.read_models),
+            commands_view=CommandRegistryProjection.name,
+            sagas_view=SagasProjection.name,
+        )
+
+    def _rebuilding(self, projection: type[DocumentProjection]) -> ProjectionRebuild:
+        return ProjectionRebuild(self.app, projection)
 
     def position_of(self, aggregate_id: UUID) -> int | None:
         """The event-log position of ``aggregate_id``'s latest event (PostgreSQL only)."""

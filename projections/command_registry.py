@@ -9,8 +9,9 @@ from uuid import UUID
 from pydantic import BaseModel, Field
 
 from application.command import Command, Status
-from projections.document_projection import DocumentProjection, Reader
-from projections.document_view import DocumentView, Page
+from application.queries import Page, Reader
+from projections.document_projection import DocumentProjection
+from projections.document_view import DocumentView
 
 
 class CommandLinks(BaseModel):

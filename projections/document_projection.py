@@ -7,7 +7,7 @@ log from zero yields exactly the rows that following it live did.
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar
 from uuid import UUID
 
 from eventsourcing.application import Repository
@@ -17,20 +17,8 @@ from eventsourcing.projection import Projection
 from eventsourcing.utils import get_topic
 from pydantic import BaseModel
 
-from projections.document_view import Documents, DocumentView, Page, Row
-
-
-class Reader(Protocol):
-    """What a query reads: documents of the views by name (:class:`~projections.
-    read_models.ReadModels` is one)."""
-
-    def get(self, name: str, key: UUID) -> dict[str, Any] | None:
-        """The document of ``key`` in view ``name``, with its ``position``, or None."""
-        ...
-
-    def page(self, name: str, filters: dict[str, Any], cursor: str | None, limit: int) -> Page:
-        """A page of view ``name``; see :meth:`~projections.document_view.Documents.page`."""
-        ...
+from application.queries import Reader
+from projections.document_view import Documents, DocumentView, Row
 
 
 class DocumentProjection(Projection[Any]):

@@ -12,7 +12,6 @@ import logging
 import re
 import threading
 from contextlib import nullcontext
-from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, ClassVar, Protocol
 from uuid import UUID
@@ -25,6 +24,8 @@ from psycopg.rows import DictRow
 from psycopg.sql import SQL, Composable, Composed, Identifier
 from psycopg.types.json import Jsonb
 
+from application.queries import Between, OneOf, Page
+
 logger = logging.getLogger(__name__)
 
 # Notified, with the view's table as payload, after each transaction that moves a view's
@@ -36,37 +37,9 @@ NOTIFY_PROGRESS = SQL("SELECT pg_notify(%s, %s)")
 # for one row and 26 % for fifty, about even at a thousand, and 7 % slower at 2,500.
 ONE_STATEMENT_ROWS = 1_000
 
-Page = tuple[list[dict[str, Any]], str | None]
 # A row to write: the document, its indexed columns' values, and the position of the
 # event it reflects.
 Row = tuple[dict[str, Any], dict[str, Any], int]
-
-
-@dataclass(frozen=True)
-class OneOf:
-    """A filter value: the column equals one of ``values``."""
-
-    values: tuple[Any, ...]
-
-    def matches(self, value: Any) -> bool:
-        """Whether ``value`` passes."""
-        return value in self.values
-
-
-@dataclass(frozen=True)
-class Between:
-    """A filter value: ``low <= column < high`` (either bound may be open)."""
-
-    low: Any = None
-    high: Any = None
-
-    def matches(self, value: Any) -> bool:
-        """Whether ``value`` passes (a missing value never does)."""
-        return (
-            value is not None
-            and (self.low is None or value >= self.low)
-            and (self.high is None or value < self.high)
-        )
 
 
 def _condition(name: str, value: Any) -> tuple[list[Composable], list[Any]]:

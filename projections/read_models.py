@@ -12,8 +12,9 @@ from uuid import UUID
 from eventsourcing.application import Application
 from eventsourcing.persistence import Notification, Tracking
 
+from application.queries import Page
 from projections.document_projection import DocumentProjection
-from projections.document_view import Documents, InMemoryDocumentView, Page
+from projections.document_view import Documents, InMemoryDocumentView
 
 # The longest a reader waiting on a view goes without looking again, whether or not a
 # progress notification arrived (one can be missed while the listener reconnects).

@@ -8,9 +8,10 @@ from uuid import UUID
 
 from pydantic import BaseModel, Field
 
+from application.queries import Reader
 from domain.reservation_saga import TERMINAL, ReservationSaga, SagaState
 from projections.command_registry import list_commands
-from projections.document_projection import DocumentProjection, Reader
+from projections.document_projection import DocumentProjection
 from projections.document_view import DocumentView
 
 # The states a saga of this view can be in, and those of a saga still running.

@@ -28,8 +28,12 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from application.operations import NotFoundError, RefusedError
+from application.operations import commands as command_ops
+from application.operations import sagas as saga_ops
+from application.operations import views as view_ops
 from infrastructure.settings import Settings
-from interfaces import tooling
+from interfaces import arguments
 from interfaces.bootstrap import Container, bootstrap
 
 NOT_FOUND = 1
@@ -104,9 +108,9 @@ def register(cli: click.Group, load_settings: Callable[[], Settings]) -> None:
         """Bad arguments exit 2, a missing or refused target 1, with the reason."""
         try:
             yield
-        except tooling.BadArgumentsError as bad:
+        except arguments.BadArgumentsError as bad:
             raise click.UsageError(str(bad)) from None
-        except (tooling.NotFoundError, tooling.RefusedError) as error:
+        except (NotFoundError, RefusedError) as error:
             errors.print(f"boxoffice: {error}")
             raise click.exceptions.Exit(NOT_FOUND) from None
 
@@ -145,7 +149,7 @@ def register(cli: click.Group, load_settings: Callable[[], Settings]) -> None:
         """List commands from the registry, oldest first."""
         container = built()
         with failures():
-            filters = tooling.command_filters(
+            filters = arguments.command_filters(
                 container.registry,
                 status=status,
                 command_type=command_type,
@@ -155,7 +159,7 @@ def register(cli: click.Group, load_settings: Callable[[], Settings]) -> None:
                 until=until,
                 location="option",
             )
-        items = list(islice(tooling.walk(container, "command_registry", filters), limit))
+        items = list(islice(container.operator.walk("command_registry", filters), limit))
         if _as_json_printed(as_json, {"items": items}):
             return 0
         _table(
@@ -182,7 +186,7 @@ def register(cli: click.Group, load_settings: Callable[[], Settings]) -> None:
         """A command's record: attempts with tracebacks, history, the events it caused."""
         container = built()
         with failures():
-            record = tooling.command_detail(container, command_id)
+            record = command_ops.command_detail(container.operator, command_id)
         if _as_json_printed(as_json, record):
             return 0
         console.print(
@@ -231,7 +235,7 @@ def register(cli: click.Group, load_settings: Callable[[], Settings]) -> None:
     @json_option
     def deadletters_list(error_type: str | None, as_json: bool) -> int:
         """Dead-lettered commands, and how many per error type."""
-        found = tooling.dead_letters(built(), error_type)
+        found = command_ops.dead_letters(built().operator, error_type)
         if _as_json_printed(as_json, found):
             return 0
         _table(
@@ -289,10 +293,10 @@ def register(cli: click.Group, load_settings: Callable[[], Settings]) -> None:
         step_status: tuple[str, ...],
     ) -> list[dict[str, Any]]:
         with failures():
-            filters = tooling.saga_filters(
+            filters = arguments.saga_filters(
                 state=state, stuck_for=stuck_for, since=since, until=until, location="option"
             )
-        return tooling.list_sagas(container, filters, step_status)
+        return saga_ops.list_sagas(container.operator, filters, step_status)
 
     @sagas.command("list")
     @click.option("--state")
@@ -341,7 +345,9 @@ def register(cli: click.Group, load_settings: Callable[[], Settings]) -> None:
         """A saga's timeline (SAGA is its id or its reservation's)."""
         container = built()
         with failures():
-            found = tooling.saga_detail(container, tooling.saga_id_of(container, saga))
+            found = saga_ops.saga_detail(
+                container.operator, arguments.saga_id_of(container.registry.sagas, saga)
+            )
         if _as_json_printed(as_json, found):
             return 0
         console.print(
@@ -418,13 +424,14 @@ def register(cli: click.Group, load_settings: Callable[[], Settings]) -> None:
             )
         with failures():
             if saga:
-                ids = [tooling.saga_id_of(container, s) for s in saga]
+                ids = [arguments.saga_id_of(container.registry.sagas, s) for s in saga]
             else:
                 step_status = ("failed", "dead_lettered") if failed_step else ()
                 chosen = saga_selection(container, state, None, since, until, step_status)
                 ids = [UUID(s["saga_id"]) for s in chosen]
+            candidates = arguments.candidate_slices(container.registry.sagas, saga_class)
             with _progress("replaying", len(ids)) as bar:
-                done = tooling.replay(container, ids, saga_class, bar.advance)
+                done = saga_ops.replay(container.operator, ids, candidates, bar.advance)
         summary = done.summary
         if as_json:
             _print_json(done.as_dict(every=show_all))
@@ -480,7 +487,7 @@ def register(cli: click.Group, load_settings: Callable[[], Settings]) -> None:
     @json_option
     def projections_status(sample: float, as_json: bool) -> int:
         """Each view's position, the log's head, its lag in events and its events/s."""
-        found = tooling.projections_status(built(), sample)
+        found = view_ops.projections_status(built().operator, sample)
         if _as_json_printed(as_json, {"items": found}):
             return 0
         _table(
@@ -503,10 +510,10 @@ def register(cli: click.Group, load_settings: Callable[[], Settings]) -> None:
         """
         container = built()
         with failures():
-            projection = tooling.projection_class(name)
+            projection = arguments.projection_class(name)
         with _progress(f"rebuilding {name}") as bar:
-            done = tooling.rebuild(
-                container, projection, swap, bar.total, bar.advance, diff_rows=rows
+            done = view_ops.rebuild(
+                container.operator, projection, swap, bar.total, bar.advance, diff_rows=rows
             )
         diff = done["diff"]
         if as_json:
@@ -538,7 +545,9 @@ def register(cli: click.Group, load_settings: Callable[[], Settings]) -> None:
         command, linked to the stuck one; again while it is pending issues nothing."""
         container = built()
         with failures():
-            done = tooling.retry_saga(container, tooling.saga_id_of(container, saga), by="cli")
+            done = saga_ops.retry_saga(
+                container.operator, arguments.saga_id_of(container.registry.sagas, saga), by="cli"
+            )
         if as_json:
             _print_json(done)
         else:
@@ -567,7 +576,7 @@ def _redrive(
     reason: str,
     as_json: bool,
 ) -> int:
-    results = tooling.redrive(container, command_ids, error_type, every, "cli", reason)
+    results = command_ops.redrive(container.operator, command_ids, error_type, every, "cli", reason)
     if as_json:
         _print_json({"results": results})
     else:

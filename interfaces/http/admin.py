@@ -1,7 +1,7 @@
 """``/admin/...``: the operator's CLI over HTTP, for keys with the ``admin`` scope.
 
 The same operations and documents as ``boxoffice commands|deadletters|sagas|projections``
-(:mod:`interfaces.tooling`). Replays run the deployed saga code only: a candidate
+(:mod:`application.operations`). Replays run the deployed saga code only: a candidate
 class (``--saga-class``) is imported by the CLI, never named over HTTP.
 """
 
@@ -16,7 +16,11 @@ from uuid import UUID
 from flask import Blueprint, Response, jsonify, request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from interfaces import tooling
+from application.operations import NotFoundError, RefusedError
+from application.operations import commands as command_ops
+from application.operations import sagas as saga_ops
+from application.operations import views as view_ops
+from interfaces import arguments
 from interfaces.http.auth import ADMIN, authenticate
 from interfaces.http.bodies import json_object, read_body
 from interfaces.http.context import container
@@ -68,14 +72,14 @@ class RebuildRequest(BaseModel):
 
 @contextmanager
 def _answers() -> Iterator[None]:
-    """The tooling's errors as problems: 400 with every violation, 404, 409."""
+    """The operations' errors as problems: 400 with every violation, 404, 409."""
     try:
         yield
-    except tooling.BadArgumentsError as bad:
+    except arguments.BadArgumentsError as bad:
         raise Problem(400, "Invalid request", kind="validation-error", errors=bad.errors) from None
-    except tooling.NotFoundError as missing:
+    except NotFoundError as missing:
         raise Problem(404, "Not found", str(missing)) from None
-    except tooling.RefusedError as refused:
+    except RefusedError as refused:
         raise Problem(409, "Refused", str(refused), kind="refused") from None
 
 
@@ -106,13 +110,13 @@ def _body(model: type[Any]) -> Any:
 
 def _query(parse: Callable[[], Any]) -> tuple[Any, int]:
     """The filters ``parse`` makes of the query, and the limit; every violation at once."""
-    violations = tooling.BadArgumentsError()
-    limit = tooling.parse_limit(
+    violations = arguments.BadArgumentsError()
+    limit = arguments.parse_limit(
         request.args.get("limit"), LIST_LIMIT, MAX_LIST_LIMIT, "query.limit", violations
     )
     try:
         filters = parse()
-    except tooling.BadArgumentsError as bad:
+    except arguments.BadArgumentsError as bad:
         violations.errors = bad.errors + violations.errors
         filters = None
     with _answers():
@@ -123,9 +127,9 @@ def _query(parse: Callable[[], Any]) -> tuple[Any, int]:
 def _saga_key(saga: str) -> UUID:
     """The saga a path names (its id or its reservation's); a name of none is a 404."""
     try:
-        return tooling.saga_id_of(container(), saga)
-    except tooling.BadArgumentsError:
-        raise tooling.NotFoundError(f"no saga {saga}") from None
+        return arguments.saga_id_of(container().registry.sagas, saga)
+    except arguments.BadArgumentsError:
+        raise NotFoundError(f"no saga {saga}") from None
 
 
 @admin.get("/commands")
@@ -134,7 +138,7 @@ def commands() -> Response:
     built = _caller()
     args = request.args
     filters, limit = _query(
-        lambda: tooling.command_filters(
+        lambda: arguments.command_filters(
             built.registry,
             status=args.get("status"),
             command_type=args.get("type"),
@@ -144,7 +148,7 @@ def commands() -> Response:
             until=args.get("until"),
         )
     )
-    return jsonify({"items": list(islice(tooling.walk(built, "command_registry", filters), limit))})
+    return jsonify({"items": list(islice(built.operator.walk("command_registry", filters), limit))})
 
 
 @admin.get("/commands/<command_id>")
@@ -152,17 +156,17 @@ def command(command_id: str) -> Response:
     """A command's record: attempts with tracebacks, history, the events it caused."""
     built = _caller()
     with _answers():
-        key = tooling.parse_uuid(command_id, "path.command_id", tooling.BadArgumentsError())
+        key = arguments.parse_uuid(command_id, "path.command_id", arguments.BadArgumentsError())
         if key is None:
-            raise tooling.NotFoundError(f"no command {command_id}")
-        return jsonify(tooling.command_detail(built, key))
+            raise NotFoundError(f"no command {command_id}")
+        return jsonify(command_ops.command_detail(built.operator, key))
 
 
 @admin.get("/deadletters")
 def deadletters() -> Response:
     """Dead-lettered commands (of one error type with ``type``), and counts per type."""
     built = _caller()
-    return jsonify(tooling.dead_letters(built, request.args.get("type")))
+    return jsonify(command_ops.dead_letters(built.operator, request.args.get("type")))
 
 
 @admin.post("/deadletters/redrive")
@@ -178,8 +182,8 @@ def redrive() -> Response:
             kind="validation-error",
             errors=[{"location": "body", "message": "give command_ids, type or all (one)"}],
         )
-    results = tooling.redrive(
-        built, body.command_ids, body.type, body.all, "admin-api", body.reason
+    results = command_ops.redrive(
+        built.operator, body.command_ids, body.type, body.all, "admin-api", body.reason
     )
     return jsonify({"results": results})
 
@@ -190,7 +194,7 @@ def sagas() -> Response:
     _caller()
     args = request.args
     filters, limit = _query(
-        lambda: tooling.saga_filters(
+        lambda: arguments.saga_filters(
             state=args.get("state"),
             stuck_for=args.get("stuck_for"),
             since=args.get("since"),
@@ -206,7 +210,7 @@ def sagas() -> Response:
             errors=[{"location": "query.dead_lettered", "message": "true or false"}],
         )
     step_status = ("dead_lettered",) if dead == "true" else ()
-    found = tooling.list_sagas(container(), filters, step_status)[:limit]
+    found = saga_ops.list_sagas(container().operator, filters, step_status)[:limit]
     return jsonify({"items": found})
 
 
@@ -215,7 +219,7 @@ def saga(saga: str) -> Response:
     """A saga's timeline, by its id or its reservation's."""
     built = _caller()
     with _answers():
-        return jsonify(tooling.saga_detail(built, _saga_key(saga)))
+        return jsonify(saga_ops.saga_detail(built.operator, _saga_key(saga)))
 
 
 @admin.post("/sagas/replay")
@@ -234,14 +238,17 @@ def replay() -> tuple[Response, int]:
         )
     with _answers():
         if body.sagas:
-            ids = [tooling.saga_id_of(built, s) for s in body.sagas]
+            ids = [arguments.saga_id_of(built.registry.sagas, s) for s in body.sagas]
         else:
-            filters = tooling.saga_filters(
+            filters = arguments.saga_filters(
                 state=body.state, since=body.since, until=body.until, location="body"
             )
             step_status = ("failed", "dead_lettered") if body.failed_step else ()
-            ids = [UUID(s["saga_id"]) for s in tooling.list_sagas(built, filters, step_status)]
-        done = tooling.replay(built, ids)
+            ids = [
+                UUID(s["saga_id"])
+                for s in saga_ops.list_sagas(built.operator, filters, step_status)
+            ]
+        done = saga_ops.replay(built.operator, ids)
     return jsonify(done.as_dict(every=body.show_all)), 200
 
 
@@ -250,7 +257,7 @@ def retry(saga: str) -> Response:
     """Re-issue a saga's stuck step; again while it is pending issues nothing."""
     built = _caller()
     with _answers():
-        return jsonify(tooling.retry_saga(built, _saga_key(saga), by="admin-api"))
+        return jsonify(saga_ops.retry_saga(built.operator, _saga_key(saga), by="admin-api"))
 
 
 @admin.get("/projections")
@@ -269,7 +276,7 @@ def projections() -> Response:
             kind="validation-error",
             errors=[{"location": "query.sample", "message": "seconds from 0.1 to 5"}],
         )
-    return jsonify({"items": tooling.projections_status(built, sample)})
+    return jsonify({"items": view_ops.projections_status(built.operator, sample)})
 
 
 @admin.post("/projections/<name>/rebuild")
@@ -279,7 +286,7 @@ def rebuild(name: str) -> Response:
     body: RebuildRequest = _body(RebuildRequest)
     with _answers():
         try:
-            projection = tooling.projection_class(name)
-        except tooling.BadArgumentsError:
-            raise tooling.NotFoundError(f"no projection {name}") from None
-        return jsonify(tooling.rebuild(built, projection, body.swap, diff_rows=body.rows))
+            projection = arguments.projection_class(name)
+        except arguments.BadArgumentsError:
+            raise NotFoundError(f"no projection {name}") from None
+        return jsonify(view_ops.rebuild(built.operator, projection, body.swap, diff_rows=body.rows))

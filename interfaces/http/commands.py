@@ -14,7 +14,7 @@ from uuid import UUID
 
 from flask import Blueprint, Response, jsonify, request
 
-from interfaces import tooling
+from interfaces import arguments
 from interfaces.bootstrap import Container
 from interfaces.http.auth import ADMIN, READ, authenticate
 from interfaces.http.consistency import await_consistency, with_consistency
@@ -153,7 +153,7 @@ def command_list() -> Response:
 def _list_filters() -> tuple[dict[str, Any], list[dict[str, str]]]:
     args = request.args
     try:
-        filters = tooling.command_filters(
+        filters = arguments.command_filters(
             container().registry,
             status=args.get("status"),
             command_type=args.get("type"),
@@ -163,14 +163,14 @@ def _list_filters() -> tuple[dict[str, Any], list[dict[str, str]]]:
             since=args.get("since"),
             until=args.get("until"),
         )
-    except tooling.BadArgumentsError as bad:
+    except arguments.BadArgumentsError as bad:
         return {}, bad.errors
     return filters, []
 
 
 def _limit(errors: list[dict[str, str]]) -> int:
-    violations = tooling.BadArgumentsError(errors)
-    return tooling.parse_limit(request.args.get("limit"), 50, 500, "query.limit", violations)
+    violations = arguments.BadArgumentsError(errors)
+    return arguments.parse_limit(request.args.get("limit"), 50, 500, "query.limit", violations)
 
 
 def _require_retained(built: Container, document: dict[str, Any]) -> None:

@@ -17,13 +17,13 @@ from pydantic import BaseModel
 
 from application.payloads import RFC3339
 from application.registry import CommandRegistry, CommandSpec
+from interfaces.arguments import COMMAND_TYPE, DURATION, RESOURCE, STATUSES
 from interfaces.http import schemas
 from interfaces.http.admin import MAX_LIST_LIMIT, RebuildRequest, RedriveRequest, ReplayRequest
 from interfaces.http.context import container
 from interfaces.http.operations import DELIVERY_STATUSES
 from interfaces.http.problems import Problem, explanation_page, problem_types
 from interfaces.http.route_docs import describe
-from interfaces.tooling import COMMAND_TYPE, DURATION, RESOURCE, STATUSES
 from projections.catalog import PROJECTIONS
 from projections.command_registry import CommandDocument
 from projections.document_projection import DocumentProjection

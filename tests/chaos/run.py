@@ -47,12 +47,12 @@ from uuid import UUID
 import psycopg
 
 from application.command import Command
+from application.operations import sagas as saga_ops
 from domain.payment import Payment
 from domain.reservation import Reservation
 from domain.reservation_saga import ReservationSaga
 from domain.show import Show
 from infrastructure.settings import DatabaseUrl, Settings
-from interfaces import tooling
 from interfaces.bootstrap import Container, bootstrap, migrate
 from projections.catalog import PROJECTIONS
 from tests.conftest import fresh_database
@@ -465,7 +465,7 @@ class Chaos:
     def sagas_replayed(container: Container, saga_ids: list[UUID]) -> list[str]:
         """``sagas replay`` of every saga with the unchanged code: each must replay as it
         was recorded, whatever the faults did to its deliveries and deadlines."""
-        done = tooling.replay(container, saga_ids)
+        done = saga_ops.replay(container.operator, saga_ids)
         return [
             f"saga of {s.subject} replays {s.verdict.value}: "
             f"{json.dumps(s.divergence() or s.error)}"

@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
+from application.operations import views
 from application.unit_of_work import find_aggregate
 from domain.reservation_saga import ReservationSaga
-from interfaces import tooling
 from projections.reservations import ReservationsProjection
 from tests.conftest import fresh_database
 from tests.integration.conftest import Stack
@@ -327,10 +327,10 @@ def test_a_rebuild_shows_the_diff_and_swaps_only_when_asked_while_reads_go_on(
     thread = threading.Thread(target=reader)
     thread.start()
     try:
-        kept = tooling.rebuild(container, ShoutingReservations, swap=False)
+        kept = views.rebuild(container.operator, ShoutingReservations, swap=False)
         assert kept["diff"]["differing"] == 3
         assert read.get("reservations", confirmed)["status"] == "confirmed"  # type: ignore[index]
-        swapped = tooling.rebuild(container, ShoutingReservations, swap=True)
+        swapped = views.rebuild(container.operator, ShoutingReservations, swap=True)
         assert swapped["swapped_at"] is not None
     finally:
         stop.set()

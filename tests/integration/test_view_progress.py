@@ -15,6 +15,7 @@ from psycopg.sql import SQL
 
 from application.catalog import build_registry
 from application.pipeline import CommandPipeline, Submission
+from application.queries import Between, OneOf
 from application.retry import RetryPolicy
 from domain.show import Show
 from infrastructure.event_store import build_application, view_on
@@ -24,7 +25,6 @@ from infrastructure.view_progress import ViewProgressListener
 from interfaces.bootstrap import migrate
 from projections import document_view, read_models
 from projections.catalog import PROJECTIONS, PROJECTIONS_BY_NAME
-from projections.document_view import Between, OneOf
 from projections.read_models import ReadModels
 from tests.support.pgtrace import traced
 

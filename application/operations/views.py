@@ -1,0 +1,80 @@
+"""The operator's use cases on views: how far each is, and a rebuild beside the live one."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from application.operations import RefusedError
+from application.operations.ports import Operator, ViewBehindError
+
+# A view's lag and rate are counted up to these many events.
+LAG_LIMIT = 1_000_000
+RATE_LIMIT = 1_000_000
+# How long a rebuild waits for the live view to reach the rebuilt one's position.
+LIVE_WAIT_SECONDS = 30.0
+
+
+def projections_status(operator: Operator, sample_seconds: float = 1.0) -> list[dict[str, Any]]:
+    """Each view's position, the log's head, the view's lag (events of its topics it has
+    yet to apply) and how many it applied per second over ``sample_seconds``."""
+    read = operator.read
+    before = {name: read.position(name) for name in read.names}
+    time.sleep(sample_seconds)
+    head = operator.app.recorder.max_notification_id() or 0
+    found = []
+    for name in read.names:
+        position = read.position(name)
+        found.append(
+            {
+                "name": name,
+                "position": position,
+                "head": head,
+                "lag": read.pending(name, head, LAG_LIMIT),
+                "events_per_s": round(
+                    read.count_between(name, before[name], position, RATE_LIMIT) / sample_seconds,
+                    1,
+                ),
+            }
+        )
+    return found
+
+
+def rebuild(
+    operator: Operator,
+    projection: type[Any],
+    swap: bool,
+    started: Callable[[int], None] = lambda total: None,
+    progress: Callable[[int], None] = lambda done: None,
+    diff_rows: int = 10,
+) -> dict[str, Any]:
+    """Rebuild ``projection``'s view into its shadow while the live one serves, catch it
+    up to the head, diff it against the live view, and swap only when ``swap``.
+    ``started`` hears how many events the build applies, ``progress`` each batch."""
+    rebuilding = operator.rebuilding(projection)
+    head = rebuilding.head()
+    rebuilding.start()
+    started(rebuilding.count(0, head))
+    began = time.perf_counter()
+    events = rebuilding.catch_up(head, progress)
+    seconds = time.perf_counter() - began
+    events += rebuilding.catch_up(None, progress)  # what came while it built
+    # The live view's projector reaches the same position, unless it is not running.
+    rebuilding.await_live(rebuilding.position(), LIVE_WAIT_SECONDS)
+    difference = rebuilding.diff(diff_rows)
+    swapped_at = None
+    if swap:
+        try:
+            swapped_at = rebuilding.swap()
+        except ViewBehindError as error:
+            raise RefusedError(f"not swapped: {error}") from None
+    return {
+        "name": projection.name,
+        "events": events,
+        "seconds": round(seconds, 3),
+        "events_per_s": round(events / seconds, 1) if seconds else 0.0,
+        "diff": difference.as_dict(),
+        "swapped": swap,
+        "swapped_at": swapped_at,
+    }

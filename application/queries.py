@@ -1,0 +1,77 @@
+"""What a query asks of the read side: filter values, a page, and the :class:`Reader` port.
+
+The views (``projections/``) implement these; the application's operator use cases and
+the HTTP edge only speak this vocabulary.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+from uuid import UUID
+
+# A page of documents, and the cursor of the next one (None on the last).
+Page = tuple[list[dict[str, Any]], str | None]
+
+
+@dataclass(frozen=True)
+class OneOf:
+    """A filter value: the column equals one of ``values``."""
+
+    values: tuple[Any, ...]
+
+    def matches(self, value: Any) -> bool:
+        """Whether ``value`` passes."""
+        return value in self.values
+
+
+@dataclass(frozen=True)
+class Between:
+    """A filter value: ``low <= column < high`` (either bound may be open)."""
+
+    low: Any = None
+    high: Any = None
+
+    def matches(self, value: Any) -> bool:
+        """Whether ``value`` passes (a missing value never does)."""
+        return (
+            value is not None
+            and (self.low is None or value >= self.low)
+            and (self.high is None or value < self.high)
+        )
+
+
+class Reader(Protocol):
+    """What a query reads: documents of the views by name (:class:`~projections.
+    read_models.ReadModels` is one)."""
+
+    def get(self, name: str, key: UUID) -> dict[str, Any] | None:
+        """The document of ``key`` in view ``name``, with its ``position``, or None."""
+        ...
+
+    def page(self, name: str, filters: dict[str, Any], cursor: str | None, limit: int) -> Page:
+        """A page of view ``name`` matching ``filters`` (column → value, :class:`OneOf`
+        or :class:`Between`), oldest first, after ``cursor``."""
+        ...
+
+
+class ViewPositions(Protocol):
+    """How far each view is in the log (:class:`~projections.read_models.ReadModels`)."""
+
+    @property
+    def names(self) -> list[str]:
+        """The views' names."""
+        ...
+
+    def position(self, name: str) -> int:
+        """The position of the last event view ``name`` applied (0 for none)."""
+        ...
+
+    def pending(self, name: str, upto: int, limit: int) -> int:
+        """How many events of the view's topics up to ``upto`` it has yet to apply,
+        counted up to ``limit``."""
+        ...
+
+    def count_between(self, name: str, after: int, upto: int, limit: int) -> int:
+        """How many events of the view's topics lie in ``(after, upto]``, up to ``limit``."""
+        ...
