@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import string
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, get_args
@@ -169,6 +169,25 @@ def command_filters(
         filters["submitted_at"] = period
     violations.raise_any()
     return filters
+
+
+def command_query(
+    registry: CommandRegistry, args: Mapping[str, str], location: str = "query"
+) -> dict[str, Any]:
+    """The registry filters of a query string (``status``, ``type``, ``resource``,
+    ``correlation_id``, ``aggregate_id``, ``since``, ``until``): ``/commands`` and
+    ``/admin/commands`` read them alike."""
+    return command_filters(
+        registry,
+        status=args.get("status"),
+        command_type=args.get("type"),
+        resource=args.get("resource"),
+        correlation_id=args.get("correlation_id"),
+        aggregate_id=args.get("aggregate_id"),
+        since=args.get("since"),
+        until=args.get("until"),
+        location=location,
+    )
 
 
 def saga_filters(

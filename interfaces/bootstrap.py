@@ -161,6 +161,7 @@ class Container:
             slices=self.registry.sagas,
             present_command=present_command,
             saga_document=partial(get_saga, self.read_models),
+            stalled=self.stalled,
             commands_view=CommandRegistryProjection.name,
             sagas_view=SagasProjection.name,
         )

@@ -106,6 +106,8 @@ class Operator:
     # The command registry's document of a command, and a saga's with its timeline.
     present_command: Callable[[Command], dict[str, Any]]
     saga_document: Callable[[UUID], dict[str, Any] | None]
+    # The followers failing on an event now, by name (the event, the error, the tries).
+    stalled: Callable[[], dict[str, dict[str, Any]]]
     commands_view: str = "command_registry"
     sagas_view: str = "sagas"
 

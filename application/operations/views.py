@@ -9,35 +9,42 @@ from typing import Any
 from application.operations import RefusedError
 from application.operations.ports import Operator, ViewBehindError
 
-# A view's lag and rate are counted up to these many events.
-LAG_LIMIT = 1_000_000
+# A view's lag is counted up to this many events (then ``lag_capped``): enough to tell
+# a view keeping up from one that is not, cheap enough to ask every few seconds.
+LAG_CAP = 10_000
 RATE_LIMIT = 1_000_000
 # How long a rebuild waits for the live view to reach the rebuilt one's position.
 LIVE_WAIT_SECONDS = 30.0
 
 
-def projections_status(operator: Operator, sample_seconds: float = 1.0) -> list[dict[str, Any]]:
+def projections_status(
+    operator: Operator, sample_seconds: float | None = None
+) -> list[dict[str, Any]]:
     """Each view's position, the log's head, the view's lag (events of its topics it has
-    yet to apply) and how many it applied per second over ``sample_seconds``."""
+    yet to apply, up to :data:`LAG_CAP`), the event it is stalled on if any, and given
+    ``sample_seconds`` how many events it applied per second over that time."""
     read = operator.read
     before = {name: read.position(name) for name in read.names}
-    time.sleep(sample_seconds)
+    if sample_seconds is not None:
+        time.sleep(sample_seconds)
     head = operator.app.recorder.max_notification_id() or 0
+    stalled = operator.stalled()
     found = []
     for name in read.names:
         position = read.position(name)
-        found.append(
-            {
-                "name": name,
-                "position": position,
-                "head": head,
-                "lag": read.pending(name, head, LAG_LIMIT),
-                "events_per_s": round(
-                    read.count_between(name, before[name], position, RATE_LIMIT) / sample_seconds,
-                    1,
-                ),
-            }
-        )
+        lag = read.pending(name, head, LAG_CAP)
+        item: dict[str, Any] = {
+            "name": name,
+            "position": position,
+            "head": head,
+            "lag": lag,
+            "lag_capped": lag >= LAG_CAP,
+            "stalled": stalled.get(name),
+        }
+        if sample_seconds is not None:
+            applied = read.count_between(name, before[name], position, RATE_LIMIT)
+            item["events_per_s"] = round(applied / sample_seconds, 1)
+        found.append(item)
     return found
 
 

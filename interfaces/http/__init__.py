@@ -12,8 +12,8 @@ from interfaces.http.commands import commands
 from interfaces.http.documents import document_endpoints
 from interfaces.http.limits import Limits
 from interfaces.http.openapi import openapi
-from interfaces.http.operations import operations
 from interfaces.http.problems import Problem, kebab
+from interfaces.http.status import status
 from interfaces.http.submit import command_endpoints
 from projections.catalog import PROJECTIONS
 
@@ -42,7 +42,7 @@ def create_app(container: Container) -> Flask:
     app.register_blueprint(command_endpoints(container.registry))
     app.register_blueprint(commands)
     app.register_blueprint(document_endpoints(PROJECTIONS))
-    app.register_blueprint(operations)
+    app.register_blueprint(status)
     app.register_blueprint(admin)
     app.register_blueprint(openapi)
 

@@ -1,7 +1,8 @@
 """``/admin/...``: the operator's CLI over HTTP, for keys with the ``admin`` scope.
 
 The same operations and documents as ``boxoffice commands|deadletters|sagas|projections``
-(:mod:`application.operations`). Replays run the deployed saga code only: a candidate
+(:mod:`application.operations`); each view's lag and rate is ``GET /projections?sample=``
+(:mod:`interfaces.http.status`). Replays run the deployed saga code only: a candidate
 class (``--saga-class``) is imported by the CLI, never named over HTTP.
 """
 
@@ -25,6 +26,18 @@ from interfaces.http.auth import ADMIN, authenticate
 from interfaces.http.bodies import json_object, read_body
 from interfaces.http.context import container
 from interfaces.http.problems import Problem
+from interfaces.http.route_docs import (
+    ARRAY,
+    COMMAND_FILTERS,
+    ID,
+    OBJECT,
+    TIME_SCHEMA,
+    documented,
+    object_answer,
+    path_id,
+    query,
+)
+from projections.sagas import STATES
 
 admin = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -32,8 +45,8 @@ LIST_LIMIT = 50
 MAX_LIST_LIMIT = 1_000
 # A body of ids, a type or a flag: small.
 MAX_ADMIN_BODY = 64 * 1024
-# The longest sample /admin/projections takes to measure events/s.
-MAX_SAMPLE_SECONDS = 5.0
+ITEMS = object_answer("the items", items=ARRAY)
+LIMIT = query("limit", {"type": "integer", "minimum": 1, "maximum": MAX_LIST_LIMIT})
 
 
 class RedriveRequest(BaseModel):
@@ -133,25 +146,31 @@ def _saga_key(saga: str) -> UUID:
 
 
 @admin.get("/commands")
+@documented(
+    "AdminListCommands",
+    "Commands by status, type, resource, correlation id and time, oldest first (admin)",
+    ITEMS,
+    [
+        *COMMAND_FILTERS,
+        LIMIT,
+    ],
+    _400="bad filter",
+)
 def commands() -> Response:
     """Registry entries by status, type, resource, correlation id and time, oldest first."""
     built = _caller()
-    args = request.args
-    filters, limit = _query(
-        lambda: arguments.command_filters(
-            built.registry,
-            status=args.get("status"),
-            command_type=args.get("type"),
-            resource=args.get("resource"),
-            correlation_id=args.get("correlation_id"),
-            since=args.get("since"),
-            until=args.get("until"),
-        )
-    )
+    filters, limit = _query(lambda: arguments.command_query(built.registry, request.args))
     return jsonify({"items": list(islice(built.operator.walk("command_registry", filters), limit))})
 
 
 @admin.get("/commands/<command_id>")
+@documented(
+    "AdminGetCommand",
+    "A command's record with tracebacks and the events its success saved (admin)",
+    object_answer("the record", command_id=ID, attempts=ARRAY, caused=ARRAY),
+    [path_id("command_id")],
+    _404="no such command",
+)
 def command(command_id: str) -> Response:
     """A command's record: attempts with tracebacks, history, the events it caused."""
     built = _caller()
@@ -163,6 +182,16 @@ def command(command_id: str) -> Response:
 
 
 @admin.get("/deadletters")
+@documented(
+    "AdminListDeadLetters",
+    "Dead-lettered commands and their counts per error type (admin)",
+    object_answer(
+        "the dead letters",
+        items=ARRAY,
+        counts={"type": "object", "additionalProperties": {"type": "integer"}},
+    ),
+    [query("type", {"type": "string"}, "only those whose last error is of this type")],
+)
 def deadletters() -> Response:
     """Dead-lettered commands (of one error type with ``type``), and counts per type."""
     built = _caller()
@@ -170,6 +199,12 @@ def deadletters() -> Response:
 
 
 @admin.post("/deadletters/redrive")
+@documented(
+    "AdminRedrive",
+    "Re-drive dead letters: ids, every one of a type, or all (admin)",
+    object_answer("what was re-driven or skipped, and why", results=ARRAY),
+    body=RedriveRequest,
+)
 def redrive() -> Response:
     """Re-drive dead letters (ids, a type, or all); each keeps its id."""
     built = _caller()
@@ -189,6 +224,24 @@ def redrive() -> Response:
 
 
 @admin.get("/sagas")
+@documented(
+    "AdminListSagas",
+    "Sagas by state, stuck for a while, with a dead-lettered step, by start time (admin)",
+    ITEMS,
+    [
+        query("state", {"enum": list(STATES)}),
+        query(
+            "stuck_for",
+            {"type": "string", "pattern": arguments.DURATION.pattern},
+            "30s, 5m, 2h or 1d",
+        ),
+        query("dead_lettered", {"enum": ["true", "false"]}),
+        query("since", TIME_SCHEMA),
+        query("until", TIME_SCHEMA),
+        LIMIT,
+    ],
+    _400="bad filter",
+)
 def sagas() -> Response:
     """Sagas by state, stuck for a while, with a dead-lettered step, by start time."""
     _caller()
@@ -215,6 +268,13 @@ def sagas() -> Response:
 
 
 @admin.get("/sagas/<saga>")
+@documented(
+    "AdminGetSaga",
+    "A saga's timeline, by its id or its reservation's (admin)",
+    object_answer("the saga", saga_id=ID, timeline=ARRAY),
+    [path_id("saga")],
+    _404="no such saga",
+)
 def saga(saga: str) -> Response:
     """A saga's timeline, by its id or its reservation's."""
     built = _caller()
@@ -223,6 +283,12 @@ def saga(saga: str) -> Response:
 
 
 @admin.post("/sagas/replay")
+@documented(
+    "AdminReplaySagas",
+    "Replay sagas with the deployed code in a dry run, and report the differences (admin)",
+    object_answer("the summary and the sagas that differ", summary=OBJECT, sagas=ARRAY),
+    body=ReplayRequest,
+)
 def replay() -> tuple[Response, int]:
     """Replay sagas with the deployed code in a dry run; the summary, and the sagas that
     did not replay identically (all with ``show_all``)."""
@@ -253,6 +319,14 @@ def replay() -> tuple[Response, int]:
 
 
 @admin.post("/sagas/<saga>/retry")
+@documented(
+    "AdminRetrySaga",
+    "Re-issue a saga's stuck step (admin)",
+    object_answer("the steps re-issued or pending", saga_id=ID, steps=ARRAY),
+    [path_id("saga")],
+    _404="no such saga",
+    _409="the saga has no stuck step",
+)
 def retry(saga: str) -> Response:
     """Re-issue a saga's stuck step; again while it is pending issues nothing."""
     built = _caller()
@@ -260,26 +334,21 @@ def retry(saga: str) -> Response:
         return jsonify(saga_ops.retry_saga(built.operator, _saga_key(saga), by="admin-api"))
 
 
-@admin.get("/projections")
-def projections() -> Response:
-    """Each view's position, head, lag and events/s over ``sample`` seconds (0.5)."""
-    built = _caller()
-    raw = request.args.get("sample", "0.5")
-    try:
-        sample = float(raw)
-    except ValueError:
-        sample = -1.0
-    if not 0.1 <= sample <= MAX_SAMPLE_SECONDS:
-        raise Problem(
-            400,
-            "Invalid query",
-            kind="validation-error",
-            errors=[{"location": "query.sample", "message": "seconds from 0.1 to 5"}],
-        )
-    return jsonify({"items": view_ops.projections_status(built.operator, sample)})
-
-
 @admin.post("/projections/<name>/rebuild")
+@documented(
+    "AdminRebuildProjection",
+    "Rebuild a view beside the live one, diff it, swap it in only with swap (admin)",
+    object_answer(
+        "the rebuild and the diff",
+        events={"type": "integer"},
+        diff=OBJECT,
+        swapped={"type": "boolean"},
+    ),
+    [path_id("name")],
+    body=RebuildRequest,
+    _404="no such projection",
+    _409="the live view is behind the rebuilt one: not swapped",
+)
 def rebuild(name: str) -> Response:
     """Rebuild a view into its shadow, diff it, and swap only with ``swap``."""
     built = _caller()

@@ -21,13 +21,22 @@ from interfaces.http.consistency import await_consistency, with_consistency
 from interfaces.http.context import container
 from interfaces.http.limits import limits
 from interfaces.http.problems import Problem
+from interfaces.http.route_docs import (
+    BAD_CONSISTENCY,
+    COMMAND_FILTERS,
+    CONSISTENCY,
+    documented,
+    json_answer,
+    path_id,
+    query,
+)
 from projections.command_registry import (
     CommandRegistryProjection,
     get_command,
     list_commands,
     present_command,
 )
-from projections.document_view import InvalidCursorError
+from projections.document_view import CURSOR, InvalidCursorError
 
 commands = Blueprint("commands", __name__)
 logger = logging.getLogger(__name__)
@@ -38,9 +47,21 @@ SSE_KEEPALIVE_SECONDS = 15.0
 SSE_MAX_SECONDS = 300.0
 # ASCII digits only: str.isdigit() also accepts "²", which int() refuses.
 EVENT_ID = re.compile(r"-?[0-9]{1,9}")
+# A page of the registry: this many entries unless ?limit says otherwise, 500 at most.
+LIMIT = 50
+MAX_LIMIT = 500
 
 
 @commands.get("/commands/<command_id>")
+@documented(
+    "GetCommand",
+    "A command's registry entry",
+    json_answer("CommandStatus", "the entry"),
+    [path_id("command_id"), CONSISTENCY],
+    _400=BAD_CONSISTENCY,
+    _404="never accepted",
+    _410="past the retention window",
+)
 def command(command_id: str) -> Response:
     """A command's registry entry; 404 for an id that was never accepted."""
     built = container()
@@ -61,6 +82,37 @@ def command(command_id: str) -> Response:
 
 
 @commands.get("/commands/<command_id>/events")
+@documented(
+    "StreamCommand",
+    "Server-sent events: one per status change, until a terminal one",
+    {
+        "description": "the stream",
+        "content": {
+            "text/event-stream": {
+                # Each event of the stream; its data is a JSON status change.
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "id": {"type": "string", "pattern": "^[0-9]+$"},
+                        "event": {"enum": ["status", "error"]},
+                        "data": {"type": "string"},
+                    },
+                    "required": ["event", "data"],
+                }
+            }
+        },
+    },
+    [
+        path_id("command_id"),
+        {
+            "name": "Last-Event-ID",
+            "in": "header",
+            "schema": {"type": "string", "pattern": "^-?[0-9]{1,9}$"},
+        },
+    ],
+    _400="bad Last-Event-ID",
+    _404="never accepted",
+)
 def command_events(command_id: str) -> Response:
     """Server-sent events: one per status change, ending at a terminal status.
 
@@ -123,6 +175,21 @@ def _status_changes(built: Container, key: UUID, first: int) -> Iterator[str]:
 
 
 @commands.get("/commands")
+@documented(
+    "ListCommands",
+    "Registry entries by filter, oldest first, cursor-paged",
+    json_answer("CommandPage", "a page"),
+    [
+        *COMMAND_FILTERS,
+        query(
+            "cursor",
+            {"type": "string", "pattern": f"^{CURSOR.pattern}$"},
+            "links.next of the previous page",
+        ),
+        query("limit", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT}),
+    ],
+    _400="bad filter",
+)
 def command_list() -> Response:
     """Registry entries filtered by status, type, aggregate or correlation id, paged."""
     built = container()
@@ -151,18 +218,8 @@ def command_list() -> Response:
 
 
 def _list_filters() -> tuple[dict[str, Any], list[dict[str, str]]]:
-    args = request.args
     try:
-        filters = arguments.command_filters(
-            container().registry,
-            status=args.get("status"),
-            command_type=args.get("type"),
-            resource=args.get("resource"),
-            correlation_id=args.get("correlation_id"),
-            aggregate_id=args.get("aggregate_id"),
-            since=args.get("since"),
-            until=args.get("until"),
-        )
+        filters = arguments.command_query(container().registry, request.args)
     except arguments.BadArgumentsError as bad:
         return {}, bad.errors
     return filters, []
@@ -170,7 +227,9 @@ def _list_filters() -> tuple[dict[str, Any], list[dict[str, str]]]:
 
 def _limit(errors: list[dict[str, str]]) -> int:
     violations = arguments.BadArgumentsError(errors)
-    return arguments.parse_limit(request.args.get("limit"), 50, 500, "query.limit", violations)
+    return arguments.parse_limit(
+        request.args.get("limit"), LIMIT, MAX_LIMIT, "query.limit", violations
+    )
 
 
 def _require_retained(built: Container, document: dict[str, Any]) -> None:

@@ -68,6 +68,9 @@ class ProjectionState(BaseModel):
     lag: int
     lag_capped: bool
     stalled: Stall | None
+    events_per_s: float | None = Field(
+        default=None, description="with ?sample: events applied per second over it"
+    )
 
 
 class ProjectionList(BaseModel):

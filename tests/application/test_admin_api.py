@@ -157,7 +157,7 @@ def test_redrive_by_type_once_and_skips_the_rest(admin: Admin) -> None:
 
 
 def test_projections_status_over_http(admin: Admin) -> None:
-    items = admin.get("/admin/projections", sample="0.1").get_json()["items"]
+    items = admin.get("/projections", sample="0.1").get_json()["items"]
 
     assert {p["name"]: p["lag"] for p in items} == {
         "command_registry": 0,
@@ -165,4 +165,4 @@ def test_projections_status_over_http(admin: Admin) -> None:
         "reservations": 0,
         "sagas": 0,
     }
-    assert admin.get("/admin/projections", sample="60").status_code == 400
+    assert admin.get("/projections", sample="60").status_code == 400

@@ -1,4 +1,5 @@
-"""``/projections`` and ``/health``: what operators and load balancers look at."""
+"""``/projections``, ``/webhooks`` and ``/health``: what operators and load balancers
+look at."""
 
 from __future__ import annotations
 
@@ -6,54 +7,71 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
+from application.operations import views as view_ops
 from interfaces.http.auth import ADMIN, authenticate
 from interfaces.http.context import container
 from interfaces.http.problems import Problem
+from interfaces.http.route_docs import documented, json_answer, query
 
-operations = Blueprint("operations", __name__)
+status = Blueprint("status", __name__)
 
-LAG_CAP = 10_000
 DELIVERY_STATUSES = ("pending", "delivered", "parked")
 WEBHOOK_PAGE = 500
 # Tries in a row on one event after which /health calls a follower stalled (1 + 2 + 4 s).
 STALLED_AFTER = 3
+# The longest sample /projections takes to measure events/s.
+MAX_SAMPLE_SECONDS = 5.0
 
 
-@operations.get("/projections")
+@status.get("/projections")
+@documented(
+    "ListProjections",
+    "Read models' positions, lag and stalls; with sample, their events/s (admin)",
+    json_answer("ProjectionList", "positions"),
+    [query("sample", {"type": "number", "minimum": 0.1, "maximum": 5}, "seconds to measure")],
+    _400="bad sample",
+)
 def projections() -> Response:
     """Each read model's position, the log's head, and the events it has yet to apply.
 
-    ``lag`` counts the pending events the view follows, up to 10 000 (then ``lag_capped``).
+    ``lag`` counts the pending events the view follows, up to 10 000 (then ``lag_capped``);
+    ``stalled`` is the event it cannot get past, if any. With ``sample`` (0.1 to 5 s),
+    ``events_per_s`` is how many it applied per second over that time.
     """
     built = container()
     authenticate(built.settings.api_keys, ADMIN)
-    read = built.read_models
-    head = built.app.recorder.max_notification_id() or 0
-    stalled = built.stalled()
-    items = []
-    for name in read.names:
-        lag = read.pending(name, head, limit=LAG_CAP)
-        items.append(
-            {
-                "name": name,
-                "position": read.position(name),
-                "head": head,
-                "lag": lag,
-                "lag_capped": lag >= LAG_CAP,
-                "stalled": stalled.get(name),
-            }
-        )
-    return jsonify({"items": items})
+    raw = request.args.get("sample")
+    sample = None
+    if raw is not None:
+        try:
+            sample = float(raw)
+        except ValueError:
+            sample = -1.0
+        if not 0.1 <= sample <= MAX_SAMPLE_SECONDS:
+            raise Problem(
+                400,
+                "Invalid query",
+                kind="validation-error",
+                errors=[{"location": "query.sample", "message": "seconds from 0.1 to 5"}],
+            )
+    return jsonify({"items": view_ops.projections_status(built.operator, sample)})
 
 
-@operations.get("/webhooks")
+@status.get("/webhooks")
+@documented(
+    "ListWebhooks",
+    "Webhook deliveries; status=parked lists those given up on (admin)",
+    json_answer("WebhookList", "deliveries"),
+    [{"name": "status", "in": "query", "schema": {"enum": list(DELIVERY_STATUSES)}}],
+    _400="bad status",
+)
 def webhooks() -> Response:
     """Webhook deliveries, most recently changed first; ``?status=parked`` lists those
     given up on (their receiver kept failing), which are no longer tried."""
     built = container()
     authenticate(built.settings.api_keys, ADMIN)
-    status = request.args.get("status")
-    if status is not None and status not in DELIVERY_STATUSES:
+    chosen = request.args.get("status")
+    if chosen is not None and chosen not in DELIVERY_STATUSES:
         raise Problem(
             400,
             "Invalid query",
@@ -63,11 +81,18 @@ def webhooks() -> Response:
             ],
         )
     outbox = built.webhook_outbox()
-    items = outbox.listed(status, WEBHOOK_PAGE) if outbox is not None else []
+    items = outbox.listed(chosen, WEBHOOK_PAGE) if outbox is not None else []
     return jsonify({"items": items})
 
 
-@operations.get("/health")
+@status.get("/health")
+@documented(
+    "Health",
+    "Whether the event store and the broker are reachable",
+    json_answer("Health", "both reachable"),
+    public=True,
+    answers={"503": json_answer("Health", "one is not")},
+)
 def health() -> tuple[Response, int]:
     """Whether the event store and the broker can be reached."""
     built = container()
