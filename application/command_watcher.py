@@ -23,6 +23,7 @@ from eventsourcing.persistence import Notification
 from eventsourcing.utils import get_topic
 
 from application.command import Command
+from application.pipeline import CommandPipeline
 from application.ports import Subscribe, Subscription
 
 logger = logging.getLogger(__name__)
@@ -37,6 +38,15 @@ COMMAND_EVENTS = (
     Command.CommandDeadLettered,
     Command.CommandRedriven,
 )
+
+
+@dataclass
+class Watched:
+    """A command as a wait left it, and the log position of its last event when the
+    watcher's events brought it there (None when it was read from the store)."""
+
+    command: Command
+    position: int | None = None
 
 
 @dataclass(eq=False)
@@ -97,6 +107,27 @@ class CommandWatcher:
                     waiters.remove(waiter)
                 if not waiters:
                     self._waiting.pop(command_id, None)
+
+    def await_outcome(self, pipeline: CommandPipeline, command: Command, timeout: float) -> Watched:
+        """Wait up to ``timeout`` s for ``command`` to reach a terminal status (what
+        ``Prefer: wait`` does): the events the watcher reads carry it on without a read
+        of its own; a gap, or no events, and it is read again. The wait ends with a
+        check, so a command that ended just before it is seen ended."""
+        watched = Watched(command)
+
+        def decided(seen: list[Notification]) -> bool:
+            advanced = pipeline.advanced(watched.command, seen)
+            if advanced is None:
+                found = pipeline.get_command(command.id)
+                if found is not None:
+                    watched.command = found
+                watched.position = None
+            else:
+                watched.command, watched.position = advanced
+            return watched.command.is_terminal
+
+        self.wait_for_events(command.id, timeout, decided)
+        return watched
 
     def _take(self, waiter: _Waiter) -> list[Notification]:
         with self._lock:

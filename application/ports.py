@@ -60,6 +60,15 @@ class Services:
     payment_deadline: timedelta = timedelta(seconds=30)
 
 
+class CallbackPolicy(Protocol):
+    """Which ``Callback-Url`` a client may give: checked when the command is accepted
+    (and the address again at each delivery, where it is resolved)."""
+
+    def refusal(self, url: str) -> str | None:
+        """Why ``url`` may not receive webhooks, or None when it may."""
+        ...
+
+
 class Subscription(Protocol):
     """The event log's notifications after a position, in order, until stopped."""
 

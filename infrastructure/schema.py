@@ -15,7 +15,8 @@ from infrastructure.log_recorder import TransactionOrderedRecorder
 from infrastructure.payment_gateway import PostgresLedger
 from infrastructure.settings import Settings
 from infrastructure.stall_log import StallLog
-from infrastructure.webhooks import WebhookDispatcher, WebhookOutbox
+from infrastructure.webhooks.dispatcher import WebhookDispatcher
+from infrastructure.webhooks.outbox import WebhookOutbox
 from projections.document_view import DocumentView
 
 # The followers that keep only a position: the relay and the saga runner.

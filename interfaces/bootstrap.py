@@ -21,7 +21,7 @@ from application.command_watcher import CommandWatcher
 from application.event_log import BoxofficeApplication
 from application.operations.ports import Operator
 from application.pipeline import CommandPipeline
-from application.ports import Services
+from application.ports import CallbackPolicy, Services
 from application.registry import CommandRegistry
 from application.retry import RetryPolicy
 from application.saga_runner import ApplicationStore, SagaRunner
@@ -48,7 +48,10 @@ from infrastructure.stall_log import StallLog
 from infrastructure.subscription import subscribe
 from infrastructure.tasks import register_tasks
 from infrastructure.view_progress import ViewProgressListener
-from infrastructure.webhooks import AddressPolicy, WebhookDispatcher, WebhookOutbox, WebhookSender
+from infrastructure.webhooks.addresses import AddressPolicy, CallbackUrlPolicy
+from infrastructure.webhooks.dispatcher import WebhookDispatcher
+from infrastructure.webhooks.outbox import WebhookOutbox
+from infrastructure.webhooks.sender import WebhookSender
 from projections.catalog import PROJECTIONS
 from projections.command_registry import (
     CommandRegistryProjection,
@@ -206,6 +209,14 @@ class Container:
             max_attempts=self.settings.webhook_max_attempts,
             timeout=self.settings.webhook_timeout_seconds,
             threads=threads,
+        )
+
+    @property
+    def callback_policy(self) -> CallbackPolicy:
+        """Which ``Callback-Url`` a client may give."""
+        return CallbackUrlPolicy(
+            bool(self.settings.webhook_secret),
+            AddressPolicy.allowing(self.settings.webhook_allow_networks),
         )
 
     def webhook_outbox(self) -> WebhookOutbox | None:

@@ -6,9 +6,7 @@ from __future__ import annotations
 import re
 from functools import partial
 from typing import Any
-from urllib.parse import urlsplit
 
-from eventsourcing.persistence import Notification
 from flask import Blueprint, Response, json, request
 from pydantic import ValidationError
 
@@ -21,7 +19,6 @@ from application.pipeline import (
     Submission,
 )
 from application.registry import CommandRegistry, CommandSpec
-from infrastructure.webhooks import AddressPolicy, RefusedAddressError
 from interfaces.bootstrap import Container
 from interfaces.http.auth import WRITE, authenticate
 from interfaces.http.bodies import json_object, read_body
@@ -78,8 +75,16 @@ def submit(command_type: str, **path: str) -> Response:
         idempotency_key=key,
         callback_url=callback,
     )
+    acceptance = _accept(built, submission)
+    if wait is not None:
+        return _answer_after_wait(built, spec, acceptance, wait)
+    return _accepted(acceptance, warn=key is None)
+
+
+def _accept(built: Container, submission: Submission) -> Acceptance:
+    """Accept ``submission``; its refusals as problems."""
     try:
-        acceptance = built.pipeline.accept(submission)
+        return built.pipeline.accept(submission)
     except IdempotencyKeyReusedError:
         raise Problem(
             422,
@@ -89,9 +94,6 @@ def submit(command_type: str, **path: str) -> Response:
         ) from None
     except ResourceExistsError as error:
         raise Problem(409, "Conflict", f"{error} already exists", kind="resource-exists") from None
-    if wait is not None:
-        return _answer_after_wait(built, spec, acceptance, wait)
-    return _accepted(acceptance, warn=key is None)
 
 
 def _payload(
@@ -154,20 +156,10 @@ def _callback_url(built: Container, errors: list[dict[str, str]]) -> str | None:
     url = request.headers.get("Callback-Url")
     if url is None:
         return None
-    parts = urlsplit(url)
-    if not built.settings.webhook_secret:
-        problem = "webhooks are not enabled on this service (WEBHOOK_SECRET is not set)"
-    elif parts.scheme not in ("http", "https") or not parts.hostname or len(url) > 2048:
-        problem = "must be an absolute http(s) URL of at most 2048 characters"
-    else:
-        policy = AddressPolicy.allowing(built.settings.webhook_allow_networks)
-        try:
-            policy.check_host(parts.hostname)
-        except RefusedAddressError as error:
-            problem = f"must be a public address: {error}"
-        else:
-            return url
-    errors.append({"location": "header.Callback-Url", "message": problem})
+    refusal = built.callback_policy.refusal(url)
+    if refusal is None:
+        return url
+    errors.append({"location": "header.Callback-Url", "message": refusal})
     return None
 
 
@@ -194,28 +186,8 @@ def _accepted(acceptance: Acceptance, *, warn: bool) -> Response:
 def _answer_after_wait(
     built: Container, spec: CommandSpec[Any], acceptance: Acceptance, wait: float
 ) -> Response:
-    pipeline = built.pipeline
-    command_id = acceptance.command.id
-
-    # The command as the last check left it, and the position of its last event when
-    # the watcher's events brought it there: the wait ends with a check.
-    latest = [acceptance.command]
-    position: list[int | None] = [None]
-
-    def decided(seen: list[Notification]) -> bool:
-        # The events the watcher read carry the command on without a read of its own.
-        advanced = pipeline.advanced(latest[0], seen)
-        if advanced is None:
-            found = pipeline.get_command(command_id)
-            if found is not None:
-                latest[0] = found
-            position[0] = None
-        else:
-            latest[0], position[0] = advanced
-        return latest[0].is_terminal
-
-    built.watcher.wait_for_events(command_id, wait, decided)
-    command = latest[0]
+    watched = built.watcher.await_outcome(built.pipeline, acceptance.command, wait)
+    command = watched.command
     applied = {"Preference-Applied": f"wait={_format_seconds(wait)}"}
     if not command.is_terminal:
         response = _accepted(acceptance, warn=acceptance.command.idempotency_key is None)
@@ -224,7 +196,7 @@ def _answer_after_wait(
     if command.status == "succeeded":
         status = 201 if spec.creates else 200
         body = present_command(command)
-        token = position[0] if position[0] is not None else built.position_of(command.id)
+        token = watched.position if watched.position is not None else built.position_of(command.id)
         body["consistency_token"] = str(token) if token is not None else None
         resource = present(built.app.repository.get(command.aggregate_id))
         if resource is not None:

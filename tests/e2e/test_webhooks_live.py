@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from infrastructure.webhooks import verify
+from infrastructure.webhooks.signature import verify
 from tests.e2e.conftest import WEBHOOK_SECRET, LiveService
 from tests.support.processes import wait_until
 

@@ -15,14 +15,11 @@ from eventsourcing.persistence import Tracking
 
 from infrastructure.event_store import build_view
 from infrastructure.settings import Settings
-from infrastructure.webhooks import (
-    AddressPolicy,
-    Delivery,
-    WebhookDispatcher,
-    WebhookOutbox,
-    WebhookSender,
-    verify,
-)
+from infrastructure.webhooks.addresses import AddressPolicy
+from infrastructure.webhooks.dispatcher import WebhookDispatcher
+from infrastructure.webhooks.outbox import Delivery, WebhookOutbox
+from infrastructure.webhooks.sender import WebhookSender
+from infrastructure.webhooks.signature import verify
 from interfaces.bootstrap import migrate
 from tests.support.processes import wait_until
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from infrastructure.webhooks import sign, verify
+from infrastructure.webhooks.signature import sign, verify
 
 SECRET = "a-secret-of-enough-length"
 
