@@ -45,7 +45,7 @@ clean:
 	rm -rf $(VENV) var .mypy_cache .pytest_cache .ruff_cache
 
 # Boxoffice beside its baselines, on a PostgreSQL with its durable defaults; load from
-# wrk (Debian's package). Results and plots go to bench/results/.
+# wrk (Debian's package). Results and plots go to benchmarks/results/.
 bench: $(INSTALLED)
 	command -v wrk >/dev/null || { apt-get update -q >/dev/null && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends wrk >/dev/null; }

@@ -1,86 +1,35 @@
 """The command pipeline: accept a command durably, then execute it exactly once in effect.
 
-Generic: it knows command types only through the :class:`CommandRegistry`.
+Generic: it knows command types only through the :class:`CommandCatalog`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import traceback
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import Enum
 from typing import Any
-from uuid import UUID, uuid4, uuid5
+from uuid import UUID
 
 from eventsourcing.persistence import IntegrityError, Notification
-from pydantic import BaseModel
 
+from application.catalog import CommandCatalog
 from application.command import VERSION_CONFLICT, Attempt, Command
 from application.event_log import AggregatePresentError, BoxofficeApplication
+from application.failures import conflict_error, domain_error, technical_error, worker_lost_error
 from application.ports import Services
-from application.registry import CommandRegistry, CommandSpec
 from application.retry import RetryPolicy
+from application.submission import (
+    Acceptance,
+    IdempotencyKeyReusedError,
+    ResourceExistsError,
+    Submission,
+)
 from application.unit_of_work import UnitOfWork, find_aggregate
-from domain.errors import ConflictError, DomainError, NotFoundError
+from domain.errors import DomainError, NotFoundError
 
-COMMAND_NAMESPACE = UUID("3d0b7c8e-2f5a-5b1e-8c44-5b6f0a9e7d21")
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Submission:
-    """A command as a client submits it, validated but not yet accepted."""
-
-    spec: CommandSpec[Any]
-    payload: BaseModel
-    submitted_by: str
-    idempotency_key: str | None = None
-    correlation_id: UUID | None = None
-    causation_id: str | None = None
-    callback_url: str | None = None
-    owner: str | None = None
-
-    @property
-    def fingerprint(self) -> str:
-        """Identifies what is asked: the same key with another fingerprint is a misuse."""
-        canonical = json.dumps(
-            {"type": self.spec.name, "payload": self.payload.model_dump(mode="json")},
-            sort_keys=True,
-            separators=(",", ":"),
-        )
-        return hashlib.sha256(canonical.encode()).hexdigest()
-
-    def command_id(self) -> UUID:
-        """The key scoped to the client, or a fresh id when the client gave none."""
-        if self.idempotency_key is None:
-            return uuid4()
-        return command_id_of(self.submitted_by, self.idempotency_key)
-
-
-def command_id_of(submitted_by: str, idempotency_key: str) -> UUID:
-    """The id of the command ``submitted_by`` submits with ``idempotency_key``."""
-    return uuid5(COMMAND_NAMESPACE, f"{submitted_by}\x00{idempotency_key}")
-
-
-@dataclass(frozen=True)
-class Acceptance:
-    """A durably accepted command; ``replayed`` when it was accepted by an earlier request."""
-
-    command: Command
-    position: int | None
-    replayed: bool
-
-
-class IdempotencyKeyReusedError(Exception):
-    """Raised when an ``Idempotency-Key`` is sent again with a different command."""
-
-
-class ResourceExistsError(Exception):
-    """Raised when a create command targets an id that is already taken."""
 
 
 class Outcome(Enum):
@@ -99,12 +48,12 @@ class CommandPipeline:
     def __init__(
         self,
         app: BoxofficeApplication,
-        registry: CommandRegistry,
+        catalog: CommandCatalog,
         retry: RetryPolicy,
         services: Services | None = None,
     ) -> None:
         self.app = app
-        self.registry = registry
+        self.catalog = catalog
         self.retry = retry
         self.services = services
 
@@ -206,7 +155,7 @@ class CommandPipeline:
         began = command.version
         if self.retry.exhausted(command.failures_in_budget):
             # Every attempt of the budget was lost with its worker.
-            lost = _worker_lost_error(worker)
+            lost = worker_lost_error(worker)
             last = Attempt(command.attempt, worker, None)
             return self._record(command_id, last, began, lost, Outcome.DEAD_LETTERED)
         if redelivered:
@@ -226,7 +175,7 @@ class CommandPipeline:
         try:
             # Inside the try: a worker started without the command's module records a
             # technical error (retried, then dead-lettered) instead of leaving it running.
-            spec = self.registry.get(command.command_type)
+            spec = self.catalog.get(command.command_type)
             if not spec.creates:
                 _require_owned_by(uow, command)
             spec.run(uow, command.payload)
@@ -235,14 +184,14 @@ class CommandPipeline:
         except IntegrityError as error:
             # Another command changed an aggregate this one decided on (decide again),
             # or another run of this command recorded first (then skipped below).
-            conflict = _describe_conflict(error, worker)
+            conflict = conflict_error(error, worker)
             outcome = self._record(command_id, run, began, conflict, Outcome.RETRY_SCHEDULED)
         except DomainError as error:
-            failure = _describe_domain_error(error, worker)
+            failure = domain_error(error, worker)
             outcome = self._record(command_id, run, began, failure, Outcome.FAILED)
         except Exception as error:  # noqa: BLE001 - every other error is technical: retried
             logger.warning("command %s attempt %d failed: %r", command_id, run.number, error)
-            failure = _describe_technical_error(error, worker)
+            failure = technical_error(error, worker)
             outcome = self._record(command_id, run, began, failure, Outcome.RETRY_SCHEDULED)
         else:
             return Outcome.SUCCEEDED
@@ -253,7 +202,7 @@ class CommandPipeline:
     def _after_lost(self, command: Command) -> None:
         """This attempt's outcome was not recorded (another attempt decided the command):
         let the command undo what it may have done outside the event store."""
-        spec = self.registry.get(command.command_type)
+        spec = self.catalog.get(command.command_type)
         if spec.after_lost is None:
             return
         uow = UnitOfWork(self.app, self.services, client=command.client)
@@ -319,40 +268,3 @@ def _require_owned_by(uow: UnitOfWork, command: Command) -> None:
     owner = getattr(uow.load(command.aggregate_id), "owner", None)
     if owner is not None and owner != command.client:
         raise NotFoundError(f"{command.resource} does not exist")
-
-
-def _describe(error: BaseException, worker: str) -> dict[str, Any]:
-    return {
-        "type": type(error).__name__,
-        "message": str(error) or type(error).__name__,
-        "worker": worker,
-        "at": datetime.now(UTC).isoformat(),
-    }
-
-
-def _describe_domain_error(error: DomainError, worker: str) -> dict[str, Any]:
-    if isinstance(error, NotFoundError):
-        category = "not_found"
-    elif isinstance(error, ConflictError):
-        category = "conflict"
-    else:
-        category = "rule"
-    return {**_describe(error, worker), "category": category}
-
-
-def _describe_technical_error(error: Exception, worker: str) -> dict[str, Any]:
-    trace = "".join(traceback.format_exception(error))
-    return {**_describe(error, worker), "category": "technical", "traceback": trace}
-
-
-def _describe_conflict(error: IntegrityError, worker: str) -> dict[str, Any]:
-    return {**_describe(error, worker), "category": VERSION_CONFLICT}
-
-
-def _worker_lost_error(worker: str) -> dict[str, Any]:
-    return {
-        "type": "WorkerLost",
-        "message": "every attempt was lost with its worker",
-        "worker": worker,
-        "at": datetime.now(UTC).isoformat(),
-    }

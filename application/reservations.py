@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, Field
 
+from application.catalog import CommandCatalog, CommandSpec, Endpoint
 from application.payloads import (
     UNIQUE_ITEMS,
     Payload,
@@ -15,7 +16,6 @@ from application.payloads import (
     Text200,
     distinct,
 )
-from application.registry import CommandRegistry, CommandSpec, Endpoint
 from application.unit_of_work import UnitOfWork
 from domain.errors import ConflictError
 from domain.payment import Payment
@@ -213,7 +213,7 @@ def _settle_ended(uow: UnitOfWork, reservation: Reservation) -> None:
         _give_back_any_charge(uow, reservation)
 
 
-def register(registry: CommandRegistry) -> None:
+def register(catalog: CommandCatalog) -> None:
     """Add the reservation commands."""
 
     def target(c: Any) -> Any:
@@ -229,7 +229,7 @@ def register(registry: CommandRegistry) -> None:
             **extra,
         )
 
-    registry.register(
+    catalog.register(
         spec(
             PLACE_RESERVATION,
             PlaceReservation,
@@ -241,7 +241,7 @@ def register(registry: CommandRegistry) -> None:
             ),
         )
     )
-    registry.register(
+    catalog.register(
         spec(
             CANCEL_RESERVATION,
             CancelReservation,
@@ -253,10 +253,10 @@ def register(registry: CommandRegistry) -> None:
             ),
         )
     )
-    registry.register(spec(RESERVE_SEATS, ReservationStep, reserve_seats))
-    registry.register(
+    catalog.register(spec(RESERVE_SEATS, ReservationStep, reserve_seats))
+    catalog.register(
         spec(CHARGE_PAYMENT, ReservationStep, charge_payment, after_lost=refund_if_ended)
     )
-    registry.register(spec(CONFIRM_RESERVATION, ReservationStep, confirm_reservation))
-    registry.register(spec(REJECT_RESERVATION, RejectReservation, reject_reservation))
-    registry.register(spec(EXPIRE_RESERVATION, ReservationStep, expire_reservation))
+    catalog.register(spec(CONFIRM_RESERVATION, ReservationStep, confirm_reservation))
+    catalog.register(spec(REJECT_RESERVATION, RejectReservation, reject_reservation))
+    catalog.register(spec(EXPIRE_RESERVATION, ReservationStep, expire_reservation))

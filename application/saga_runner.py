@@ -25,9 +25,10 @@ from eventsourcing.persistence import IntegrityError, Tracking, TrackingRecorder
 from eventsourcing.utils import get_topic
 
 from application.command import Command
-from application.pipeline import CommandPipeline, Submission, command_id_of
+from application.pipeline import CommandPipeline
 from application.ports import Services
 from application.saga_slice import SagaSlice
+from application.submission import Submission, command_id_of
 from application.unit_of_work import find_aggregate
 from domain.saga import Saga
 
@@ -102,7 +103,7 @@ class SagaRunner:
         self.due = due
         self.clock = clock
         issued = {name for s in self.slices for name in s.issues}
-        unknown = issued - {spec.name for spec in pipeline.registry}
+        unknown = issued - {spec.name for spec in pipeline.catalog}
         if unknown:
             # Fail at start-up, not when a saga first issues the missing command.
             raise LookupError(f"the sagas issue unregistered commands: {sorted(unknown)}")
@@ -196,7 +197,7 @@ class SagaRunner:
             # The decision names its commands: checking their payloads is all a dry
             # run needs (an invalid one fails here as it would when issued).
             for c in saga.issued:
-                self.pipeline.registry.get(c["type"]).payload.model_validate(c["payload"])
+                self.pipeline.catalog.get(c["type"]).payload.model_validate(c["payload"])
             commands: list[Command] = []
         else:
             commands = [
@@ -239,7 +240,7 @@ def _prepare(
     owner: str | None,
     correlation_id: UUID | None = None,
 ) -> Command:
-    spec = pipeline.registry.get(command_type)
+    spec = pipeline.catalog.get(command_type)
     return pipeline.prepare(
         Submission(
             spec=spec,

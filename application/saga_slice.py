@@ -9,7 +9,7 @@ records what they decide; the replay (:mod:`application.saga_replay`) feeds a sa
 recorded inputs to its slice again. Neither knows any domain name.
 
 A slice is registered in the command registry beside its commands
-(``registry.register_saga(slice)``), so a module of ``COMMAND_MODULES`` can add one.
+(``catalog.register_saga(slice)``), so a module of ``COMMAND_MODULES`` can add one.
 """
 
 from __future__ import annotations

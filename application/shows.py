@@ -11,6 +11,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BeforeValidator, Field
 
+from application.catalog import CommandCatalog, CommandSpec, Endpoint
 from application.payloads import (
     UNIQUE_ITEMS,
     Payload,
@@ -21,7 +22,6 @@ from application.payloads import (
     distinct,
     whole_number,
 )
-from application.registry import CommandRegistry, CommandSpec, Endpoint
 from application.unit_of_work import UnitOfWork
 from domain.show import Show, ShowExistsError
 
@@ -66,9 +66,9 @@ def cancel_show(uow: UnitOfWork, cmd: CancelShow) -> None:
     uow.get(Show, Show.create_id(cmd.show_id)).cancel()
 
 
-def register(registry: CommandRegistry) -> None:
+def register(catalog: CommandCatalog) -> None:
     """Add the show commands."""
-    registry.register(
+    catalog.register(
         CommandSpec(
             name="CreateShow",
             payload=CreateShow,
@@ -79,7 +79,7 @@ def register(registry: CommandRegistry) -> None:
             endpoint=Endpoint("PUT", "/shows/{show_id}", "Create a show (CreateShow)"),
         )
     )
-    registry.register(
+    catalog.register(
         CommandSpec(
             name="CancelShow",
             payload=CancelShow,

@@ -81,7 +81,7 @@ def replay(url: str, ids: list[UUID]) -> dict[str, Any]:
     """Replay every saga with a fresh reader; sagas/s and the verdicts."""
     app = build_application(Settings(database_url=url))
     world = World(app)  # only for its pipeline (the registry of command types)
-    replayer = SagaReplayer(RecordedHistory(app), world.pipeline, world.pipeline.registry.sagas)
+    replayer = SagaReplayer(RecordedHistory(app), world.pipeline, world.pipeline.catalog.sagas)
     summary = ReplaySummary()
     started = time.perf_counter()
     for saga in replayer.replay_all(ids):

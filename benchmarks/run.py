@@ -16,7 +16,7 @@ commit on when ``make bench`` starts it), with load from ``wrk``, a separate pro
   thousands of recorded sagas, sagas/s (``benchmarks/replay.py``).
 
 Every figure is also a ratio to its baseline of the same run. Writes JSON, a Markdown
-table and PNG plots under ``bench/results/``; sized for 2 cores.
+table and PNG plots under ``benchmarks/results/``; sized for 2 cores.
 """
 
 from __future__ import annotations
@@ -562,7 +562,7 @@ def main() -> int:
     )
     parser.add_argument("--saves", type=int, default=2000)
     parser.add_argument("--tasks", type=int, default=5000)
-    parser.add_argument("--out", type=Path, default=Path("bench/results"))
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     parser.add_argument(
         "--boxoffice-only",
         action="store_true",

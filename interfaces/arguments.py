@@ -17,14 +17,14 @@ from uuid import UUID
 from eventsourcing.utils import resolve_topic
 from pydantic import TypeAdapter, ValidationError
 
+from application.catalog import CommandCatalog
 from application.command import Status
 from application.payloads import Timestamp
 from application.queries import Between, OneOf
-from application.registry import CommandRegistry
 from application.saga_slice import SagaSlice
-from projections.catalog import PROJECTIONS_BY_NAME
 from projections.document_projection import DocumentProjection
 from projections.sagas import RUNNING, STATES
+from projections.views import PROJECTIONS_BY_NAME
 
 STATUSES: tuple[str, ...] = get_args(Status)
 COMMAND_TYPE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
@@ -114,7 +114,7 @@ def parse_uuid(value: str | None, location: str, violations: BadArgumentsError) 
         return None
 
 
-def resource_paths(registry: CommandRegistry, resource: str) -> tuple[str, ...] | None:
+def resource_paths(catalog: CommandCatalog, resource: str) -> tuple[str, ...] | None:
     """The resources ``resource`` may mean: itself when it is a path (``/shows/hamlet``),
     else that id under every resource template of the commands (``hamlet``)."""
     if not RESOURCE.fullmatch(resource):
@@ -122,7 +122,7 @@ def resource_paths(registry: CommandRegistry, resource: str) -> tuple[str, ...] 
     if resource.startswith("/"):
         return (resource,)
     paths = set()
-    for spec in registry:
+    for spec in catalog:
         fields = [name for _, name, _, _ in string.Formatter().parse(spec.resource) if name]
         if len(fields) == 1:
             paths.add(spec.resource.format_map({fields[0]: resource}))
@@ -130,7 +130,7 @@ def resource_paths(registry: CommandRegistry, resource: str) -> tuple[str, ...] 
 
 
 def command_filters(
-    registry: CommandRegistry,
+    catalog: CommandCatalog,
     *,
     status: str | None = None,
     command_type: str | None = None,
@@ -155,7 +155,7 @@ def command_filters(
         else:
             violations.add(f"{location}.type", "not a command type name")
     if resource is not None:
-        paths = resource_paths(registry, resource)
+        paths = resource_paths(catalog, resource)
         if paths is None:
             violations.add(f"{location}.resource", "a resource path (/shows/s1) or id (s1)")
         else:
@@ -172,13 +172,13 @@ def command_filters(
 
 
 def command_query(
-    registry: CommandRegistry, args: Mapping[str, str], location: str = "query"
+    catalog: CommandCatalog, args: Mapping[str, str], location: str = "query"
 ) -> dict[str, Any]:
     """The registry filters of a query string (``status``, ``type``, ``resource``,
     ``correlation_id``, ``aggregate_id``, ``since``, ``until``): ``/commands`` and
     ``/admin/commands`` read them alike."""
     return command_filters(
-        registry,
+        catalog,
         status=args.get("status"),
         command_type=args.get("type"),
         resource=args.get("resource"),

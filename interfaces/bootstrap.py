@@ -16,15 +16,15 @@ from uuid import UUID
 
 from celery import Celery
 
-from application.catalog import build_registry
+from application.catalog import CommandCatalog
 from application.command_watcher import CommandWatcher
 from application.event_log import BoxofficeApplication
 from application.operations.ports import Operator
 from application.pipeline import CommandPipeline
 from application.ports import CallbackPolicy, Services
-from application.registry import CommandRegistry
 from application.retry import RetryPolicy
 from application.saga_runner import ApplicationStore, SagaRunner
+from application.slices import build_catalog
 from application.sweeper import StrandedCommandSweeper
 from infrastructure import schema
 from infrastructure.celery_app import CeleryCommandTransport, build_celery
@@ -39,8 +39,8 @@ from infrastructure.event_store import (
 from infrastructure.following import Follower
 from infrastructure.history import RecordedHistory
 from infrastructure.payment_gateway import build_payment_gateway
+from infrastructure.postgres_read_models import PostgresReadModels
 from infrastructure.projector import Projector
-from infrastructure.read_models import PostgresReadModels
 from infrastructure.rebuild import ProjectionRebuild
 from infrastructure.relay import OutboxRelay
 from infrastructure.settings import Settings
@@ -52,7 +52,6 @@ from infrastructure.webhooks.addresses import AddressPolicy, CallbackUrlPolicy
 from infrastructure.webhooks.dispatcher import WebhookDispatcher
 from infrastructure.webhooks.outbox import WebhookOutbox
 from infrastructure.webhooks.sender import WebhookSender
-from projections.catalog import PROJECTIONS
 from projections.command_registry import (
     CommandRegistryProjection,
     CommandRegistryView,
@@ -61,6 +60,7 @@ from projections.command_registry import (
 from projections.document_projection import DocumentProjection
 from projections.read_models import InMemoryReadModels, ReadModels
 from projections.sagas import SagasProjection, SagasView, get_saga
+from projections.views import PROJECTIONS
 
 # Webhook deliveries in flight at once (at most two per destination).
 WEBHOOK_THREADS = 8
@@ -71,7 +71,7 @@ class Container:
     """The built service; the event-store objects are made per process, on first use."""
 
     settings: Settings
-    registry: CommandRegistry
+    catalog: CommandCatalog
     celery: Celery
     _app: BoxofficeApplication | None = None
     _pipeline: CommandPipeline | None = None
@@ -100,7 +100,7 @@ class Container:
             base_delay=self.settings.retry_base_delay,
             max_delay=self.settings.retry_max_delay,
         )
-        self._pipeline = CommandPipeline(self.app, self.registry, retry, self.services)
+        self._pipeline = CommandPipeline(self.app, self.catalog, retry, self.services)
         return self._pipeline
 
     @property
@@ -121,7 +121,7 @@ class Container:
             build_tracker(self.settings, SagaRunner.name),
             ApplicationStore(self.app),
             self.pipeline,
-            self.registry.sagas,
+            self.catalog.sagas,
             due=sagas.due,
         )
 
@@ -161,7 +161,7 @@ class Container:
             read=self.read_models,
             history=RecordedHistory(self.app),
             rebuilding=self._rebuilding,
-            slices=self.registry.sagas,
+            slices=self.catalog.sagas,
             present_command=present_command,
             saga_document=partial(get_saga, self.read_models),
             stalled=self.stalled,
@@ -244,11 +244,11 @@ class Container:
     def sweeper(self) -> StrandedCommandSweeper:
         """The sweeper that publishes again commands stranded past their lease."""
         datastore = self.app.recorder.datastore  # type: ignore[attr-defined]
-        registry = view_on(datastore, CommandRegistryProjection.name, CommandRegistryView)
+        catalog = view_on(datastore, CommandRegistryProjection.name, CommandRegistryView)
         return StrandedCommandSweeper(
             self.pipeline,
             CeleryCommandTransport(self.celery),
-            registry.unfinished_since,
+            catalog.unfinished_since,
             timedelta(seconds=self.settings.command_lease_seconds),
         )
 
@@ -293,7 +293,7 @@ def bootstrap(settings: Settings, application: BoxofficeApplication | None = Non
     unit tests. The modules of ``COMMAND_MODULES`` add their commands and sagas to the registry.
     """
     celery = build_celery(settings)
-    registry = build_registry(settings.command_modules)
-    container = Container(settings=settings, registry=registry, celery=celery, _app=application)
+    catalog = build_catalog(settings.command_modules)
+    container = Container(settings=settings, catalog=catalog, celery=celery, _app=application)
     register_tasks(celery, lambda: container.pipeline, container.forget_connections)
     return container

@@ -19,8 +19,8 @@ from eventsourcing.persistence import InterfaceError, OperationalError
 
 from infrastructure.projector import Projector
 from infrastructure.settings import ApiKey, Settings, SettingsError, parse_api_keys
-from interfaces.bootstrap import bootstrap, migrate
-from interfaces.cli import operate
+from interfaces.bootstrap import Container, bootstrap, migrate
+from interfaces.cli import commands, sagas, views
 
 logger = logging.getLogger("boxoffice")
 DEADLINE_CHECK_SECONDS = 0.5
@@ -225,7 +225,12 @@ def _new_key(client: str, scopes: str) -> int:
     return 0
 
 
-operate.register(cli, load_settings)
+def _built() -> Container:
+    return bootstrap(load_settings())
+
+
+for group in (commands, sagas, views):
+    group.register(cli, _built)
 
 
 if __name__ == "__main__":

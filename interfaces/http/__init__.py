@@ -15,7 +15,7 @@ from interfaces.http.openapi import openapi
 from interfaces.http.problems import Problem, kebab
 from interfaces.http.status import status
 from interfaces.http.submit import command_endpoints
-from projections.catalog import PROJECTIONS
+from projections.views import PROJECTIONS
 
 # Problem kinds of the HTTP errors Flask raises itself.
 HTTP_KINDS = {
@@ -39,7 +39,7 @@ def create_app(container: Container) -> Flask:
     )
     app.config["MAX_CONTENT_LENGTH"] = container.settings.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    app.register_blueprint(command_endpoints(container.registry))
+    app.register_blueprint(command_endpoints(container.catalog))
     app.register_blueprint(commands)
     app.register_blueprint(document_endpoints(PROJECTIONS))
     app.register_blueprint(status)

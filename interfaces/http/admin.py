@@ -8,24 +8,22 @@ class (``--saga-class``) is imported by the CLI, never named over HTTP.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from itertools import islice
 from typing import Any
 from uuid import UUID
 
 from flask import Blueprint, Response, jsonify, request
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from application.operations import NotFoundError, RefusedError
+from application.operations import NotFoundError
 from application.operations import commands as command_ops
 from application.operations import sagas as saga_ops
 from application.operations import views as view_ops
 from interfaces import arguments
 from interfaces.http.auth import ADMIN, authenticate
-from interfaces.http.bodies import json_object, read_body
+from interfaces.http.bodies import model_body
 from interfaces.http.context import container
-from interfaces.http.problems import Problem
+from interfaces.http.problems import Problem, operation_problems
 from interfaces.http.route_docs import (
     ARRAY,
     COMMAND_FILTERS,
@@ -37,6 +35,7 @@ from interfaces.http.route_docs import (
     path_id,
     query,
 )
+from interfaces.http.schemas import RebuildRequest, RedriveRequest, ReplayRequest
 from projections.sagas import STATES
 
 admin = Blueprint("admin", __name__, url_prefix="/admin")
@@ -49,76 +48,10 @@ ITEMS = object_answer("the items", items=ARRAY)
 LIMIT = query("limit", {"type": "integer", "minimum": 1, "maximum": MAX_LIST_LIMIT})
 
 
-class RedriveRequest(BaseModel):
-    """Which dead letters to re-drive: ids, every one of an error type, or all."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-    command_ids: list[UUID] = Field(default_factory=list, max_length=1000)
-    type: str | None = Field(default=None, min_length=1, max_length=100)
-    all: bool = False
-    reason: str = Field(default="re-driven by an operator", min_length=1, max_length=200)
-
-
-class ReplayRequest(BaseModel):
-    """Which sagas to replay: ids (or reservation ids), or a query."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-    sagas: list[str] = Field(default_factory=list, max_length=1000)
-    all: bool = False
-    state: str | None = None
-    failed_step: bool = False
-    since: str | None = None
-    until: str | None = None
-    show_all: bool = False
-
-
-class RebuildRequest(BaseModel):
-    """Whether to swap the rebuilt view in."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-    swap: bool = False
-    rows: int = Field(default=10, ge=0, le=100)
-
-
-@contextmanager
-def _answers() -> Iterator[None]:
-    """The operations' errors as problems: 400 with every violation, 404, 409."""
-    try:
-        yield
-    except arguments.BadArgumentsError as bad:
-        raise Problem(400, "Invalid request", kind="validation-error", errors=bad.errors) from None
-    except NotFoundError as missing:
-        raise Problem(404, "Not found", str(missing)) from None
-    except RefusedError as refused:
-        raise Problem(409, "Refused", str(refused), kind="refused") from None
-
-
 def _caller() -> Any:
     built = container()
     authenticate(built.settings.api_keys, ADMIN)
     return built
-
-
-def _body(model: type[Any]) -> Any:
-    errors: list[dict[str, Any]] = []
-    body = read_body(MAX_ADMIN_BODY)
-    if json_object(body, errors) is None:
-        raise Problem(400, "Malformed JSON", kind="malformed-json", errors=errors)
-    try:
-        # JSON mode: strict, yet a UUID is a string there.
-        return model.model_validate_json(body if body.strip() else b"{}")
-    except ValidationError as error:
-        violations = [
-            {
-                "location": ".".join(["body", *(str(p) for p in e["loc"])]),
-                "message": e["msg"],
-            }
-            for e in error.errors()
-        ]
-        raise Problem(400, "Invalid request", kind="validation-error", errors=violations) from None
 
 
 def _query(parse: Callable[[], Any]) -> tuple[Any, int]:
@@ -132,7 +65,7 @@ def _query(parse: Callable[[], Any]) -> tuple[Any, int]:
     except arguments.BadArgumentsError as bad:
         violations.errors = bad.errors + violations.errors
         filters = None
-    with _answers():
+    with operation_problems():
         violations.raise_any()
     return filters, limit
 
@@ -140,7 +73,7 @@ def _query(parse: Callable[[], Any]) -> tuple[Any, int]:
 def _saga_key(saga: str) -> UUID:
     """The saga a path names (its id or its reservation's); a name of none is a 404."""
     try:
-        return arguments.saga_id_of(container().registry.sagas, saga)
+        return arguments.saga_id_of(container().catalog.sagas, saga)
     except arguments.BadArgumentsError:
         raise NotFoundError(f"no saga {saga}") from None
 
@@ -159,7 +92,7 @@ def _saga_key(saga: str) -> UUID:
 def commands() -> Response:
     """Registry entries by status, type, resource, correlation id and time, oldest first."""
     built = _caller()
-    filters, limit = _query(lambda: arguments.command_query(built.registry, request.args))
+    filters, limit = _query(lambda: arguments.command_query(built.catalog, request.args))
     return jsonify({"items": list(islice(built.operator.walk("command_registry", filters), limit))})
 
 
@@ -174,7 +107,7 @@ def commands() -> Response:
 def command(command_id: str) -> Response:
     """A command's record: attempts with tracebacks, history, the events it caused."""
     built = _caller()
-    with _answers():
+    with operation_problems():
         key = arguments.parse_uuid(command_id, "path.command_id", arguments.BadArgumentsError())
         if key is None:
             raise NotFoundError(f"no command {command_id}")
@@ -208,7 +141,7 @@ def deadletters() -> Response:
 def redrive() -> Response:
     """Re-drive dead letters (ids, a type, or all); each keeps its id."""
     built = _caller()
-    body: RedriveRequest = _body(RedriveRequest)
+    body: RedriveRequest = model_body(RedriveRequest, MAX_ADMIN_BODY)
     chosen = sum([bool(body.command_ids), body.type is not None, body.all])
     if chosen != 1:
         raise Problem(
@@ -278,7 +211,7 @@ def sagas() -> Response:
 def saga(saga: str) -> Response:
     """A saga's timeline, by its id or its reservation's."""
     built = _caller()
-    with _answers():
+    with operation_problems():
         return jsonify(saga_ops.saga_detail(built.operator, _saga_key(saga)))
 
 
@@ -293,7 +226,7 @@ def replay() -> tuple[Response, int]:
     """Replay sagas with the deployed code in a dry run; the summary, and the sagas that
     did not replay identically (all with ``show_all``)."""
     built = _caller()
-    body: ReplayRequest = _body(ReplayRequest)
+    body: ReplayRequest = model_body(ReplayRequest, MAX_ADMIN_BODY)
     query = body.all or body.state or body.failed_step or body.since or body.until
     if bool(body.sagas) == bool(query):
         raise Problem(
@@ -302,9 +235,9 @@ def replay() -> tuple[Response, int]:
             kind="validation-error",
             errors=[{"location": "body", "message": "give sagas, or all or a query"}],
         )
-    with _answers():
+    with operation_problems():
         if body.sagas:
-            ids = [arguments.saga_id_of(built.registry.sagas, s) for s in body.sagas]
+            ids = [arguments.saga_id_of(built.catalog.sagas, s) for s in body.sagas]
         else:
             filters = arguments.saga_filters(
                 state=body.state, since=body.since, until=body.until, location="body"
@@ -330,7 +263,7 @@ def replay() -> tuple[Response, int]:
 def retry(saga: str) -> Response:
     """Re-issue a saga's stuck step; again while it is pending issues nothing."""
     built = _caller()
-    with _answers():
+    with operation_problems():
         return jsonify(saga_ops.retry_saga(built.operator, _saga_key(saga), by="admin-api"))
 
 
@@ -352,8 +285,8 @@ def retry(saga: str) -> Response:
 def rebuild(name: str) -> Response:
     """Rebuild a view into its shadow, diff it, and swap only with ``swap``."""
     built = _caller()
-    body: RebuildRequest = _body(RebuildRequest)
-    with _answers():
+    body: RebuildRequest = model_body(RebuildRequest, MAX_ADMIN_BODY)
+    with operation_problems():
         try:
             projection = arguments.projection_class(name)
         except arguments.BadArgumentsError:

@@ -1,5 +1,5 @@
 """The read models' documents, each at its projection's ``path``: ``GET /shows/{id}``,
-``/reservations/{id}``, ``/sagas/{id}``, generated from :mod:`projections.catalog`."""
+``/reservations/{id}``, ``/sagas/{id}``, generated from :mod:`projections.views`."""
 
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ from apispec import APISpec
 from flask import Blueprint, Flask, Response, current_app, jsonify
 from pydantic import BaseModel
 
-from application.registry import CommandRegistry, CommandSpec
+from application.catalog import CommandCatalog, CommandSpec
 from interfaces.http import schemas
 from interfaces.http.context import container
 from interfaces.http.problems import Problem, explanation_page, problem_types
@@ -31,9 +31,9 @@ from interfaces.http.route_docs import (
     path_id,
     problem,
 )
-from projections.catalog import PROJECTIONS
 from projections.command_registry import CommandDocument
 from projections.document_projection import DocumentProjection
+from projections.views import PROJECTIONS
 
 openapi = Blueprint("openapi", __name__)
 
@@ -41,7 +41,7 @@ openapi = Blueprint("openapi", __name__)
 @openapi.get("/openapi.json")
 def document() -> Response:
     """The OpenAPI 3.1 document."""
-    return jsonify(build_openapi(container().registry, current_app))
+    return jsonify(build_openapi(container().catalog, current_app))
 
 
 @openapi.get("/problems/<kind>")
@@ -61,9 +61,9 @@ def problem_type(kind: str) -> Response:
     return Response(explanation_page(kind, text), mimetype="text/html")
 
 
-def build_openapi(registry: CommandRegistry, app: Flask) -> dict[str, Any]:
+def build_openapi(catalog: CommandCatalog, app: Flask) -> dict[str, Any]:
     """The OpenAPI 3.1 document of the service ``app`` serves: the command routes of
-    ``registry``, the routes of ``app`` that declare their operation, and the
+    ``catalog``, the routes of ``app`` that declare their operation, and the
     documents of the projections that have a path."""
     spec = APISpec(
         title="Boxoffice",
@@ -87,7 +87,7 @@ def build_openapi(registry: CommandRegistry, app: Flask) -> dict[str, Any]:
         schemas.ProblemDetails,
     ):
         _add_model(spec, model)
-    for command in registry:
+    for command in catalog:
         if command.endpoint is not None:
             _add_command_route(spec, command)
     for method, path, operation in documented_routes(app):

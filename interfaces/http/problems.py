@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from flask import Response, json, request
 
+from application.operations import NotFoundError, RefusedError
 from domain.errors import DomainError
+from interfaces import arguments
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -125,3 +129,17 @@ def explanation_page(kind: str, text: str) -> str:
         f"<title>{html.escape(kind)}</title><h1>/problems/{html.escape(kind)}</h1>"
         f"<p>{html.escape(text)}</p></html>"
     )
+
+
+@contextmanager
+def operation_problems() -> Iterator[None]:
+    """The operator's use cases' errors as problems: bad arguments 400 with every
+    violation, not found 404, refused 409."""
+    try:
+        yield
+    except arguments.BadArgumentsError as bad:
+        raise Problem(400, "Invalid request", kind="validation-error", errors=bad.errors) from None
+    except NotFoundError as missing:
+        raise Problem(404, "Not found", str(missing)) from None
+    except RefusedError as refused:
+        raise Problem(409, "Refused", str(refused), kind="refused") from None

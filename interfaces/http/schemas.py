@@ -1,14 +1,16 @@
-"""The HTTP-only response shapes, for the OpenAPI document.
+"""The HTTP-only shapes: the ``/admin`` request bodies, and the responses for the
+OpenAPI document.
 
-Request bodies are the command payload schemas and the read models' documents are
+Command bodies are the command payload schemas and the read models' documents are
 the projections' ``document`` models; these are the rest.
 """
 
 from __future__ import annotations
 
 from typing import Any, Literal
+from uuid import UUID
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from application.command import Status
 from projections.command_registry import CommandDocument, CommandLinks
@@ -124,3 +126,37 @@ class ProblemDetails(BaseModel):
     status: int
     detail: str | None = None
     errors: list[dict[str, Any]] | None = Field(None, description="every violation found")
+
+
+class RedriveRequest(BaseModel):
+    """Which dead letters to re-drive: ids, every one of an error type, or all."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    command_ids: list[UUID] = Field(default_factory=list, max_length=1000)
+    type: str | None = Field(default=None, min_length=1, max_length=100)
+    all: bool = False
+    reason: str = Field(default="re-driven by an operator", min_length=1, max_length=200)
+
+
+class ReplayRequest(BaseModel):
+    """Which sagas to replay: ids (or reservation ids), or a query."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    sagas: list[str] = Field(default_factory=list, max_length=1000)
+    all: bool = False
+    state: str | None = None
+    failed_step: bool = False
+    since: str | None = None
+    until: str | None = None
+    show_all: bool = False
+
+
+class RebuildRequest(BaseModel):
+    """Whether to swap the rebuilt view in."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    swap: bool = False
+    rows: int = Field(default=10, ge=0, le=100)

@@ -10,22 +10,22 @@ from typing import Any
 from flask import Blueprint, Response, json, request
 from pydantic import ValidationError
 
+from application.catalog import CommandCatalog, CommandSpec
 from application.command import Command
 from application.payloads import pattern_message
-from application.pipeline import (
+from application.submission import (
     Acceptance,
     IdempotencyKeyReusedError,
     ResourceExistsError,
     Submission,
 )
-from application.registry import CommandRegistry, CommandSpec
 from interfaces.bootstrap import Container
 from interfaces.http.auth import WRITE, authenticate
 from interfaces.http.bodies import json_object, read_body
 from interfaces.http.context import container, prefer_wait
 from interfaces.http.problems import Problem, kebab
-from projections.catalog import present
 from projections.command_registry import command_links, present_command
+from projections.views import present
 
 IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 RETRY_AFTER_SECONDS = "1"
@@ -36,10 +36,10 @@ def flask_rule(path: str) -> str:
     return re.sub(r"\{(\w+)\}", r"<\1>", path)
 
 
-def command_endpoints(registry: CommandRegistry) -> Blueprint:
-    """A blueprint serving every command of ``registry`` that clients may submit."""
+def command_endpoints(catalog: CommandCatalog) -> Blueprint:
+    """A blueprint serving every command of ``catalog`` that clients may submit."""
     blueprint = Blueprint("submit", __name__)
-    for spec in registry:
+    for spec in catalog:
         if spec.endpoint is not None:
             blueprint.add_url_rule(
                 flask_rule(spec.endpoint.path),
@@ -54,7 +54,7 @@ def submit(command_type: str, **path: str) -> Response:
     """Accept ``command_type`` with this request's body and ``path`` parameters."""
     built = container()
     caller = authenticate(built.settings.api_keys, WRITE)
-    spec = built.registry.get(command_type)
+    spec = built.catalog.get(command_type)
     errors: list[dict[str, str]] = []
     key = _idempotency_key(errors)
     callback = _callback_url(built, errors)

@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from application.catalog import build_registry
 from application.event_log import BoxofficeApplication
 from application.pipeline import CommandPipeline
 from application.retry import RetryPolicy
+from application.slices import build_catalog
 from infrastructure.event_store import build_application
 from infrastructure.settings import Settings
 from interfaces.bootstrap import Container, bootstrap, migrate
@@ -37,9 +37,9 @@ def app(request: pytest.FixtureRequest) -> Iterator[BoxofficeApplication]:
 
 @pytest.fixture
 def pipeline(app: BoxofficeApplication) -> CommandPipeline:
-    registry = build_registry()
-    test_commands.register(registry)
-    return CommandPipeline(app, registry, RetryPolicy(max_attempts=3, base_delay=0.01))
+    catalog = build_catalog()
+    test_commands.register(catalog)
+    return CommandPipeline(app, catalog, RetryPolicy(max_attempts=3, base_delay=0.01))
 
 
 def make_container(app: BoxofficeApplication, **settings: Any) -> Container:

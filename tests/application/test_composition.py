@@ -6,9 +6,9 @@ import pytest
 from eventsourcing.popo import POPOTrackingRecorder
 
 from application import shows
+from application.catalog import CommandCatalog
 from application.event_log import BoxofficeApplication
 from application.pipeline import CommandPipeline
-from application.registry import CommandRegistry
 from application.reservation_saga import RESERVATION_SAGA
 from application.retry import RetryPolicy
 from application.saga_runner import ApplicationStore, SagaRunner
@@ -34,9 +34,9 @@ def test_the_payment_gateway_is_the_fake_unless_another_is_configured(
 def test_the_sagas_refuse_to_start_without_the_commands_they_issue(
     app: BoxofficeApplication,
 ) -> None:
-    registry = CommandRegistry()
-    shows.register(registry)  # the show commands only
-    pipeline = CommandPipeline(app, registry, RetryPolicy())
+    catalog = CommandCatalog()
+    shows.register(catalog)  # the show commands only
+    pipeline = CommandPipeline(app, catalog, RetryPolicy())
 
     with pytest.raises(LookupError, match="ChargePayment"):
         SagaRunner(POPOTrackingRecorder(), ApplicationStore(app), pipeline, [RESERVATION_SAGA])

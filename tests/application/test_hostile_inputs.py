@@ -11,7 +11,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from application.event_log import BoxofficeApplication
-from application.pipeline import Submission
+from application.submission import Submission
 from interfaces.http import create_app
 from tests.application.conftest import make_container
 
@@ -160,7 +160,7 @@ def test_tracebacks_stay_with_the_operator(
 ) -> None:
     client, app = memory
     pipeline = make_container(app).pipeline
-    spec = pipeline.registry.get("Flaky")
+    spec = pipeline.catalog.get("Flaky")
     payload = spec.payload.model_validate({"key": "t", "failures": 9, "attempts_file": "/dev/null"})
     command = pipeline.accept(Submission(spec, payload, "anonymous")).command
     pipeline.execute(command.id, 1, "w")

@@ -9,16 +9,11 @@ from uuid import UUID
 import pytest
 from eventsourcing.persistence import IntegrityError
 
-from application.catalog import build_registry
 from application.command import Command
 from application.event_log import BoxofficeApplication
-from application.pipeline import (
-    CommandPipeline,
-    IdempotencyKeyReusedError,
-    Outcome,
-    ResourceExistsError,
-    Submission,
-)
+from application.pipeline import CommandPipeline, Outcome
+from application.slices import build_catalog
+from application.submission import IdempotencyKeyReusedError, ResourceExistsError, Submission
 from application.unit_of_work import UnitOfWork
 from domain.show import Show
 from tests.support.commands import Tally
@@ -34,7 +29,7 @@ SHOW = {
 def submission(
     pipeline: CommandPipeline, command_type: str, idempotency_key: str | None = None, **payload: Any
 ) -> Submission:
-    spec = pipeline.registry.get(command_type)
+    spec = pipeline.catalog.get(command_type)
     return Submission(
         spec=spec,
         payload=spec.payload.model_validate(payload),
@@ -405,7 +400,7 @@ def test_a_worker_that_does_not_know_the_type_strands_nothing(
 ) -> None:
     # The web knows Bump; this worker was started with other COMMAND_MODULES.
     acceptance = pipeline.accept(submission(pipeline, "Bump", key="t"))
-    known_elsewhere = CommandPipeline(app, build_registry(), pipeline.retry)
+    known_elsewhere = CommandPipeline(app, build_catalog(), pipeline.retry)
     command_id = acceptance.command.id
 
     outcomes = [known_elsewhere.execute(command_id, attempt, "w") for attempt in (1, 2, 3)]

@@ -14,8 +14,8 @@ from typing import Any
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from application.catalog import build_registry
 from application.event_log import BoxofficeApplication
+from application.slices import build_catalog
 from application.unit_of_work import find_aggregate
 from domain.reservation import Reservation
 from tests.support.invariants import assert_invariants
@@ -23,7 +23,7 @@ from tests.support.world import DEADLINE, World
 
 SEATS = ["A1", "A2", "A3", "A4"]
 RESERVATIONS = [f"r{i}" for i in range(5)]
-EVERY_COMMAND = {spec.name for spec in build_registry()}
+EVERY_COMMAND = {spec.name for spec in build_catalog()}
 
 place = st.tuples(
     st.just("place"),

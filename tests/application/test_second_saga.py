@@ -59,7 +59,7 @@ def test_a_declined_reservation_starts_no_second_saga(app: BoxofficeApplication)
 def test_the_replay_replays_both_kinds_of_saga(app: BoxofficeApplication) -> None:
     world = loyal_world(app)
     world.place("r1", ["A1"])
-    sagas = world.pipeline.registry.sagas
+    sagas = world.pipeline.catalog.sagas
     replayer = SagaReplayer(RecordedHistory(app), world.pipeline, sagas)
 
     replayed = replayer.replay([world.saga("r1").id, LoyaltySaga.create_id("r1")])
@@ -76,9 +76,9 @@ def test_the_composition_root_runs_the_sagas_the_modules_register(
 ) -> None:
     container = bootstrap(Settings(command_modules=(MODULE,)), application=app)
 
-    assert [type(s).__name__ for s in container.registry.sagas] == [
+    assert [type(s).__name__ for s in container.catalog.sagas] == [
         "ReservationSagaSlice",
         "LoyaltySlice",
     ]
-    runner = SagaRunner(None, ApplicationStore(app), container.pipeline, container.registry.sagas)
+    runner = SagaRunner(None, ApplicationStore(app), container.pipeline, container.catalog.sagas)
     assert {get_topic(CONFIRMED), get_topic(AWARDED)} <= set(runner.event_topics())

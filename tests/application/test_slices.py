@@ -11,9 +11,9 @@ from uuid import UUID
 
 from pydantic import Field
 
+from application.catalog import CommandCatalog, CommandSpec, Endpoint
 from application.event_log import BoxofficeApplication
 from application.payloads import Payload
-from application.registry import CommandRegistry, CommandSpec, Endpoint
 from application.unit_of_work import UnitOfWork
 from infrastructure.settings import Settings
 from interfaces.bootstrap import bootstrap
@@ -37,8 +37,8 @@ def bump_many(uow: UnitOfWork, cmd: BumpMany) -> None:
         tally.bump()
 
 
-def register(registry: CommandRegistry) -> None:
-    registry.register(
+def register(catalog: CommandCatalog) -> None:
+    catalog.register(
         CommandSpec(
             name="BumpMany",
             payload=BumpMany,

@@ -11,7 +11,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from application.pipeline import CommandPipeline, Submission
+from application.pipeline import CommandPipeline
+from application.submission import Submission
 from application.sweeper import StrandedCommandSweeper
 
 LEASE = timedelta(seconds=60)
@@ -28,7 +29,7 @@ class RecordingTransport:
 
 
 def accept(pipeline: CommandPipeline, name: str) -> UUID:
-    spec = pipeline.registry.get("CreateShow")
+    spec = pipeline.catalog.get("CreateShow")
     payload: Any = spec.payload.model_validate(
         {
             "show_id": name,

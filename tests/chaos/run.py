@@ -54,7 +54,7 @@ from domain.reservation_saga import ReservationSaga
 from domain.show import Show
 from infrastructure.settings import DatabaseUrl, Settings
 from interfaces.bootstrap import Container, bootstrap, migrate
-from projections.catalog import PROJECTIONS
+from projections.views import PROJECTIONS
 from tests.conftest import fresh_database
 from tests.e2e.conftest import free_port
 from tests.support import servers

@@ -10,7 +10,7 @@ from uuid import UUID
 import pytest
 
 from application.command import Command
-from application.pipeline import Acceptance, Submission
+from application.submission import Acceptance, Submission
 from infrastructure.settings import Settings
 from interfaces.bootstrap import Container, bootstrap, migrate
 from tests.support.processes import ServiceProcess, service_env
@@ -42,7 +42,7 @@ class Stack:
     def submit(
         self, command_type: str, idempotency_key: str | None = None, **payload: Any
     ) -> Acceptance:
-        spec = self.container.registry.get(command_type)
+        spec = self.container.catalog.get(command_type)
         return self.container.pipeline.accept(
             Submission(
                 spec=spec,

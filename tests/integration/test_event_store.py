@@ -10,9 +10,10 @@ from typing import Any
 import psycopg
 import pytest
 
-from application.catalog import build_registry
-from application.pipeline import CommandPipeline, ResourceExistsError, Submission
+from application.pipeline import CommandPipeline
 from application.retry import RetryPolicy
+from application.slices import build_catalog
+from application.submission import ResourceExistsError, Submission
 from domain.show import Show
 from infrastructure.event_store import IdlePing, build_application, position_of
 from infrastructure.settings import Settings
@@ -106,8 +107,8 @@ def test_a_create_is_accepted_in_one_statement_that_checks_its_target(
     migrate(settings)
     app = build_application(settings)
     datastore: Any = app.recorder.datastore  # type: ignore[attr-defined]
-    pipeline = CommandPipeline(app, build_registry(), RetryPolicy())
-    spec = pipeline.registry.get("CreateShow")
+    pipeline = CommandPipeline(app, build_catalog(), RetryPolicy())
+    spec = pipeline.catalog.get("CreateShow")
 
     def submission(show: str, key: str) -> Submission:
         payload = {"show_id": show, "title": "T", "starts_at": "2027-01-01T20:00:00Z"}

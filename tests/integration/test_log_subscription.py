@@ -13,12 +13,13 @@ import pytest
 from eventsourcing.persistence import Notification, StoredEvent
 from eventsourcing.utils import get_topic
 
-from application.catalog import build_registry
 from application.command import Command
 from application.command_watcher import CommandWatcher
 from application.event_log import BoxofficeApplication
-from application.pipeline import CommandPipeline, Submission
+from application.pipeline import CommandPipeline
 from application.retry import RetryPolicy
+from application.slices import build_catalog
+from application.submission import Submission
 from infrastructure.event_store import build_application, event_store_env, position_of
 from infrastructure.log_recorder import (
     LogAheadOfTransactionIdsError,
@@ -364,10 +365,10 @@ def test_a_web_process_reads_the_log_for_the_commands_its_requests_wait_on(
     database_url: str,
 ) -> None:
     app, recorder, pulls = counting_pulls(database_url)
-    pipeline = CommandPipeline(app, build_registry(), RetryPolicy())
+    pipeline = CommandPipeline(app, build_catalog(), RetryPolicy())
 
     def accept(show: str) -> Command:
-        spec = pipeline.registry.get("CreateShow")
+        spec = pipeline.catalog.get("CreateShow")
         payload = spec.payload.model_validate(
             {
                 "show_id": show,
@@ -420,8 +421,8 @@ def test_a_waiter_gets_the_commands_events_and_answers_without_reading_it_again(
     settings = Settings(database_url=database_url)
     migrate(settings)
     app = build_application(settings)
-    pipeline = CommandPipeline(app, build_registry(), RetryPolicy())
-    spec = pipeline.registry.get("CreateShow")
+    pipeline = CommandPipeline(app, build_catalog(), RetryPolicy())
+    spec = pipeline.catalog.get("CreateShow")
     payload = spec.payload.model_validate(
         {
             "show_id": "answered",

@@ -11,9 +11,10 @@ from uuid import UUID
 import pytest
 from eventsourcing.persistence import Tracking
 
-from application.catalog import build_registry
-from application.pipeline import CommandPipeline, Submission
+from application.pipeline import CommandPipeline
 from application.retry import RetryPolicy
+from application.slices import build_catalog
+from application.submission import Submission
 from infrastructure.event_store import build_application, build_tracker
 from infrastructure.following import follow_until_stopped
 from infrastructure.relay import OutboxRelay
@@ -42,8 +43,8 @@ class RecordingTransport:
 
 def accepted_commands(settings: Settings, count: int) -> list[UUID]:
     app = build_application(settings)
-    pipeline = CommandPipeline(app, build_registry(), RetryPolicy())
-    spec = pipeline.registry.get("CreateShow")
+    pipeline = CommandPipeline(app, build_catalog(), RetryPolicy())
+    spec = pipeline.catalog.get("CreateShow")
     ids = []
     for n in range(count):
         payload = spec.payload.model_validate(

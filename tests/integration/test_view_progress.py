@@ -13,19 +13,20 @@ from eventsourcing.persistence import IntegrityError, StoredEvent, Tracking
 from psycopg.rows import tuple_row
 from psycopg.sql import SQL
 
-from application.catalog import build_registry
-from application.pipeline import CommandPipeline, Submission
+from application.pipeline import CommandPipeline
 from application.queries import Between, OneOf
 from application.retry import RetryPolicy
+from application.slices import build_catalog
+from application.submission import Submission
 from domain.show import Show
 from infrastructure.event_store import build_application, view_on
-from infrastructure.read_models import PostgresReadModels
+from infrastructure.postgres_read_models import PostgresReadModels
 from infrastructure.settings import Settings
 from infrastructure.view_progress import ViewProgressListener
 from interfaces.bootstrap import migrate
 from projections import document_view, read_models
-from projections.catalog import PROJECTIONS, PROJECTIONS_BY_NAME
 from projections.read_models import ReadModels
+from projections.views import PROJECTIONS, PROJECTIONS_BY_NAME
 from tests.support.pgtrace import traced
 
 pytestmark = pytest.mark.postgres
@@ -81,8 +82,8 @@ def test_which_views_caught_up_is_one_query_that_agrees_with_asking_each_view(
     }
     show = Show.schedule("s1", "Hamlet", "2027-01-01T20:00:00Z", ["A1"], 100)
     show_position = app.save(show)[-1].notification.id
-    pipeline = CommandPipeline(app, build_registry(), RetryPolicy())
-    spec = pipeline.registry.get("CreateShow")
+    pipeline = CommandPipeline(app, build_catalog(), RetryPolicy())
+    spec = pipeline.catalog.get("CreateShow")
     payload = spec.payload.model_validate(
         {
             "show_id": "s2",

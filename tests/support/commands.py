@@ -16,7 +16,7 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate, event
 from pydantic import BaseModel, ConfigDict
 
-from application.registry import CommandRegistry, CommandSpec
+from application.catalog import CommandCatalog, CommandSpec
 from application.unit_of_work import UnitOfWork
 from domain.errors import RuleViolationError
 from domain.ids import aggregate_id
@@ -85,8 +85,8 @@ def flaky(uow: UnitOfWork, cmd: Flaky) -> None:
     bump(uow, Bump(key=cmd.key))
 
 
-def register(registry: CommandRegistry) -> None:
-    registry.register(
+def register(catalog: CommandCatalog) -> None:
+    catalog.register(
         CommandSpec(
             name="Bump",
             payload=Bump,
@@ -95,7 +95,7 @@ def register(registry: CommandRegistry) -> None:
             resource="/tallies/{key}",
         )
     )
-    registry.register(
+    catalog.register(
         CommandSpec(
             name="Flaky",
             payload=Flaky,

@@ -18,8 +18,8 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate, event
 from pydantic import Field
 
+from application.catalog import CommandCatalog, CommandSpec
 from application.payloads import Payload, ResourceId, Text100
-from application.registry import CommandRegistry, CommandSpec
 from application.saga_runner import event_class
 from application.saga_slice import SagaSlice, SagaSteps
 from application.unit_of_work import UnitOfWork
@@ -183,9 +183,9 @@ class LoyaltySlice(SagaSlice[LoyaltySaga]):
 LOYALTY = LoyaltySlice()
 
 
-def register(registry: CommandRegistry) -> None:
+def register(catalog: CommandCatalog) -> None:
     """Add the loyalty command and saga."""
-    registry.register(
+    catalog.register(
         CommandSpec(
             name=AWARD_POINTS,
             payload=AwardPoints,
@@ -194,4 +194,4 @@ def register(registry: CommandRegistry) -> None:
             resource="/loyalty/{customer_id}",
         )
     )
-    registry.register_saga(LOYALTY)
+    catalog.register_saga(LOYALTY)

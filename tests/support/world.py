@@ -18,13 +18,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from application.catalog import build_registry
 from application.command import Command
 from application.event_log import BoxofficeApplication
-from application.pipeline import CommandPipeline, Submission
+from application.pipeline import CommandPipeline
 from application.ports import Services
 from application.retry import RetryPolicy
 from application.saga_runner import ApplicationStore, SagaRunner
+from application.slices import build_catalog
+from application.submission import Submission
 from application.unit_of_work import find_aggregate
 from domain.payment import Payment
 from domain.reservation import Reservation
@@ -48,13 +49,13 @@ class World:
             FakePaymentGateway(self.ledger, slow_seconds=0), DEADLINE
         )
         self.pipeline = CommandPipeline(
-            app, build_registry(modules), RetryPolicy(max_attempts=3, base_delay=0), services
+            app, build_catalog(modules), RetryPolicy(max_attempts=3, base_delay=0), services
         )
         self.runner = SagaRunner(
             view=None,  # the world tracks its own position
             store=ApplicationStore(app),
             pipeline=self.pipeline,
-            slices=self.pipeline.registry.sagas,
+            slices=self.pipeline.catalog.sagas,
             due=self._due,
             clock=lambda: self.now,
         )
@@ -90,7 +91,7 @@ class World:
         self.settle()
 
     def submit(self, command_type: str, **payload: Any) -> UUID:
-        spec = self.pipeline.registry.get(command_type)
+        spec = self.pipeline.catalog.get(command_type)
         submission = Submission(spec, spec.payload.model_validate(payload), "customer")
         return self.pipeline.accept(submission).command.id
 

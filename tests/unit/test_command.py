@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from uuid import uuid4
 
-from application.catalog import build_registry
 from application.command import Attempt, Command
 from application.event_log import BoxofficeApplication
 from application.pipeline import CommandPipeline
 from application.retry import RetryPolicy
+from application.slices import build_catalog
 
 
 def new_command() -> Command:
@@ -171,7 +171,7 @@ def test_a_held_command_moves_only_by_the_events_that_follow_on_from_it() -> Non
     """What a synchronous answer applies from the watcher's events: the next ones in
     order; events it has are skipped, and a gap calls for a read (None)."""
     app = BoxofficeApplication(env={"PERSISTENCE_MODULE": "eventsourcing.popo"})
-    pipeline = CommandPipeline(app, build_registry(), RetryPolicy())
+    pipeline = CommandPipeline(app, build_catalog(), RetryPolicy())
     command = new_command()
     app.save(command)
     run = command.start("w")
