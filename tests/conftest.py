@@ -14,8 +14,14 @@ from contextlib import contextmanager
 
 import psycopg
 import pytest
+from flask.testing import FlaskClient
 
-from infrastructure.settings import DatabaseUrl
+from application.event_log import BoxofficeApplication
+from infrastructure.event_store import build_application
+from infrastructure.settings import DatabaseUrl, Settings
+from interfaces.bootstrap import Container, migrate
+from interfaces.http import create_app
+from tests.support.service import make_container
 
 
 def _require(variable: str) -> str:
@@ -69,6 +75,38 @@ def database_url(server_database_url: str) -> Iterator[str]:
 
 
 @pytest.fixture
+def settings(database_url: str) -> Settings:
+    """The settings of a fresh database with every table created (``boxoffice migrate``)."""
+    settings = Settings(database_url=database_url)
+    migrate(settings)
+    return settings
+
+
+@pytest.fixture
 def queue_name() -> str:
     """A command queue of this test's own, so tests sharing the broker do not mix."""
     return f"test.{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(params=["popo", pytest.param("postgres", marks=pytest.mark.postgres)])
+def app(request: pytest.FixtureRequest) -> Iterator[BoxofficeApplication]:
+    """The event-store application: in memory (POPO), and on a migrated PostgreSQL."""
+    if request.param == "popo":
+        app = BoxofficeApplication(env={"PERSISTENCE_MODULE": "eventsourcing.popo"})
+    else:
+        app = build_application(request.getfixturevalue("settings"))
+    yield app
+    app.close()
+
+
+@pytest.fixture
+def container(app: BoxofficeApplication) -> Container:
+    """The service over ``app``, with the test commands registered."""
+    return make_container(app)
+
+
+@pytest.fixture
+def client(container: Container) -> Iterator[FlaskClient]:
+    """A Flask test client of the service."""
+    yield create_app(container).test_client()
+    container.close()

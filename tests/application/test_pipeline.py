@@ -17,25 +17,14 @@ from application.submission import IdempotencyKeyReusedError, ResourceExistsErro
 from application.unit_of_work import UnitOfWork
 from domain.show import Show
 from tests.support.commands import Tally
+from tests.support.submit import submission
 
-SHOW = {
+SHOW: dict[str, Any] = {
     "title": "Hamlet",
     "starts_at": "2027-01-01T20:00:00Z",
     "seats": ["A1", "A2"],
     "price_cents": 4500,
 }
-
-
-def submission(
-    pipeline: CommandPipeline, command_type: str, idempotency_key: str | None = None, **payload: Any
-) -> Submission:
-    spec = pipeline.catalog.get(command_type)
-    return Submission(
-        spec=spec,
-        payload=spec.payload.model_validate(payload),
-        submitted_by="alice",
-        idempotency_key=idempotency_key,
-    )
 
 
 def topics(app: BoxofficeApplication, originator_id: UUID) -> list[str]:
@@ -121,7 +110,7 @@ def test_the_same_key_with_another_payload_is_refused(pipeline: CommandPipeline)
 
 
 def test_keys_are_scoped_to_the_client(pipeline: CommandPipeline) -> None:
-    alice = submission(pipeline, "Bump", "k1", key="t")
+    alice = submission(pipeline, "Bump", "k1", submitted_by="alice", key="t")
     bob = Submission(
         spec=alice.spec, payload=alice.payload, submitted_by="bob", idempotency_key="k1"
     )

@@ -8,12 +8,11 @@ tests/integration/test_embedded_transport.py.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
 from uuid import UUID
 
 from application.pipeline import CommandPipeline
-from application.submission import Submission
 from application.sweeper import StrandedCommandSweeper
+from tests.support.submit import submit
 
 LEASE = timedelta(seconds=60)
 
@@ -29,17 +28,15 @@ class RecordingTransport:
 
 
 def accept(pipeline: CommandPipeline, name: str) -> UUID:
-    spec = pipeline.catalog.get("CreateShow")
-    payload: Any = spec.payload.model_validate(
-        {
-            "show_id": name,
-            "title": "Hamlet",
-            "starts_at": "2027-01-01T20:00:00Z",
-            "seats": ["A1"],
-            "price_cents": 100,
-        }
-    )
-    return pipeline.accept(Submission(spec, payload, "tests")).command.id
+    return submit(
+        pipeline,
+        "CreateShow",
+        show_id=name,
+        title="Hamlet",
+        starts_at="2027-01-01T20:00:00Z",
+        seats=["A1"],
+        price_cents=100,
+    ).command.id
 
 
 def test_stranded_commands_are_published_again_after_one_two_four_leases(

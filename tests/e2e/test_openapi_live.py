@@ -19,7 +19,7 @@ pytestmark = [pytest.mark.postgres, pytest.mark.rabbitmq]
 # Operator operations left out of the generated requests: they re-drive every dead
 # letter of the other tests, rebuild or replay the whole log, or sample rates for a
 # while, at each call. tests/integration/test_operator_cli.py and
-# tests/application/test_admin_api.py drive them.
+# tests/http/test_admin_api.py drive them.
 NOT_GENERATED = ("AdminRedrive", "AdminRebuildProjection", "AdminReplaySagas", "AdminProjections")
 
 

@@ -10,10 +10,11 @@ from uuid import UUID
 import pytest
 
 from application.command import Command
-from application.submission import Acceptance, Submission
+from application.submission import Acceptance
 from infrastructure.settings import Settings
 from interfaces.bootstrap import Container, bootstrap, migrate
 from tests.support.processes import ServiceProcess, service_env
+from tests.support.submit import submit
 
 
 class Stack:
@@ -42,15 +43,7 @@ class Stack:
     def submit(
         self, command_type: str, idempotency_key: str | None = None, **payload: Any
     ) -> Acceptance:
-        spec = self.container.catalog.get(command_type)
-        return self.container.pipeline.accept(
-            Submission(
-                spec=spec,
-                payload=spec.payload.model_validate(payload),
-                submitted_by="tests",
-                idempotency_key=idempotency_key,
-            )
-        )
+        return submit(self.container.pipeline, command_type, idempotency_key, **payload)
 
     def command(self, command_id: UUID) -> Command:
         found = self.container.pipeline.get_command(command_id)

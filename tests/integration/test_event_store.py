@@ -13,12 +13,13 @@ import pytest
 from application.pipeline import CommandPipeline
 from application.retry import RetryPolicy
 from application.slices import build_catalog
-from application.submission import ResourceExistsError, Submission
+from application.submission import ResourceExistsError
 from domain.show import Show
 from infrastructure.event_store import IdlePing, build_application, position_of
 from infrastructure.settings import Settings
 from interfaces.bootstrap import migrate
 from tests.support.pgtrace import traced
+from tests.support.submit import submission
 
 pytestmark = pytest.mark.postgres
 
@@ -108,25 +109,23 @@ def test_a_create_is_accepted_in_one_statement_that_checks_its_target(
     app = build_application(settings)
     datastore: Any = app.recorder.datastore  # type: ignore[attr-defined]
     pipeline = CommandPipeline(app, build_catalog(), RetryPolicy())
-    spec = pipeline.catalog.get("CreateShow")
-
-    def submission(show: str, key: str) -> Submission:
-        payload = {"show_id": show, "title": "T", "starts_at": "2027-01-01T20:00:00Z"}
-        return Submission(
-            spec,
-            spec.payload.model_validate({**payload, "seats": ["A1"], "price_cents": 1}),
-            "tests",
-            idempotency_key=key,
-        )
+    fields: dict[str, Any] = {
+        "title": "T",
+        "starts_at": "2027-01-01T20:00:00Z",
+        "seats": ["A1"],
+        "price_cents": 1,
+    }
 
     with traced(datastore, tmp_path / "libpq.trace", monkeypatch) as trace:
-        accepted = pipeline.accept(submission("new", "k1"))
+        accepted = pipeline.accept(
+            submission(pipeline, "CreateShow", "k1", show_id="new", **fields)
+        )
     # As if the command ran: its show exists now.
     app.save(Show.schedule("new", "Hamlet", "2027-01-01T20:00:00Z", ["A1"], 100))
-    refused = submission("new", "k2")
+    refused = submission(pipeline, "CreateShow", "k2", show_id="new", **fields)
     with pytest.raises(ResourceExistsError):
         pipeline.accept(refused)
-    again = pipeline.accept(submission("new", "k1"))
+    again = pipeline.accept(submission(pipeline, "CreateShow", "k1", show_id="new", **fields))
     unrecorded = pipeline.get_command(refused.command_id())
     app.close()
 

@@ -19,7 +19,6 @@ from application.event_log import BoxofficeApplication
 from application.pipeline import CommandPipeline
 from application.retry import RetryPolicy
 from application.slices import build_catalog
-from application.submission import Submission
 from infrastructure.event_store import build_application, event_store_env, position_of
 from infrastructure.log_recorder import (
     LogAheadOfTransactionIdsError,
@@ -31,6 +30,7 @@ from infrastructure.settings import Settings
 from infrastructure.subscription import LogSubscription, subscribe
 from interfaces.bootstrap import migrate
 from tests.support.commands import Tally
+from tests.support.submit import submit
 
 pytestmark = pytest.mark.postgres
 
@@ -79,9 +79,9 @@ def settled(pulls: list[int]) -> int:
     return len(pulls)
 
 
-def test_an_event_recorded_without_a_notification_is_still_delivered(database_url: str) -> None:
-    settings = Settings(database_url=database_url)
-    migrate(settings)
+def test_an_event_recorded_without_a_notification_is_still_delivered(
+    database_url: str, settings: Settings
+) -> None:
     app = build_application(settings)
     received: list[Notification] = []
     subscription = subscribe(app.recorder, None)
@@ -150,10 +150,8 @@ def application_with(settings: Settings, recorder: type) -> BoxofficeApplication
 
 
 def test_an_event_committed_first_waits_for_the_older_write_still_in_flight(
-    database_url: str,
+    settings: Settings,
 ) -> None:
-    settings = Settings(database_url=database_url)
-    migrate(settings)
     app = application_with(settings, PausingRecorder)
     recorder = app.recorder
     assert isinstance(recorder, PausingRecorder)
@@ -181,9 +179,9 @@ def test_an_event_committed_first_waits_for_the_older_write_still_in_flight(
     assert not settled.held_back
 
 
-def test_followers_skip_nothing_however_the_writes_interleave(database_url: str) -> None:
-    settings = Settings(database_url=database_url)
-    migrate(settings)
+def test_followers_skip_nothing_however_the_writes_interleave(
+    database_url: str, settings: Settings
+) -> None:
     writers, saves = 8, 120
     app = application_with(settings, JitteryRecorder)
     received: list[Notification] = []
@@ -219,10 +217,8 @@ def test_followers_skip_nothing_however_the_writes_interleave(database_url: str)
 
 
 def test_a_follower_of_other_topics_moves_past_the_events_it_does_not_follow(
-    database_url: str,
+    settings: Settings,
 ) -> None:
-    settings = Settings(database_url=database_url)
-    migrate(settings)
     app = build_application(settings)
     recorder = app.recorder
     assert isinstance(recorder, TransactionOrderedRecorder)
@@ -322,10 +318,8 @@ def test_a_follower_of_some_aggregates_sleeps_through_writes_to_others(
 
 
 def test_migrate_refuses_a_log_whose_ids_are_ahead_of_the_clusters_transactions(
-    database_url: str,
+    database_url: str, settings: Settings
 ) -> None:
-    settings = Settings(database_url=database_url)
-    migrate(settings)
     # As after a logical restore into a new cluster: ids far above its transaction ids.
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute(
@@ -339,9 +333,7 @@ def test_migrate_refuses_a_log_whose_ids_are_ahead_of_the_clusters_transactions(
         migrate(settings)
 
 
-def test_a_save_of_sixty_thousand_events_completes(database_url: str) -> None:
-    settings = Settings(database_url=database_url)
-    migrate(settings)
+def test_a_save_of_sixty_thousand_events_completes(settings: Settings) -> None:
     app = build_application(settings)
     originator = uuid4()
     events = [
@@ -368,17 +360,15 @@ def test_a_web_process_reads_the_log_for_the_commands_its_requests_wait_on(
     pipeline = CommandPipeline(app, build_catalog(), RetryPolicy())
 
     def accept(show: str) -> Command:
-        spec = pipeline.catalog.get("CreateShow")
-        payload = spec.payload.model_validate(
-            {
-                "show_id": show,
-                "title": "T",
-                "starts_at": "2027-01-01T20:00:00Z",
-                "seats": ["A1"],
-                "price_cents": 1,
-            }
-        )
-        return pipeline.accept(Submission(spec, payload, "tests")).command
+        return submit(
+            pipeline,
+            "CreateShow",
+            show_id=show,
+            title="T",
+            starts_at="2027-01-01T20:00:00Z",
+            seats=["A1"],
+            price_cents=1,
+        ).command
 
     def status_of(command_id: UUID) -> str | None:
         command = pipeline.get_command(command_id)
@@ -414,25 +404,21 @@ def test_a_web_process_reads_the_log_for_the_commands_its_requests_wait_on(
 
 
 def test_a_waiter_gets_the_commands_events_and_answers_without_reading_it_again(
-    database_url: str,
+    settings: Settings,
 ) -> None:
     """The synchronous answer's command and consistency token come from the events the
     watcher read, not from two more reads of the store."""
-    settings = Settings(database_url=database_url)
-    migrate(settings)
     app = build_application(settings)
     pipeline = CommandPipeline(app, build_catalog(), RetryPolicy())
-    spec = pipeline.catalog.get("CreateShow")
-    payload = spec.payload.model_validate(
-        {
-            "show_id": "answered",
-            "title": "T",
-            "starts_at": "2027-01-01T20:00:00Z",
-            "seats": ["A1"],
-            "price_cents": 1,
-        }
-    )
-    accepted = pipeline.accept(Submission(spec, payload, "tests")).command
+    accepted = submit(
+        pipeline,
+        "CreateShow",
+        show_id="answered",
+        title="T",
+        starts_at="2027-01-01T20:00:00Z",
+        seats=["A1"],
+        price_cents=1,
+    ).command
     watcher = CommandWatcher(
         app, lambda gt, topics, concerns=None: subscribe(app.recorder, gt, topics, concerns)
     )

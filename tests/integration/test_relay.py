@@ -14,12 +14,12 @@ from eventsourcing.persistence import Tracking
 from application.pipeline import CommandPipeline
 from application.retry import RetryPolicy
 from application.slices import build_catalog
-from application.submission import Submission
 from infrastructure.event_store import build_application, build_tracker
 from infrastructure.following import follow_until_stopped
 from infrastructure.relay import OutboxRelay
 from infrastructure.settings import Settings
 from interfaces.bootstrap import migrate
+from tests.support.submit import submit
 
 pytestmark = pytest.mark.postgres
 
@@ -44,19 +44,19 @@ class RecordingTransport:
 def accepted_commands(settings: Settings, count: int) -> list[UUID]:
     app = build_application(settings)
     pipeline = CommandPipeline(app, build_catalog(), RetryPolicy())
-    spec = pipeline.catalog.get("CreateShow")
     ids = []
     for n in range(count):
-        payload = spec.payload.model_validate(
-            {
-                "show_id": f"s{n}",
-                "title": "T",
-                "starts_at": "2027-01-01T20:00:00Z",
-                "seats": ["A1"],
-                "price_cents": 1,
-            }
+        ids.append(
+            submit(
+                pipeline,
+                "CreateShow",
+                show_id=f"s{n}",
+                title="T",
+                starts_at="2027-01-01T20:00:00Z",
+                seats=["A1"],
+                price_cents=1,
+            ).command.id
         )
-        ids.append(pipeline.accept(Submission(spec, payload, "tests")).command.id)
     app.close()
     return ids
 

@@ -17,17 +17,16 @@ from application.pipeline import CommandPipeline
 from application.queries import Between, OneOf
 from application.retry import RetryPolicy
 from application.slices import build_catalog
-from application.submission import Submission
 from domain.show import Show
 from infrastructure.event_store import build_application, view_on
 from infrastructure.postgres_read_models import PostgresReadModels
 from infrastructure.settings import Settings
 from infrastructure.view_progress import ViewProgressListener
-from interfaces.bootstrap import migrate
 from projections import document_view, read_models
 from projections.read_models import ReadModels
 from projections.views import PROJECTIONS, PROJECTIONS_BY_NAME
 from tests.support.pgtrace import traced
+from tests.support.submit import submit
 
 pytestmark = pytest.mark.postgres
 
@@ -36,12 +35,10 @@ OTHER_EVENTS = 20_000
 
 
 def test_a_read_waiting_on_a_view_is_woken_by_the_views_commit(
-    database_url: str, monkeypatch: pytest.MonkeyPatch
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # No look again before the wait's end but for a notification.
     monkeypatch.setattr(read_models, "PROGRESS_FALLBACK_SECONDS", 60.0)
-    settings = Settings(database_url=database_url)
-    migrate(settings)
     app = build_application(settings)
     datastore = app.recorder.datastore  # type: ignore[attr-defined]
     shows = PROJECTIONS_BY_NAME["shows"]
@@ -71,10 +68,8 @@ def test_a_read_waiting_on_a_view_is_woken_by_the_views_commit(
 
 
 def test_which_views_caught_up_is_one_query_that_agrees_with_asking_each_view(
-    database_url: str, monkeypatch: pytest.MonkeyPatch
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    settings = Settings(database_url=database_url)
-    migrate(settings)
     app = build_application(settings)
     datastore = app.recorder.datastore  # type: ignore[attr-defined]
     views = {
@@ -83,17 +78,15 @@ def test_which_views_caught_up_is_one_query_that_agrees_with_asking_each_view(
     show = Show.schedule("s1", "Hamlet", "2027-01-01T20:00:00Z", ["A1"], 100)
     show_position = app.save(show)[-1].notification.id
     pipeline = CommandPipeline(app, build_catalog(), RetryPolicy())
-    spec = pipeline.catalog.get("CreateShow")
-    payload = spec.payload.model_validate(
-        {
-            "show_id": "s2",
-            "title": "T",
-            "starts_at": "2027-01-01T20:00:00Z",
-            "seats": ["A1"],
-            "price_cents": 1,
-        }
+    accepted = submit(
+        pipeline,
+        "CreateShow",
+        show_id="s2",
+        title="T",
+        starts_at="2027-01-01T20:00:00Z",
+        seats=["A1"],
+        price_cents=1,
     )
-    accepted = pipeline.accept(Submission(spec, payload, "tests"))
     # The shows view has applied its event; the registry has not applied the command's.
     (scheduled,) = app.events.get(show.id)
     shows = PROJECTIONS_BY_NAME["shows"]
@@ -119,12 +112,10 @@ def test_which_views_caught_up_is_one_query_that_agrees_with_asking_each_view(
 
 
 def test_which_views_caught_up_steps_over_other_topics_on_statistics_of_a_smaller_log(
-    database_url: str,
+    settings: Settings,
 ) -> None:
     """A log that grew since its last analyze (a new deployment after its first burst)
     must not make every registry read walk the events of other topics."""
-    settings = Settings(database_url=database_url)
-    migrate(settings)
     app = build_application(settings)
     datastore = app.recorder.datastore  # type: ignore[attr-defined]
     table = app.recorder.events_table_name  # type: ignore[attr-defined]
@@ -161,11 +152,9 @@ def test_which_views_caught_up_steps_over_other_topics_on_statistics_of_a_smalle
 
 
 def test_a_views_read_is_one_round_trip(
-    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Every registry read (and a list) is one SELECT, not BEGIN, SELECT, ROLLBACK."""
-    settings = Settings(database_url=database_url)
-    migrate(settings)
     app = build_application(settings)
     datastore = app.recorder.datastore  # type: ignore[attr-defined]
     view = view_on(datastore, "shows", PROJECTIONS_BY_NAME["shows"].view_class)
@@ -183,13 +172,11 @@ def test_a_views_read_is_one_round_trip(
 
 
 def test_a_views_write_is_one_statement_and_its_notification(
-    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A batch's rows and the view's position are one statement (not BEGIN, the rows,
     the position, COMMIT), then the notification; a position the view has passed
     writes nothing."""
-    settings = Settings(database_url=database_url)
-    migrate(settings)
     app = build_application(settings)
     datastore = app.recorder.datastore  # type: ignore[attr-defined]
     view = view_on(
@@ -226,11 +213,9 @@ def test_a_views_write_is_one_statement_and_its_notification(
     assert position == 7
 
 
-def test_a_large_batch_is_written_whole_or_not_at_all(database_url: str) -> None:
+def test_a_large_batch_is_written_whole_or_not_at_all(settings: Settings) -> None:
     """A batch too large for one statement (a rebuild's) is pipelined in a
     transaction: a position the view has passed writes none of its rows."""
-    settings = Settings(database_url=database_url)
-    migrate(settings)
     app = build_application(settings)
     datastore = app.recorder.datastore  # type: ignore[attr-defined]
     view = view_on(datastore, "shows", PROJECTIONS_BY_NAME["shows"].view_class)

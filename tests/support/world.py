@@ -25,13 +25,13 @@ from application.ports import Services
 from application.retry import RetryPolicy
 from application.saga_runner import ApplicationStore, SagaRunner
 from application.slices import build_catalog
-from application.submission import Submission
 from application.unit_of_work import find_aggregate
 from domain.payment import Payment
 from domain.reservation import Reservation
 from domain.reservation_saga import ReservationSaga
 from domain.show import Show
 from infrastructure.payment_gateway import FakePaymentGateway, InMemoryLedger
+from tests.support.submit import submit
 
 DEADLINE = timedelta(seconds=30)
 
@@ -91,9 +91,7 @@ class World:
         self.settle()
 
     def submit(self, command_type: str, **payload: Any) -> UUID:
-        spec = self.pipeline.catalog.get(command_type)
-        submission = Submission(spec, spec.payload.model_validate(payload), "customer")
-        return self.pipeline.accept(submission).command.id
+        return submit(self.pipeline, command_type, submitted_by="customer", **payload).command.id
 
     def settle(self) -> None:
         """Deliver everything due until nothing new happens."""

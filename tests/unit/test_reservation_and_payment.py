@@ -8,22 +8,22 @@ import pytest
 
 from domain.payment import Payment, PaymentStateError
 from domain.reservation import Reservation, ReservationStateError
+from tests.support.given import given
 
 
 def reservation(*steps: Callable[[Reservation], None]) -> Reservation:
-    """A placed reservation taken through ``steps``, its events collected."""
-    placed = Reservation(
-        reservation_id="r1",
-        show_id="s1",
-        customer_id="c1",
-        seats=["A1", "A2"],
-        card_token="tok_approve",
-        price_cents=1000,
-    )
-    for step in steps:
-        step(placed)
-    placed.collect_events()
-    return placed
+    """Given a placed reservation taken through ``steps``."""
+    return given(
+        lambda: Reservation(
+            reservation_id="r1",
+            show_id="s1",
+            customer_id="c1",
+            seats=["A1", "A2"],
+            card_token="tok_approve",
+            price_cents=1000,
+        ),
+        *steps,
+    ).aggregate
 
 
 def held(r: Reservation) -> None:

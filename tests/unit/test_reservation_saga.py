@@ -2,114 +2,105 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from domain.reservation_saga import ReservationSaga, SagaState
+from tests.support.given import Given, created, given, given_events
 
 NOW = datetime(2027, 1, 1, 20, 0, tzinfo=UTC)
 DEADLINE = NOW + timedelta(seconds=30)
 
 
-def decisions(saga: ReservationSaga) -> list[tuple[str, list[str]]]:
-    """The events since the last look, each with the command types it issued."""
-    return [
-        (type(e).__name__, [c["type"] for c in getattr(e, "commands", [])])
-        for e in saga.collect_events()
-    ]
+def start() -> ReservationSaga:
+    return ReservationSaga.start("r1", "s1")
 
 
-def saga_in(state: str) -> ReservationSaga:
+# The events that lead a saga to each state.
+PATHS: dict[str, tuple[Callable[[ReservationSaga], object], ...]] = {
+    "reserving": (),
+    "charging": (lambda s: s.seats_reserved(DEADLINE),),
+    "confirming": (lambda s: s.seats_reserved(DEADLINE), lambda s: s.payment_captured()),
+    "confirmed": (
+        lambda s: s.seats_reserved(DEADLINE),
+        lambda s: s.payment_captured(),
+        lambda s: s.reservation_finished(SagaState.CONFIRMED),
+    ),
+    "compensating": (
+        lambda s: s.seats_reserved(DEADLINE),
+        lambda s: s.payment_declined("card declined"),
+    ),
+    "expiring": (lambda s: s.seats_reserved(DEADLINE), lambda s: s.deadline_passed(DEADLINE)),
+    "waitlisted": (lambda s: s.seats_unavailable(),),
+}
+
+
+def saga_in(state: str) -> Given[ReservationSaga]:
     """A saga brought to ``state`` by the events that lead there."""
-    saga = ReservationSaga.start("r1", "s1")
-    if state in ("charging", "confirming", "compensating", "expiring", "confirmed"):
-        saga.seats_reserved(DEADLINE)
-    if state == "confirming":
-        saga.payment_captured()
-    if state == "confirmed":
-        saga.payment_captured()
-        saga.reservation_finished(SagaState.CONFIRMED)
-    if state == "compensating":
-        saga.payment_declined("card declined")
-    if state == "expiring":
-        saga.deadline_passed(DEADLINE)
-    if state == "waitlisted":
-        saga.seats_unavailable()
-    saga.collect_events()
-    assert saga.state == state
-    return saga
+    found = given(start, *PATHS[state])
+    assert found.aggregate.state == state
+    return found
 
 
 def test_a_new_saga_reserves_the_seats() -> None:
-    saga = ReservationSaga.start("r1", "s1")
+    then = created(start)
 
-    assert decisions(saga) == [("SagaStarted", ["ReserveSeats"])]
-    assert saga.state == "reserving"
-    assert saga.id == ReservationSaga.create_id("r1")
+    assert then.decisions == [("SagaStarted", ["ReserveSeats"])]
+    assert then.aggregate.state == "reserving"
+    assert then.aggregate.id == ReservationSaga.create_id("r1")
 
 
 def test_held_seats_lead_to_a_charge_due_by_the_deadline() -> None:
-    saga = saga_in("reserving")
+    then = saga_in("reserving").when(lambda s: s.seats_reserved(DEADLINE))
 
-    saga.seats_reserved(DEADLINE)
-
-    assert decisions(saga) == [("SagaSeatsHeld", ["ChargePayment"])]
-    assert saga.deadline_at == DEADLINE
+    assert then.decisions == [("SagaSeatsHeld", ["ChargePayment"])]
+    assert then.aggregate.deadline_at == DEADLINE
 
 
 def test_taken_seats_leave_the_saga_waiting_with_nothing_to_issue() -> None:
-    saga = saga_in("reserving")
+    then = saga_in("reserving").when(lambda s: s.seats_unavailable())
 
-    saga.seats_unavailable()
-
-    assert decisions(saga) == [("SagaWaitlisted", [])]
-    assert saga.state == "waitlisted"
+    assert then.decisions == [("SagaWaitlisted", [])]
+    assert then.aggregate.state == "waitlisted"
 
 
 def test_seats_held_for_a_waiting_reservation_charge_it_in_a_new_run() -> None:
-    saga = saga_in("waitlisted")
+    then = saga_in("waitlisted").when(lambda s: s.offered(DEADLINE))
 
-    saga.offered(DEADLINE)
-
-    assert decisions(saga) == [("SagaResumed", ["ChargePayment"])]
-    assert saga.issued[0]["key"] == "charge-2"
-    assert saga.state == "charging"
-    assert saga.deadline_at == DEADLINE
+    assert then.decisions == [("SagaResumed", ["ChargePayment"])]
+    assert then.aggregate.issued[0]["key"] == "charge-2"
+    assert then.aggregate.state == "charging"
+    assert then.aggregate.deadline_at == DEADLINE
 
 
 def test_a_captured_payment_confirms() -> None:
-    saga = saga_in("charging")
+    then = saga_in("charging").when(lambda s: s.payment_captured())
 
-    saga.payment_captured()
-
-    assert decisions(saga) == [("SagaConfirming", ["ConfirmReservation"])]
+    assert then.decisions == [("SagaConfirming", ["ConfirmReservation"])]
 
 
 def test_a_declined_payment_compensates_by_releasing_and_rejecting() -> None:
-    saga = saga_in("charging")
+    then = saga_in("charging").when(lambda s: s.payment_declined("card declined"))
 
-    saga.payment_declined("card declined")
-
-    assert decisions(saga) == [("SagaCompensating", ["RejectReservation"])]
+    assert then.decisions == [("SagaCompensating", ["RejectReservation"])]
 
 
 def test_a_permanent_failure_to_reserve_rejects() -> None:
-    saga = saga_in("reserving")
+    then = saga_in("reserving").when(lambda s: s.cannot_reserve("show s1 is cancelled"))
 
-    saga.cannot_reserve("show s1 is cancelled")
-
-    assert decisions(saga) == [("SagaCompensating", ["RejectReservation"])]
+    assert then.decisions == [("SagaCompensating", ["RejectReservation"])]
 
 
 def test_the_deadline_expires_a_charge_without_outcome_but_not_before_it_is_due() -> None:
     saga = saga_in("charging")
 
-    saga.deadline_passed(DEADLINE - timedelta(seconds=1))
-    assert decisions(saga) == []
-    saga.deadline_passed(DEADLINE)
+    early = saga.when(lambda s: s.deadline_passed(DEADLINE - timedelta(seconds=1)))
+    assert early.decisions == []
+    due = saga.when(lambda s: s.deadline_passed(DEADLINE))
 
-    assert decisions(saga) == [("SagaExpiring", ["ExpireReservation"])]
+    assert due.decisions == [("SagaExpiring", ["ExpireReservation"])]
 
 
 @pytest.mark.parametrize(
@@ -123,13 +114,11 @@ def test_the_deadline_expires_a_charge_without_outcome_but_not_before_it_is_due(
     ],
 )
 def test_the_reservation_s_final_status_ends_the_saga(state: str, status: str) -> None:
-    saga = saga_in(state)
+    then = saga_in(state).when(lambda s: s.reservation_finished(SagaState(status)))
 
-    saga.reservation_finished(SagaState(status))
-
-    assert decisions(saga) == [("SagaFinished", [])]
-    assert saga.state == status
-    assert saga.is_finished
+    assert then.decisions == [("SagaFinished", [])]
+    assert then.aggregate.state == status
+    assert then.aggregate.is_finished
 
 
 @pytest.mark.parametrize(
@@ -150,10 +139,20 @@ def test_the_reservation_s_final_status_ends_the_saga(state: str, status: str) -
         ("reserving", lambda s: s.reservation_finished("pending")),
     ],
 )
-def test_an_event_that_does_not_fit_the_state_is_a_no_op(state: str, when: object) -> None:
-    saga = saga_in(state)
+def test_an_event_that_does_not_fit_the_state_is_a_no_op(
+    state: str, when: Callable[[ReservationSaga], object]
+) -> None:
+    then = saga_in(state).when(when)
 
-    when(saga)  # type: ignore[operator]
+    assert then.decisions == []
+    assert then.aggregate.state == state
 
-    assert decisions(saga) == []
-    assert saga.state == state
+
+def test_a_saga_rebuilt_from_its_recorded_events_decides_as_the_live_one() -> None:
+    live = saga_in("charging")
+    rebuilt = given_events(live.history)
+
+    assert rebuilt.aggregate.state == live.aggregate.state
+    assert rebuilt.when(lambda s: s.payment_captured()).decisions == [
+        ("SagaConfirming", ["ConfirmReservation"])
+    ]

@@ -11,12 +11,14 @@ from domain.show import (
     ShowCancelledError,
     UnknownSeatError,
 )
+from tests.support.given import given
 
 
 def scheduled_show(seats: tuple[str, ...] = ("A1", "A2", "A3")) -> Show:
-    show = Show.schedule("s1", "Hamlet", "2027-01-01T20:00:00+00:00", list(seats), 4500)
-    show.collect_events()
-    return show
+    """Given a show scheduled with ``seats``."""
+    return given(
+        lambda: Show.schedule("s1", "Hamlet", "2027-01-01T20:00:00+00:00", list(seats), 4500)
+    ).aggregate
 
 
 def event_names(show: Show) -> list[str]:

@@ -11,7 +11,7 @@ from flask.testing import FlaskClient
 from application.event_log import BoxofficeApplication
 from infrastructure.settings import ApiKey
 from interfaces.http import create_app
-from tests.application.conftest import make_container
+from tests.support.service import make_container
 
 KEYS = tuple(
     ApiKey(client, frozenset({"commands:write", "commands:read"}), ApiKey.digest_of(f"k-{client}"))

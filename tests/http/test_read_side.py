@@ -14,7 +14,7 @@ from domain.show import Show
 from interfaces.http import create_app
 from projections.document_view import InMemoryDocumentView
 from projections.shows import ShowsProjection
-from tests.application.conftest import make_container
+from tests.support.service import make_container
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from application.event_log import BoxofficeApplication
 from domain.reservation import Reservation
 from infrastructure.settings import ApiKey
 from interfaces.http import create_app
-from tests.application.conftest import make_container
+from tests.support.service import make_container
 from tests.support.world import World
 
 KEYS = {

@@ -11,9 +11,9 @@ import pytest
 from flask.testing import FlaskClient
 
 from application.event_log import BoxofficeApplication
-from application.submission import Submission
 from interfaces.http import create_app
-from tests.application.conftest import make_container
+from tests.support.service import make_container
+from tests.support.submit import submit
 
 SHOW = {
     "title": "Hamlet",
@@ -160,9 +160,9 @@ def test_tracebacks_stay_with_the_operator(
 ) -> None:
     client, app = memory
     pipeline = make_container(app).pipeline
-    spec = pipeline.catalog.get("Flaky")
-    payload = spec.payload.model_validate({"key": "t", "failures": 9, "attempts_file": "/dev/null"})
-    command = pipeline.accept(Submission(spec, payload, "anonymous")).command
+    command = submit(
+        pipeline, "Flaky", submitted_by="anonymous", key="t", failures=9, attempts_file="/dev/null"
+    ).command
     pipeline.execute(command.id, 1, "w")
 
     document = client.get(f"/commands/{command.id}").get_json()

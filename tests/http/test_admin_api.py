@@ -18,7 +18,7 @@ from application.event_log import BoxofficeApplication
 from domain.reservation_saga import ReservationSaga
 from infrastructure.settings import ApiKey
 from interfaces.http import create_app
-from tests.application.conftest import make_container
+from tests.support.service import make_container
 from tests.support.world import World
 
 OPS = {"Authorization": "Bearer k-ops"}

@@ -18,7 +18,7 @@ from infrastructure.settings import Settings
 from infrastructure.subscription import subscribe
 from interfaces.bootstrap import Container, bootstrap
 from interfaces.http import create_app
-from tests.application.conftest import make_container
+from tests.support.service import make_container
 
 SHOW = {
     "title": "Hamlet",

@@ -51,7 +51,7 @@ def register(catalog: CommandCatalog) -> None:
 
 
 def test_a_registered_command_is_served_at_its_endpoint(app: BoxofficeApplication) -> None:
-    modules = ("tests.support.commands", "tests.application.test_slices")
+    modules = ("tests.support.commands", "tests.http.test_slices")
     container = bootstrap(Settings(command_modules=modules), application=app)
     client = create_app(container).test_client()
 
@@ -67,7 +67,7 @@ def test_a_registered_command_is_served_at_its_endpoint(app: BoxofficeApplicatio
 
 
 def test_a_registered_command_is_validated_and_documented(app: BoxofficeApplication) -> None:
-    modules = ("tests.support.commands", "tests.application.test_slices")
+    modules = ("tests.support.commands", "tests.http.test_slices")
     client = create_app(bootstrap(Settings(command_modules=modules), application=app)).test_client()
 
     refused = client.post("/tallies/t1/bumps", json={"times": 0, "extra": 1})
