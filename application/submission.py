@@ -14,8 +14,8 @@ from uuid import UUID, uuid4, uuid5
 
 from pydantic import BaseModel
 
-from application.command import Command
 from application.catalog import CommandSpec
+from application.command import Command
 
 COMMAND_NAMESPACE = UUID("3d0b7c8e-2f5a-5b1e-8c44-5b6f0a9e7d21")
 

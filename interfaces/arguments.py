@@ -130,20 +130,15 @@ def resource_paths(catalog: CommandCatalog, resource: str) -> tuple[str, ...] | 
 
 
 def command_filters(
-    catalog: CommandCatalog,
-    *,
-    status: str | None = None,
-    command_type: str | None = None,
-    resource: str | None = None,
-    correlation_id: str | None = None,
-    aggregate_id: str | None = None,
-    since: str | None = None,
-    until: str | None = None,
-    location: str = "query",
+    catalog: CommandCatalog, args: Mapping[str, str | None], location: str = "query"
 ) -> dict[str, Any]:
-    """The registry filters of these arguments; raises :class:`BadArgumentsError`."""
+    """The registry filters of ``args`` (``status``, ``type``, ``resource``,
+    ``correlation_id``, ``aggregate_id``, ``since``, ``until``; a query string or the
+    CLI's options): ``/commands``, ``/admin/commands`` and ``boxoffice commands list``
+    read them alike. Raises :class:`BadArgumentsError` with every bad one."""
     violations = BadArgumentsError()
     filters: dict[str, Any] = {}
+    status, command_type, resource = args.get("status"), args.get("type"), args.get("resource")
     if status is not None:
         if status in STATUSES:
             filters["status"] = status
@@ -160,34 +155,15 @@ def command_filters(
             violations.add(f"{location}.resource", "a resource path (/shows/s1) or id (s1)")
         else:
             filters["resource"] = OneOf(paths)
-    for name, value in (("correlation_id", correlation_id), ("aggregate_id", aggregate_id)):
-        parsed = parse_uuid(value, f"{location}.{name}", violations)
+    for name in ("correlation_id", "aggregate_id"):
+        parsed = parse_uuid(args.get(name), f"{location}.{name}", violations)
         if parsed is not None:
             filters[name] = parsed
-    period = time_range(since, until, location, violations)
+    period = time_range(args.get("since"), args.get("until"), location, violations)
     if period is not None:
         filters["submitted_at"] = period
     violations.raise_any()
     return filters
-
-
-def command_query(
-    catalog: CommandCatalog, args: Mapping[str, str], location: str = "query"
-) -> dict[str, Any]:
-    """The registry filters of a query string (``status``, ``type``, ``resource``,
-    ``correlation_id``, ``aggregate_id``, ``since``, ``until``): ``/commands`` and
-    ``/admin/commands`` read them alike."""
-    return command_filters(
-        catalog,
-        status=args.get("status"),
-        command_type=args.get("type"),
-        resource=args.get("resource"),
-        correlation_id=args.get("correlation_id"),
-        aggregate_id=args.get("aggregate_id"),
-        since=args.get("since"),
-        until=args.get("until"),
-        location=location,
-    )
 
 
 def saga_filters(

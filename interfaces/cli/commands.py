@@ -56,16 +56,15 @@ def register(cli: click.Group, built: Callable[[], Container]) -> None:
         """List commands from the registry, oldest first."""
         container = built()
         with failures():
-            filters = arguments.command_filters(
-                container.catalog,
-                status=status,
-                command_type=command_type,
-                resource=resource,
-                correlation_id=correlation_id,
-                since=since,
-                until=until,
-                location="option",
-            )
+            options = {
+                "status": status,
+                "type": command_type,
+                "resource": resource,
+                "correlation_id": correlation_id,
+                "since": since,
+                "until": until,
+            }
+            filters = arguments.command_filters(container.catalog, options, "option")
         items = list(islice(container.operator.walk("command_registry", filters), limit))
         if as_json_printed(as_json, {"items": items}):
             return 0

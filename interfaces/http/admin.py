@@ -92,7 +92,7 @@ def _saga_key(saga: str) -> UUID:
 def commands() -> Response:
     """Registry entries by status, type, resource, correlation id and time, oldest first."""
     built = _caller()
-    filters, limit = _query(lambda: arguments.command_query(built.catalog, request.args))
+    filters, limit = _query(lambda: arguments.command_filters(built.catalog, request.args))
     return jsonify({"items": list(islice(built.operator.walk("command_registry", filters), limit))})
 
 

@@ -219,7 +219,7 @@ def command_list() -> Response:
 
 def _list_filters() -> tuple[dict[str, Any], list[dict[str, str]]]:
     try:
-        filters = arguments.command_query(container().catalog, request.args)
+        filters = arguments.command_filters(container().catalog, request.args)
     except arguments.BadArgumentsError as bad:
         return {}, bad.errors
     return filters, []

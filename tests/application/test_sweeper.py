@@ -12,7 +12,7 @@ from uuid import UUID
 
 from application.pipeline import CommandPipeline
 from application.sweeper import StrandedCommandSweeper
-from tests.support.submit import submit
+from tests.support.submit import create_show
 
 LEASE = timedelta(seconds=60)
 
@@ -28,15 +28,7 @@ class RecordingTransport:
 
 
 def accept(pipeline: CommandPipeline, name: str) -> UUID:
-    return submit(
-        pipeline,
-        "CreateShow",
-        show_id=name,
-        title="Hamlet",
-        starts_at="2027-01-01T20:00:00Z",
-        seats=["A1"],
-        price_cents=100,
-    ).command.id
+    return create_show(pipeline, name, 100).command.id
 
 
 def test_stranded_commands_are_published_again_after_one_two_four_leases(

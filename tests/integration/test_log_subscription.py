@@ -30,7 +30,7 @@ from infrastructure.settings import Settings
 from infrastructure.subscription import LogSubscription, subscribe
 from interfaces.bootstrap import migrate
 from tests.support.commands import Tally
-from tests.support.submit import submit
+from tests.support.submit import create_show
 
 pytestmark = pytest.mark.postgres
 
@@ -360,15 +360,7 @@ def test_a_web_process_reads_the_log_for_the_commands_its_requests_wait_on(
     pipeline = CommandPipeline(app, build_catalog(), RetryPolicy())
 
     def accept(show: str) -> Command:
-        return submit(
-            pipeline,
-            "CreateShow",
-            show_id=show,
-            title="T",
-            starts_at="2027-01-01T20:00:00Z",
-            seats=["A1"],
-            price_cents=1,
-        ).command
+        return create_show(pipeline, show).command
 
     def status_of(command_id: UUID) -> str | None:
         command = pipeline.get_command(command_id)
@@ -410,15 +402,7 @@ def test_a_waiter_gets_the_commands_events_and_answers_without_reading_it_again(
     watcher read, not from two more reads of the store."""
     app = build_application(settings)
     pipeline = CommandPipeline(app, build_catalog(), RetryPolicy())
-    accepted = submit(
-        pipeline,
-        "CreateShow",
-        show_id="answered",
-        title="T",
-        starts_at="2027-01-01T20:00:00Z",
-        seats=["A1"],
-        price_cents=1,
-    ).command
+    accepted = create_show(pipeline, "answered").command
     watcher = CommandWatcher(
         app, lambda gt, topics, concerns=None: subscribe(app.recorder, gt, topics, concerns)
     )

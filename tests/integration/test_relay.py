@@ -19,7 +19,7 @@ from infrastructure.following import follow_until_stopped
 from infrastructure.relay import OutboxRelay
 from infrastructure.settings import Settings
 from interfaces.bootstrap import migrate
-from tests.support.submit import submit
+from tests.support.submit import create_show
 
 pytestmark = pytest.mark.postgres
 
@@ -46,17 +46,7 @@ def accepted_commands(settings: Settings, count: int) -> list[UUID]:
     pipeline = CommandPipeline(app, build_catalog(), RetryPolicy())
     ids = []
     for n in range(count):
-        ids.append(
-            submit(
-                pipeline,
-                "CreateShow",
-                show_id=f"s{n}",
-                title="T",
-                starts_at="2027-01-01T20:00:00Z",
-                seats=["A1"],
-                price_cents=1,
-            ).command.id
-        )
+        ids.append(create_show(pipeline, f"s{n}").command.id)
     app.close()
     return ids
 

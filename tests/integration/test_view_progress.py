@@ -26,7 +26,7 @@ from projections import document_view, read_models
 from projections.read_models import ReadModels
 from projections.views import PROJECTIONS, PROJECTIONS_BY_NAME
 from tests.support.pgtrace import traced
-from tests.support.submit import submit
+from tests.support.submit import create_show
 
 pytestmark = pytest.mark.postgres
 
@@ -78,15 +78,7 @@ def test_which_views_caught_up_is_one_query_that_agrees_with_asking_each_view(
     show = Show.schedule("s1", "Hamlet", "2027-01-01T20:00:00Z", ["A1"], 100)
     show_position = app.save(show)[-1].notification.id
     pipeline = CommandPipeline(app, build_catalog(), RetryPolicy())
-    accepted = submit(
-        pipeline,
-        "CreateShow",
-        show_id="s2",
-        title="T",
-        starts_at="2027-01-01T20:00:00Z",
-        seats=["A1"],
-        price_cents=1,
-    )
+    accepted = create_show(pipeline, "s2")
     # The shows view has applied its event; the registry has not applied the command's.
     (scheduled,) = app.events.get(show.id)
     shows = PROJECTIONS_BY_NAME["shows"]

@@ -40,3 +40,16 @@ def submit(
         pipeline, command_type, idempotency_key, submitted_by=submitted_by, **payload
     )
     return pipeline.accept(built)
+
+
+def create_show(pipeline: CommandPipeline, show_id: str, price_cents: int = 1) -> Acceptance:
+    """Accept a ``CreateShow`` of one seat, A1, for ``show_id``."""
+    return submit(
+        pipeline,
+        "CreateShow",
+        show_id=show_id,
+        title="T",
+        starts_at="2027-01-01T20:00:00Z",
+        seats=["A1"],
+        price_cents=price_cents,
+    )
