@@ -404,7 +404,7 @@ def seed_log(url: str, template: list[Notification], events: int) -> int:
         if table.endswith("_tracking"):
             tracker = build_tracker(settings, table.removesuffix("_tracking"))
             tracker.insert_tracking(Tracking(BoxofficeApplication.name, head))
-            tracker.datastore.close()  # type: ignore[attr-defined]
+            tracker.datastore.close()
     return written
 
 

@@ -18,7 +18,7 @@ from weakref import WeakKeyDictionary
 import psycopg
 from eventsourcing import persistence as es_persistence
 from eventsourcing.application import Application
-from eventsourcing.persistence import InfrastructureFactory, TrackingRecorder
+from eventsourcing.persistence import InfrastructureFactory
 from eventsourcing.postgres import (
     PostgresApplicationRecorder,
     PostgresDatastore,
@@ -28,6 +28,7 @@ from eventsourcing.utils import Environment
 from psycopg.sql import SQL, Identifier
 
 from application.event_log import BoxofficeApplication
+from infrastructure.lease import FencedTrackingRecorder
 from infrastructure.settings import Settings
 
 TV = TypeVar("TV", bound=PostgresTrackingRecorder)
@@ -117,9 +118,12 @@ def build_application(settings: Settings, *, create_table: bool = False) -> Boxo
     return app
 
 
-def build_tracker(settings: Settings, name: str, *, create_table: bool = False) -> TrackingRecorder:
-    """A tracking recorder whose table is ``{name}_tracking``, in the event store's database."""
-    return build_view(settings, name, PostgresTrackingRecorder, create_table=create_table)
+def build_tracker(
+    settings: Settings, name: str, *, create_table: bool = False
+) -> FencedTrackingRecorder:
+    """A tracking recorder whose table is ``{name}_tracking``, in the event store's
+    database; its writes are fenced by a lease once one is given (``fence``)."""
+    return build_view(settings, name, FencedTrackingRecorder, create_table=create_table)
 
 
 def build_view(

@@ -124,6 +124,9 @@ class TransactionOrderedRecorder(PostgresApplicationRecorder):
     """
 
     guards_absence = True
+    # Run first in every write's transaction when a lease holder writes (the saga
+    # runner: infrastructure/lease.py); it fails the write of one that lost its lease.
+    fence: Callable[[Cursor[DictRow]], None] | None = None
 
     def __init__(self, datastore: PostgresDatastore, *, events_table_name: str = "stored_events"):
         super().__init__(datastore, events_table_name=events_table_name)
@@ -257,10 +260,13 @@ class TransactionOrderedRecorder(PostgresApplicationRecorder):
         # where an explicit transaction would add a round trip for BEGIN and another for
         # COMMIT (a third of a save's time, and of its client's CPU).
         absent: UUID | None = kwargs.pop("absent", None)
+        fence = self.fence
         with (
-            nullcontext() if conn.autocommit else conn.transaction(),
+            conn.transaction() if fence is not None or not conn.autocommit else nullcontext(),
             conn.cursor() as curs,
         ):
+            if fence is not None:
+                fence(curs)
             if absent is None:
                 self._insert_stored_events(curs, stored_events, **kwargs)
             else:

@@ -1,4 +1,9 @@
-"""The projector: every projection follows the log in a thread of its own."""
+"""The projector: every projection follows the log in a thread of its own.
+
+Given ``lease_for``, each projection runs under its own lease (``projection:<name>``):
+of several projector processes, one applies a view while the others stand by, and the
+views spread over the processes as they take the leases.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ from typing import Any
 from eventsourcing.application import Application
 
 from infrastructure.following import Follower, follow_until_stopped
+from infrastructure.lease import Guarded, Lease, run_leased
 from infrastructure.stall_log import StallLog
 
 
@@ -21,19 +27,20 @@ class Projector:
         projections: Sequence[Follower],
         stalls: StallLog | None = None,
         loops: Sequence[Callable[[threading.Event], None]] = (),
+        lease_for: Callable[[str], Lease] | None = None,
     ) -> None:
         self.app = app
         self.projections = projections
         self.stalls = stalls
         self.loops = loops
+        self.lease_for = lease_for
 
     def run(self, stop: threading.Event, retry_after: float = 1.0) -> None:
         """Project until ``stop`` is set."""
         threads = [
             threading.Thread(
-                target=follow_until_stopped,
-                args=(self.app, projection, stop, retry_after),
-                kwargs={"stalls": self.stalls},
+                target=self._follow,
+                args=(projection, stop, retry_after),
                 name=f"projection-{projection.name}",
             )
             for projection in self.projections
@@ -43,3 +50,16 @@ class Projector:
             thread.start()
         for thread in threads:
             thread.join()
+
+    def _follow(self, projection: Follower, stop: threading.Event, retry_after: float) -> None:
+        if self.lease_for is None:
+            follow_until_stopped(self.app, projection, stop, retry_after, stalls=self.stalls)
+            return
+        lease = self.lease_for(f"projection:{projection.name}")
+
+        def work(term: threading.Event) -> None:
+            projection.view.fence = lease.fence
+            guarded = Guarded(projection, lease)
+            follow_until_stopped(self.app, guarded, term, retry_after, stalls=self.stalls)
+
+        run_leased(lease, work, stop)

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from application.event_log import BoxofficeApplication
 from infrastructure.event_store import build_application, build_tracker, build_view
+from infrastructure.lease import create_lease_table
 from infrastructure.log_recorder import TransactionOrderedRecorder
 from infrastructure.payment_gateway import PostgresLedger
 from infrastructure.settings import Settings
@@ -35,14 +36,16 @@ def migrate(settings: Settings, views: Sequence[tuple[str, type[DocumentView]]])
         app.recorder.check_ids_ahead()
     PostgresLedger(app.recorder.datastore).create_table()  # type: ignore[attr-defined]
     StallLog(app.recorder.datastore).create_table()  # type: ignore[attr-defined]
+    create_lease_table(app.recorder.datastore)  # type: ignore[attr-defined]
     app.close()
     tables = [
         f"{BoxofficeApplication.name.lower()}_events",
         "fake_gateway_charges",
         "follower_stalls",
+        "leases",
     ]
     for name in TRACKERS:
-        build_tracker(settings, name, create_table=True).datastore.close()  # type: ignore[attr-defined]
+        build_tracker(settings, name, create_table=True).datastore.close()
         tables.append(f"{name}_tracking")
     outbox = build_view(settings, WebhookDispatcher.name, WebhookOutbox, create_table=True)
     outbox.datastore.close()

@@ -167,6 +167,10 @@ class Settings:
     rate_limit_per_second: float = 500.0
     rate_limit_burst: float = 1000.0
     streams_per_client: int = 8
+    # A part's lease (relay, each view, saga runner) lapses this long unrenewed, and is
+    # renewed, and looked at by a standby, this often.
+    part_lease_seconds: float = 5.0
+    part_lease_renew_seconds: float = 1.0
 
     @property
     def embedded_database(self) -> bool:
@@ -343,8 +347,19 @@ class Settings:
                 "RATE_LIMIT_PER_SECOND", positive_float, defaults.rate_limit_per_second
             ),
             rate_limit_burst=get("RATE_LIMIT_BURST", positive_float, defaults.rate_limit_burst),
+            part_lease_seconds=get(
+                "PART_LEASE_SECONDS", positive_float, defaults.part_lease_seconds
+            ),
+            part_lease_renew_seconds=get(
+                "PART_LEASE_RENEW_SECONDS", positive_float, defaults.part_lease_renew_seconds
+            ),
             streams_per_client=get("STREAMS_PER_CLIENT", positive_int, defaults.streams_per_client),
         )
+        if settings.part_lease_renew_seconds * 2 > settings.part_lease_seconds:
+            problems.append(
+                "PART_LEASE_RENEW_SECONDS: at most half of PART_LEASE_SECONDS, or one late "
+                "renewal would lose the lease"
+            )
         if settings.db_max_overflow < 0:
             problems.append("DB_MAX_OVERFLOW: must be at least 0")
         if settings.command_lease_seconds <= settings.retry_max_delay:

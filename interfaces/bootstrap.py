@@ -38,6 +38,7 @@ from infrastructure.event_store import (
 )
 from infrastructure.following import Follower
 from infrastructure.history import RecordedHistory
+from infrastructure.lease import Lease, LeaseSettings, holder_name, lease_status
 from infrastructure.payment_gateway import build_payment_gateway
 from infrastructure.postgres_read_models import PostgresReadModels
 from infrastructure.projector import Projector
@@ -165,6 +166,7 @@ class Container:
             present_command=present_command,
             saga_document=partial(get_saga, self.read_models),
             stalled=self.stalled,
+            leases=self.leases,
             commands_view=CommandRegistryProjection.name,
             sagas_view=SagasProjection.name,
         )
@@ -196,7 +198,24 @@ class Container:
             followers.append(WebhookDispatcher(outbox, app.repository))
             loops.append(self.webhook_sender().run)
         stalls = StallLog(app.recorder.datastore)  # type: ignore[attr-defined]
-        return Projector(app, followers, stalls, loops)
+        return Projector(app, followers, stalls, loops, lease_for=self.lease)
+
+    def lease(self, name: str) -> Lease:
+        """The lease ``name`` (a part, or one view), for this process to hold or wait for."""
+        return Lease(
+            self.settings.database.url(),
+            name,
+            holder_name(name),
+            LeaseSettings(
+                ttl=self.settings.part_lease_seconds,
+                renew_every=self.settings.part_lease_renew_seconds,
+            ),
+        )
+
+    def leases(self) -> list[dict[str, Any]]:
+        """Every lease with its holder and age (none on the in-memory store)."""
+        datastore = getattr(self.app.recorder, "datastore", None)
+        return lease_status(datastore) if datastore is not None else []
 
     def webhook_sender(self) -> WebhookSender:
         """The threads that POST the webhooks, with a pool of connections for them."""

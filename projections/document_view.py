@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+from collections.abc import Callable
 from contextlib import nullcontext
 from functools import cached_property
 from typing import Any, ClassVar, Protocol
@@ -20,6 +21,7 @@ import psycopg
 from eventsourcing.persistence import IntegrityError, Tracking
 from eventsourcing.popo import POPOTrackingRecorder
 from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
+from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Composable, Composed, Identifier
 from psycopg.types.json import Jsonb
@@ -92,6 +94,9 @@ class DocumentView(PostgresTrackingRecorder):
 
     table: ClassVar[str]
     columns: ClassVar[dict[str, str]] = {}
+    # Run first in every write's transaction when the view is written under a lease
+    # (infrastructure/lease.py): it fails the write of a holder that lost it.
+    fence: Callable[[Cursor[DictRow]], None] | None = None
 
     def __init__(self, datastore: PostgresDatastore, **kwargs: Any) -> None:
         super().__init__(datastore, **kwargs)
@@ -130,6 +135,11 @@ class DocumentView(PostgresTrackingRecorder):
                 )
             )
 
+    def _insert_tracking(self, curs: Cursor[DictRow], tracking: Tracking) -> None:
+        if self.fence is not None:
+            self.fence(curs)
+        super()._insert_tracking(curs, tracking)
+
     def upsert_many(self, rows: dict[UUID, Row], tracking: Tracking) -> None:
         """Write several keys' rows and the view's new position atomically, then notify.
 
@@ -164,10 +174,13 @@ class DocumentView(PostgresTrackingRecorder):
         columns = [list(column) for column in zip(*records, strict=True)] or [
             [] for _ in self._kinds
         ]
+        fenced = self.fence is not None
         with (
-            nullcontext() if conn.autocommit else conn.transaction(),
+            conn.transaction() if fenced or not conn.autocommit else nullcontext(),
             conn.cursor() as curs,
         ):
+            if self.fence is not None:
+                self.fence(curs)
             curs.execute(
                 self._write_statement,
                 [tracking.application_name, tracking.notification_id, *columns],

@@ -108,6 +108,8 @@ class Operator:
     saga_document: Callable[[UUID], dict[str, Any] | None]
     # The followers failing on an event now, by name (the event, the error, the tries).
     stalled: Callable[[], dict[str, dict[str, Any]]]
+    # The single-active parts' leases: name, holder, token, age, time to lapse.
+    leases: Callable[[], list[dict[str, Any]]] = list
     commands_view: str = "command_registry"
     sagas_view: str = "sagas"
 

@@ -29,6 +29,7 @@ def projections_status(
         time.sleep(sample_seconds)
     head = operator.app.recorder.max_notification_id() or 0
     stalled = operator.stalled()
+    leases = {lease["name"]: lease for lease in operator.leases()}
     found = []
     for name in read.names:
         position = read.position(name)
@@ -40,6 +41,7 @@ def projections_status(
             "lag": lag,
             "lag_capped": lag >= LAG_CAP,
             "stalled": stalled.get(name),
+            "lease": leases.get(f"projection:{name}"),
         }
         if sample_seconds is not None:
             applied = read.count_between(name, before[name], position, RATE_LIMIT)

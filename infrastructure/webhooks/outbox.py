@@ -7,9 +7,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from eventsourcing.persistence import Tracking
-from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
+from eventsourcing.postgres import PostgresDatastore
 from psycopg.sql import SQL
 
+from infrastructure.lease import FencedTrackingRecorder
 from infrastructure.webhooks.addresses import destination_of
 
 
@@ -23,7 +24,7 @@ class Delivery:
     attempts: int
 
 
-class WebhookOutbox(PostgresTrackingRecorder):
+class WebhookOutbox(FencedTrackingRecorder):
     """The deliveries to make, and the dispatcher's position (``webhooks_tracking``)."""
 
     CREATE = (

@@ -17,7 +17,9 @@ import click
 import psycopg
 from eventsourcing.persistence import InterfaceError, OperationalError
 
-from infrastructure.projector import Projector
+from infrastructure.following import follow_until_stopped
+from infrastructure.lease import FencedTrackingRecorder, Guarded, Lease, run_leased
+from infrastructure.log_recorder import TransactionOrderedRecorder
 from infrastructure.settings import ApiKey, Settings, SettingsError, parse_api_keys
 from interfaces.bootstrap import Container, bootstrap, migrate
 from interfaces.cli import commands, sagas, views
@@ -161,11 +163,30 @@ def _relay(settings: Settings) -> int:
     stop = _stop_on_signals()
     logger.info("relay publishing to %s", settings.broker.split("://")[0])
     sweeper = container.sweeper()
-    # A quarter of the lease: a stranded command waits at most 1.25 leases.
-    _every(settings.command_lease_seconds / 4, sweeper.sweep, stop, "sweeping stranded commands")
-    container.relay().run(stop)
+    relay = container.relay()
+    lease = container.lease("relay")
+
+    def work(term: threading.Event) -> None:
+        if isinstance(relay.view, FencedTrackingRecorder):
+            relay.view.fence = lease.fence
+        # A quarter of the lease: a stranded command waits at most 1.25 leases.
+        quarter = settings.command_lease_seconds / 4
+        _every(quarter, _guarded(lease, sweeper.sweep), term, "sweeping stranded commands")
+        follow_until_stopped(container.app, Guarded(relay, lease), term, stalls=relay.stalls)
+
+    run_leased(lease, work, stop)
     container.close()
     return 0
+
+
+def _guarded(lease: Lease, job: Callable[[], object]) -> Callable[[], object]:
+    """``job``, run only while ``lease`` is held."""
+
+    def run() -> object:
+        lease.guard()
+        return job()
+
+    return run
 
 
 def _every(seconds: float, job: Callable[[], object], stop: threading.Event, what: str) -> None:
@@ -197,9 +218,23 @@ def _saga_runner(settings: Settings) -> int:
     container = bootstrap(replace(settings, db_pool_size=max(settings.db_pool_size, 4)))
     stop = _stop_on_signals()
     runner = container.saga_runner()
-    _every(DEADLINE_CHECK_SECONDS, runner.fire_deadlines, stop, "firing deadlines")
+    lease = container.lease("saga-runner")
+    recorder = container.app.recorder
+
+    def work(term: threading.Event) -> None:
+        # Its decisions (saga events, the commands they issue) and its position.
+        if isinstance(recorder, TransactionOrderedRecorder):
+            recorder.fence = lease.fence
+        if isinstance(runner.view, FencedTrackingRecorder):
+            runner.view.fence = lease.fence
+        fire = _guarded(lease, runner.fire_deadlines)
+        _every(DEADLINE_CHECK_SECONDS, fire, term, "firing deadlines")
+        follow_until_stopped(
+            container.app, Guarded(runner, lease), term, stalls=container.stall_log()
+        )
+
     logger.info("saga runner running")
-    Projector(container.app, [runner], container.stall_log()).run(stop)
+    run_leased(lease, work, stop)
     container.close()
     return 0
 

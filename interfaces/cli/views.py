@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from typing import Any
 
 import click
 
@@ -45,8 +46,18 @@ def register(cli: click.Group, built: Callable[[], Container]) -> None:
             return 0
         table(
             "projections",
-            ["name", "position", "head", "lag (events)", "events/s"],
-            [[p["name"], p["position"], p["head"], p["lag"], p["events_per_s"]] for p in found],
+            ["name", "position", "head", "lag (events)", "events/s", "lease holder (age s)"],
+            [
+                [
+                    p["name"],
+                    p["position"],
+                    p["head"],
+                    p["lag"],
+                    p["events_per_s"],
+                    _holder(p["lease"]),
+                ]
+                for p in found
+            ],
         )
         return 0
 
@@ -89,3 +100,10 @@ def register(cli: click.Group, built: Callable[[], Container]) -> None:
             elif diff["differing"]:
                 console.print("not swapped: run again with --swap to serve the rebuilt view")
         return DIFFERENCES if diff["differing"] and not swap else 0
+
+
+def _holder(lease: dict[str, Any] | None) -> str:
+    if lease is None:
+        return "(none)"
+    lapsed = " lapsed" if lease["expires_in_seconds"] <= 0 else ""
+    return f"{lease['holder']} ({lease['age_seconds']:g}{lapsed})"

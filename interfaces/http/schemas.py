@@ -55,6 +55,16 @@ class Stall(BaseModel):
     last_at: str
 
 
+class LeaseHolder(BaseModel):
+    """Who holds a part's lease (relay, saga-runner, projection:<view>), and for how long."""
+
+    name: str
+    holder: str = Field(description="part@host:pid:nonce")
+    token: int = Field(description="the fencing token: one more at each take-over")
+    age_seconds: float = Field(description="since this holder took the lease")
+    expires_in_seconds: float = Field(description="until it lapses unrenewed; <= 0: lapsed")
+
+
 class NamedStall(Stall):
     """A stalled follower."""
 
@@ -70,6 +80,9 @@ class ProjectionState(BaseModel):
     lag: int
     lag_capped: bool
     stalled: Stall | None
+    lease: LeaseHolder | None = Field(
+        default=None, description="the projector holding this view's lease, if any"
+    )
     events_per_s: float | None = Field(
         default=None, description="with ?sample: events applied per second over it"
     )
@@ -115,6 +128,9 @@ class Health(BaseModel):
     broker: Reachability
     stalled: list[NamedStall] = Field(
         description="followers (projections, relay, saga runner) failing on one event"
+    )
+    leases: list[LeaseHolder] = Field(
+        default_factory=list, description="the single-active parts' leases and their holders"
     )
 
 

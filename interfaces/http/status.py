@@ -94,23 +94,27 @@ def webhooks() -> Response:
     answers={"503": json_answer("Health", "one is not")},
 )
 def health() -> tuple[Response, int]:
-    """Whether the event store and the broker can be reached."""
+    """Whether the event store and the broker can be reached; the followers stalled on
+    an event; and who holds each single-active part's lease, for how long."""
     built = container()
     event_store = _check(built.ping_event_store)
     broker = _check(built.ping_broker)
     reachable = event_store["reachable"] and broker["reachable"]
-    stalled = []
+    stalled: list[dict[str, Any]] = []
+    leases: list[dict[str, Any]] = []
     if event_store["reachable"]:
         stalled = [
             {"name": name, **row}
             for name, row in built.stalled().items()
             if row["attempts"] >= STALLED_AFTER
         ]
+        leases = built.leases()
     body = {
         "status": "ok" if reachable and not stalled else "degraded",
         "event_store": event_store,
         "broker": broker,
         "stalled": stalled,
+        "leases": leases,
     }
     # 503 says "do not send me traffic": only for an unreachable dependency. A stalled
     # follower is degraded service that traffic does not make worse.
