@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import socket
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
 from celery import Celery
+from kombu import Exchange, Queue
 
 from infrastructure.settings import Settings
 
@@ -37,6 +39,25 @@ def build_celery(settings: Settings) -> Celery:
         task_send_sent_event=False,
         enable_utc=True,
     )
+    if settings.command_queue_type == "quorum" and not settings.broker.startswith("filesystem"):
+        # Replicated over the cluster's nodes. Celery then turns off global QoS (quorum
+        # queues have none) and, for a topic exchange, sends delayed messages (retries
+        # with backoff) through RabbitMQ's native delayed delivery instead of holding
+        # them in a worker until their time (docs/deploy.md).
+        exchange = Exchange(settings.command_queue, type="topic")
+        celery.conf.update(
+            task_queues=[
+                Queue(
+                    settings.command_queue,
+                    exchange,
+                    routing_key=settings.command_queue,
+                    queue_arguments={"x-queue-type": "quorum"},
+                )
+            ],
+            task_default_exchange=settings.command_queue,
+            task_default_exchange_type="topic",
+            task_default_routing_key=settings.command_queue,
+        )
     if settings.broker.startswith("filesystem"):
         # kombu's own writes a message file in place, so a consumer can read it torn.
         celery.conf.broker_transport = "infrastructure.filesystem_transport:Transport"
@@ -77,17 +98,27 @@ class CeleryCommandTransport:
     def __init__(self, celery: Celery) -> None:
         self._celery = celery
         self._queue = str(celery.conf.task_default_queue)
+        queues = celery.conf.task_queues or ()
+        # Native delayed delivery counts whole seconds, down: round up, never early.
+        self._whole_seconds = any(
+            (q.queue_arguments or {}).get("x-queue-type") == "quorum" for q in queues
+        )
 
     def publish(
         self, command_id: UUID, attempt: int, eta: datetime | None = None, takeover: bool = False
     ) -> None:
         """Publish "run ``attempt`` of ``command_id``", to run no earlier than ``eta``."""
+        countdown = None
+        if eta is not None and self._whole_seconds:
+            countdown = math.ceil((eta - datetime.now(UTC)).total_seconds())
+            eta = None
         self._celery.send_task(
             EXECUTE_TASK,
             args=[str(command_id), attempt],
             kwargs={"takeover": True} if takeover else {},
             task_id=f"{command_id}.{attempt}",
             eta=eta,
+            countdown=countdown if countdown and countdown > 0 else None,
             queue=self._queue,
             retry=True,
             retry_policy={"max_retries": 5, "interval_start": 0.2, "interval_step": 0.5},

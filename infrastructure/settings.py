@@ -154,6 +154,9 @@ class Settings:
     api_keys: tuple[ApiKey, ...] = ()
     log_level: str = "INFO"
     command_queue: str = "boxoffice.commands"
+    # RabbitMQ's queue type for the command queue: "quorum" replicates it over a
+    # cluster's nodes (docs/deploy.md); "classic" is one node's.
+    command_queue_type: str = "classic"
     command_modules: tuple[str, ...] = ()
     webhook_secret: str = ""
     command_retention_days: float = 30.0
@@ -288,6 +291,11 @@ class Settings:
                 raise ValueError("must be at least 16 characters")
             return raw
 
+        def queue_type(raw: str) -> str:
+            if raw not in ("classic", "quorum"):
+                raise ValueError("must be classic or quorum")
+            return raw
+
         def adapter(raw: str) -> str:
             if raw != "fake" and not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", raw):
                 raise ValueError("must be fake or package.module:factory")
@@ -321,6 +329,7 @@ class Settings:
             + get("API_KEYS_FILE", keys_file, no_keys),
             log_level=get("LOG_LEVEL", level, defaults.log_level),
             command_queue=get("COMMAND_QUEUE", queue_name, defaults.command_queue),
+            command_queue_type=get("COMMAND_QUEUE_TYPE", queue_type, defaults.command_queue_type),
             command_modules=get("COMMAND_MODULES", modules, ()),
             webhook_secret=get("WEBHOOK_SECRET", secret, ""),
             payment_deadline_seconds=get(
