@@ -28,7 +28,7 @@ from eventsourcing.utils import Environment
 from psycopg.sql import SQL, Identifier
 
 from application.event_log import BoxofficeApplication
-from infrastructure.lease import FencedTrackingRecorder
+from infrastructure.leased_work import FencedTrackingRecorder
 from infrastructure.settings import Settings
 
 TV = TypeVar("TV", bound=PostgresTrackingRecorder)

@@ -24,13 +24,11 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import psycopg
-from eventsourcing.persistence import Tracking
-from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
+from eventsourcing.postgres import PostgresDatastore
 from psycopg.rows import DictRow, dict_row
 
 logger = logging.getLogger(__name__)
@@ -92,6 +90,53 @@ def holder_name(part: str) -> str:
     return f"{part}@{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
+class LeaseConnection:
+    """One connection for lease statements, with time-outs that make a silent cut of
+    the path to the database fail them within seconds; reopened after any failure."""
+
+    def __init__(self, conninfo: str, settings: LeaseSettings) -> None:
+        self.conninfo = conninfo
+        self.settings = settings
+        self._conn: psycopg.Connection[DictRow] | None = None
+        self._lock = threading.Lock()
+
+    def _connection(self) -> psycopg.Connection[DictRow]:
+        if self._conn is None or self._conn.closed:
+            timeout_ms = int(self.settings.statement_timeout * 1000)
+            self._conn = psycopg.connect(
+                self.conninfo,
+                autocommit=True,
+                row_factory=dict_row,
+                connect_timeout=max(1, int(self.settings.statement_timeout)),
+                keepalives=1,
+                keepalives_idle=1,
+                keepalives_interval=1,
+                keepalives_count=2,
+                tcp_user_timeout=timeout_ms,
+                options=f"-c statement_timeout={timeout_ms} -c lock_timeout={timeout_ms // 2}",
+            )
+        return self._conn
+
+    def execute(self, statement: str, **params: Any) -> dict[str, Any] | None:
+        """The first row ``statement`` returns, or None."""
+        with self._lock:
+            try:
+                row = self._connection().execute(statement, params).fetchone()
+            except psycopg.Error:
+                if self._conn is not None:
+                    self._conn.close()
+                self._conn = None
+                raise
+        return row
+
+    def close(self) -> None:
+        """Close the connection."""
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+            self._conn = None
+
+
 class Lease:
     """One lease, held or waited for by this process."""
 
@@ -102,57 +147,27 @@ class Lease:
         holder: str,
         settings: LeaseSettings = LeaseSettings(),
     ) -> None:
-        self.conninfo = conninfo
         self.name = name
         self.holder = holder
         self.settings = settings
         self.token: int | None = None
         # Monotonic time of the last renewal the database confirmed.
         self._confirmed = 0.0
-        self._conn: psycopg.Connection[DictRow] | None = None
-        self._lock = threading.Lock()
+        self._db = LeaseConnection(conninfo, settings)
         self.term = threading.Event()
-
-    # --- the lease connection ------------------------------------------------------
-
-    def _connection(self) -> psycopg.Connection[DictRow]:
-        if self._conn is None or self._conn.closed:
-            timeout_ms = int(self.settings.statement_timeout * 1000)
-            self._conn = psycopg.connect(
-                self.conninfo,
-                autocommit=True,
-                row_factory=dict_row,
-                connect_timeout=max(1, int(self.settings.statement_timeout)),
-                # A silent cut fails the lease's statements in seconds, not minutes.
-                keepalives=1,
-                keepalives_idle=1,
-                keepalives_interval=1,
-                keepalives_count=2,
-                tcp_user_timeout=timeout_ms,
-                options=f"-c statement_timeout={timeout_ms} -c lock_timeout={timeout_ms // 2}",
-            )
-        return self._conn
+        self.given_up = False
 
     def _execute(self, statement: str, **params: Any) -> dict[str, Any] | None:
-        with self._lock:
-            try:
-                conn = self._connection()
-                row = conn.execute(statement, {"name": self.name, **params}).fetchone()
-            except psycopg.Error:
-                if self._conn is not None:
-                    self._conn.close()
-                self._conn = None
-                raise
-        return row
+        return self._db.execute(statement, name=self.name, **params)
 
     def close(self) -> None:
         """Close the lease connection."""
-        with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-            self._conn = None
+        self._db.close()
 
-    # --- taking, keeping and giving up ---------------------------------------------
+    def current_holder(self) -> str | None:
+        """Who holds the lease now, as the database has it (None: nobody ever did)."""
+        row = self._execute("SELECT holder FROM leases WHERE name = %(name)s")
+        return str(row["holder"]) if row else None
 
     def try_acquire(self) -> bool:
         """Take the lease if it has lapsed (or was never taken); whether it was."""
@@ -163,6 +178,7 @@ class Lease:
         self.token = int(row["token"])
         self._confirmed = started
         self.term = threading.Event()
+        self.given_up = False
         return True
 
     def renew(self) -> bool:
@@ -202,6 +218,13 @@ class Lease:
             logger.warning("lease %s lost (token %s): %s", self.name, self.token, why)
         self.term.set()
 
+    def give_up(self, why: str) -> None:
+        """End this term to hand the lease to another process (it is released)."""
+        if not self.term.is_set():
+            logger.info("lease %s given up by %s: %s", self.name, self.holder, why)
+            self.given_up = True
+        self.term.set()
+
     def guard(self) -> None:
         """Raise :class:`LeaseLostError` unless the lease is held (checked locally): run
         before each batch of work."""
@@ -234,62 +257,6 @@ class Lease:
                 self.lost("the database no longer names this holder")
 
 
-def run_leased(
-    lease: Lease, work: Callable[[threading.Event], None], stop: threading.Event
-) -> None:
-    """Run ``work`` while ``lease`` is held, until ``stop``: wait (as a standby, saying
-    who holds the lease) until it lapses, take it, run ``work`` with an event set when
-    the lease is lost or ``stop`` is set, and after a loss wait again."""
-    waiting_for: str | None = None
-    while not stop.is_set():
-        try:
-            acquired = lease.try_acquire()
-        except psycopg.Error as error:
-            logger.warning("lease %s: cannot reach the database: %s", lease.name, error)
-            stop.wait(lease.settings.renew_every)
-            continue
-        if not acquired:
-            holder = _holder_of(lease)
-            if holder != waiting_for:
-                logger.info(
-                    "lease %s is held by %s: %s waits as a standby",
-                    lease.name,
-                    holder,
-                    lease.holder,
-                )
-                waiting_for = holder
-            stop.wait(lease.settings.renew_every)
-            continue
-        waiting_for = None
-        logger.info("lease %s taken by %s (token %s)", lease.name, lease.holder, lease.token)
-        term = lease.term
-        threading.Thread(target=_end_with, args=(stop, term), daemon=True).start()
-        keeper = threading.Thread(target=lease.keep, args=(stop,), name=f"lease-{lease.name}")
-        keeper.start()
-        try:
-            work(term)
-        finally:
-            term.set()
-            keeper.join()
-        if stop.is_set():
-            lease.release()
-    lease.close()
-
-
-def _end_with(stop: threading.Event, term: threading.Event) -> None:
-    while not term.wait(0.2):
-        if stop.is_set():
-            term.set()
-
-
-def _holder_of(lease: Lease) -> str:
-    try:
-        row = lease._execute("SELECT holder FROM leases WHERE name = %(name)s")
-    except psycopg.Error:
-        return "(unknown)"
-    return str(row["holder"]) if row else "(none)"
-
-
 def create_lease_table(datastore: PostgresDatastore) -> None:
     """Create ``leases`` (``boxoffice migrate``)."""
     with datastore.transaction(commit=True) as curs:
@@ -312,39 +279,3 @@ def lease_status(datastore: PostgresDatastore) -> list[dict[str, Any]]:
         }
         for r in rows
     ]
-
-
-class FencedTrackingRecorder(PostgresTrackingRecorder):
-    """A tracking recorder whose position writes are fenced by ``fence``, when set."""
-
-    fence: Callable[[psycopg.Cursor[DictRow]], None] | None = None
-
-    def _insert_tracking(self, curs: psycopg.Cursor[DictRow], tracking: Tracking) -> None:
-        if self.fence is not None:
-            self.fence(curs)
-        super()._insert_tracking(curs, tracking)
-
-
-class Guarded:
-    """A follower whose every batch first checks its lease (:meth:`Lease.guard`)."""
-
-    def __init__(self, follower: Any, lease: Lease) -> None:
-        self.follower = follower
-        self.lease = lease
-        self.name = follower.name
-        self.view = follower.view
-        if hasattr(follower, "process_events"):
-            self.process_events = self._process_events
-
-    def event_topics(self) -> tuple[str, ...]:
-        """The follower's topics."""
-        return tuple(self.follower.event_topics())
-
-    def process_event(self, domain_event: Any, tracking: Tracking) -> None:
-        """The follower's, once the lease is known to be held."""
-        self.lease.guard()
-        self.follower.process_event(domain_event, tracking)
-
-    def _process_events(self, batch: Sequence[tuple[Any, Tracking]]) -> None:
-        self.lease.guard()
-        self.follower.process_events(batch)

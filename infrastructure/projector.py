@@ -1,8 +1,9 @@
 """The projector: every projection follows the log in a thread of its own.
 
 Given ``lease_for``, each projection runs under its own lease (``projection:<name>``):
-of several projector processes, one applies a view while the others stand by, and the
-views spread over the processes as they take the leases.
+of several projector processes, one applies a view while the others stand by; with
+``shares``, each process takes at most its share of the views, so that they spread
+over the processes, and are given up to a process that joins.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from typing import Any
 from eventsourcing.application import Application
 
 from infrastructure.following import Follower, follow_until_stopped
-from infrastructure.lease import Guarded, Lease, run_leased
+from infrastructure.lease import Lease
+from infrastructure.leased_work import Guarded, Shares, run_leased
 from infrastructure.stall_log import StallLog
 
 
@@ -28,12 +30,14 @@ class Projector:
         stalls: StallLog | None = None,
         loops: Sequence[Callable[[threading.Event], None]] = (),
         lease_for: Callable[[str], Lease] | None = None,
+        shares: Shares | None = None,
     ) -> None:
         self.app = app
         self.projections = projections
         self.stalls = stalls
         self.loops = loops
         self.lease_for = lease_for
+        self.shares = shares
 
     def run(self, stop: threading.Event, retry_after: float = 1.0) -> None:
         """Project until ``stop`` is set."""
@@ -46,6 +50,8 @@ class Projector:
             for projection in self.projections
         ]
         threads += [threading.Thread(target=loop, args=(stop,)) for loop in self.loops]
+        if self.shares is not None:
+            threads.append(threading.Thread(target=self.shares.run, args=(stop,), name="shares"))
         for thread in threads:
             thread.start()
         for thread in threads:
@@ -62,4 +68,4 @@ class Projector:
             guarded = Guarded(projection, lease)
             follow_until_stopped(self.app, guarded, term, retry_after, stalls=self.stalls)
 
-        run_leased(lease, work, stop)
+        run_leased(lease, work, stop, self.shares)

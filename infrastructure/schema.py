@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from application.event_log import BoxofficeApplication
 from infrastructure.event_store import build_application, build_tracker, build_view
 from infrastructure.lease import create_lease_table
+from infrastructure.leased_work import create_members_table
 from infrastructure.log_recorder import TransactionOrderedRecorder
 from infrastructure.payment_gateway import PostgresLedger
 from infrastructure.settings import Settings
@@ -37,12 +38,15 @@ def migrate(settings: Settings, views: Sequence[tuple[str, type[DocumentView]]])
     PostgresLedger(app.recorder.datastore).create_table()  # type: ignore[attr-defined]
     StallLog(app.recorder.datastore).create_table()  # type: ignore[attr-defined]
     create_lease_table(app.recorder.datastore)  # type: ignore[attr-defined]
+    with app.recorder.datastore.transaction(commit=True) as curs:  # type: ignore[attr-defined]
+        create_members_table(curs)
     app.close()
     tables = [
         f"{BoxofficeApplication.name.lower()}_events",
         "fake_gateway_charges",
         "follower_stalls",
         "leases",
+        "lease_members",
     ]
     for name in TRACKERS:
         build_tracker(settings, name, create_table=True).datastore.close()

@@ -39,6 +39,7 @@ from infrastructure.event_store import (
 from infrastructure.following import Follower
 from infrastructure.history import RecordedHistory
 from infrastructure.lease import Lease, LeaseSettings, holder_name, lease_status
+from infrastructure.leased_work import Shares
 from infrastructure.payment_gateway import build_payment_gateway
 from infrastructure.postgres_read_models import PostgresReadModels
 from infrastructure.projector import Projector
@@ -198,7 +199,14 @@ class Container:
             followers.append(WebhookDispatcher(outbox, app.repository))
             loops.append(self.webhook_sender().run)
         stalls = StallLog(app.recorder.datastore)  # type: ignore[attr-defined]
-        return Projector(app, followers, stalls, loops, lease_for=self.lease)
+        shares = Shares(
+            self.settings.database.url(),
+            "projector",
+            holder_name("projector"),
+            len(followers),
+            self._lease_settings,
+        )
+        return Projector(app, followers, stalls, loops, lease_for=self.lease, shares=shares)
 
     def lease(self, name: str) -> Lease:
         """The lease ``name`` (a part, or one view), for this process to hold or wait for."""
@@ -206,10 +214,14 @@ class Container:
             self.settings.database.url(),
             name,
             holder_name(name),
-            LeaseSettings(
-                ttl=self.settings.part_lease_seconds,
-                renew_every=self.settings.part_lease_renew_seconds,
-            ),
+            self._lease_settings,
+        )
+
+    @property
+    def _lease_settings(self) -> LeaseSettings:
+        return LeaseSettings(
+            ttl=self.settings.part_lease_seconds,
+            renew_every=self.settings.part_lease_renew_seconds,
         )
 
     def leases(self) -> list[dict[str, Any]]:

@@ -10,7 +10,7 @@ from eventsourcing.persistence import Tracking
 from eventsourcing.postgres import PostgresDatastore
 from psycopg.sql import SQL
 
-from infrastructure.lease import FencedTrackingRecorder
+from infrastructure.leased_work import FencedTrackingRecorder
 from infrastructure.webhooks.addresses import destination_of
 
 

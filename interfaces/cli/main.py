@@ -18,7 +18,8 @@ import psycopg
 from eventsourcing.persistence import InterfaceError, OperationalError
 
 from infrastructure.following import follow_until_stopped
-from infrastructure.lease import FencedTrackingRecorder, Guarded, Lease, run_leased
+from infrastructure.lease import Lease
+from infrastructure.leased_work import FencedTrackingRecorder, Guarded, run_leased
 from infrastructure.log_recorder import TransactionOrderedRecorder
 from infrastructure.settings import ApiKey, Settings, SettingsError, parse_api_keys
 from interfaces.bootstrap import Container, bootstrap, migrate

@@ -29,8 +29,8 @@ from infrastructure.lease import (
     LeaseSettings,
     holder_name,
     lease_status,
-    run_leased,
 )
+from infrastructure.leased_work import run_leased
 from infrastructure.settings import Settings
 from interfaces.http import create_app
 from tests.integration.conftest import Stack
@@ -170,7 +170,7 @@ def test_a_standby_says_who_holds_the_lease_and_takes_over_when_it_lapses(
         worked.set()
         term.wait()
 
-    caplog.set_level(logging.INFO, logger="infrastructure.lease")
+    caplog.set_level(logging.INFO, logger="infrastructure.leased_work")
     thread = threading.Thread(target=run_leased, args=(standby, work, stop))
     thread.start()
     try:
@@ -281,3 +281,44 @@ def test_health_projections_and_the_cli_name_each_lease_s_holder_and_age(
         )
     listed = json.loads(printed.stdout)["items"]
     assert all(f":{projector.pid}:" in v["lease"]["holder"] for v in listed)
+
+
+def test_two_projectors_split_the_views_and_one_takes_them_all_when_the_other_goes(
+    database_url: str, tmp_path: Path
+) -> None:
+    stack = Stack(database_url, "memory://", f"shares.{uuid.uuid4().hex[:8]}", tmp_path)
+    fast = {"PART_LEASE_SECONDS": "2", "PART_LEASE_RENEW_SECONDS": "0.5"}
+    first = stack.process("projector", "projector-1", **fast)
+    second = stack.process("projector", "projector-2", **fast)
+    client = create_app(stack.container).test_client()
+
+    def holders() -> dict[str, str]:
+        items = client.get("/projections").get_json()["items"]
+        return {v["name"]: (v["lease"] or {}).get("holder", "") for v in items}
+
+    def pids(found: dict[str, str]) -> list[int]:
+        return [int(h.rsplit(":", 2)[1]) for h in found.values() if h]
+
+    with running(first):
+        wait_until(lambda: set(pids(holders())) == {first.pid}, 30, "projector-1 all views")
+        with running(second):
+            # The newcomer gets its share: the first gives up the views beyond its own.
+            wait_until(
+                lambda: sorted(set(pids(holders()))) == sorted({first.pid, second.pid}),
+                30,
+                "the views split between the two",
+            )
+            split = pids(holders())
+            assert abs(split.count(first.pid) - split.count(second.pid)) <= 1
+            show = stack.submit(
+                "CreateShow",
+                show_id="split",
+                title="Split",
+                starts_at="2027-01-01T20:00:00Z",
+                seats=["A1"],
+                price_cents=1,
+            )
+        # The second stopped cleanly: its leases were given up, the first takes them.
+        wait_until(lambda: set(pids(holders())) == {first.pid}, 30, "projector-1 all again")
+    assert len(holders()) == len(split)
+    assert show.command.id
