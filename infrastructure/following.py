@@ -18,6 +18,7 @@ from eventsourcing.application import Application
 from eventsourcing.persistence import Notification, Tracking
 
 from application.retry import Backoff
+from infrastructure.lease import LeaseLostError
 from infrastructure.stall_log import StallLog
 from infrastructure.subscription import subscribe
 
@@ -75,6 +76,10 @@ def follow_until_stopped(
         started = time.monotonic()
         try:
             follow(app, follower, stop, applied)
+        except LeaseLostError as lost:
+            # Its lease's term is over (``stop`` is set with it): nothing to retry here.
+            logger.warning("%s stopped: %s", follower.name, lost)
+            stop.wait(retry_after)
         except Exception as error:  # every failure is retried, and logged
             pause = backoff.after_failure(time.monotonic() - started)
             if isinstance(error, EventNotAppliedError):
@@ -132,6 +137,8 @@ def follow(
             if batched is not None and len(notifications) > 1:
                 try:
                     batched([(_event(app, n), Tracking(app.name, n.id)) for n in notifications])
+                except LeaseLostError:
+                    raise
                 except Exception:  # noqa: BLE001 - one at a time, to name the event at fault
                     logger.warning(
                         "%s: a batch failed; applying it one event at a time", follower.name
@@ -161,6 +168,8 @@ def _one_by_one(
     for notification in notifications:
         try:
             follower.process_event(_event(app, notification), Tracking(app.name, notification.id))
+        except LeaseLostError:
+            raise  # not the event's fault: the follower's term is over
         except Exception as error:
             raise EventNotAppliedError(follower.name, notification.id, error) from error
         if applied is not None:

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Runs a command with a private PostgreSQL cluster and RabbitMQ node on loopback.
+# Runs a command with a private PostgreSQL cluster and RabbitMQ node on loopback (or on
+# TEST_SERVICES_HOST as well, an address of this host that others reach: the cluster
+# test runs this in a network namespace of its own).
 #
 # Usage: scripts/test-services.sh COMMAND [ARGS...]
 #
@@ -37,8 +39,9 @@ if (( ${#missing[@]} )); then
 fi
 PG_BIN=$(pg_bin)
 
+HOST=${TEST_SERVICES_HOST:-127.0.0.1}
 free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+    python3 -c "import socket; s = socket.socket(); s.bind(('$HOST', 0)); print(s.getsockname()[1])"
 }
 
 STATE=$(mktemp -d -t boxoffice-services.XXXXXX)
@@ -51,7 +54,7 @@ PG_PID=""
 RABBIT_PID=""
 
 export RABBITMQ_NODENAME=rabbit@localhost
-export RABBITMQ_NODE_IP_ADDRESS=127.0.0.1
+export RABBITMQ_NODE_IP_ADDRESS=$HOST
 export RABBITMQ_NODE_PORT=$AMQP_PORT
 export RABBITMQ_DIST_PORT=$DIST_PORT
 export RABBITMQ_MNESIA_BASE=$STATE/rabbit/mnesia
@@ -88,10 +91,15 @@ start_postgres() {
     # initdb refuses to run as root.
     runuser -u postgres -- "$PG_BIN/initdb" -D "$STATE/pg" -A trust -U postgres -E UTF8 >"$STATE/initdb.log" 2>&1 \
         || { cat "$STATE/initdb.log" >&2; return 1; }
+    local listen=127.0.0.1
+    if [[ "$HOST" != 127.0.0.1 ]]; then
+        listen="127.0.0.1,$HOST"
+        echo "host all all samenet trust" >>"$STATE/pg/pg_hba.conf"
+    fi
     local durability="-c fsync=off -c synchronous_commit=off"
     [[ "${TEST_PG_DURABLE:-}" == 1 ]] && durability=""
     runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$STATE/pg" -w -t 60 -l "$STATE/pg/server.log" \
-        -o "-h 127.0.0.1 -p $PG_PORT -k $STATE/pgsock -c max_connections=300 -c shared_preload_libraries=pg_stat_statements $durability" \
+        -o "-h $listen -p $PG_PORT -k $STATE/pgsock -c max_connections=300 -c shared_preload_libraries=pg_stat_statements $durability" \
         start >/dev/null || { cat "$STATE/pg/server.log" >&2; return 1; }
     PG_PID=$(head -n 1 "$STATE/pg/postmaster.pid")
     "$PG_BIN/createdb" -h 127.0.0.1 -p "$PG_PORT" -U postgres boxoffice_test
@@ -111,9 +119,9 @@ start_rabbitmq() {
 
 start_postgres
 start_rabbitmq
-export TEST_DATABASE_URL="postgresql://postgres@127.0.0.1:$PG_PORT/boxoffice_test"
-export TEST_BROKER_URL="amqp://guest:guest@127.0.0.1:$AMQP_PORT//"
+export TEST_DATABASE_URL="postgresql://postgres@$HOST:$PG_PORT/boxoffice_test"
+export TEST_BROKER_URL="amqp://guest:guest@$HOST:$AMQP_PORT//"
 # For tests that restart the servers themselves (make chaos): where they live.
 export TEST_SERVICES_STATE=$STATE TEST_PG_BIN=$PG_BIN TEST_RABBIT_BIN=$RABBIT_BIN
-log "PostgreSQL on 127.0.0.1:$PG_PORT, RabbitMQ on 127.0.0.1:$AMQP_PORT"
+log "PostgreSQL on $HOST:$PG_PORT, RabbitMQ on $HOST:$AMQP_PORT"
 "$@"
