@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: run test check lint typecheck lint-openapi pytest bench chaos audit clean
+.PHONY: run test check lint typecheck lint-openapi pytest bench chaos test-cluster audit clean
 
 $(INSTALLED): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -62,3 +62,11 @@ chaos: $(INSTALLED)
 	    $(BIN)/python -m tests.chaos.run --seed $$seed --transport $$transport \
 	      --reservations $(CHAOS_RESERVATIONS) --work var/chaos || exit 1; \
 	  done; done'
+
+# The service on seven hosts (network namespaces, as root): the active parts' host cut
+# off CLUSTER_CUTS times and a worker host killed, then the books and the take-overs.
+CLUSTER_RESERVATIONS ?= 400
+CLUSTER_CUTS ?= 5
+test-cluster: $(INSTALLED)
+	TEST_SERVICES_INSTALL_ONLY=1 scripts/test-services.sh
+	$(BIN)/python -m tests.cluster.run --reservations $(CLUSTER_RESERVATIONS) --cuts $(CLUSTER_CUTS)

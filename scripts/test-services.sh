@@ -38,6 +38,8 @@ if (( ${#missing[@]} )); then
     apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
 fi
 PG_BIN=$(pg_bin)
+# make test-cluster installs here, then starts the servers inside a namespace of its own.
+[[ "${TEST_SERVICES_INSTALL_ONLY:-}" == 1 ]] && exit 0
 
 HOST=${TEST_SERVICES_HOST:-127.0.0.1}
 free_port() {

@@ -45,11 +45,20 @@ class Host:
         return ["ip", "netns", "exec", self.name, *command]
 
 
+def _free_subnet() -> int:
+    """A ``10.<n>.0.0/24`` no interface of this host is on (another sandbox's, say)."""
+    used = subprocess.run(["ip", "-o", "addr"], capture_output=True, text=True).stdout
+    for n in range(100, 200):
+        if f" 10.{n}.0." not in used:
+            return n
+    raise RuntimeError("no free 10.x.0.0/24 for the sandbox")
+
+
 @dataclass
 class Sandbox:
-    """A bridge and its hosts, on ``10.<n>.0.0/24``."""
+    """A bridge and its hosts, on a ``10.<n>.0.0/24`` of their own."""
 
-    subnet: int = 77
+    subnet: int = field(default_factory=_free_subnet)
     tag: str = field(default_factory=lambda: uuid.uuid4().hex[:4])
     hosts: dict[str, Host] = field(default_factory=dict)
 

@@ -100,6 +100,7 @@ class LeaseMonitor:
                                 (acquired_at - before["expires_at"]).total_seconds(), 3
                             ),
                             "from_pid": int(before["holder"].rsplit(":", 2)[1]),
+                            "seen_at": time.monotonic(),
                         }
                     )
                 self._seen[name] = {"holder": holder, "token": token, "expires_at": expires_at}
@@ -208,9 +209,15 @@ class Cluster(Chaos):
         return PARTS_HOSTS[0]
 
     def schedule(self) -> list[tuple[str, str, float]]:
+        """The host cut-offs, a worker host lost, and ``make chaos``'s faults that fit
+        hosts: each single-active part's active process SIGKILLed (and started again,
+        as its host's service manager would), and the database host's network cut."""
         faults: list[tuple[str, str, float]] = [
             ("cut-active", "parts", 2 * LEASE_SECONDS + 2) for _ in range(self.cuts)
         ]
+        faults += [("kill-active", part, 0.0) for part in SINGLE_ACTIVE]
+        faults.append(("cut-host", "db", 5.0))
+        self.random.shuffle(faults)
         faults.insert(len(faults) // 2, ("kill-host", "worker-b", 0.0))
         return faults
 
@@ -222,6 +229,23 @@ class Cluster(Chaos):
             self.sandbox.cut(host)
             time.sleep(seconds)
             self.sandbox.restore(host)
+        elif kind == "kill-active":
+            lease = "relay" if target == "relay" else target
+            if target == "projector":
+                lease = "projection:command_registry"
+            holder = self.monitor.holder_of(lease) or ""
+            for host, part, process in list(self.processes):
+                if part == target and f":{process.pid}:" in holder and process.poll() is None:
+                    process.kill()
+                    process.wait()
+                    self.faults.append({"at": at, "fault": "kill", "target": f"{host}.{part}"})
+                    time.sleep(1.0)
+                    self.launch(host, part)
+        elif kind == "cut-host":
+            self.faults.append({"at": at, "fault": "cut", "target": target, "seconds": seconds})
+            self.sandbox.cut(target)
+            time.sleep(seconds)
+            self.sandbox.restore(target)
         elif kind == "kill-host":
             killed = self.sandbox.kill_all(target)
             self.faults.append({"at": at, "fault": "kill-host", "target": target, "pids": killed})
@@ -234,10 +258,11 @@ class Cluster(Chaos):
         report["balanced"] = not report["problems"]
         return report
 
-    def cut_pids(self) -> set[int]:
-        """The processes of the hosts that were cut off."""
+    def lost_pids(self) -> set[int]:
+        """The processes lost to a fault: on a parts host cut off, or killed."""
         cut = {f["target"] for f in self.faults if f["fault"] == "cut"}
-        return {p.pid for h, _, p in self.processes if h in cut}
+        pids = {p.pid for h, part, p in self.processes if h in cut and part in SINGLE_ACTIVE}
+        return pids | {p.pid for _, _, p in self.processes if p.returncode == -9}
 
     def streams(self, command_ids: list[str]) -> list[str]:
         """Each web host's SSE stream of a few commands ends at their terminal status."""
@@ -295,9 +320,11 @@ def run(plan: Plan, cuts: int, work: Path) -> dict[str, Any]:
         migrate(Settings(database_url=database_url))
         cluster = Cluster(plan, database_url, broker_url, work, sandbox, cuts)
         report = cluster.run()
-        cut = cluster.cut_pids()
-        after_cuts = [t for t in cluster.monitor.takeovers if t["from_pid"] in cut]
-        others = [t for t in cluster.monitor.takeovers if t["from_pid"] not in cut]
+        lost = cluster.lost_pids()
+        for takeover in cluster.monitor.takeovers:
+            takeover["seen_at"] = round(takeover["seen_at"] - cluster.began, 1)
+        after_cuts = [t for t in cluster.monitor.takeovers if t["from_pid"] in lost]
+        others = [t for t in cluster.monitor.takeovers if t["from_pid"] not in lost]
         times = [t["seconds"] for t in after_cuts]
         report["takeovers"] = {
             "count": len(times),
@@ -305,9 +332,11 @@ def run(plan: Plan, cuts: int, work: Path) -> dict[str, Any]:
             "max_seconds": max(times) if times else None,
             "lease_seconds": LEASE_SECONDS,
             "renew_seconds": LEASE_RENEW_SECONDS,
-            "after_cuts": after_cuts,
-            # Leases handed over on purpose: views given up to a projector that joined.
-            "handed_over": others,
+            # From a holder cut off or killed: the fail-overs the figures are about.
+            "after_losses": after_cuts,
+            # The others: views given up to a projector that joined, leases taken again
+            # after the database's host was cut off.
+            "others": others,
         }
         report["fenced_writes_refused"] = sum(
             log.read_text(errors="replace").count("nothing written")
