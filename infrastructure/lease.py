@@ -156,6 +156,7 @@ class Lease:
         self._db = LeaseConnection(conninfo, settings)
         self.term = threading.Event()
         self.given_up = False
+        self.given_up_at = 0.0
 
     def _execute(self, statement: str, **params: Any) -> dict[str, Any] | None:
         return self._db.execute(statement, name=self.name, **params)
@@ -223,7 +224,13 @@ class Lease:
         if not self.term.is_set():
             logger.info("lease %s given up by %s: %s", self.name, self.holder, why)
             self.given_up = True
+            self.given_up_at = time.monotonic()
         self.term.set()
+
+    def recently_given_up(self) -> bool:
+        """Whether this process gave the lease up to balance the shares lately (two
+        leases' time): long enough for the process it was meant for to take it."""
+        return self.given_up and time.monotonic() - self.given_up_at < 2 * self.settings.ttl
 
     def guard(self) -> None:
         """Raise :class:`LeaseLostError` unless the lease is held (checked locally): run

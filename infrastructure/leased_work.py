@@ -117,10 +117,14 @@ def run_leased(
     """Run ``work`` while ``lease`` is held, until ``stop``: wait (as a standby, saying
     who holds the lease) until it lapses, take it, run ``work`` with an event set when
     the lease is lost, given up or ``stop`` is set, and after that wait again. With
-    ``shares``, take it only while this process holds less than its share."""
+    ``shares``, a lease given up to balance them is taken again only while this process
+    holds less than its share."""
     waiting_for: str | None = None
     while not stop.is_set():
-        if shares is not None and not shares.may_take():
+        # A lease this process just gave up to balance the shares waits until its share
+        # allows it again; any lease another holder lost is taken at once (a fail-over
+        # is not held back to keep the shares even: the next balancing evens them).
+        if shares is not None and lease.recently_given_up() and not shares.may_take():
             stop.wait(lease.settings.renew_every)
             continue
         try:
