@@ -258,12 +258,6 @@ class Cluster(Chaos):
         report["balanced"] = not report["problems"]
         return report
 
-    def lost_pids(self) -> set[int]:
-        """The processes lost to a fault: on a parts host cut off, or killed."""
-        cut = {f["target"] for f in self.faults if f["fault"] == "cut"}
-        pids = {p.pid for h, part, p in self.processes if h in cut and part in SINGLE_ACTIVE}
-        return pids | {p.pid for _, _, p in self.processes if p.returncode == -9}
-
     def streams(self, command_ids: list[str]) -> list[str]:
         """Each web host's SSE stream of a few commands ends at their terminal status."""
         problems = []
@@ -286,6 +280,36 @@ class Cluster(Chaos):
             if not any(status in body for status in terminal):
                 problems.append(f"SSE of {command_id} on {web.name} ended without an outcome")
         return problems
+
+
+def takeover_figures(
+    takeovers: list[dict[str, Any]], faults: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """The take-overs that followed the loss of a holder (its host cut off, its process
+    killed), timed; apart from them, the leases taken again after the database's host
+    was cut off (every holder lost it at once) and those handed over to balance the
+    views. Each take-over belongs to the last fault before it."""
+    losses, others = [], []
+    for takeover in takeovers:
+        before = [f for f in faults if f["at"] <= takeover["seen_at"]]
+        cause = before[-1] if before else None
+        lost = cause is not None and (
+            cause["fault"] == "kill" or (cause["fault"] == "cut" and cause["target"] != "db")
+        )
+        if cause is not None and lost and takeover["from"] != takeover["to"]:
+            losses.append({**takeover, "after": f"{cause['fault']} {cause['target']}"})
+        else:
+            others.append(takeover)
+    times = [t["seconds"] for t in losses]
+    return {
+        "count": len(times),
+        "p50_seconds": statistics.median(times) if times else None,
+        "max_seconds": max(times) if times else None,
+        "lease_seconds": LEASE_SECONDS,
+        "renew_seconds": LEASE_RENEW_SECONDS,
+        "after_losses": losses,
+        "others": others,
+    }
 
 
 def run(plan: Plan, cuts: int, work: Path) -> dict[str, Any]:
@@ -320,27 +344,9 @@ def run(plan: Plan, cuts: int, work: Path) -> dict[str, Any]:
         migrate(Settings(database_url=database_url))
         cluster = Cluster(plan, database_url, broker_url, work, sandbox, cuts)
         report = cluster.run()
-        lost = cluster.lost_pids()
         for takeover in cluster.monitor.takeovers:
             takeover["seen_at"] = round(takeover["seen_at"] - cluster.began, 1)
-        # A holder taking its own lease again (after the database's host came back) is
-        # no fail-over; nor is a lease given up to balance the views.
-        moved = [t for t in cluster.monitor.takeovers if t["from"] != t["to"]]
-        after_cuts = [t for t in moved if t["from_pid"] in lost]
-        others = [t for t in cluster.monitor.takeovers if t not in after_cuts]
-        times = [t["seconds"] for t in after_cuts]
-        report["takeovers"] = {
-            "count": len(times),
-            "p50_seconds": statistics.median(times) if times else None,
-            "max_seconds": max(times) if times else None,
-            "lease_seconds": LEASE_SECONDS,
-            "renew_seconds": LEASE_RENEW_SECONDS,
-            # From a holder cut off or killed: the fail-overs the figures are about.
-            "after_losses": after_cuts,
-            # The others: views given up to a projector that joined, leases taken again
-            # after the database's host was cut off.
-            "others": others,
-        }
+        report["takeovers"] = takeover_figures(cluster.monitor.takeovers, cluster.faults)
         report["fenced_writes_refused"] = sum(
             log.read_text(errors="replace").count("nothing written")
             for log in work.glob("parts-*.log")
