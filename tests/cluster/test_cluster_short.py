@@ -31,7 +31,7 @@ def test_the_books_balance_and_standbys_take_over_when_the_active_host_is_cut(
         transport="amqp",
         outage_seconds=0,
         server_restarts=False,
-        fault_gap=2.0,
+        fault_gap=1.5,
     )
 
     report = run(plan, cuts=1, work=tmp_path)

@@ -15,6 +15,7 @@ import pytest
 
 from infrastructure.settings import Settings
 from interfaces.bootstrap import migrate
+from projections.views import PROJECTIONS
 from tests.conftest import fresh_database
 from tests.e2e.conftest import (
     READER_TOKEN,
@@ -47,12 +48,19 @@ def test_health_reports_the_event_store_and_the_broker(live: LiveService) -> Non
     answer = live.client().request("GET", "/health")
 
     assert answer.status == 200
+    leases = answer.body.pop("leases")
     assert answer.body == {
         "status": "ok",
         "event_store": {"reachable": True},
         "broker": {"reachable": True},
         "stalled": [],
     }
+    # Who holds each single-active part's lease (the parts may still be taking theirs).
+    parts = {"relay", "saga-runner", "projection:webhooks"}
+    views = {f"projection:{p.name}" for p in PROJECTIONS}
+    assert {lease["name"] for lease in leases} <= parts | views
+    assert all(lease["holder"].startswith(lease["name"] + "@") for lease in leases)
+    assert all(lease["token"] >= 1 and lease["age_seconds"] >= 0 for lease in leases)
 
 
 def test_prefer_wait_answers_201_with_the_resource_and_the_events_are_stored(
