@@ -275,11 +275,11 @@ class Container:
     def sweeper(self) -> StrandedCommandSweeper:
         """The sweeper that publishes again commands stranded past their lease."""
         datastore = self.app.recorder.datastore  # type: ignore[attr-defined]
-        catalog = view_on(datastore, CommandRegistryProjection.name, CommandRegistryView)
+        commands = view_on(datastore, CommandRegistryProjection.name, CommandRegistryView)
         return StrandedCommandSweeper(
             self.pipeline,
             CeleryCommandTransport(self.celery),
-            catalog.unfinished_since,
+            commands.unfinished_since,
             timedelta(seconds=self.settings.command_lease_seconds),
         )
 
@@ -321,7 +321,7 @@ def bootstrap(settings: Settings, application: BoxofficeApplication | None = Non
     """Build the service from ``settings``.
 
     ``application`` replaces the PostgreSQL event store, e.g. with the in-memory one in
-    unit tests. The modules of ``COMMAND_MODULES`` add their commands and sagas to the registry.
+    unit tests. The modules of ``COMMAND_MODULES`` add their commands and sagas to the catalog.
     """
     celery = build_celery(settings)
     catalog = build_catalog(settings.command_modules)
