@@ -25,7 +25,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import psycopg
 from eventsourcing.postgres import PostgresDatastore
@@ -62,6 +62,10 @@ RELEASE = (
 FENCE = (
     "SELECT token FROM leases WHERE name = %(name)s AND holder = %(holder)s "
     "AND token = %(token)s AND expires_at > clock_timestamp() FOR SHARE"
+)
+FENCE_POSITIONAL = (
+    "SELECT token FROM leases WHERE name = %s AND holder = %s AND token = %s "
+    "AND expires_at > clock_timestamp() FOR SHARE"
 )
 STATUS = (
     "SELECT name, holder, token, "
@@ -239,13 +243,21 @@ class Lease:
             self.lost("not renewed in time")
             raise LeaseLostError(f"{self.holder} no longer holds {self.name}")
 
+    def fence_condition(self) -> tuple[str, list[Any]]:
+        """:data:`FENCE` with positional parameters, for a write's own statement."""
+        return FENCE_POSITIONAL, [self.name, self.holder, self.token]
+
+    def refused(self) -> NoReturn:
+        """A write found the lease taken or lapsed: end the term, and raise."""
+        self.lost("a write found the lease taken or lapsed")
+        raise LeaseLostError(f"{self.holder} no longer holds {self.name}: nothing written")
+
     def fence(self, curs: psycopg.Cursor[DictRow]) -> None:
         """In a write's transaction: lock the lease row against a take-over until the
         write commits, and fail the write unless this holder's term is current."""
         curs.execute(FENCE, {"name": self.name, "holder": self.holder, "token": self.token})
         if curs.fetchone() is None:
-            self.lost("a write found the lease taken or lapsed")
-            raise LeaseLostError(f"{self.holder} no longer holds {self.name}: nothing written")
+            self.refused()
 
     def keep(self, stop: threading.Event) -> None:
         """Renew every ``renew_every`` s until ``stop`` or the term ends; a renewal

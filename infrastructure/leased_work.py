@@ -15,7 +15,7 @@ import logging
 import math
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 import psycopg
 from eventsourcing.persistence import Tracking
@@ -176,6 +176,26 @@ def _holder_of(lease: Lease) -> str:
         return lease.current_holder() or "(none)"
     except psycopg.Error:
         return "(unknown)"
+
+
+class LeaseFence:
+    """A lease as the views' ``Fence``: a check in a write's transaction, or in its
+    one statement."""
+
+    def __init__(self, lease: Lease) -> None:
+        self.lease = lease
+
+    def __call__(self, curs: psycopg.Cursor[DictRow]) -> None:
+        """Check in ``curs``'s transaction."""
+        self.lease.fence(curs)
+
+    def condition(self) -> tuple[str, list[Any]]:
+        """The check, for a write's own statement."""
+        return self.lease.fence_condition()
+
+    def refused(self) -> NoReturn:
+        """The check found no row: nothing was written."""
+        self.lease.refused()
 
 
 class FencedTrackingRecorder(PostgresTrackingRecorder):

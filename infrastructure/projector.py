@@ -16,7 +16,7 @@ from eventsourcing.application import Application
 
 from infrastructure.following import Follower, follow_until_stopped
 from infrastructure.lease import Lease
-from infrastructure.leased_work import Guarded, Shares, run_leased
+from infrastructure.leased_work import Guarded, LeaseFence, Shares, run_leased
 from infrastructure.stall_log import StallLog
 
 
@@ -64,7 +64,7 @@ class Projector:
         lease = self.lease_for(f"projection:{projection.name}")
 
         def work(term: threading.Event) -> None:
-            projection.view.fence = lease.fence
+            projection.view.fence = LeaseFence(lease)
             guarded = Guarded(projection, lease)
             follow_until_stopped(self.app, guarded, term, retry_after, stalls=self.stalls)
 

@@ -11,10 +11,9 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from collections.abc import Callable
 from contextlib import nullcontext
 from functools import cached_property
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, NoReturn, Protocol
 from uuid import UUID
 
 import psycopg
@@ -89,14 +88,33 @@ class Documents(Protocol):
         ...
 
 
+class Fence(Protocol):
+    """A lease's check inside a view's write (``infrastructure.leased_work.LeaseFence``):
+    the write commits only while the lease is this holder's, and a take-over waits for
+    it to commit."""
+
+    def __call__(self, curs: Cursor[DictRow]) -> None:
+        """Check in ``curs``'s transaction; raise if the lease is not held."""
+        ...
+
+    def condition(self) -> tuple[str, list[Any]]:
+        """A ``SELECT`` with ``FOR SHARE`` that returns a row only while the lease is
+        held, and its parameters, for a write that checks in its own statement."""
+        ...
+
+    def refused(self) -> NoReturn:
+        """Raise for a write whose :meth:`condition` found no row (nothing written)."""
+        ...
+
+
 class DocumentView(PostgresTrackingRecorder):
     """A table of one JSON document per aggregate, plus indexed columns for queries."""
 
     table: ClassVar[str]
     columns: ClassVar[dict[str, str]] = {}
-    # Run first in every write's transaction when the view is written under a lease
-    # (infrastructure/lease.py): it fails the write of a holder that lost it.
-    fence: Callable[[Cursor[DictRow]], None] | None = None
+    # When the view is written under a lease (infrastructure/lease.py): every write
+    # checks it, and fails for a holder that lost it.
+    fence: Fence | None = None
 
     def __init__(self, datastore: PostgresDatastore, **kwargs: Any) -> None:
         super().__init__(datastore, **kwargs)
@@ -174,19 +192,22 @@ class DocumentView(PostgresTrackingRecorder):
         columns = [list(column) for column in zip(*records, strict=True)] or [
             [] for _ in self._kinds
         ]
-        fenced = self.fence is not None
+        fence = self.fence
+        params = [tracking.application_name, tracking.notification_id, *columns]
+        statement = self._write_statement
+        if fence is not None:
+            # The lease's check in the same statement: still one round trip.
+            condition, held_params = fence.condition()
+            statement = self._fenced_write_statement(condition)
+            params = [*held_params, *params]
         with (
-            conn.transaction() if fenced or not conn.autocommit else nullcontext(),
+            nullcontext() if conn.autocommit else conn.transaction(),
             conn.cursor() as curs,
         ):
-            if self.fence is not None:
-                self.fence(curs)
-            curs.execute(
-                self._write_statement,
-                [tracking.application_name, tracking.notification_id, *columns],
-                prepare=True,
-            )
+            curs.execute(statement, params, prepare=True)
             moved = curs.fetchone()
+        if fence is not None and (moved is None or not moved["held"]):
+            fence.refused()
         if moved is None or not moved["moved"]:
             msg = f"{self.table} is not behind {tracking.notification_id}: nothing written"
             raise IntegrityError(msg)
@@ -227,23 +248,47 @@ class DocumentView(PostgresTrackingRecorder):
             SQL("VALUES ({0})").format(SQL(", ").join(SQL("%s") for _ in self._kinds))
         )
 
+    def _fenced_write_statement(self, condition: str) -> Composed:
+        """:attr:`_write_statement` that moves the position only while ``condition``
+        (a lease's row, locked ``FOR SHARE`` until the commit) holds, and says whether
+        it did (``held``)."""
+        cached = self._fenced.get(condition)
+        if cached is None:
+            cached = self._write(
+                SQL("WITH fence AS (" + condition + "), "),
+                SQL("SELECT %s::text, %s::bigint WHERE EXISTS (SELECT FROM fence)"),
+                SQL(", EXISTS (SELECT FROM fence) AS held"),
+            )
+            self._fenced[condition] = cached
+        return cached
+
+    @cached_property
+    def _fenced(self) -> dict[str, Composed]:
+        return {}
+
     @cached_property
     def _write_statement(self) -> Composed:
         """The position's move and the rows' upsert in one statement: the rows' columns
         come as arrays, one parameter each, so the statement is the same for any batch
         and is prepared once per connection. Binary, since a text array's dumper
         escapes each value with a regular expression."""
+        return self._write(SQL("WITH "), SQL("VALUES (%s, %s)"), SQL(""))
+
+    def _write(self, head: SQL, position: SQL, tail: SQL) -> Composed:
         arrays = SQL(", ").join(SQL("%b::" + kind + "[]") for kind in self._kinds.values())
         return SQL(
-            "WITH moved AS ("
-            "INSERT INTO {schema}.{tracking} VALUES (%s, %s) "
+            "{head}moved AS ("
+            "INSERT INTO {schema}.{tracking} {position} "
             "ON CONFLICT (application_name) DO UPDATE "
             "SET notification_id = EXCLUDED.notification_id "
             "WHERE {schema}.{tracking}.notification_id < EXCLUDED.notification_id "
             "RETURNING notification_id), "
             "written AS ({upsert}) "
-            "SELECT EXISTS (SELECT FROM moved) AS moved"
+            "SELECT EXISTS (SELECT FROM moved) AS moved{tail}"
         ).format(
+            head=head,
+            position=position,
+            tail=tail,
             schema=Identifier(self.datastore.schema),
             tracking=Identifier(self.tracking_table_name),
             upsert=self._upsert(

@@ -22,7 +22,7 @@ import pytest
 from eventsourcing.persistence import Tracking
 
 from application.event_log import BoxofficeApplication
-from infrastructure.event_store import build_tracker
+from infrastructure.event_store import build_tracker, build_view
 from infrastructure.lease import (
     Lease,
     LeaseLostError,
@@ -30,9 +30,10 @@ from infrastructure.lease import (
     holder_name,
     lease_status,
 )
-from infrastructure.leased_work import run_leased
+from infrastructure.leased_work import LeaseFence, run_leased
 from infrastructure.settings import Settings
 from interfaces.http import create_app
+from projections.shows import ShowsView
 from tests.integration.conftest import Stack
 from tests.support.commands import Tally
 from tests.support.processes import ROOT, running, wait_until
@@ -322,3 +323,33 @@ def test_two_projectors_split_the_views_and_one_takes_them_all_when_the_other_go
         wait_until(lambda: set(pids(holders())) == {first.pid}, 30, "projector-1 all again")
     assert len(holders()) == len(split)
     assert show.command.id
+
+
+def test_a_view_s_batch_is_written_in_one_statement_only_while_its_lease_is_held(
+    settings: Settings,
+) -> None:
+    old, successor = (
+        lease(settings, "projection:shows", "old"),
+        lease(settings, "projection:shows", "new"),
+    )
+    view = build_view(settings, "shows", ShowsView)
+    key = uuid.uuid4()
+    document = {"show_id": "fenced"}
+    values = dict.fromkeys(ShowsView.columns)
+    try:
+        assert old.try_acquire()
+        view.fence = LeaseFence(old)
+        view.upsert_many({key: (document, values, 1)}, Tracking(BoxofficeApplication.name, 1))
+
+        lapse(settings, "projection:shows")
+        assert successor.try_acquire()
+
+        with pytest.raises(LeaseLostError):
+            view.upsert_many({key: (document, values, 2)}, Tracking(BoxofficeApplication.name, 2))
+        assert view.max_tracking_id(BoxofficeApplication.name) == 1
+        assert view.get(key) == {**document, "position": 1}
+        assert old.term.is_set()
+    finally:
+        view.datastore.close()
+        old.close()
+        successor.close()
