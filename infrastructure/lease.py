@@ -59,11 +59,9 @@ RELEASE = (
     "UPDATE leases SET expires_at = clock_timestamp() "
     "WHERE name = %(name)s AND holder = %(holder)s AND token = %(token)s"
 )
+# In a write's transaction, or inside its own statement: a row only while the lease is
+# this holder's term, locked against a take-over until the write commits.
 FENCE = (
-    "SELECT token FROM leases WHERE name = %(name)s AND holder = %(holder)s "
-    "AND token = %(token)s AND expires_at > clock_timestamp() FOR SHARE"
-)
-FENCE_POSITIONAL = (
     "SELECT token FROM leases WHERE name = %s AND holder = %s AND token = %s "
     "AND expires_at > clock_timestamp() FOR SHARE"
 )
@@ -244,8 +242,8 @@ class Lease:
             raise LeaseLostError(f"{self.holder} no longer holds {self.name}")
 
     def fence_condition(self) -> tuple[str, list[Any]]:
-        """:data:`FENCE` with positional parameters, for a write's own statement."""
-        return FENCE_POSITIONAL, [self.name, self.holder, self.token]
+        """:data:`FENCE` and its parameters, for a write's own statement."""
+        return FENCE, [self.name, self.holder, self.token]
 
     def refused(self) -> NoReturn:
         """A write found the lease taken or lapsed: end the term, and raise."""
@@ -255,7 +253,7 @@ class Lease:
     def fence(self, curs: psycopg.Cursor[DictRow]) -> None:
         """In a write's transaction: lock the lease row against a take-over until the
         write commits, and fail the write unless this holder's term is current."""
-        curs.execute(FENCE, {"name": self.name, "holder": self.holder, "token": self.token})
+        curs.execute(*self.fence_condition())
         if curs.fetchone() is None:
             self.refused()
 

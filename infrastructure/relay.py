@@ -10,7 +10,6 @@ publishes those messages again, which the workers recognise as duplicates.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,7 +19,6 @@ from eventsourcing.utils import get_topic
 
 from application.command import Command
 from application.ports import CommandTransport
-from infrastructure.following import follow_until_stopped
 from infrastructure.stall_log import StallLog
 
 logger = logging.getLogger(__name__)
@@ -49,10 +47,6 @@ class OutboxRelay:
     def event_topics() -> tuple[str, ...]:
         """The events that call for a message."""
         return tuple(get_topic(cls) for cls in PUBLISHED)
-
-    def run(self, stop: threading.Event) -> None:
-        """Publish until ``stop`` is set, resuming after any outage of the store or broker."""
-        follow_until_stopped(self.app, self, stop, stalls=self.stalls)
 
     def process_event(self, domain_event: Any, tracking: Tracking) -> None:
         """Publish, then advance the relay's position."""
