@@ -67,6 +67,10 @@ class ViewPositions(Protocol):
         """The position of the last event view ``name`` applied (0 for none)."""
         ...
 
+    def segment_positions(self, name: str) -> dict[str, int | None]:
+        """The position of each segment (``#0/2``) of a view split into segments."""
+        ...
+
     def pending(self, name: str, upto: int, limit: int) -> int:
         """How many events of the view's topics up to ``upto`` it has yet to apply,
         counted up to ``limit``."""

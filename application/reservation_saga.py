@@ -61,6 +61,15 @@ class ReservationSagaSlice(SagaSlice[ReservationSaga]):
     def subject_of(self, saga: ReservationSaga) -> str:
         return saga.reservation_id
 
+    def key_of(self, event: Any, source: Callable[[], Any]) -> UUID:
+        # A saga decides on its reservation's events and on its failed reserves: both
+        # go by the reservation (a show's cancellation issues commands of no saga).
+        if isinstance(event, Command.CommandFailed):
+            reservation_id = source().payload.get("reservation_id")
+            if isinstance(reservation_id, str):
+                return Reservation.create_id(reservation_id)
+        return super().key_of(event, source)
+
     def inputs_of(self, saga: ReservationSaga) -> Sequence[UUID]:
         return [Reservation.create_id(saga.reservation_id)]
 

@@ -9,6 +9,13 @@ step taken (the saga's guards) or the commands already issued (their ids derive 
 the saga and the step), and changes nothing.
 
 It also fires deadlines: the sagas whose deadline has passed (``due``) are told so.
+
+Split into segments (:mod:`application.segment`), each runner takes the events whose
+slice's key (:meth:`~application.saga_slice.SagaSlice.key_of`) falls in its segment, and
+the deadlines of the sagas whose id does. A decision that finds its saga changed since
+it was loaded (a deadline fired by another segment, by this runner's deadline thread)
+is taken again on the saga as it now is: optimistic concurrency on the saga, not the
+timing of the two, keeps both decisions.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from application.command import Command
 from application.pipeline import CommandPipeline
 from application.ports import Services
 from application.saga_slice import SagaSlice
+from application.segment import WHOLE, Segment
 from application.submission import Submission, command_id_of
 from application.unit_of_work import find_aggregate
 from domain.saga import Saga
@@ -35,6 +43,12 @@ from domain.saga import Saga
 logger = logging.getLogger(__name__)
 # Who submits the commands sagas issue, in the registry and in their ids.
 SAGA_CLIENT = "saga"
+# A decision is taken again this many times at most when its saga keeps changing under it.
+CONFLICT_RETRIES = 10
+
+
+class SagaConflictError(Exception):
+    """Raised when a saga changed under each of :data:`CONFLICT_RETRIES` decisions."""
 
 
 def event_class(aggregate: type[Aggregate], name: str) -> type[Aggregate.Event]:
@@ -94,8 +108,11 @@ class SagaRunner:
         due: Callable[[datetime], Iterable[UUID]] = lambda now: (),
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         services: Services | None = None,
+        segment: Segment = WHOLE,
     ) -> None:
         self.view = view
+        self.segment = segment
+        self.name = type(self).name + segment.label
         self._services = services
         self.store = store
         self.pipeline = pipeline
@@ -131,7 +148,18 @@ class SagaRunner:
         ]
         if not chosen:
             return
-        source: Any = self.store.get(event.originator_id, version=event.originator_version)
+        loaded: list[Any] = []
+
+        def source_of() -> Any:
+            if not loaded:
+                loaded.append(self.store.get(event.originator_id, version=event.originator_version))
+            return loaded[0]
+
+        if self.segment.count > 1:
+            chosen = [s for s in chosen if self.segment.owns(s.key_of(event, source_of))]
+            if not chosen:
+                return
+        source = source_of()
         if failure:
             chosen = [s for s in chosen if source.command_type in s.failed_commands]
         for found in chosen:
@@ -159,18 +187,29 @@ class SagaRunner:
         """Record ``saga``, new, unless a saga with its id exists."""
         if self._saga(saga.id) is not None:
             return 0
-        return self._record(saga, cause)
+        try:
+            return self._record(saga, cause)
+        except IntegrityError:
+            logger.info("saga %s: started already (on %s)", saga.id, cause)
+            return 0
 
     def decide(self, saga_id: UUID, cause: str, decide: Callable[[Any], None]) -> int:
         """Let saga ``saga_id`` decide and record the decision; 1 if it decided."""
-        saga = self._saga(saga_id)
-        if saga is None:
-            return 0
-        version = saga.version
-        decide(saga)
-        if saga.version == version:
-            return 0  # the step was taken already: a redelivered event
-        return self._record(saga, cause)
+        for _ in range(CONFLICT_RETRIES):
+            saga = self._saga(saga_id)
+            if saga is None:
+                return 0
+            version = saga.version
+            decide(saga)
+            if saga.version == version:
+                return 0  # the step was taken already: a redelivered event
+            try:
+                return self._record(saga, cause)
+            except IntegrityError:
+                # Recorded by another decision since it was loaded: decide again on what
+                # it is now (its guards find the step taken, if it was this one).
+                logger.info("saga %s changed while deciding on %s: deciding again", saga_id, cause)
+        raise SagaConflictError(f"saga {saga_id} changed under {CONFLICT_RETRIES} decisions")
 
     def issue(
         self, command_type: str, key: str, payload: dict[str, Any], cause: str, owner: str | None
@@ -186,13 +225,19 @@ class SagaRunner:
     def fire_deadlines(self) -> int:
         """Tell the sagas whose deadline has passed; returns how many decided."""
         now = self.clock()
-        return sum(self.deadline_reached(saga_id, now) for saga_id in self.due(now))
+        return sum(
+            self.deadline_reached(saga_id, now)
+            for saga_id in self.due(now)
+            if self.segment.owns(saga_id)
+        )
 
     def deadline_reached(self, saga_id: UUID, now: datetime) -> int:
         """Tell saga ``saga_id`` that it is ``now``; 1 if it decided."""
         return self.decide(saga_id, f"deadline:{now.isoformat()}", lambda s: s.deadline_passed(now))
 
     def _record(self, saga: Saga, cause: str) -> int:
+        """Save ``saga``'s decision with the commands it issues; raises
+        :class:`IntegrityError` when the saga changed since it was loaded."""
         if self.store.dry_run:
             # The decision names its commands: checking their payloads is all a dry
             # run needs (an invalid one fails here as it would when issued).
@@ -204,11 +249,7 @@ class SagaRunner:
                 saga_command(self.pipeline, saga, c["type"], c["key"], c["payload"], cause)
                 for c in saga.issued
             ]
-        try:
-            self.store.save(saga, *commands)
-        except IntegrityError:
-            logger.info("saga %s: decision on %s was recorded already", saga.id, cause)
-            return 0
+        self.store.save(saga, *commands)
         return 1
 
     def _saga(self, saga_id: UUID) -> Saga | None:

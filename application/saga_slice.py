@@ -93,6 +93,14 @@ class SagaSlice(ABC, Generic[S]):
         found: UUID = self.saga_class.create_id(subject)
         return found
 
+    def key_of(self, event: Any, source: Callable[[], Any]) -> UUID:
+        """The id by which a saga runner split into segments (SAGA_SEGMENTS) gives
+        ``event`` to one of them: every event one saga decides on must give the same
+        key, so that its decisions are taken in the order of the log. The event's
+        aggregate by default; ``source()`` loads the aggregate that recorded it."""
+        key: UUID = event.originator_id
+        return key
+
     @abstractmethod
     def subject_of(self, saga: S) -> str:
         """The key ``saga`` was started for."""

@@ -18,6 +18,7 @@ from eventsourcing.application import Application
 from eventsourcing.persistence import Notification, Tracking
 
 from application.retry import Backoff
+from application.segment import WHOLE
 from infrastructure.lease import LeaseLostError
 from infrastructure.stall_log import StallLog
 from infrastructure.subscription import subscribe
@@ -119,7 +120,10 @@ def follow(
     so the error names the event at fault. ``applied`` is called with the position of
     each event, or the last of each batch, once the follower has taken it.
     """
-    gt = follower.view.max_tracking_id(app.name)
+    # A follower split into segments keeps each segment's position under its own name.
+    name = getattr(follower, "segment", WHOLE).tracking_name(app.name)
+    resume_from = getattr(follower.view, "resume_from", follower.view.max_tracking_id)
+    gt = resume_from(name)
     logger.info("%s following from %s", follower.name, gt or 0)
     with subscribe(app.recorder, gt, follower.event_topics()) as subscription:
 
@@ -136,19 +140,19 @@ def follow(
                 return
             if batched is not None and len(notifications) > 1:
                 try:
-                    batched([(_event(app, n), Tracking(app.name, n.id)) for n in notifications])
+                    batched([(_event(app, n), Tracking(name, n.id)) for n in notifications])
                 except LeaseLostError:
                     raise
                 except Exception:  # noqa: BLE001 - one at a time, to name the event at fault
                     logger.warning(
                         "%s: a batch failed; applying it one event at a time", follower.name
                     )
-                    _one_by_one(app, follower, notifications, applied)
+                    _one_by_one(app, follower, name, notifications, applied)
                 else:
                     if applied is not None:
                         applied(notifications[-1].id)
             else:
-                _one_by_one(app, follower, notifications, applied)
+                _one_by_one(app, follower, name, notifications, applied)
 
 
 # The most events a batch-capable follower (a projection) applies in one transaction.
@@ -162,12 +166,13 @@ def _event(app: Application[Any], notification: Notification) -> Any:
 def _one_by_one(
     app: Application[Any],
     follower: Follower,
+    name: str,
     notifications: list[Notification],
     applied: Callable[[int], None] | None,
 ) -> None:
     for notification in notifications:
         try:
-            follower.process_event(_event(app, notification), Tracking(app.name, notification.id))
+            follower.process_event(_event(app, notification), Tracking(name, notification.id))
         except LeaseLostError:
             raise  # not the event's fault: the follower's term is over
         except Exception as error:

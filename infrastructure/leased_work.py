@@ -19,10 +19,11 @@ from typing import Any, NoReturn
 
 import psycopg
 from eventsourcing.persistence import Tracking
-from eventsourcing.postgres import PostgresTrackingRecorder
 from psycopg.rows import DictRow
 
+from application.segment import WHOLE
 from infrastructure.lease import Lease, LeaseConnection, LeaseSettings
+from projections.document_view import SegmentedTracking
 
 logger = logging.getLogger(__name__)
 
@@ -198,7 +199,7 @@ class LeaseFence:
         self.lease.refused()
 
 
-class FencedTrackingRecorder(PostgresTrackingRecorder):
+class FencedTrackingRecorder(SegmentedTracking):
     """A tracking recorder whose position writes are fenced by ``fence``, when set."""
 
     fence: Callable[[psycopg.Cursor[DictRow]], None] | None = None
@@ -217,6 +218,7 @@ class Guarded:
         self.lease = lease
         self.name = follower.name
         self.view = follower.view
+        self.segment = getattr(follower, "segment", WHOLE)
         if hasattr(follower, "process_events"):
             self.process_events = self._process_events
 

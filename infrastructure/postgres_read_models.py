@@ -39,6 +39,8 @@ class PostgresReadModels(ReadModels):
         if not isinstance(recorder, TransactionOrderedRecorder):
             return
         for name, view in views.items():
+            # The view's position: its row's, or the lowest of its segments'.
+            position, position_params = view.position_subquery(app.name)
             column = (
                 # Topic by topic, each one step along the (topic, notification_id)
                 # index: however far back the view's last event lies. The bounds are
@@ -50,19 +52,17 @@ class PostgresReadModels(ReadModels):
                 SQL(
                     "(SELECT min(f.id) FROM unnest(%s::text[]) AS t(topic), LATERAL ("
                     "SELECT e.notification_id AS id FROM {schema}.{events} e "
-                    "WHERE (e.topic, e.notification_id) > (t.topic, COALESCE(("
-                    "SELECT max(notification_id) FROM {schema}.{tracking} "
-                    "WHERE application_name = %s), 0)) "
+                    "WHERE (e.topic, e.notification_id) > (t.topic, COALESCE({position}, 0)) "
                     "AND (e.topic, e.notification_id) < (t.topic, {horizon}) "
                     "ORDER BY e.topic, e.notification_id LIMIT 1) f)"
                 ).format(
                     schema=Identifier(recorder.datastore.schema),
                     events=Identifier(recorder.events_table_name),
-                    tracking=Identifier(view.tracking_table_name),
+                    position=position,
                     horizon=HORIZON,
                 )
             )
-            self._columns[name] = (column, [list(self.topics[name]), app.name])
+            self._columns[name] = (column, [list(self.topics[name]), *position_params])
 
     def frontiers(self, names: Sequence[str]) -> dict[str, int | None]:
         """The first event each view of ``names`` has yet to apply (None: none), all

@@ -59,7 +59,9 @@ class ProjectionRebuild:
     """Rebuilds ``projection``'s view into a shadow table; ``projection`` may be a changed
     class with the same ``name`` and view (what a fix to the projection deploys)."""
 
-    def __init__(self, app: Application[Any], projection: type[DocumentProjection]) -> None:
+    def __init__(
+        self, app: Application[Any], projection: type[DocumentProjection], segments: int = 1
+    ) -> None:
         self.app = app
         self.projection = projection
         datastore = getattr(app.recorder, "datastore", None)
@@ -76,6 +78,8 @@ class ProjectionRebuild:
             datastore=datastore, tracking_table_name=self.shadow_tracking
         )
         self.live: DocumentView = live(datastore=datastore, tracking_table_name=self.live_tracking)
+        # The live view's projector may split it (VIEW_SEGMENTS); the rebuild applies it whole.
+        self.live.segments = segments
         self.applier = projection(self.shadow, app.repository)
 
     def head(self) -> int:
@@ -132,7 +136,7 @@ class ProjectionRebuild:
 
     def live_position(self) -> int:
         """How far the live view has applied the log."""
-        return self.live.max_tracking_id(self.app.name) or 0
+        return self.live.view_position(self.app.name) or 0
 
     def await_live(self, position: int, timeout: float) -> bool:
         """Wait up to ``timeout`` s for the live view to reach ``position``."""
@@ -192,15 +196,24 @@ class ProjectionRebuild:
                     tracking=Identifier(self.live_tracking),
                 )
             )
+            # The furthest of the live view's followers (the view whole, or each of its
+            # segments): the shadow applies every event up to it, and takes over their
+            # positions, so that each resumes where it was; a segment behind it applies
+            # again a few events of its own, which changes none of their rows.
+            names = {
+                "schema": Identifier(self.datastore.schema),
+                "live": Identifier(self.live_tracking),
+                "shadow": Identifier(self.shadow_tracking),
+            }
+            prefix = self.app.name + "#"
+            followers = SQL(
+                "WHERE application_name = %(name)s OR left(application_name, %(n)s) = %(prefix)s"
+            )
+            params = {"name": self.app.name, "n": len(prefix), "prefix": prefix}
             curs.execute(
-                SQL(
-                    "SELECT max(notification_id) AS p FROM {schema}.{tracking} "
-                    "WHERE application_name = %s"
-                ).format(
-                    schema=Identifier(self.datastore.schema),
-                    tracking=Identifier(self.live_tracking),
-                ),
-                (self.app.name,),
+                SQL("SELECT max(notification_id) AS p FROM {schema}.{live} ").format(**names)
+                + followers,
+                params,
             )
             row = curs.fetchone()
             position = int(row["p"]) if row and row["p"] is not None else 0
@@ -211,6 +224,15 @@ class ProjectionRebuild:
                     f"({self.position()}): is its projector running?"
                 )
             self.catch_up(position, progress=lambda n: None)
+            curs.execute(
+                SQL("INSERT INTO {schema}.{shadow} SELECT * FROM {schema}.{live} ").format(**names)
+                + followers
+                + SQL(
+                    " ON CONFLICT (application_name) DO UPDATE "
+                    "SET notification_id = EXCLUDED.notification_id"
+                ),
+                params,
+            )
             self._drop_in(
                 curs, self.live_table + PREVIOUS, f"{self.projection.name}{PREVIOUS}_tracking"
             )

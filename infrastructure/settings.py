@@ -72,6 +72,9 @@ class DatabaseUrl:
 SCOPES = ("commands:write", "commands:read", "admin")
 # Names the service gives its own submitters; no API key may take one.
 RESERVED_CLIENTS = frozenset({"saga", "anonymous"})
+# Segments of a view or of the saga runner: each costs a reader of the whole log (and
+# its connections), so past a few there is nothing to gain on one database.
+MAX_SEGMENTS = 16
 KEY_ENTRY = re.compile(r"([A-Za-z0-9][A-Za-z0-9._-]{0,63})\s+(\S+)\s+sha256:([0-9a-f]{64})")
 
 
@@ -174,6 +177,10 @@ class Settings:
     # renewed, and looked at by a standby, this often.
     part_lease_seconds: float = 5.0
     part_lease_renew_seconds: float = 1.0
+    # Each view, and the saga runner, split into this many segments by aggregate (saga)
+    # id, each under a lease of its own, so that several processes share the work.
+    view_segments: int = 1
+    saga_segments: int = 1
 
     @property
     def embedded_database(self) -> bool:
@@ -227,6 +234,12 @@ class Settings:
             value = int(raw)
             if value < 1:
                 raise ValueError("must be a whole number of at least 1")
+            return value
+
+        def segments(raw: str) -> int:
+            value = int(raw)
+            if not 1 <= value <= MAX_SEGMENTS:
+                raise ValueError(f"must be a whole number from 1 to {MAX_SEGMENTS}")
             return value
 
         def non_negative_float(raw: str) -> float:
@@ -363,6 +376,8 @@ class Settings:
                 "PART_LEASE_RENEW_SECONDS", positive_float, defaults.part_lease_renew_seconds
             ),
             streams_per_client=get("STREAMS_PER_CLIENT", positive_int, defaults.streams_per_client),
+            view_segments=get("VIEW_SEGMENTS", segments, defaults.view_segments),
+            saga_segments=get("SAGA_SEGMENTS", segments, defaults.saga_segments),
         )
         if settings.part_lease_renew_seconds * 2 > settings.part_lease_seconds:
             problems.append(

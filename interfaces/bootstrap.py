@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 from celery import Celery
@@ -24,6 +24,7 @@ from application.pipeline import CommandPipeline
 from application.ports import CallbackPolicy, Services
 from application.retry import RetryPolicy
 from application.saga_runner import ApplicationStore, SagaRunner
+from application.segment import WHOLE, Segment
 from application.slices import build_catalog
 from application.sweeper import StrandedCommandSweeper
 from infrastructure import schema
@@ -60,10 +61,12 @@ from projections.command_registry import (
     present_command,
 )
 from projections.document_projection import DocumentProjection
+from projections.document_view import DocumentView
 from projections.read_models import InMemoryReadModels, ReadModels
 from projections.sagas import SagasProjection, SagasView, get_saga
 from projections.views import PROJECTIONS
 
+TD = TypeVar("TD", bound=DocumentView)
 # Webhook deliveries in flight at once (at most two per destination).
 WEBHOOK_THREADS = 8
 
@@ -116,15 +119,27 @@ class Container:
                 )
             return self._services
 
-    def saga_runner(self) -> SagaRunner:
-        """The saga runner; deadlines come from the sagas read model."""
+    def saga_runner(self, segment: Segment = WHOLE) -> SagaRunner:
+        """The saga runner (of ``segment``); deadlines come from the sagas read model."""
         sagas = build_view(self.settings, SagasProjection.name, SagasView)
+        tracker = build_tracker(self.settings, SagaRunner.name)
+        tracker.segments = segment.count
         return SagaRunner(
-            build_tracker(self.settings, SagaRunner.name),
+            tracker,
             ApplicationStore(self.app),
             self.pipeline,
             self.catalog.sagas,
             due=sagas.due,
+            segment=segment,
+        )
+
+    def shares(self, part: str, total: int) -> Shares | None:
+        """The shares of ``part``'s ``total`` leases among the processes running it
+        (None for a part of one lease, which one process holds and others wait for)."""
+        if total == 1:
+            return None
+        return Shares(
+            self.settings.database.url(), part, holder_name(part), total, self._lease_settings
         )
 
     @property
@@ -146,7 +161,10 @@ class Container:
                     PostgresReadModels(
                         self.app,
                         PROJECTIONS,
-                        {p.name: view_on(datastore, p.name, p.view_class) for p in PROJECTIONS},
+                        {
+                            p.name: self._view(view_on(datastore, p.name, p.view_class))
+                            for p in PROJECTIONS
+                        },
                         ViewProgressListener(datastore),
                     )
                     if datastore is not None
@@ -173,7 +191,7 @@ class Container:
         )
 
     def _rebuilding(self, projection: type[DocumentProjection]) -> ProjectionRebuild:
-        return ProjectionRebuild(self.app, projection)
+        return ProjectionRebuild(self.app, projection, self.settings.view_segments)
 
     def position_of(self, aggregate_id: UUID) -> int | None:
         """The event-log position of ``aggregate_id``'s latest event (PostgreSQL only)."""
@@ -186,12 +204,17 @@ class Container:
         """
         # Each follower's subscription keeps a connection for LISTEN and needs another
         # for its reads: the projector's own application has a pool sized for that.
-        count = len(PROJECTIONS) + (1 if self.settings.webhook_secret else 0)
+        segments = Segment.all(self.settings.view_segments)
+        count = len(PROJECTIONS) * len(segments) + (1 if self.settings.webhook_secret else 0)
         app = build_application(
             replace(self.settings, db_pool_size=2 * count + 1, db_max_overflow=2)
         )
+        # One follower per view and segment, each with its own view object: its lease
+        # fences its writes, its pool is its own.
         followers: list[Follower] = [
-            p(build_view(self.settings, p.name, p.view_class), app.repository) for p in PROJECTIONS
+            p(self._view(build_view(self.settings, p.name, p.view_class)), app.repository, segment)
+            for p in PROJECTIONS
+            for segment in segments
         ]
         loops: list[Callable[[threading.Event], None]] = []
         if self.settings.webhook_secret:
@@ -199,14 +222,13 @@ class Container:
             followers.append(WebhookDispatcher(outbox, app.repository))
             loops.append(self.webhook_sender().run)
         stalls = StallLog(app.recorder.datastore)  # type: ignore[attr-defined]
-        shares = Shares(
-            self.settings.database.url(),
-            "projector",
-            holder_name("projector"),
-            len(followers),
-            self._lease_settings,
-        )
+        shares = self.shares("projector", len(followers))
         return Projector(app, followers, stalls, loops, lease_for=self.lease, shares=shares)
+
+    def _view(self, view: TD) -> TD:
+        """``view``, knowing how many segments its projector splits it into."""
+        view.segments = self.settings.view_segments
+        return view
 
     def lease(self, name: str) -> Lease:
         """The lease ``name`` (a part, or one view), for this process to hold or wait for."""

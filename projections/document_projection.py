@@ -18,6 +18,7 @@ from eventsourcing.utils import get_topic
 from pydantic import BaseModel
 
 from application.queries import Reader
+from application.segment import WHOLE, Segment
 from projections.document_view import Documents, DocumentView, Row
 
 
@@ -40,10 +41,16 @@ class DocumentProjection(Projection[Any]):
 
     cache_size: ClassVar[int] = 10_000
 
-    def __init__(self, view: Documents, repository: Repository[Any]) -> None:
+    def __init__(
+        self, view: Documents, repository: Repository[Any], segment: Segment = WHOLE
+    ) -> None:
         super().__init__(view)
         self.documents = view
         self.repository = repository
+        # Of a view split into segments (application/segment.py), this applies the
+        # aggregates of ``segment`` only, and is named for it (its lease, its stalls).
+        self.segment = segment
+        self.name = type(self).name + segment.label
         # Aggregates as of the last event applied to them, most recent last.
         self._recent: OrderedDict[Any, Any] = OrderedDict()
 
@@ -87,10 +94,14 @@ class DocumentProjection(Projection[Any]):
 
     def process_events(self, batch: list[tuple[Any, Tracking]]) -> None:
         """Apply several events in one transaction: each aggregate's last document, and
-        the position of the last event."""
+        the position of the last event (of a segment: the events of its aggregates, and
+        the position of the batch's last event, so that it moves past the others')."""
         latest: dict[UUID, tuple[Any, int]] = {}
+        mine = batch
+        if self.segment.count > 1:
+            mine = [(e, t) for e, t in batch if self.segment.owns(e.originator_id)]
         try:
-            for domain_event, tracking in batch:
+            for domain_event, tracking in mine:
                 aggregate = self._at_version_of(domain_event)
                 # The next event of this aggregate in the batch applies to this state.
                 self._recent[domain_event.originator_id] = aggregate
@@ -103,7 +114,7 @@ class DocumentProjection(Projection[Any]):
             self.documents.upsert_many(rows, batch[-1][1])
         except BaseException:
             # The view took none of them: forget the states it does not have.
-            for domain_event, _ in batch:
+            for domain_event, _ in mine:
                 self._recent.pop(domain_event.originator_id, None)
             raise
         for key in latest:

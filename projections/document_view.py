@@ -26,6 +26,7 @@ from psycopg.sql import SQL, Composable, Composed, Identifier
 from psycopg.types.json import Jsonb
 
 from application.queries import Between, OneOf, Page
+from application.segment import Segment, segment_names
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +85,17 @@ class Documents(Protocol):
         ...
 
     def max_tracking_id(self, application_name: str) -> int | None:
-        """The position of the last event the view applied."""
+        """The position of the last event one of the view's followers applied (its
+        segment's, when it is split)."""
+        ...
+
+    def view_position(self, application_name: str) -> int | None:
+        """The position up to which the view has applied every event: the lowest of
+        its segments' when it is split."""
+        ...
+
+    def segment_positions(self, application_name: str) -> dict[str, int | None]:
+        """Each segment's position, by label, when the view is split."""
         ...
 
 
@@ -107,7 +118,82 @@ class Fence(Protocol):
         ...
 
 
-class DocumentView(PostgresTrackingRecorder):
+class SegmentedTracking(PostgresTrackingRecorder):
+    """Positions in the log kept by a follower whole, or by each of its segments."""
+
+    # How many segments the follower is split into (application/segment.py), each
+    # keeping its own position: what its readers take its position from.
+    segments: int = 1
+
+    def resume_from(self, application_name: str) -> int | None:
+        """Where follower ``application_name`` (a segment's name, when split) resumes.
+
+        One with no position yet, where others have theirs (the segments were changed),
+        starts from the lowest of them, and says so at once (a row at that position),
+        so that the view's position is known before its next event: every event up to
+        it is applied, and one applied again changes nothing (a view's row never goes
+        back to an earlier event, see DocumentView._upsert; a saga's guards find its
+        step taken).
+        """
+        found: int | None = self.max_tracking_id(application_name)
+        if found is not None:
+            return found
+        prefix = application_name.partition("#")[0]
+        names = {
+            "schema": Identifier(self.datastore.schema),
+            "tracking": Identifier(self.tracking_table_name),
+        }
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(
+                SQL(
+                    "INSERT INTO {schema}.{tracking} SELECT %s, min(notification_id) "
+                    "FROM {schema}.{tracking} WHERE application_name = %s "
+                    "OR left(application_name, %s) = %s HAVING count(*) > 0 "
+                    "ON CONFLICT (application_name) DO NOTHING"
+                ).format(**names),
+                (application_name, prefix, len(prefix) + 1, prefix + "#"),
+            )
+        resumed: int | None = self.max_tracking_id(application_name)
+        return resumed
+
+    def view_position(self, application_name: str) -> int | None:
+        """The position up to which every event is applied: of a follower split into
+        segments, the lowest of theirs (None until each has one)."""
+        if self.segments == 1:
+            found: int | None = self.max_tracking_id(application_name)
+            return found
+        statement, params = self.position_subquery(application_name)
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(SQL("SELECT ") + statement + SQL(" AS position"), params)
+            row = curs.fetchone()
+        return None if row is None else row["position"]
+
+    def segment_positions(self, application_name: str) -> dict[str, int | None]:
+        """Each segment's position, by its label (``#0/2``); none for a whole follower."""
+        if self.segments == 1:
+            return {}
+        return {
+            segment.label: self.max_tracking_id(segment.tracking_name(application_name))
+            for segment in Segment.all(self.segments)
+        }
+
+    def position_subquery(self, application_name: str) -> tuple[Composed, list[Any]]:
+        """:meth:`view_position` as a scalar subquery, and its parameters."""
+        names = {
+            "schema": Identifier(self.datastore.schema),
+            "tracking": Identifier(self.tracking_table_name),
+        }
+        if self.segments == 1:
+            return SQL(
+                "(SELECT max(notification_id) FROM {schema}.{tracking} WHERE application_name = %s)"
+            ).format(**names), [application_name]
+        return SQL(
+            "(SELECT CASE WHEN count(*) = %s THEN min(notification_id) END "
+            "FROM {schema}.{tracking} WHERE application_name = ANY(%s))"
+        ).format(**names), [self.segments, segment_names(application_name, self.segments)]
+
+
+class DocumentView(SegmentedTracking):
     """A table of one JSON document per aggregate, plus indexed columns for queries."""
 
     table: ClassVar[str]
@@ -228,9 +314,12 @@ class DocumentView(PostgresTrackingRecorder):
         return {"id": "uuid", "position": "bigint", "doc": "jsonb", **self.columns}
 
     def _upsert(self, rows: Composable) -> Composed:
-        """The upsert of ``rows`` (a ``VALUES`` or a ``SELECT`` of every column)."""
+        """The upsert of ``rows`` (a ``VALUES`` or a ``SELECT`` of every column). A row
+        never replaces one of a later event: when a view's segments change, a new
+        segment applies again the events since the lowest position of the old ones."""
         return SQL(
-            "INSERT INTO {schema}.{table} ({names}) {rows} ON CONFLICT (id) DO UPDATE SET {updates}"
+            "INSERT INTO {schema}.{table} ({names}) {rows} ON CONFLICT (id) DO UPDATE SET "
+            "{updates} WHERE {schema}.{table}.position <= EXCLUDED.position"
         ).format(
             schema=Identifier(self.datastore.schema),
             table=Identifier(self.table),
@@ -340,9 +429,10 @@ class DocumentView(PostgresTrackingRecorder):
 class InMemoryDocumentView(POPOTrackingRecorder):
     """The documents of one view in memory, with the same behaviour as :class:`DocumentView`."""
 
-    def __init__(self, columns: tuple[str, ...] = ()) -> None:
+    def __init__(self, columns: tuple[str, ...] = (), segments: int = 1) -> None:
         super().__init__()
         self.columns = columns
+        self.segments = segments
         self._rows: dict[UUID, tuple[int, int, dict[str, Any], dict[str, Any]]] = {}
         self._seq = 0
         self._lock = threading.Lock()
@@ -352,9 +442,27 @@ class InMemoryDocumentView(POPOTrackingRecorder):
         with self._lock:
             self.insert_tracking(tracking)
             for key, (doc, values, position) in rows.items():
+                if key in self._rows and self._rows[key][1] > position:
+                    continue  # as DocumentView: never back to an earlier event's row
                 seq = self._rows[key][0] if key in self._rows else self._seq + 1
                 self._seq = max(self._seq, seq)
                 self._rows[key] = (seq, position, doc, values)
+
+    def view_position(self, application_name: str) -> int | None:
+        """As :meth:`DocumentView.view_position`, for the segments it has."""
+        positions = [
+            self.max_tracking_id(name) for name in segment_names(application_name, self.segments)
+        ]
+        return None if None in positions else min(p for p in positions if p is not None)
+
+    def segment_positions(self, application_name: str) -> dict[str, int | None]:
+        """As :meth:`DocumentView.segment_positions`."""
+        if self.segments == 1:
+            return {}
+        return {
+            s.label: self.max_tracking_id(s.tracking_name(application_name))
+            for s in Segment.all(self.segments)
+        }
 
     def get(self, key: UUID) -> dict[str, Any] | None:
         """The document of ``key`` with its ``position``, or None."""

@@ -72,7 +72,11 @@ class ReadModels:
     def position(self, name: str) -> int:
         """The position of the last event view ``name`` applied."""
         self.refresh()
-        return self.views[name].max_tracking_id(self.app.name) or 0
+        return self.views[name].view_position(self.app.name) or 0
+
+    def segment_positions(self, name: str) -> dict[str, int | None]:
+        """The position of each segment of view ``name``, by label; none if it is whole."""
+        return self.views[name].segment_positions(self.app.name)
 
     def pending(self, name: str, upto: int, limit: int) -> int:
         """How many events up to ``upto`` view ``name`` follows but has not applied.

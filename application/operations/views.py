@@ -40,14 +40,27 @@ def projections_status(
             "head": head,
             "lag": lag,
             "lag_capped": lag >= LAG_CAP,
-            "stalled": stalled.get(name),
+            "stalled": stalled.get(name) or _first_stall(stalled, name),
             "lease": leases.get(f"projection:{name}"),
+            "segments": [
+                {
+                    "segment": label,
+                    "position": at or 0,
+                    "lease": leases.get(f"projection:{name}{label}"),
+                }
+                for label, at in read.segment_positions(name).items()
+            ],
         }
         if sample_seconds is not None:
             applied = read.count_between(name, before[name], position, RATE_LIMIT)
             item["events_per_s"] = round(applied / sample_seconds, 1)
         found.append(item)
     return found
+
+
+def _first_stall(stalled: dict[str, Any], name: str) -> Any:
+    """The stall of one of view ``name``'s segments, if one is stalled."""
+    return next((stall for n, stall in sorted(stalled.items()) if n.startswith(name + "#")), None)
 
 
 def rebuild(

@@ -17,9 +17,10 @@ import click
 import psycopg
 from eventsourcing.persistence import InterfaceError, OperationalError
 
+from application.segment import Segment
 from infrastructure.following import follow_until_stopped
 from infrastructure.lease import Lease
-from infrastructure.leased_work import FencedTrackingRecorder, Guarded, run_leased
+from infrastructure.leased_work import FencedTrackingRecorder, Guarded, Shares, run_leased
 from infrastructure.log_recorder import TransactionOrderedRecorder
 from infrastructure.settings import ApiKey, Settings, SettingsError, parse_api_keys
 from interfaces.bootstrap import Container, bootstrap, migrate
@@ -215,11 +216,39 @@ def _projector(settings: Settings) -> int:
 
 @_part("saga-runner", "Drive the reservation sagas and fire their deadlines.")
 def _saga_runner(settings: Settings) -> int:
+    stop = _stop_on_signals()
+    segments = Segment.all(settings.saga_segments)
+    root = bootstrap(settings)
+    # The segments' leases, split with the other saga runners (each takes its share).
+    shares = root.shares("saga-runner", len(segments))
+    threads = [
+        threading.Thread(
+            target=_run_saga_segment,
+            args=(settings, segment, stop, shares),
+            name=f"saga-runner{segment.label}",
+        )
+        for segment in segments
+    ]
+    if shares is not None:
+        threads.append(threading.Thread(target=shares.run, args=(stop,), name="shares"))
+    logger.info("saga runner running (%d segment(s))", len(segments))
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    root.close()
+    return 0
+
+
+def _run_saga_segment(
+    settings: Settings, segment: Segment, stop: threading.Event, shares: Shares | None
+) -> None:
+    """One segment of the saga runner, under its own lease, with a container of its own:
+    its application's recorder is fenced by that lease, not another segment's."""
     # The runner's subscription keeps two connections; deadlines and saves need more.
     container = bootstrap(replace(settings, db_pool_size=max(settings.db_pool_size, 4)))
-    stop = _stop_on_signals()
-    runner = container.saga_runner()
-    lease = container.lease("saga-runner")
+    runner = container.saga_runner(segment)
+    lease = container.lease("saga-runner" + segment.label)
     recorder = container.app.recorder
 
     def work(term: threading.Event) -> None:
@@ -234,10 +263,8 @@ def _saga_runner(settings: Settings) -> int:
             container.app, Guarded(runner, lease), term, stalls=container.stall_log()
         )
 
-    logger.info("saga runner running")
-    run_leased(lease, work, stop)
+    run_leased(lease, work, stop, shares)
     container.close()
-    return 0
 
 
 @cli.group()

@@ -48,15 +48,23 @@ def register(cli: click.Group, built: Callable[[], Container]) -> None:
             "projections",
             ["name", "position", "head", "lag (events)", "events/s", "lease holder (age s)"],
             [
-                [
-                    p["name"],
-                    p["position"],
-                    p["head"],
-                    p["lag"],
-                    p["events_per_s"],
-                    _holder(p["lease"]),
-                ]
+                row
                 for p in found
+                for row in [
+                    [
+                        p["name"],
+                        p["position"],
+                        p["head"],
+                        p["lag"],
+                        p["events_per_s"],
+                        _holder(p["lease"]),
+                    ],
+                    # A split view's segments, each under its own lease.
+                    *(
+                        [p["name"] + s["segment"], s["position"], "", "", "", _holder(s["lease"])]
+                        for s in p["segments"]
+                    ),
+                ]
             ],
         )
         return 0

@@ -71,6 +71,16 @@ class NamedStall(Stall):
     name: str
 
 
+class SegmentState(BaseModel):
+    """One segment of a view split by aggregate id (VIEW_SEGMENTS)."""
+
+    segment: str = Field(description="its index of the count: #0/2")
+    position: int
+    lease: LeaseHolder | None = Field(
+        default=None, description="the projector holding this segment's lease, if any"
+    )
+
+
 class ProjectionState(BaseModel):
     """A read model's position and lag."""
 
@@ -82,6 +92,11 @@ class ProjectionState(BaseModel):
     stalled: Stall | None
     lease: LeaseHolder | None = Field(
         default=None, description="the projector holding this view's lease, if any"
+    )
+    segments: list[SegmentState] = Field(
+        default_factory=list,
+        description="of a view split into segments, each one's position and lease holder "
+        "(the view's position is the lowest of theirs)",
     )
     events_per_s: float | None = Field(
         default=None, description="with ?sample: events applied per second over it"

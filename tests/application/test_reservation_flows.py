@@ -15,9 +15,11 @@ from domain.payment import Payment
 from tests.support.world import DEADLINE, World
 
 
-@pytest.fixture
-def world(app: BoxofficeApplication) -> World:
-    world = World(app)
+@pytest.fixture(params=[1, 2], ids=["one-runner", "two-runner-segments"])
+def world(app: BoxofficeApplication, request: pytest.FixtureRequest) -> World:
+    # Every story holds with the saga runner split in two segments (SAGA_SEGMENTS=2):
+    # each event decides its saga in one of them, and the deadlines in one of them.
+    world = World(app, saga_segments=request.param)
     world.create_show(["A1", "A2", "A3", "A4"], price_cents=1500)
     return world
 
@@ -178,7 +180,7 @@ def test_a_redelivered_event_changes_no_saga(world: World) -> None:
     head = world.app.recorder.max_notification_id()
 
     for notification in events:
-        world.runner.route(world.app.mapper.to_domain_event(notification))
+        world.route(world.app.mapper.to_domain_event(notification))
 
     assert world.app.recorder.max_notification_id() == head
 
@@ -221,7 +223,7 @@ def test_money_a_lost_charge_took_goes_back_when_the_reservation_ends(
         world.settle()
     else:
         world.ahead += DEADLINE + timedelta(seconds=1)
-        world.runner.fire_deadlines()
+        world.fire_deadlines()
         world.settle()
 
     assert world.reservation("r1").status == ("cancelled" if ending == "cancel" else "expired")

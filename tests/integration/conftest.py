@@ -20,7 +20,9 @@ from tests.support.submit import submit
 class Stack:
     """An event store and broker of one test, the in-process client, and process factories."""
 
-    def __init__(self, database_url: str, broker_url: str, queue: str, log_dir: Path) -> None:
+    def __init__(
+        self, database_url: str, broker_url: str, queue: str, log_dir: Path, **settings: Any
+    ) -> None:
         self.database_url = database_url
         self.broker_url = broker_url
         self.queue = queue
@@ -30,6 +32,7 @@ class Stack:
             broker_url=broker_url,
             command_queue=queue,
             command_modules=("tests.support.commands",),
+            **settings,
         )
         migrate(self.settings)
         self.container: Container = bootstrap(self.settings)

@@ -24,6 +24,7 @@ from application.pipeline import CommandPipeline
 from application.ports import Services
 from application.retry import RetryPolicy
 from application.saga_runner import ApplicationStore, SagaRunner
+from application.segment import Segment
 from application.slices import build_catalog
 from application.unit_of_work import find_aggregate
 from domain.payment import Payment
@@ -39,7 +40,9 @@ DEADLINE = timedelta(seconds=30)
 class World:
     """The service with every asynchronous hop run in order, in this process."""
 
-    def __init__(self, app: BoxofficeApplication, modules: Sequence[str] = ()) -> None:
+    def __init__(
+        self, app: BoxofficeApplication, modules: Sequence[str] = (), saga_segments: int = 1
+    ) -> None:
         self.app = app
         self.ledger = InMemoryLedger()
         # The world's clock runs ahead of the real one by the time passed: never behind
@@ -51,14 +54,20 @@ class World:
         self.pipeline = CommandPipeline(
             app, build_catalog(modules), RetryPolicy(max_attempts=3, base_delay=0), services
         )
-        self.runner = SagaRunner(
-            view=None,  # the world tracks its own position
-            store=ApplicationStore(app),
-            pipeline=self.pipeline,
-            slices=self.pipeline.catalog.sagas,
-            due=self._due,
-            clock=lambda: self.now,
-        )
+        # The saga runner, or its segments: each is handed every event, as each
+        # segment's process follows the whole log.
+        self.runners = [
+            SagaRunner(
+                view=None,  # the world tracks its own position
+                store=ApplicationStore(app),
+                pipeline=self.pipeline,
+                slices=self.pipeline.catalog.sagas,
+                due=self._due,
+                clock=lambda: self.now,
+                segment=segment,
+            )
+            for segment in Segment.all(saga_segments)
+        ]
         self.position = app.recorder.max_notification_id() or 0
         self.held: list[tuple[UUID, int]] = []
         self.hold_types: set[str] = set()
@@ -105,7 +114,17 @@ class World:
                 self.position = notification.id
                 event = self.app.mapper.to_domain_event(notification)
                 self._deliver(event)
-                self.runner.route(event)
+                self.route(event)
+
+    def route(self, event: Any) -> None:
+        """Hand ``event`` to the saga runner (each of its segments)."""
+        for runner in self.runners:
+            runner.route(event)
+
+    def fire_deadlines(self) -> None:
+        """Let the saga runner (each of its segments) fire the deadlines passed."""
+        for runner in self.runners:
+            runner.fire_deadlines()
 
     def release_held(self) -> None:
         """Run the commands held back (a slow gateway's answer arriving)."""
@@ -175,7 +194,7 @@ class World:
 
     def pass_time(self, delta: timedelta) -> None:
         self.ahead += delta
-        self.runner.fire_deadlines()
+        self.fire_deadlines()
         self.settle()
 
     def get(self, cls: type[Any], aggregate_id: UUID) -> Any:
