@@ -99,7 +99,7 @@ def test_two_projectors_and_two_saga_runners_share_the_segments_and_agree_with_a
     client = create_app(stack.container).test_client()
 
     def holders(prefix: str) -> dict[str, int]:
-        datastore: Any = stack.container.app.recorder.datastore
+        datastore: Any = stack.container.app.recorder.datastore  # type: ignore[attr-defined]
         return {
             lease["name"]: int(lease["holder"].rsplit(":", 2)[1])
             for lease in lease_status(datastore)
