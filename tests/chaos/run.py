@@ -341,7 +341,7 @@ class Chaos:
         reservation_ids = self.load(span)
         injector.join()  # every fault is injected, even if the load finished first
         loaded = time.monotonic() - self.began
-        container = bootstrap(Settings(database_url=self.database_url))
+        container = bootstrap(self.reader_settings())
         settled = self.settle(container)
         report = self.audit(container, reservation_ids)
         code = self.stop()
@@ -369,6 +369,10 @@ class Chaos:
         return report
 
     # Settling and the books
+
+    def reader_settings(self) -> Settings:
+        """The settings of the audit's own reads (the views' segments, say)."""
+        return Settings(database_url=self.database_url)
 
     def settle(self, container: Container) -> float:
         """Wait until no command is unfinished and every view has caught up."""

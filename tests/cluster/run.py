@@ -3,16 +3,16 @@
 Hosts are network namespaces on a bridge (:mod:`tests.cluster.netns`): PostgreSQL and
 RabbitMQ on ``db``; ``web-a`` and ``web-b`` (gunicorn); ``worker-a`` and ``worker-b``;
 and a relay, a projector and a saga runner on each of ``parts-a`` and ``parts-b``
-(active and standby for the relay and the saga runner, the views shared by the two
-projectors). Clients place reservations through both web hosts with ``Prefer: wait``.
-Meanwhile the host that holds the relay's lease is cut off (its veth down: its
-processes run on and see nothing) for longer than a lease, and put back, several times,
-and one worker host is killed outright. A monitor beside the database records every
-take-over of a lease: the time from the lease's lapse (its last expiry) to the
-successor's taking it, by the database's clock. Then the books of ``make chaos``: every
-accepted command one outcome, nothing twice, the seats and the money, every view equal
-to the log, every saga replaying as recorded; and a stream of status changes (SSE) read
-from each web host.
+(active and standby for the relay; each view and the saga runner in two segments, the
+segments shared by the two projectors and the two saga runners). Clients place
+reservations through both web hosts with ``Prefer: wait``. Meanwhile the host that holds
+the relay's lease is cut off (its veth down: its processes run on and see nothing) for
+longer than a lease, and put back, several times, and one worker host is killed
+outright. A monitor beside the database records every take-over of a lease: the time
+from the lease's lapse (its last expiry) to the successor's taking it, by the database's
+clock. Then the books of ``make chaos``: every accepted command one outcome, nothing
+twice, the seats and the money, every view equal to the log, every saga replaying as
+recorded; and a stream of status changes (SSE) read from each web host.
 
 Usage: ``python -m tests.cluster.run [--reservations N] [--cuts N]`` as root. It prints
 a JSON report and exits 1 if the books do not balance or a take-over was too slow.
@@ -31,6 +31,7 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,8 @@ LEASE_RENEW_SECONDS = 0.5
 # Targets: p50 and max of the take-over times.
 TAKEOVER_P50 = 3.0
 TAKEOVER_MAX = 10.0
+# Segments of each view and of the saga runner.
+SEGMENTS = 2
 
 
 class LeaseMonitor:
@@ -117,8 +120,11 @@ class Cluster(Chaos):
         work: Path,
         sandbox: Sandbox,
         cuts: int,
+        services_env: dict[str, str],
     ) -> None:
         super().__init__(plan, database_url, broker_url, work)
+        # Where the db host's servers live (scripts/test-services.sh), to restart them.
+        self.services_env = services_env
         # The harness's loopback proxies are not used: the hosts' network is cut instead.
         self.pg.close()
         if self.mq is not None:
@@ -150,10 +156,17 @@ class Cluster(Chaos):
             COMMAND_RETRY_MAX_DELAY="3",
             COMMAND_LEASE_SECONDS="60",
             LOG_LEVEL="INFO",
+            # Each view and the saga runner in two segments: the two parts hosts share
+            # them (and the relay is active on one, standby on the other).
+            VIEW_SEGMENTS=str(SEGMENTS),
+            SAGA_SEGMENTS=str(SEGMENTS),
         )
         self.env.pop("COMMAND_MODULES")
         self.processes: list[tuple[str, str, subprocess.Popen[bytes]]] = []
         self.monitor = LeaseMonitor(database_url)
+
+    def reader_settings(self) -> Settings:
+        return replace(super().reader_settings(), view_segments=SEGMENTS)
 
     def client(self, number: int) -> Client:
         web = self.sandbox.hosts["web-a" if number % 2 == 0 else "web-b"]
@@ -217,6 +230,10 @@ class Cluster(Chaos):
         ]
         faults += [("kill-active", part, 0.0) for part in SINGLE_ACTIVE]
         faults.append(("cut-host", "db", 5.0))
+        if self.plan.server_restarts:
+            # A crash of PostgreSQL (every lease's holder loses it at once) and a stop of
+            # RabbitMQ's application, as make chaos has them.
+            faults += [("restart", "postgresql", 3.0), ("restart", "rabbitmq", 5.0)]
         self.random.shuffle(faults)
         faults.insert(len(faults) // 2, ("kill-host", "worker-b", 0.0))
         return faults
@@ -230,9 +247,11 @@ class Cluster(Chaos):
             time.sleep(seconds)
             self.sandbox.restore(host)
         elif kind == "kill-active":
-            lease = "relay" if target == "relay" else target
-            if target == "projector":
-                lease = "projection:command_registry"
+            lease = {
+                "relay": "relay",
+                "projector": f"projection:command_registry#0/{SEGMENTS}",
+                "saga-runner": f"saga-runner#0/{SEGMENTS}",
+            }[target]
             holder = self.monitor.holder_of(lease) or ""
             for host, part, process in list(self.processes):
                 if part == target and f":{process.pid}:" in holder and process.poll() is None:
@@ -246,9 +265,27 @@ class Cluster(Chaos):
             self.sandbox.cut(target)
             time.sleep(seconds)
             self.sandbox.restore(target)
+        elif kind == "restart":
+            self.faults.append({"at": at, "fault": "restart", "target": target})
+            server = "postgres" if target == "postgresql" else "rabbitmq"
+            self.on_db_host(f"stop_{server}")
+            time.sleep(seconds)
+            self.on_db_host(f"start_{server}")
         elif kind == "kill-host":
             killed = self.sandbox.kill_all(target)
             self.faults.append({"at": at, "fault": "kill-host", "target": target, "pids": killed})
+
+    def on_db_host(self, call: str) -> None:
+        """Run ``tests.support.servers.<call>()`` on the db host (its servers listen
+        there, so they must be started there)."""
+        code = f"from tests.support import servers; servers.{call}()"
+        subprocess.run(
+            self.sandbox.hosts["db"].argv([sys.executable, "-c", code]),
+            env={**os.environ, **self.services_env},
+            cwd=ROOT,
+            check=True,
+            timeout=180,
+        )
 
     def audit(self, container: Any, reservation_ids: list[str]) -> dict[str, Any]:
         """The books, and each web host's streams, while the hosts still run."""
@@ -293,6 +330,8 @@ def takeover_figures(
     for takeover in takeovers:
         before = [f for f in faults if f["at"] <= takeover["seen_at"]]
         cause = before[-1] if before else None
+        # A cut of the db host or a restart of its servers: every holder lost its lease
+        # at once, and took it again (not a fail-over).
         lost = cause is not None and (
             cause["fault"] == "kill" or (cause["fault"] == "cut" and cause["target"] != "db")
         )
@@ -328,7 +367,7 @@ def run(plan: Plan, cuts: int, work: Path) -> dict[str, Any]:
                     str(ROOT / "scripts" / "test-services.sh"),
                     "sh",
                     "-c",
-                    f'env | grep ^TEST_ > "{urls}"; exec sleep 100000',
+                    f'env | grep -E "^(TEST_|RABBITMQ_|ERL_)" > "{urls}"; exec sleep 100000',
                 ]
             ),
             env=env,
@@ -342,7 +381,7 @@ def run(plan: Plan, cuts: int, work: Path) -> dict[str, Any]:
         with psycopg.connect(database_url, autocommit=True) as conn:
             conn.execute("ALTER DATABASE boxoffice_test SET synchronous_commit = on")
         migrate(Settings(database_url=database_url))
-        cluster = Cluster(plan, database_url, broker_url, work, sandbox, cuts)
+        cluster = Cluster(plan, database_url, broker_url, work, sandbox, cuts, found)
         report = cluster.run()
         for takeover in cluster.monitor.takeovers:
             takeover["seen_at"] = round(takeover["seen_at"] - cluster.began, 1)
@@ -378,7 +417,7 @@ def main() -> int:
         seed=args.seed,
         transport="amqp",
         outage_seconds=0,
-        server_restarts=False,
+        server_restarts=True,
         fault_gap=3.0,
     )
     work = args.work or Path(tempfile.mkdtemp(prefix="boxoffice-cluster."))

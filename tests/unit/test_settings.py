@@ -119,3 +119,16 @@ def test_without_api_keys_only_loopback_may_be_served() -> None:
     assert Settings.from_env({"WEB_HOST": everywhere, "API_KEYS": key}).web_host == everywhere
     with pytest.raises(SettingsError, match=r"WEB_HOST=0\.0\.0\.0: without API_KEYS"):
         Settings.from_env({"WEB_HOST": everywhere})
+
+
+def test_segments_are_a_whole_number_from_one_to_sixteen() -> None:
+    settings = Settings.from_env({"VIEW_SEGMENTS": "4", "SAGA_SEGMENTS": "2"})
+    assert (settings.view_segments, settings.saga_segments) == (4, 2)
+
+    with pytest.raises(SettingsError) as raised:
+        Settings.from_env({"VIEW_SEGMENTS": "0", "SAGA_SEGMENTS": "17"})
+
+    assert raised.value.problems == [
+        "VIEW_SEGMENTS='0': must be a whole number from 1 to 16",
+        "SAGA_SEGMENTS='17': must be a whole number from 1 to 16",
+    ]
