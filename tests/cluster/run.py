@@ -39,6 +39,7 @@ import psycopg
 
 from infrastructure.settings import ApiKey, Settings
 from interfaces.bootstrap import migrate
+from projections.views import PROJECTIONS
 from tests.chaos.run import Chaos, Client, Plan
 from tests.cluster.netns import Sandbox
 from tests.support.processes import ROOT, http_ready, service_env, wait_until
@@ -292,8 +293,36 @@ class Cluster(Chaos):
         report = super().audit(container, reservation_ids)
         commands = [str(c) for c in list(self.commands(container))[:6]]
         report["problems"] += self.streams(commands)
+        report["problems"] += self.unheld_leases()
         report["balanced"] = not report["problems"]
         return report
+
+    def expected_leases(self) -> set[str]:
+        """Every lease the parts take: the relay's, each segment's of each view and of
+        the saga runner."""
+        labels = [f"#{k}/{SEGMENTS}" for k in range(SEGMENTS)]
+        return {
+            "relay",
+            *(f"saga-runner{label}" for label in labels),
+            *(f"projection:{p.name}{label}" for p in PROJECTIONS for label in labels),
+        }
+
+    def unheld_leases(self, timeout: float = 20.0) -> list[str]:
+        """After every fault (the database restarted, cut off, hosts cut and back), each
+        lease has a live holder again within ``timeout``; the ones that do not."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with psycopg.connect(self.database_url, autocommit=True) as conn:
+                held = {
+                    name
+                    for (name,) in conn.execute(
+                        "SELECT name FROM leases WHERE expires_at > clock_timestamp()"
+                    ).fetchall()
+                }
+            missing = sorted(self.expected_leases() - held)
+            if not missing or time.monotonic() > deadline:
+                return [f"lease {name} has no holder" for name in missing]
+            time.sleep(0.5)
 
     def streams(self, command_ids: list[str]) -> list[str]:
         """Each web host's SSE stream of a few commands ends at their terminal status."""
