@@ -37,6 +37,7 @@ from typing import Any
 
 import psycopg
 
+from application.segment import Segment
 from infrastructure.settings import ApiKey, Settings
 from interfaces.bootstrap import migrate
 from projections.views import PROJECTIONS
@@ -250,8 +251,8 @@ class Cluster(Chaos):
         elif kind == "kill-active":
             lease = {
                 "relay": "relay",
-                "projector": f"projection:command_registry#0/{SEGMENTS}",
-                "saga-runner": f"saga-runner#0/{SEGMENTS}",
+                "projector": "projection:command_registry" + Segment(0, SEGMENTS).label,
+                "saga-runner": "saga-runner" + Segment(0, SEGMENTS).label,
             }[target]
             holder = self.monitor.holder_of(lease) or ""
             for host, part, process in list(self.processes):
@@ -300,7 +301,7 @@ class Cluster(Chaos):
     def expected_leases(self) -> set[str]:
         """Every lease the parts take: the relay's, each segment's of each view and of
         the saga runner."""
-        labels = [f"#{k}/{SEGMENTS}" for k in range(SEGMENTS)]
+        labels = [segment.label for segment in Segment.all(SEGMENTS)]
         return {
             "relay",
             *(f"saga-runner{label}" for label in labels),
