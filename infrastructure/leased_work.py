@@ -166,6 +166,39 @@ def run_leased(
     lease.close()
 
 
+class PartFailedError(RuntimeError):
+    """A thread of a part ended with an error: the part stops (its leases released), and
+    its process exits for its supervisor (``boxoffice serve``, systemd) to start again."""
+
+
+def run_together(jobs: Sequence[tuple[str, Callable[[], None]]], stop: threading.Event) -> None:
+    """Run each ``(name, job)`` in a thread of its own until every one has ended.
+
+    The first job to fail sets ``stop``, so that the others end and give their leases
+    back, and :class:`PartFailedError` is raised once all have ended. A process that lost one
+    of its threads and lived on would stay a member of its part's shares, with a share of
+    leases that nobody works: a segment of the sagas that no one decides on.
+    """
+    failures: list[tuple[str, BaseException]] = []
+
+    def guarded(name: str, job: Callable[[], None]) -> None:
+        try:
+            job()
+        except BaseException as error:  # reported below: the part ends
+            logger.exception("%s failed: the part stops", name)
+            failures.append((name, error))
+            stop.set()
+
+    threads = [threading.Thread(target=guarded, args=job, name=job[0]) for job in jobs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if failures:
+        name, error = failures[0]
+        raise PartFailedError(f"{name} failed: {error}") from error
+
+
 def _end_with(stop: threading.Event, term: threading.Event) -> None:
     while not term.wait(0.2):
         if stop.is_set():

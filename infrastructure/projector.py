@@ -8,6 +8,7 @@ over the processes, and are given up to a process that joins.
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -16,7 +17,7 @@ from eventsourcing.application import Application
 
 from infrastructure.following import Follower, follow_until_stopped
 from infrastructure.lease import Lease
-from infrastructure.leased_work import Guarded, LeaseFence, Shares, run_leased
+from infrastructure.leased_work import Guarded, LeaseFence, Shares, run_leased, run_together
 from infrastructure.stall_log import StallLog
 
 
@@ -40,22 +41,19 @@ class Projector:
         self.shares = shares
 
     def run(self, stop: threading.Event, retry_after: float = 1.0) -> None:
-        """Project until ``stop`` is set."""
-        threads = [
-            threading.Thread(
-                target=self._follow,
-                args=(projection, stop, retry_after),
-                name=f"projection-{projection.name}",
+        """Project until ``stop`` is set; raises
+        :class:`~infrastructure.leased_work.PartFailedError` if a projection's thread failed."""
+        jobs: list[tuple[str, Callable[[], None]]] = [
+            (
+                f"projection-{projection.name}",
+                functools.partial(self._follow, projection, stop, retry_after),
             )
             for projection in self.projections
         ]
-        threads += [threading.Thread(target=loop, args=(stop,)) for loop in self.loops]
+        jobs += [(f"loop-{i}", functools.partial(loop, stop)) for i, loop in enumerate(self.loops)]
         if self.shares is not None:
-            threads.append(threading.Thread(target=self.shares.run, args=(stop,), name="shares"))
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+            jobs.append(("shares", functools.partial(self.shares.run, stop)))
+        run_together(jobs, stop)
 
     def _follow(self, projection: Follower, stop: threading.Event, retry_after: float) -> None:
         if self.lease_for is None:

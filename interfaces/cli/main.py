@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import secrets
@@ -20,7 +21,14 @@ from eventsourcing.persistence import InterfaceError, OperationalError
 from application.segment import Segment
 from infrastructure.following import follow_until_stopped
 from infrastructure.lease import Lease
-from infrastructure.leased_work import FencedTrackingRecorder, Guarded, Shares, run_leased
+from infrastructure.leased_work import (
+    FencedTrackingRecorder,
+    Guarded,
+    PartFailedError,
+    Shares,
+    run_leased,
+    run_together,
+)
 from infrastructure.log_recorder import TransactionOrderedRecorder
 from infrastructure.settings import ApiKey, Settings, SettingsError, parse_api_keys
 from interfaces.bootstrap import Container, bootstrap, migrate
@@ -44,6 +52,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except (InterfaceError, OperationalError, psycopg.OperationalError) as error:
         print(f"boxoffice: the event store cannot be reached: {error}", file=sys.stderr)
+        return 1
+    except PartFailedError as error:
+        print(f"boxoffice: {error}", file=sys.stderr)
         return 1
     return result if isinstance(result, int) else 0
 
@@ -209,50 +220,57 @@ def _projector(settings: Settings) -> int:
     container = bootstrap(settings)
     stop = _stop_on_signals()
     logger.info("projector running")
-    container.projector().run(stop)
-    container.close()
+    try:
+        container.projector().run(stop)
+    finally:
+        container.close()
     return 0
 
 
 @_part("saga-runner", "Drive the reservation sagas and fire their deadlines.")
 def _saga_runner(settings: Settings) -> int:
     stop = _stop_on_signals()
-    segments = Segment.all(settings.saga_segments)
     root = bootstrap(settings)
+    # Every segment's runner is built before any works: a store out of reach at start
+    # ends the part (status 1, for its supervisor to retry), never one segment's thread.
+    segments = [_SagaSegment(settings, s) for s in Segment.all(settings.saga_segments)]
     # The segments' leases, split with the other saga runners (each takes its share).
     shares = root.shares("saga-runner", len(segments))
-    threads = [
-        threading.Thread(
-            target=_run_saga_segment,
-            args=(settings, segment, stop, shares),
-            name=f"saga-runner{segment.label}",
-        )
-        for segment in segments
+    jobs: list[tuple[str, Callable[[], None]]] = [
+        (f"saga-runner{s.segment.label}", functools.partial(s.run, stop, shares)) for s in segments
     ]
     if shares is not None:
-        threads.append(threading.Thread(target=shares.run, args=(stop,), name="shares"))
+        jobs.append(("shares", functools.partial(shares.run, stop)))
     logger.info("saga runner running (%d segment(s))", len(segments))
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    root.close()
+    try:
+        run_together(jobs, stop)
+    finally:
+        for s in segments:
+            s.container.close()
+        root.close()
     return 0
 
 
-def _run_saga_segment(
-    settings: Settings, segment: Segment, stop: threading.Event, shares: Shares | None
-) -> None:
+class _SagaSegment:
     """One segment of the saga runner, under its own lease, with a container of its own:
     its application's recorder is fenced by that lease, not another segment's."""
-    # The runner's subscription keeps two connections; deadlines and saves need more.
-    container = bootstrap(replace(settings, db_pool_size=max(settings.db_pool_size, 4)))
-    runner = container.saga_runner(segment)
-    lease = container.lease("saga-runner" + segment.label)
-    recorder = container.app.recorder
 
-    def work(term: threading.Event) -> None:
+    def __init__(self, settings: Settings, segment: Segment) -> None:
+        self.segment = segment
+        # The runner's subscription keeps two connections; deadlines and saves need more.
+        self.container = bootstrap(replace(settings, db_pool_size=max(settings.db_pool_size, 4)))
+        self.runner = self.container.saga_runner(segment)
+        self.lease = self.container.lease("saga-runner" + segment.label)
+
+    def run(self, stop: threading.Event, shares: Shares | None) -> None:
+        """Work the segment while its lease is held, until ``stop``."""
+        run_leased(self.lease, self.work, stop, shares)
+
+    def work(self, term: threading.Event) -> None:
+        """Decide on the segment's events and fire its deadlines until ``term``."""
+        runner, lease = self.runner, self.lease
         # Its decisions (saga events, the commands they issue) and its position.
+        recorder = self.container.app.recorder
         if isinstance(recorder, TransactionOrderedRecorder):
             recorder.fence = lease.fence
         if isinstance(runner.view, FencedTrackingRecorder):
@@ -260,11 +278,8 @@ def _run_saga_segment(
         fire = _guarded(lease, runner.fire_deadlines)
         _every(DEADLINE_CHECK_SECONDS, fire, term, "firing deadlines")
         follow_until_stopped(
-            container.app, Guarded(runner, lease), term, stalls=container.stall_log()
+            self.container.app, Guarded(runner, lease), term, stalls=self.container.stall_log()
         )
-
-    run_leased(lease, work, stop, shares)
-    container.close()
 
 
 @cli.group()
