@@ -43,7 +43,8 @@ def test_threads_that_end_cleanly_end_the_part_cleanly() -> None:
 
 def test_a_segmented_saga_runner_that_cannot_reach_the_store_exits_1() -> None:
     # Before, each segment's thread died building its runner while the process lived on
-    # as a member of the shares, so the other runner took only its share and a segment had no holder.
+    # as a member of the shares, so the other runner took only its share and a segment
+    # had no holder.
     env = {
         **os.environ,
         "DATABASE_URL": "postgresql://nobody@127.0.0.1:1/nothing",
