@@ -33,9 +33,8 @@ typecheck: $(INSTALLED)
 lint-openapi: $(INSTALLED)
 	scripts/lint-openapi.sh $(BIN)
 
-# The cluster run beside the rest (tests/conftest.py says why that is safe).
 pytest: $(INSTALLED)
-	$(BIN)/pytest -n 2 --dist loadgroup
+	$(BIN)/pytest
 
 # Known vulnerabilities of the installed dependencies (PyPI's advisory data). Fails when
 # a dependency cannot be checked, rather than pass on what it did not see.

@@ -24,16 +24,6 @@ from interfaces.http import create_app
 from tests.support.service import make_container
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Under ``make test`` (``-n 2 --dist loadgroup``) the cluster run goes to a worker of
-    its own, beside the rest in order on the other: it brings its own servers on its own
-    network namespaces, and spends most of its time waiting for leases to lapse. The rest
-    shares one set of servers that the chaos runs restart, so it stays in one worker."""
-    for item in items:
-        group = "cluster" if "tests/cluster/" in item.nodeid else "suite"
-        item.add_marker(pytest.mark.xdist_group(group))
-
-
 def _require(variable: str) -> str:
     value = os.environ.get(variable)
     if value:
