@@ -128,17 +128,22 @@ class SegmentedTracking(PostgresTrackingRecorder):
     def resume_from(self, application_name: str) -> int | None:
         """Where follower ``application_name`` (a segment's name, when split) resumes.
 
-        One with no position yet, where others have theirs (the segments were changed),
-        starts from the lowest of them, and says so at once (a row at that position),
-        so that the view's position is known before its next event: every event up to
-        it is applied, and one applied again changes nothing (a view's row never goes
-        back to an earlier event, see DocumentView._upsert; a saga's guards find its
-        step taken).
+        The first segment of a split to start writes the position of every segment of
+        it at once, each where the follower was before the split (the lowest position
+        of the whole follower or of another split: the segments were changed), or at
+        the start of the log on a fresh one. A segment that starts later, on another
+        process, then resumes from its own row, never from a position that another
+        segment of its split reached without it. Every event up to it is applied, and
+        one applied again changes nothing (a view's row never goes back to an earlier
+        event, see DocumentView._upsert; a saga's guards find its step taken). A whole
+        follower with no position starts from the beginning, or from the lowest of the
+        segments it replaces.
         """
         found: int | None = self.max_tracking_id(application_name)
         if found is not None:
             return found
-        prefix = application_name.partition("#")[0]
+        prefix, _, label = application_name.partition("#")
+        split = segment_names(prefix, int(label.rpartition("/")[2])) if label else [prefix]
         names = {
             "schema": Identifier(self.datastore.schema),
             "tracking": Identifier(self.tracking_table_name),
@@ -146,12 +151,21 @@ class SegmentedTracking(PostgresTrackingRecorder):
         with self.datastore.transaction(commit=True) as curs:
             curs.execute(
                 SQL(
-                    "INSERT INTO {schema}.{tracking} SELECT %s, min(notification_id) "
-                    "FROM {schema}.{tracking} WHERE application_name = %s "
-                    "OR left(application_name, %s) = %s HAVING count(*) > 0 "
+                    "INSERT INTO {schema}.{tracking} "
+                    "SELECT name, coalesce(before.position, 0) "
+                    "FROM unnest(%(split)s::text[]) AS name, "
+                    "(SELECT min(notification_id) AS position FROM {schema}.{tracking} "
+                    "WHERE (application_name = %(prefix)s OR starts_with(application_name, "
+                    "%(segmented)s)) AND application_name <> ALL(%(split)s::text[])) AS before "
+                    "WHERE before.position IS NOT NULL OR %(fresh_split)s "
                     "ON CONFLICT (application_name) DO NOTHING"
                 ).format(**names),
-                (application_name, prefix, len(prefix) + 1, prefix + "#"),
+                {
+                    "split": split,
+                    "prefix": prefix,
+                    "segmented": prefix + "#",
+                    "fresh_split": bool(label),
+                },
             )
         resumed: int | None = self.max_tracking_id(application_name)
         return resumed

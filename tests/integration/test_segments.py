@@ -45,16 +45,37 @@ def test_a_new_segment_starts_where_the_view_was_and_never_moves_a_document_back
         view.upsert_many({key: ({"v": "at 9"}, values, 9)}, Tracking(APP, 9))
         view.segments = 2
 
-        # The view was whole at 9: each new segment resumes from there, and says so.
+        # The view was whole at 9: the first segment to start puts every segment of
+        # the split there at once, and the other resumes from its own row.
         assert view.view_position(APP) is None
         assert view.resume_from(f"{APP}#0/2") == 9
-        assert view.view_position(APP) is None  # the other segment has not started
+        assert view.segment_positions(APP) == {"#0/2": 9, "#1/2": 9}
         assert view.resume_from(f"{APP}#1/2") == 9
         assert view.view_position(APP) == 9
         # An event applied again by a segment writes its position, not an older row.
         view.upsert_many({key: ({"v": "at 4"}, values, 4)}, Tracking(f"{APP}#1/2", 10))
         assert view.get(key) == {"v": "at 9", "position": 9}
         assert view.segment_positions(APP) == {"#0/2": 9, "#1/2": 10}
+    finally:
+        view.datastore.close()
+
+
+def test_a_segment_that_starts_after_the_other_moved_on_still_applies_its_own_events(
+    settings: Settings,
+) -> None:
+    view = build_view(settings, "shows", ShowsView)
+    view.segments = 2
+    values = dict.fromkeys(ShowsView.columns)
+    try:
+        # A fresh split: segment 0 starts and applies up to 50 before segment 1 starts
+        # (its process started later, or took the segment over from one that had not
+        # written a position yet).
+        assert view.resume_from(f"{APP}#0/2") == 0
+        view.upsert_many({uuid.uuid4(): ({"v": 1}, values, 50)}, Tracking(f"{APP}#0/2", 50))
+
+        # Segment 1's events before 50 are still to apply: it starts from the beginning.
+        assert view.resume_from(f"{APP}#1/2") == 0
+        assert view.view_position(APP) == 0
     finally:
         view.datastore.close()
 
