@@ -120,10 +120,12 @@ class LeaseConnection:
         return self._conn
 
     def execute(self, statement: str, **params: Any) -> dict[str, Any] | None:
-        """The first row ``statement`` returns, or None."""
+        """The first row ``statement`` returns, or None (as for one that returns no rows:
+        a release, a member leaving)."""
         with self._lock:
             try:
-                row = self._connection().execute(statement, params).fetchone()
+                cursor = self._connection().execute(statement, params)
+                row = cursor.fetchone() if cursor.description is not None else None
             except psycopg.Error:
                 if self._conn is not None:
                     self._conn.close()

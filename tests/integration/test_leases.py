@@ -93,6 +93,22 @@ def test_one_holder_at_a_time_and_a_lapsed_lease_goes_to_the_next_term(
         second.close()
 
 
+def test_a_lease_released_on_a_clean_stop_goes_to_a_standby_at_once(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="infrastructure.lease")
+    first, second = lease(settings, who="a"), lease(settings, who="b")
+    try:
+        assert first.try_acquire()
+        first.release()
+
+        assert second.try_acquire()  # well before the lease's two seconds are up
+        assert "not released" not in caplog.text
+    finally:
+        first.close()
+        second.close()
+
+
 def lease_status_of(settings: Settings) -> list[dict[str, Any]]:
     tracker = build_tracker(settings, "relay")
     try:
