@@ -14,6 +14,7 @@ from uuid import UUID
 
 from eventsourcing.persistence import IntegrityError, Notification
 
+from application import log_context
 from application.catalog import CommandCatalog
 from application.command import VERSION_CONFLICT, Attempt, Command
 from application.event_log import AggregatePresentError, BoxofficeApplication
@@ -65,8 +66,20 @@ class CommandPipeline:
         store's errors when it cannot be reached (nothing is then recorded).
         """
         command_id = submission.command_id()
-        spec = submission.spec
         command = self.prepare(submission, command_id)
+        with log_context.bound(**log_context.of_command(command)):
+            acceptance = self._accept(submission, command)
+            logger.info(
+                "%s %s for %s",
+                "answered as accepted before:" if acceptance.replayed else "accepted",
+                command.command_type,
+                command.resource,
+            )
+            return acceptance
+
+    def _accept(self, submission: Submission, command: Command) -> Acceptance:
+        command_id = command.id
+        spec = submission.spec
         try:
             # Written first, looked up only if the key is taken: a new command (the
             # usual case) costs the store one round trip, not two. A create's target
@@ -150,7 +163,17 @@ class CommandPipeline:
         ``CommandFailed``; any other error schedules a retry or dead-letters.
         """
         command = self.get_command(command_id)
-        if command is None or not command.should_run(attempt, redelivered):
+        if command is None:
+            logger.info("attempt %d of command %s: skipped (no such command)", attempt, command_id)
+            return Outcome.SKIPPED
+        with log_context.bound(**log_context.of_command(command)):
+            outcome = self._execute(command, attempt, worker, redelivered)
+            logger.info("attempt %d of %s: %s", attempt, command.command_type, outcome.value)
+        return outcome
+
+    def _execute(self, command: Command, attempt: int, worker: str, redelivered: bool) -> Outcome:
+        command_id = command.id
+        if not command.should_run(attempt, redelivered):
             return Outcome.SKIPPED
         began = command.version
         if self.retry.exhausted(command.failures_in_budget):

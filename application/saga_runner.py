@@ -31,6 +31,7 @@ from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError, Tracking, TrackingRecorder
 from eventsourcing.utils import get_topic
 
+from application import log_context
 from application.command import Command
 from application.pipeline import CommandPipeline
 from application.ports import Services
@@ -250,6 +251,11 @@ class SagaRunner:
                 for c in saga.issued
             ]
         self.store.save(saga, *commands)
+        with log_context.bound(correlation_id=saga.id, causation_id=cause):
+            logger.debug("saga %s decided (version %d)", saga.id, saga.version)
+        for command in commands:
+            with log_context.bound(**log_context.of_command(command)):
+                logger.info("saga %s issued %s", saga.id, command.command_type)
         return 1
 
     def _saga(self, saga_id: UUID) -> Saga | None:

@@ -146,13 +146,13 @@ class FakePaymentGateway:
             return entry.result
         failing_calls = UNAVAILABLE_CALLS.get(card_token, 0)
         if failing_calls is None or entry.calls <= failing_calls:
-            raise PaymentGatewayUnavailableError(f"gateway unavailable for {card_token}")
+            raise PaymentGatewayUnavailableError("gateway unavailable")
         if card_token in SLOW:
             time.sleep(self.slow_seconds)
         if card_token in APPROVES:
             result = ChargeResult(approved=True, reference=f"ch_{idempotency_key[-12:]}")
         else:
-            reason = DECLINES.get(card_token, f"unknown card {card_token}")
+            reason = DECLINES.get(card_token, "unknown card")
             result = ChargeResult(approved=False, reason=reason)
         self.ledger.answer(idempotency_key, result)
         return result

@@ -17,6 +17,7 @@ from eventsourcing.application import Application
 from eventsourcing.persistence import Tracking, TrackingRecorder
 from eventsourcing.utils import get_topic
 
+from application import log_context
 from application.command import Command
 from application.ports import CommandTransport
 from infrastructure.stall_log import StallLog
@@ -62,6 +63,17 @@ class OutboxRelay:
 
     def publish(self, event: Any) -> None:
         """Publish the message that ``event`` calls for."""
+        # Only the first event of a command says its correlation and causation; a retry
+        # or a re-drive (a few of the messages) reads it back.
+        accepted = (
+            event
+            if isinstance(event, Command.CommandAccepted)
+            else self.app.repository.get(event.originator_id, version=1)
+        )
+        with log_context.bound(**log_context.of_command(accepted)):
+            self._publish(event)
+
+    def _publish(self, event: Any) -> None:
         if isinstance(event, Command.CommandAccepted):
             self.transport.publish(event.originator_id, 1)
         elif isinstance(event, Command.CommandRetryScheduled):

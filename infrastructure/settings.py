@@ -156,6 +156,8 @@ class Settings:
     max_wait_seconds: float = 30.0
     api_keys: tuple[ApiKey, ...] = ()
     log_level: str = "INFO"
+    # "json" lines, "console" (readable) lines, or "auto": console on a terminal.
+    log_format: str = "auto"
     command_queue: str = "boxoffice.commands"
     # RabbitMQ's queue type for the command queue: "quorum" replicates it over a
     # cluster's nodes (docs/deploy.md); "classic" is one node's.
@@ -304,6 +306,11 @@ class Settings:
                 raise ValueError("must be at least 16 characters")
             return raw
 
+        def log_format(raw: str) -> str:
+            if raw.lower() not in ("auto", "json", "console"):
+                raise ValueError("must be auto, json or console")
+            return raw.lower()
+
         def queue_type(raw: str) -> str:
             if raw not in ("classic", "quorum"):
                 raise ValueError("must be classic or quorum")
@@ -341,6 +348,7 @@ class Settings:
             api_keys=get("API_KEYS", parse_api_keys, no_keys)
             + get("API_KEYS_FILE", keys_file, no_keys),
             log_level=get("LOG_LEVEL", level, defaults.log_level),
+            log_format=get("LOG_FORMAT", log_format, defaults.log_format),
             command_queue=get("COMMAND_QUEUE", queue_name, defaults.command_queue),
             command_queue_type=get("COMMAND_QUEUE_TYPE", queue_type, defaults.command_queue_type),
             command_modules=get("COMMAND_MODULES", modules, ()),

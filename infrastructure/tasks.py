@@ -12,6 +12,7 @@ from celery import Celery, Task
 from celery.signals import worker_process_init
 from eventsourcing.persistence import PersistenceError
 
+from application import log_context
 from application.pipeline import CommandPipeline
 from infrastructure.celery_app import EXECUTE_TASK
 
@@ -26,18 +27,27 @@ def register_tasks(
     @celery.task(name=EXECUTE_TASK, bind=True, max_retries=None, acks_late=True)
     def execute(self: Task, command_id: str, attempt: int, takeover: bool = False) -> str:  # type: ignore[type-arg]
         worker = f"{socket.gethostname()}:{os.getpid()}"
+        with log_context.bound(command_id=command_id):
+            return _execute(self, command_id, int(attempt), worker, takeover)
+
+    def _execute(
+        self: Task,  # type: ignore[type-arg]
+        command_id: str,
+        attempt: int,
+        worker: str,
+        takeover: bool,
+    ) -> str:
         try:
             # The broker redelivers a message whose consumer went away; the sweeper
             # publishes a takeover for a run with no sign of life past its lease.
             redelivered = takeover or bool((self.request.delivery_info or {}).get("redelivered"))
-            outcome = pipeline().execute(UUID(command_id), int(attempt), worker, redelivered)
+            outcome = pipeline().execute(UUID(command_id), attempt, worker, redelivered)
         except PersistenceError as error:
             # The event store could not record even the outcome: keep the message
             # and try again later, so nothing accepted is dropped.
             logger.warning("event store unavailable for %s: %r", command_id, error)
             countdown = min(30, 2 ** min(self.request.retries, 5))
             raise self.retry(exc=error, countdown=countdown) from error
-        logger.info("command %s attempt %s: %s", command_id, attempt, outcome.value)
         return outcome.value
 
     def reconnect(**_: object) -> None:

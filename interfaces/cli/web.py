@@ -8,8 +8,10 @@ from dataclasses import replace
 from typing import Any
 
 from flask import Flask
+from gunicorn import glogging
 from gunicorn.app.base import BaseApplication
 
+from infrastructure import logs
 from infrastructure.settings import Settings
 from interfaces.bootstrap import bootstrap
 from interfaces.http import create_app
@@ -39,7 +41,8 @@ class WebServer(BaseApplication):  # type: ignore[misc]
             "timeout": int(self.settings.max_wait_seconds) + 30,
             "graceful_timeout": 10,
             "accesslog": "-",
-            "loglevel": self.settings.log_level.lower(),
+            "loglevel": logs.root_level(self.settings).lower(),
+            "logger_class": GunicornLogs,
         }
         for key, value in options.items():
             self.cfg.set(key, value)
@@ -52,6 +55,19 @@ class WebServer(BaseApplication):  # type: ignore[misc]
             db_max_overflow=max(self.settings.db_max_overflow, self.settings.web_threads + 3),
         )
         return closing_when_asked(create_app(bootstrap(pool)))
+
+
+class GunicornLogs(glogging.Logger):  # type: ignore[misc]
+    """Gunicorn's error and access lines through the root logger's one handler
+    (:mod:`infrastructure.logs`), rendered as every other line is."""
+
+    def setup(self, cfg: Any) -> None:
+        """Gunicorn's own set-up, then its handlers dropped for the root's."""
+        super().setup(cfg)
+        for log in (self.error_log, self.access_log):
+            for handler in list(log.handlers):
+                log.removeHandler(handler)
+            log.propagate = True
 
 
 def closing_when_asked(app: Flask) -> Callable[..., Iterable[bytes]]:

@@ -119,6 +119,9 @@ def live(
             f"ops admin sha256:{ApiKey.digest_of(ADMIN_TOKEN)}",
             WEBHOOK_SECRET=WEBHOOK_SECRET,
             WEBHOOK_ALLOW_NETWORKS="127.0.0.0/8",  # the test's receivers are on loopback
+            # Every line as JSON, our own lines down to DEBUG: test_logs_live.py reads them.
+            LOG_FORMAT="json",
+            LOG_LEVEL="DEBUG",
         )
         web = ServiceProcess("web", env, log_dir)
         others = [
