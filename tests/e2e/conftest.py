@@ -98,6 +98,26 @@ class LiveService:
         return Client(self.base, token)
 
 
+def create_show(
+    live: LiveService, show_id: str, seat: str = "B1", price_cents: int = 1
+) -> dict[str, Any]:
+    """A one-seat show created over HTTP, waited for (``Prefer: wait``): its 201 body."""
+    answer = live.client().request(
+        "PUT",
+        f"/shows/{show_id}",
+        {
+            "title": "Lear",
+            "starts_at": "2027-02-01T20:00:00Z",
+            "seats": [seat],
+            "price_cents": price_cents,
+        },
+        {"Idempotency-Key": f"show-{show_id}", "Prefer": "wait=5"},
+    )
+    assert answer.status == 201, answer.body
+    body: dict[str, Any] = answer.body
+    return body
+
+
 @pytest.fixture(scope="module")
 def live(
     server_database_url: str, broker_url: str, tmp_path_factory: pytest.TempPathFactory

@@ -4,26 +4,13 @@ from __future__ import annotations
 
 import json
 import uuid
-from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import ADMIN_TOKEN, LiveService
+from tests.e2e.conftest import ADMIN_TOKEN, LiveService, create_show
 from tests.support.processes import wait_until
 
 pytestmark = [pytest.mark.postgres, pytest.mark.rabbitmq]
-
-
-def create_show(live: LiveService, show_id: str) -> dict[str, Any]:
-    answer = live.client().request(
-        "PUT",
-        f"/shows/{show_id}",
-        {"title": "Lear", "starts_at": "2027-02-01T20:00:00Z", "seats": ["B1"], "price_cents": 1},
-        {"Idempotency-Key": f"read-{show_id}", "Prefer": "wait=5"},
-    )
-    assert answer.status == 201, answer.body
-    body: dict[str, Any] = answer.body
-    return body
 
 
 def test_a_consistency_token_read_returns_the_new_state_on_the_first_try(

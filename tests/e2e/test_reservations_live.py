@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from tests.e2e.conftest import LiveService
+from tests.e2e.conftest import LiveService, create_show
 from tests.support.processes import wait_until
 
 pytestmark = [pytest.mark.postgres, pytest.mark.rabbitmq]
@@ -15,12 +15,7 @@ pytestmark = [pytest.mark.postgres, pytest.mark.rabbitmq]
 def test_a_reservation_is_confirmed_and_its_saga_shows_every_step(live: LiveService) -> None:
     client = live.client()
     show_id, reservation_id = uuid.uuid4().hex[:10], uuid.uuid4().hex[:10]
-    client.request(
-        "PUT",
-        f"/shows/{show_id}",
-        {"title": "Lear", "starts_at": "2027-02-01T20:00:00Z", "seats": ["A1"], "price_cents": 10},
-        {"Prefer": "wait=5", "Idempotency-Key": f"show-{show_id}"},
-    )
+    create_show(live, show_id, seat="A1", price_cents=10)
 
     placed = client.request(
         "PUT",
