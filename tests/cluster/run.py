@@ -25,6 +25,7 @@ import http.client
 import json
 import os
 import secrets
+import signal
 import statistics
 import subprocess
 import sys
@@ -225,12 +226,14 @@ class Cluster(Chaos):
 
     def schedule(self) -> list[tuple[str, str, float]]:
         """The host cut-offs, a worker host lost, and ``make chaos``'s faults that fit
-        hosts: each single-active part's active process SIGKILLed (and started again,
-        as its host's service manager would), and the database host's network cut."""
+        hosts: each single-active part's active process SIGKILLed and a web host's web
+        process with its workers (each started again, as its host's service manager
+        would), and the database host's network cut."""
         faults: list[tuple[str, str, float]] = [
             ("cut-active", "parts", 2 * LEASE_SECONDS + 2) for _ in range(self.cuts)
         ]
         faults += [("kill-active", part, 0.0) for part in SINGLE_ACTIVE]
+        faults.append(("kill-web", "web-a", 0.0))
         faults.append(("cut-host", "db", 5.0))
         if self.plan.server_restarts:
             # A crash of PostgreSQL (every lease's holder loses it at once) and a stop of
@@ -262,6 +265,22 @@ class Cluster(Chaos):
                     self.faults.append({"at": at, "fault": "kill", "target": f"{host}.{part}"})
                     time.sleep(1.0)
                     self.launch(host, part)
+        elif kind == "kill-web":
+            for host, part, process in list(self.processes):
+                if host == target and part == "web" and process.poll() is None:
+                    # A crash of the whole service: the master stopped first, so that it
+                    # starts no worker in place of those killed, then everything killed.
+                    process.send_signal(signal.SIGSTOP)
+                    subprocess.run(["pkill", "-KILL", "-P", str(process.pid)], check=False)
+                    process.kill()
+                    process.wait()
+                    self.faults.append({"at": at, "fault": "kill", "target": f"{host}.web"})
+                    time.sleep(1.0)
+                    self.launch(host, "web")
+                    address = self.sandbox.hosts[host].address
+                    wait_until(
+                        http_ready(f"http://{address}:{WEB_PORT}/health"), 60, f"{host} back"
+                    )
         elif kind == "cut-host":
             self.faults.append({"at": at, "fault": "cut", "target": target, "seconds": seconds})
             self.sandbox.cut(target)
