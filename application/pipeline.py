@@ -19,7 +19,7 @@ from application.catalog import CommandCatalog
 from application.command import VERSION_CONFLICT, Attempt, Command
 from application.event_log import AggregatePresentError, BoxofficeApplication
 from application.failures import conflict_error, domain_error, technical_error, worker_lost_error
-from application.ports import Services
+from application.ports import CommandMetrics, Services, Uncounted
 from application.retry import RetryPolicy
 from application.submission import (
     Acceptance,
@@ -43,6 +43,10 @@ class Outcome(Enum):
     SKIPPED = "skipped"
 
 
+# The outcomes that decide a command: its accept-to-outcome time is measured at them.
+FINAL = frozenset({Outcome.SUCCEEDED, Outcome.FAILED, Outcome.DEAD_LETTERED})
+
+
 class CommandPipeline:
     """Accepts commands (web side) and executes them (worker side)."""
 
@@ -52,11 +56,13 @@ class CommandPipeline:
         catalog: CommandCatalog,
         retry: RetryPolicy,
         services: Services | None = None,
+        metrics: CommandMetrics | None = None,
     ) -> None:
         self.app = app
         self.catalog = catalog
         self.retry = retry
         self.services = services
+        self.metrics: CommandMetrics = metrics or Uncounted()
 
     def accept(self, submission: Submission) -> Acceptance:
         """Record ``CommandAccepted`` durably, or return the earlier acceptance of the key.
@@ -69,6 +75,8 @@ class CommandPipeline:
         command = self.prepare(submission, command_id)
         with log_context.bound(**log_context.of_command(command)):
             acceptance = self._accept(submission, command)
+            if not acceptance.replayed:
+                self.metrics.accepted(command.command_type)
             logger.info(
                 "%s %s for %s",
                 "answered as accepted before:" if acceptance.replayed else "accepted",
@@ -169,6 +177,10 @@ class CommandPipeline:
         with log_context.bound(**log_context.of_command(command)):
             outcome = self._execute(command, attempt, worker, redelivered)
             logger.info("attempt %d of %s: %s", attempt, command.command_type, outcome.value)
+        since_accepted = None
+        if outcome in FINAL:
+            since_accepted = (datetime.now(UTC) - command.created_on).total_seconds()
+        self.metrics.attempted(command.command_type, outcome.value, since_accepted)
         return outcome
 
     def _execute(self, command: Command, attempt: int, worker: str, redelivered: bool) -> Outcome:

@@ -95,3 +95,29 @@ class Subscribe(Protocol):
         topics: Sequence[str],
         concerns: Callable[[str], bool] | None = None,
     ) -> Subscription: ...
+
+
+class CommandMetrics(Protocol):
+    """Counts what the pipeline does with commands (Prometheus in production:
+    ``infrastructure/metrics.py``); label values are command types and outcomes, a
+    bounded set."""
+
+    def accepted(self, command_type: str) -> None:
+        """A new command of ``command_type`` was recorded (not an idempotent replay)."""
+        ...
+
+    def attempted(self, command_type: str, outcome: str, since_accepted: float | None) -> None:
+        """An attempt ended with ``outcome``; ``since_accepted`` is the seconds from the
+        command's accept to this outcome when it is final (succeeded, failed,
+        dead-lettered), None otherwise."""
+        ...
+
+
+class Uncounted:
+    """The :class:`CommandMetrics` that counts nothing: tests, replays, tools."""
+
+    def accepted(self, command_type: str) -> None:
+        """Count nothing."""
+
+    def attempted(self, command_type: str, outcome: str, since_accepted: float | None) -> None:
+        """Count nothing."""

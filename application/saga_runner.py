@@ -220,6 +220,9 @@ class SagaRunner:
             self.store.save(_prepare(self.pipeline, command_type, key, payload, cause, owner))
         except IntegrityError:
             logger.info("%s %s was issued already", command_type, key)
+        else:
+            if not self.store.dry_run:
+                self.pipeline.metrics.accepted(command_type)
 
     # --- deadlines ----------------------------------------------------------------------
 
@@ -254,6 +257,7 @@ class SagaRunner:
         with log_context.bound(correlation_id=saga.id, causation_id=cause):
             logger.debug("saga %s decided (version %d)", saga.id, saga.version)
         for command in commands:
+            self.pipeline.metrics.accepted(command.command_type)
             with log_context.bound(**log_context.of_command(command)):
                 logger.info("saga %s issued %s", saga.id, command.command_type)
         return 1

@@ -148,6 +148,8 @@ class Settings:
     retry_max_delay: float = 30.0
     web_host: str = "127.0.0.1"
     web_port: int = 8000
+    # Where a part other than web serves its Prometheus counters (web: at /metrics).
+    metrics_port: int | None = None
     web_workers: int = 1
     web_threads: int = 8
     worker_concurrency: int = 2
@@ -339,6 +341,7 @@ class Settings:
             ),
             web_host=get("WEB_HOST", str, defaults.web_host),
             web_port=get("WEB_PORT", port, defaults.web_port),
+            metrics_port=get("METRICS_PORT", port, None),
             web_workers=get("WEB_WORKERS", positive_int, defaults.web_workers),
             web_threads=get("WEB_THREADS", positive_int, defaults.web_threads),
             worker_concurrency=get("WORKER_CONCURRENCY", positive_int, defaults.worker_concurrency),

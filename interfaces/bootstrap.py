@@ -41,6 +41,7 @@ from infrastructure.following import Follower
 from infrastructure.history import RecordedHistory
 from infrastructure.lease import Lease, LeaseSettings, holder_name, lease_status
 from infrastructure.leased_work import Shares
+from infrastructure.metrics import PrometheusMetrics
 from infrastructure.payment_gateway import build_payment_gateway
 from infrastructure.postgres_read_models import PostgresReadModels
 from infrastructure.projector import Projector
@@ -83,6 +84,7 @@ class Container:
     _watcher: CommandWatcher | None = None
     _read_models: ReadModels | None = None
     _services: Services | None = None
+    _metrics: PrometheusMetrics | None = None
     _lock: threading.RLock = field(default_factory=threading.RLock)
 
     @property
@@ -105,8 +107,16 @@ class Container:
             base_delay=self.settings.retry_base_delay,
             max_delay=self.settings.retry_max_delay,
         )
-        self._pipeline = CommandPipeline(self.app, self.catalog, retry, self.services)
+        self._pipeline = CommandPipeline(self.app, self.catalog, retry, self.services, self.metrics)
         return self._pipeline
+
+    @property
+    def metrics(self) -> PrometheusMetrics:
+        """This process's counters (``/metrics``, infrastructure/metrics.py)."""
+        with self._lock:
+            if self._metrics is None:
+                self._metrics = PrometheusMetrics()
+            return self._metrics
 
     @property
     def services(self) -> Services:

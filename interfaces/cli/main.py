@@ -19,7 +19,7 @@ import psycopg
 from eventsourcing.persistence import InterfaceError, OperationalError
 
 from application.segment import Segment
-from infrastructure import logs
+from infrastructure import logs, metrics
 from infrastructure.following import follow_until_stopped
 from infrastructure.lease import Lease
 from infrastructure.leased_work import (
@@ -93,13 +93,25 @@ def load_settings(*, needs_database: bool = True, component: str = "cli") -> Set
     return settings
 
 
+# The long-running parts: their counters reach /metrics (infrastructure/metrics.py).
+COUNTING_PARTS = frozenset({"serve", "web", "worker", "relay", "projector", "saga-runner"})
+
+
 def _part(name: str, help_text: str, needs_database: bool = True) -> Callable[..., Any]:
     """Register ``run(settings) -> int`` as the sub-command of one part."""
 
     def register(run: Callable[[Settings], int]) -> Callable[[Settings], int]:
         @cli.command(name, help=help_text)
         def command() -> int:
-            return run(load_settings(needs_database=needs_database, component=name))
+            settings = load_settings(needs_database=needs_database, component=name)
+            if name not in COUNTING_PARTS:
+                return run(settings)
+            # Before anything counts: the processes of the part (gunicorn's, Celery's
+            # pool) count into one directory that an exposition sums up.
+            with metrics.process_directory(name):
+                if settings.metrics_port is not None and name not in ("web", "serve"):
+                    metrics.serve(settings.metrics_port, settings.web_host)
+                return run(settings)
 
         return run
 

@@ -25,7 +25,11 @@ MAX_RESTART_PAUSE = 30.0
 
 def serve(settings: Settings) -> int:
     """Run every part until Ctrl-C or SIGTERM (exit status 0); a part that dies is restarted."""
+    # The parts count into serve's metrics directory (PROMETHEUS_MULTIPROC_DIR, in the
+    # environment already): the web's /metrics shows them all, and no part binds a
+    # metrics port of its own.
     env = dict(os.environ)
+    env.pop("METRICS_PORT", None)
     embedded: EmbeddedPostgres | None = None
     if settings.embedded_database:
         embedded = EmbeddedPostgres(settings.var_dir)

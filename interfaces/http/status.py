@@ -8,6 +8,7 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 
 from application.operations import views as view_ops
+from infrastructure import metrics
 from interfaces.http.auth import ADMIN, authenticate
 from interfaces.http.context import container
 from interfaces.http.problems import Problem
@@ -83,6 +84,27 @@ def webhooks() -> Response:
     outbox = built.webhook_outbox()
     items = outbox.listed(chosen, WEBHOOK_PAGE) if outbox is not None else []
     return jsonify({"items": items})
+
+
+@status.get("/metrics")
+@documented(
+    "Metrics",
+    "Prometheus metrics of this host's web processes, and each view's lag (admin)",
+    {
+        "description": "Prometheus' text format",
+        "content": {metrics.CONTENT_TYPE: {"schema": {"type": "string"}}},
+    },
+)
+def prometheus_metrics() -> Response:
+    """The counters of every web process of this host (commands accepted by type; with
+    ``boxoffice serve``, every part's, the workers' attempts and outcome times
+    included), and each view's position and lag read from the store when scraped.
+    docs/observability.md lists them."""
+    built = container()
+    authenticate(built.settings.api_keys, ADMIN)
+    views = metrics.ViewsCollector(lambda: view_ops.projections_status(built.operator))
+    text = metrics.exposition(built.metrics.registry, views)
+    return Response(text, content_type=metrics.CONTENT_TYPE)
 
 
 @status.get("/health")

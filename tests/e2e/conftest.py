@@ -93,6 +93,8 @@ class LiveService:
     database_url: str
     settings: Settings
     log_dir: Path
+    # Where the worker serves its Prometheus counters (METRICS_PORT).
+    worker_metrics: str
 
     def client(self, token: str | None = TOKEN) -> Client:
         return Client(self.base, token)
@@ -144,11 +146,13 @@ def live(
             LOG_LEVEL="DEBUG",
         )
         web = ServiceProcess("web", env, log_dir)
+        metrics_port = free_port()
+        worker = ServiceProcess("worker", {**env, "METRICS_PORT": str(metrics_port)}, log_dir)
         others = [
-            ServiceProcess(part, env, log_dir)
-            for part in ("worker", "relay", "projector", "saga-runner")
+            ServiceProcess(part, env, log_dir) for part in ("relay", "projector", "saga-runner")
         ]
-        with running(web, *others):
+        with running(web, worker, *others):
             base = f"http://127.0.0.1:{port}"
             wait_until(http_ready(base + "/health"), 30, "gunicorn to answer")
-            yield LiveService(base, database_url, settings, log_dir)
+            worker_metrics = f"http://127.0.0.1:{metrics_port}/metrics"
+            yield LiveService(base, database_url, settings, log_dir, worker_metrics)

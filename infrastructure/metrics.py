@@ -1,0 +1,170 @@
+"""Prometheus metrics: the pipeline's counters in every process, read at ``/metrics``.
+
+Counters and histograms (:class:`PrometheusMetrics`, the application's
+:class:`~application.ports.CommandMetrics`) are kept by the process that counts: a
+gunicorn worker counts the accepts, a Celery pool process the attempts. Those parts run
+several processes, so they count in prometheus_client's multi-process mode: each
+process writes its values to files in ``PROMETHEUS_MULTIPROC_DIR``, and an exposition
+adds up the files of every process of the directory (:func:`exposition`).
+:func:`process_directory` gives a part its own directory when the variable is not
+set; ``boxoffice serve`` gives all its children one, so the web's ``/metrics`` shows
+the workers' counters too. On many hosts every other part serves its own on
+``METRICS_PORT`` (a worker host's pool, the saga runner's issued commands), since a
+directory is one host's and Prometheus scrapes each host.
+
+What the log and the views know (how far behind each view is) is not counted by any
+process: the web reads it from PostgreSQL when ``/metrics`` is scraped
+(:class:`ViewsCollector`), so it is right whichever host applies the views.
+
+prometheus_client picks its mode when it is first imported, from the environment, so
+this module imports it only inside its functions, after the directory is set.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from prometheus_client.metrics_core import Metric
+    from prometheus_client.registry import Collector, CollectorRegistry
+
+MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+# Seconds from a command's accept to its outcome: a saga step takes tens of
+# milliseconds, a retried one seconds, a dead-lettered one minutes.
+OUTCOME_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
+
+
+@contextmanager
+def process_directory(component: str) -> Iterator[Path]:
+    """The multi-process directory of this process and its children while the block
+    runs: the one ``PROMETHEUS_MULTIPROC_DIR`` names (whoever set it clears it between
+    runs: ``boxoffice serve`` makes a new one per run), or a new one for ``component``,
+    set in the environment so that the children forked or started inside count into
+    it, and removed after the block."""
+    named = os.environ.get(MULTIPROCESS_DIR)
+    if named:
+        Path(named).mkdir(parents=True, exist_ok=True)
+        yield Path(named)
+        return
+    made = Path(tempfile.mkdtemp(prefix=f"boxoffice-metrics-{component}-"))
+    os.environ[MULTIPROCESS_DIR] = str(made)
+    try:
+        yield made
+    finally:
+        del os.environ[MULTIPROCESS_DIR]
+        shutil.rmtree(made, ignore_errors=True)
+
+
+class PrometheusMetrics:
+    """The pipeline's counters, as Prometheus' naming guide has them."""
+
+    def __init__(self) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Histogram
+
+        # Not the library's global registry: a process may build more than one (tests),
+        # and in multi-process mode the values live in files, not in a registry.
+        self.registry = CollectorRegistry(auto_describe=True)
+        own = None if os.environ.get(MULTIPROCESS_DIR) else self.registry
+        self._accepted = Counter(
+            "boxoffice_commands_accepted",
+            "Commands accepted (recorded durably), by type.",
+            ["type"],
+            registry=own,
+        )
+        self._attempts = Counter(
+            "boxoffice_command_attempts",
+            "Attempts run by the workers, by type and outcome (succeeded, failed, "
+            "retry_scheduled, dead_lettered, skipped).",
+            ["type", "outcome"],
+            registry=own,
+        )
+        self._outcome_seconds = Histogram(
+            "boxoffice_command_outcome_seconds",
+            "Seconds from a command's accept to its final outcome, by type and outcome.",
+            ["type", "outcome"],
+            buckets=OUTCOME_BUCKETS,
+            registry=own,
+        )
+
+    def accepted(self, command_type: str) -> None:
+        """Count a new command."""
+        self._accepted.labels(command_type).inc()
+
+    def attempted(self, command_type: str, outcome: str, since_accepted: float | None) -> None:
+        """Count an attempt, and time a final outcome from the accept."""
+        self._attempts.labels(command_type, outcome).inc()
+        if since_accepted is not None:
+            self._outcome_seconds.labels(command_type, outcome).observe(max(since_accepted, 0.0))
+
+
+class ViewsCollector:
+    """Each view's position and lag, and the log's head, read when scraped.
+
+    ``status`` is :func:`application.operations.views.projections_status` over the
+    operator's ports (one read per view); a store out of reach makes a scrape with
+    ``boxoffice_views_up`` 0 rather than an error.
+    """
+
+    def __init__(self, status: Callable[[], list[dict[str, Any]]]) -> None:
+        self.status = status
+
+    def collect(self) -> Iterator[Metric]:
+        """The gauges, as of now."""
+        from prometheus_client.core import GaugeMetricFamily
+
+        up = GaugeMetricFamily("boxoffice_views_up", "Whether the views could be read.")
+        try:
+            items = self.status()
+        except Exception:  # noqa: BLE001 - a scrape reports the outage, it does not fail
+            up.add_metric([], 0)
+            yield up
+            return
+        up.add_metric([], 1)
+        yield up
+        head = GaugeMetricFamily("boxoffice_log_head", "Position of the log's last event.")
+        position = GaugeMetricFamily(
+            "boxoffice_view_position", "Position up to which a view has applied.", labels=["view"]
+        )
+        lag = GaugeMetricFamily(
+            "boxoffice_view_lag_events",
+            "Events of a view's topics it has yet to apply (counted up to 10,000).",
+            labels=["view"],
+        )
+        for item in items:
+            position.add_metric([item["name"]], item["position"] or 0)
+            lag.add_metric([item["name"]], item["lag"])
+        head.add_metric([], items[0]["head"] if items else 0)
+        yield from (head, position, lag)
+
+
+def exposition(own: CollectorRegistry, *collectors: Collector) -> bytes:
+    """The text of a scrape: every process's counters (those of the multi-process
+    directory, or ``own`` registry's in a single process) and ``collectors``."""
+    from prometheus_client import CollectorRegistry, generate_latest, multiprocess
+
+    registry = CollectorRegistry(auto_describe=False)
+    directory = os.environ.get(MULTIPROCESS_DIR)
+    if directory:
+        multiprocess.MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]
+    else:
+        registry.register(own)
+    for collector in collectors:
+        registry.register(collector)
+    return bytes(generate_latest(registry))
+
+
+def serve(port: int, host: str) -> None:
+    """Serve the counters of this part's processes on ``host``:``port`` (``METRICS_PORT``
+    on ``WEB_HOST``'s address), from a thread of this process."""
+    from prometheus_client import CollectorRegistry, multiprocess, start_http_server
+
+    registry = CollectorRegistry(auto_describe=False)
+    multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    start_http_server(port, addr=host, registry=registry)
