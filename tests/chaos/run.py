@@ -32,6 +32,7 @@ import json
 import os
 import random
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -512,7 +513,10 @@ class Chaos:
 
 def run(plan: Plan, server_database_url: str, broker_url: str, work: Path) -> dict[str, Any]:
     """One chaos run on a fresh database; returns its report."""
-    work.mkdir(parents=True, exist_ok=True)
+    # A fresh work folder too: an earlier run's serve.log would add its restarts to this
+    # run's count, and its broker folder (the filesystem transport) its messages.
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
     with fresh_database(server_database_url) as database_url:
         with psycopg.connect(database_url, autocommit=True) as conn:
             name = DatabaseUrl.parse(database_url).dbname
