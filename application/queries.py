@@ -54,6 +54,10 @@ class Reader(Protocol):
         or :class:`Between`), oldest first, after ``cursor``."""
         ...
 
+    def counts(self, name: str, column: str) -> dict[str, int]:
+        """How many documents of view ``name`` have each value of indexed ``column``."""
+        ...
+
 
 class ViewPositions(Protocol):
     """How far each view is in the log (:class:`~projections.read_models.ReadModels`)."""

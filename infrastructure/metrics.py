@@ -105,15 +105,24 @@ class PrometheusMetrics:
 
 
 class ViewsCollector:
-    """Each view's position and lag, and the log's head, read when scraped.
+    """Each view's position and lag, the log's head, and the commands by status and
+    the sagas by state, read when scraped.
 
     ``status`` is :func:`application.operations.views.projections_status` over the
-    operator's ports (one read per view); a store out of reach makes a scrape with
-    ``boxoffice_views_up`` 0 rather than an error.
+    operator's ports (one read per view); ``commands`` and ``sagas`` count the command
+    registry's rows by status and the sagas view's by state. A store out of reach makes
+    a scrape with ``boxoffice_views_up`` 0 rather than an error.
     """
 
-    def __init__(self, status: Callable[[], list[dict[str, Any]]]) -> None:
+    def __init__(
+        self,
+        status: Callable[[], list[dict[str, Any]]],
+        commands: Callable[[], dict[str, int]] = dict,
+        sagas: Callable[[], dict[str, int]] = dict,
+    ) -> None:
         self.status = status
+        self.commands = commands
+        self.sagas = sagas
 
     def collect(self) -> Iterator[Metric]:
         """The gauges, as of now."""
@@ -122,6 +131,7 @@ class ViewsCollector:
         up = GaugeMetricFamily("boxoffice_views_up", "Whether the views could be read.")
         try:
             items = self.status()
+            by_status, by_state = self.commands(), self.sagas()
         except Exception:  # noqa: BLE001 - a scrape reports the outage, it does not fail
             up.add_metric([], 0)
             yield up
@@ -141,7 +151,19 @@ class ViewsCollector:
             position.add_metric([item["name"]], item["position"] or 0)
             lag.add_metric([item["name"]], item["lag"])
         head.add_metric([], items[0]["head"] if items else 0)
-        yield from (head, position, lag)
+        commands = GaugeMetricFamily(
+            "boxoffice_commands",
+            "Commands in the registry by status (accepted, running and retrying: the backlog).",
+            labels=["status"],
+        )
+        for status, count in sorted(by_status.items()):
+            commands.add_metric([status], count)
+        sagas = GaugeMetricFamily(
+            "boxoffice_sagas", "Sagas by state, as the sagas view has them.", labels=["state"]
+        )
+        for state, count in sorted(by_state.items()):
+            sagas.add_metric([state], count)
+        yield from (head, position, lag, commands, sagas)
 
 
 def exposition(own: CollectorRegistry, *collectors: Collector) -> bytes:

@@ -80,6 +80,10 @@ class Documents(Protocol):
         """The document of ``key`` with its ``position``, or None."""
         ...
 
+    def counts(self, column: str) -> dict[str, int]:
+        """How many documents have each value of indexed ``column`` (none: ``""``)."""
+        ...
+
     def page(self, filters: dict[str, Any], cursor: str | None, limit: int) -> Page:
         """Documents matching ``filters`` in insertion order, and the cursor after them."""
         ...
@@ -413,6 +417,22 @@ class DocumentView(SegmentedTracking):
             return None
         return {**row["doc"], "position": row["position"]}
 
+    def counts(self, column: str) -> dict[str, int]:
+        """How many documents have each value of indexed ``column`` (none: ``""``)."""
+        if column not in self.columns:
+            raise KeyError(f"{self.table} has no indexed column {column}")
+        statement = SQL(
+            "SELECT coalesce({column}::text, '') AS value, count(*) AS n "
+            "FROM {schema}.{table} GROUP BY 1"
+        ).format(
+            column=Identifier(column),
+            schema=Identifier(self.datastore.schema),
+            table=Identifier(self.table),
+        )
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(statement)
+            return {row["value"]: int(row["n"]) for row in curs.fetchall()}
+
     def page(self, filters: dict[str, Any], cursor: str | None, limit: int) -> Page:
         """Documents matching ``filters`` (a value, :class:`OneOf` or :class:`Between` per
         indexed column) in insertion order, and the cursor after them."""
@@ -483,6 +503,16 @@ class InMemoryDocumentView(POPOTrackingRecorder):
         with self._lock:
             row = self._rows.get(key)
         return None if row is None else {**row[2], "position": row[1]}
+
+    def counts(self, column: str) -> dict[str, int]:
+        """As :meth:`DocumentView.counts`."""
+        with self._lock:
+            values = [row[3].get(column) for row in self._rows.values()]
+        found: dict[str, int] = {}
+        for value in values:
+            key = "" if value is None else str(value)
+            found[key] = found.get(key, 0) + 1
+        return found
 
     def page(self, filters: dict[str, Any], cursor: str | None, limit: int) -> Page:
         """Documents matching ``filters`` in insertion order, and the cursor after them."""

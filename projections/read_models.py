@@ -69,6 +69,11 @@ class ReadModels:
         self.refresh()
         return self.views[name].page(filters, cursor, limit)
 
+    def counts(self, name: str, column: str) -> dict[str, int]:
+        """How many documents of view ``name`` have each value of ``column``."""
+        self.refresh()
+        return self.views[name].counts(column)
+
     def position(self, name: str) -> int:
         """The position of the last event view ``name`` applied."""
         self.refresh()

@@ -13,6 +13,8 @@ from interfaces.http.auth import ADMIN, authenticate
 from interfaces.http.context import container
 from interfaces.http.problems import Problem
 from interfaces.http.route_docs import documented, json_answer, query
+from projections.command_registry import CommandRegistryProjection
+from projections.sagas import SagasProjection
 
 status = Blueprint("status", __name__)
 
@@ -102,7 +104,12 @@ def prometheus_metrics() -> Response:
     docs/observability.md lists them."""
     built = container()
     authenticate(built.settings.api_keys, ADMIN)
-    views = metrics.ViewsCollector(lambda: view_ops.projections_status(built.operator))
+    read = built.operator.read
+    views = metrics.ViewsCollector(
+        lambda: view_ops.projections_status(built.operator),
+        commands=lambda: read.counts(CommandRegistryProjection.name, "status"),
+        sagas=lambda: read.counts(SagasProjection.name, "state"),
+    )
     text = metrics.exposition(built.metrics.registry, views)
     return Response(text, content_type=metrics.CONTENT_TYPE)
 

@@ -116,6 +116,15 @@ def test_counters_of_every_web_and_worker_process_add_up_as_commands_run(
         assert gauge(after, "boxoffice_view_lag_events", view=projection.name) >= 0
     # The registry has applied the shows' commands (their outcomes were awaited).
     assert gauge(after, "boxoffice_view_position", view="command_registry") > 0
+    # What the registry holds, by status, read from PostgreSQL when scraped.
+    wait_until(
+        lambda: (
+            gauge(admin.request_text("GET", "/metrics"), "boxoffice_commands", status="succeeded")
+            >= SHOWS
+        ),
+        30,
+        "the registry to count every command succeeded",
+    )
 
 
 def test_metrics_take_the_admin_scope(live: LiveService) -> None:

@@ -4,8 +4,10 @@ counts through its port, and what a scrape shows of it and of the views."""
 from __future__ import annotations
 
 from typing import Any
+from uuid import UUID, uuid4
 
 import pytest
+from eventsourcing.persistence import Tracking
 from prometheus_client.parser import text_string_to_metric_families
 
 from application.event_log import BoxofficeApplication
@@ -14,6 +16,7 @@ from application.retry import RetryPolicy
 from application.slices import build_catalog
 from infrastructure import metrics
 from infrastructure.metrics import PrometheusMetrics, ViewsCollector
+from projections.document_view import InMemoryDocumentView, Row
 from tests.support.submit import submission
 from tests.support.world import World
 
@@ -75,13 +78,17 @@ def test_a_scrape_shows_each_view_s_position_and_lag_and_says_when_the_store_is_
         {"name": "sagas", "position": None, "head": 9, "lag": 0},
     ]
 
-    found = scraped(counted, ViewsCollector(lambda: items))
+    commands = {"succeeded": 5, "retrying": 1}
+    found = scraped(counted, ViewsCollector(lambda: items, lambda: commands, lambda: {"held": 2}))
 
     assert found[("boxoffice_views_up", ())] == 1
     assert found[("boxoffice_log_head", ())] == 9
     assert found[("boxoffice_view_position", (("view", "shows"),))] == 7
     assert found[("boxoffice_view_position", (("view", "sagas"),))] == 0
     assert found[("boxoffice_view_lag_events", (("view", "shows"),))] == 2
+    assert found[("boxoffice_commands", (("status", "succeeded"),))] == 5
+    assert found[("boxoffice_commands", (("status", "retrying"),))] == 1
+    assert found[("boxoffice_sagas", (("state", "held"),))] == 2
 
     def unreachable() -> list[dict[str, Any]]:
         raise ConnectionError("the event store cannot be reached")
@@ -105,3 +112,17 @@ def test_a_saga_s_commands_are_counted_as_accepted_and_run() -> None:
         assert found[("boxoffice_commands_accepted_total", labels)] == 1, command_type
         ran = (("outcome", "succeeded"), ("type", command_type))
         assert found[("boxoffice_command_attempts_total", ran)] == 1, command_type
+
+
+def test_an_in_memory_view_counts_its_documents_by_a_column_s_value() -> None:
+    view = InMemoryDocumentView(columns=("status",))
+    rows: dict[UUID, Row] = {
+        uuid4(): ({}, {"status": "succeeded"}, 1),
+        uuid4(): ({}, {"status": "succeeded"}, 2),
+        uuid4(): ({}, {"status": "retrying"}, 3),
+        uuid4(): ({}, {"status": None}, 4),
+    }
+
+    view.upsert_many(rows, Tracking("Boxoffice", 4))
+
+    assert view.counts("status") == {"succeeded": 2, "retrying": 1, "": 1}
