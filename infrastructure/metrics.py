@@ -117,8 +117,8 @@ class ViewsCollector:
     def __init__(
         self,
         status: Callable[[], list[dict[str, Any]]],
-        commands: Callable[[], dict[str, int]] = dict,
-        sagas: Callable[[], dict[str, int]] = dict,
+        commands: Callable[[], dict[str, int]],
+        sagas: Callable[[], dict[str, int]],
     ) -> None:
         self.status = status
         self.commands = commands

@@ -101,9 +101,13 @@ class LiveService:
 
 
 def create_show(
-    live: LiveService, show_id: str, seat: str = "B1", price_cents: int = 1
+    live: LiveService, show_id: str, seat: str = "B1", price_cents: int = 1, wait: bool = True
 ) -> dict[str, Any]:
-    """A one-seat show created over HTTP, waited for (``Prefer: wait``): its 201 body."""
+    """A one-seat show created over HTTP: its 201 body, waited for (``Prefer: wait``),
+    or without ``wait`` its 202 body."""
+    headers = {"Idempotency-Key": f"show-{show_id}"}
+    if wait:
+        headers["Prefer"] = "wait=5"
     answer = live.client().request(
         "PUT",
         f"/shows/{show_id}",
@@ -113,11 +117,20 @@ def create_show(
             "seats": [seat],
             "price_cents": price_cents,
         },
-        {"Idempotency-Key": f"show-{show_id}", "Prefer": "wait=5"},
+        headers,
     )
-    assert answer.status == 201, answer.body
+    assert answer.status == (201 if wait else 202), answer.body
     body: dict[str, Any] = answer.body
     return body
+
+
+def log_lines(live: LiveService, part: str) -> list[dict[str, Any]]:
+    """The JSON lines of ``part``'s log (Celery's banner is not a log line: skipped)."""
+    return [
+        json.loads(text)
+        for text in (live.log_dir / f"{part}.log").read_text(errors="replace").splitlines()
+        if text.startswith("{")
+    ]
 
 
 @pytest.fixture(scope="module")

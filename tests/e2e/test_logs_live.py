@@ -9,21 +9,12 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import TOKEN, WEBHOOK_SECRET, LiveService, create_show
+from tests.e2e.conftest import TOKEN, WEBHOOK_SECRET, LiveService, create_show, log_lines
 from tests.support.processes import wait_until
 
 pytestmark = [pytest.mark.postgres, pytest.mark.rabbitmq]
 
 COMPONENTS = ("web", "relay", "worker", "projector", "saga-runner")
-
-
-def lines_of(live: LiveService, part: str) -> list[dict[str, Any]]:
-    """The JSON lines of ``part``'s log (Celery's banner is not a log line: skipped)."""
-    found = []
-    for text in (live.log_dir / f"{part}.log").read_text(errors="replace").splitlines():
-        if text.startswith("{"):
-            found.append(json.loads(text))
-    return found
 
 
 def test_each_line_about_a_reservation_names_its_command_and_no_line_holds_a_secret(
@@ -60,7 +51,7 @@ def test_each_line_about_a_reservation_names_its_command_and_no_line_holds_a_sec
     def all_visible() -> bool:
         # The projector's line for the last outcome comes with the view's write.
         return all(
-            any(line.get("command_id") == i for line in lines_of(live, "projector"))
+            any(line.get("command_id") == i for line in log_lines(live, "projector"))
             for i in commands
         )
 
@@ -68,7 +59,7 @@ def test_each_line_about_a_reservation_names_its_command_and_no_line_holds_a_sec
 
     about: dict[str, list[dict[str, Any]]] = {}
     for part in COMPONENTS:
-        lines = lines_of(live, part)
+        lines = log_lines(live, part)
         assert lines, f"{part} logged no JSON line"
         raw = (live.log_dir / f"{part}.log").read_text(errors="replace")
         for secret in (TOKEN, WEBHOOK_SECRET, "tok_flaky", customer):

@@ -4,19 +4,17 @@ commands run; each view's lag is read from the store."""
 
 from __future__ import annotations
 
-import json
 import urllib.request
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
 from projections.views import PROJECTIONS
-from tests.e2e.conftest import ADMIN_TOKEN, TOKEN, LiveService
+from tests.e2e.conftest import ADMIN_TOKEN, TOKEN, LiveService, create_show, log_lines
 from tests.support.processes import wait_until
 
 pytestmark = [pytest.mark.postgres, pytest.mark.rabbitmq]
@@ -40,19 +38,6 @@ def gauge(text: str, name: str, **labels: str) -> float:
     return found
 
 
-def accept_show(live: LiveService) -> dict[str, Any]:
-    show_id = uuid.uuid4().hex[:10]
-    answer = live.client().request(
-        "PUT",
-        f"/shows/{show_id}",
-        {"title": "Lear", "starts_at": "2027-02-01T20:00:00Z", "seats": ["B1"], "price_cents": 1},
-        {"Idempotency-Key": f"show-{show_id}"},
-    )
-    assert answer.status == 202, answer.body
-    body: dict[str, Any] = answer.body
-    return body
-
-
 def worker_text(live: LiveService) -> str:
     with urllib.request.urlopen(live.worker_metrics, timeout=10) as answer:  # noqa: S310
         return str(answer.read().decode())
@@ -60,13 +45,7 @@ def worker_text(live: LiveService) -> str:
 
 def pids_of(live: LiveService, part: str, command_ids: set[str]) -> set[int]:
     """The processes of ``part`` whose log lines name one of ``command_ids``."""
-    found = set()
-    for text in (live.log_dir / f"{part}.log").read_text(errors="replace").splitlines():
-        if text.startswith("{"):
-            line = json.loads(text)
-            if line.get("command_id") in command_ids:
-                found.add(line["pid"])
-    return found
+    return {line["pid"] for line in log_lines(live, part) if line.get("command_id") in command_ids}
 
 
 def test_counters_of_every_web_and_worker_process_add_up_as_commands_run(
@@ -79,7 +58,8 @@ def test_counters_of_every_web_and_worker_process_add_up_as_commands_run(
 
     # A burst from several clients at once, so that both processes of each part get some.
     with ThreadPoolExecutor(8) as clients:
-        created = list(clients.map(lambda _: accept_show(live), range(SHOWS)))
+        shows = [uuid.uuid4().hex[:10] for _ in range(SHOWS)]
+        created = list(clients.map(lambda show: create_show(live, show, wait=False), shows))
     ids = {body["command_id"] for body in created}
 
     def worker_counted() -> bool:

@@ -93,7 +93,7 @@ def test_a_scrape_shows_each_view_s_position_and_lag_and_says_when_the_store_is_
     def unreachable() -> list[dict[str, Any]]:
         raise ConnectionError("the event store cannot be reached")
 
-    out = scraped(counted, ViewsCollector(unreachable))
+    out = scraped(counted, ViewsCollector(unreachable, dict, dict))
     assert out[("boxoffice_views_up", ())] == 0
     assert ("boxoffice_log_head", ()) not in out
 
