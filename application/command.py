@@ -38,13 +38,18 @@ class Attempt:
     number: int
     worker: str
     started_at: datetime | None
+    traceparent: str | None = None
 
     @property
-    def unrecorded_start(self) -> dict[str, Any]:
-        """What the outcome event of a run without a lease records of its start."""
-        if self.started_at is None:
-            return {}
-        return {"worker": self.worker, "started_at": self.started_at}
+    def with_outcome(self) -> dict[str, Any]:
+        """What the outcome event records of the run: its start if it ran without a
+        lease, and its span (the trace the command's next steps continue)."""
+        recorded: dict[str, Any] = {}
+        if self.started_at is not None:
+            recorded.update(worker=self.worker, started_at=self.started_at)
+        if self.traceparent is not None:
+            recorded.update(traceparent=self.traceparent)
+        return recorded
 
 
 # The category of the error recorded for an attempt whose save lost a version conflict.
@@ -68,6 +73,8 @@ class Command(Aggregate):
         idempotency_key: str | None
         callback_url: str | None = None
         owner: str | None = None
+        # The span of the accept (W3C traceparent), when traced; None in earlier events.
+        traceparent: str | None = None
 
     class CommandStarted(CommandEvent):
         """A worker started an attempt (the previous one was lost if it never ended)."""
@@ -86,6 +93,7 @@ class Command(Aggregate):
         attempt: int
         worker: str | None = None
         started_at: datetime | None = None
+        traceparent: str | None = None
 
     class CommandFailed(CommandEvent):
         """A domain error: final."""
@@ -94,6 +102,7 @@ class Command(Aggregate):
         error: dict[str, Any]
         worker: str | None = None
         started_at: datetime | None = None
+        traceparent: str | None = None
 
     class CommandRetryScheduled(CommandEvent):
         """A technical error; the next attempt is due at ``retry_at``."""
@@ -103,6 +112,7 @@ class Command(Aggregate):
         retry_at: datetime
         worker: str | None = None
         started_at: datetime | None = None
+        traceparent: str | None = None
 
     class CommandDeadLettered(CommandEvent):
         """Every attempt failed technically; waiting for a re-drive."""
@@ -111,6 +121,7 @@ class Command(Aggregate):
         error: dict[str, Any]
         worker: str | None = None
         started_at: datetime | None = None
+        traceparent: str | None = None
 
     class CommandRedriven(CommandEvent):
         """An operator gave the command new attempts, starting at ``next_attempt``, after
@@ -137,6 +148,7 @@ class Command(Aggregate):
         idempotency_key: str | None,
         callback_url: str | None = None,
         owner: str | None = None,
+        traceparent: str | None = None,
     ) -> None:
         self.command_type = command_type
         self.aggregate_id = aggregate_id
@@ -149,6 +161,7 @@ class Command(Aggregate):
         self.idempotency_key = idempotency_key
         self.callback_url = callback_url
         self.owner = owner
+        self.traceparent = traceparent
         self.status: Status = "accepted"
         self.attempt = 0
         self.budget_start = 0
@@ -163,6 +176,13 @@ class Command(Aggregate):
         """The client on whose behalf the command runs: who submitted it, or for a
         command a saga issued, the client whose process the saga runs."""
         return self.owner or self.submitted_by
+
+    @property
+    def trace_id(self) -> str | None:
+        """The trace that follows the command (the 32 hex digits of the W3C
+        ``traceparent`` its accept recorded), None when it was not traced."""
+        parts = (self.traceparent or "").split("-")
+        return parts[1] if len(parts) == 4 and len(parts[1]) == 32 else None
 
     @property
     def is_terminal(self) -> bool:
@@ -205,18 +225,18 @@ class Command(Aggregate):
             return redelivered and attempt == self.attempt
         return False
 
-    def start(self, worker: str) -> Attempt:
+    def start(self, worker: str, traceparent: str | None = None) -> Attempt:
         """Record that ``worker`` starts the next attempt (its lease); returns it."""
         lost = self.status == "running"
         self._started(attempt=self.attempt + 1, worker=worker, previous_run_lost=lost)
-        return Attempt(self.attempt, worker, None)
+        return Attempt(self.attempt, worker, None, traceparent)
 
-    def begin(self, worker: str, at: datetime) -> Attempt:
+    def begin(self, worker: str, at: datetime, traceparent: str | None = None) -> Attempt:
         """The next attempt, run by ``worker`` from ``at`` without a lease: nothing is
         recorded until its outcome, which records the attempt with it. A run lost
         before then goes uncounted; the broker's redelivery of its message takes the
         lease (:meth:`start`), so that every later loss counts against the budget."""
-        return Attempt(self.attempt + 1, worker, at)
+        return Attempt(self.attempt + 1, worker, at, traceparent)
 
     def is_current(self, run: Attempt, version: int) -> bool:
         """Whether ``run`` may still record its outcome: a leased run while it is the
@@ -261,7 +281,11 @@ class Command(Aggregate):
 
     @event(CommandSucceeded)
     def succeed(
-        self, attempt: int, worker: str | None = None, started_at: datetime | None = None
+        self,
+        attempt: int,
+        worker: str | None = None,
+        started_at: datetime | None = None,
+        traceparent: str | None = None,
     ) -> None:
         """Record success; saved in one transaction with the command's domain events."""
         self._began(attempt, worker, started_at)
@@ -277,6 +301,7 @@ class Command(Aggregate):
         error: dict[str, Any],
         worker: str | None = None,
         started_at: datetime | None = None,
+        traceparent: str | None = None,
     ) -> None:
         """Record a domain error: final, never retried."""
         self._began(attempt, worker, started_at)
@@ -293,6 +318,7 @@ class Command(Aggregate):
         retry_at: datetime,
         worker: str | None = None,
         started_at: datetime | None = None,
+        traceparent: str | None = None,
     ) -> None:
         """Record a technical error and when the next attempt is due."""
         self._began(attempt, worker, started_at)
@@ -311,6 +337,7 @@ class Command(Aggregate):
         error: dict[str, Any],
         worker: str | None = None,
         started_at: datetime | None = None,
+        traceparent: str | None = None,
     ) -> None:
         """Record that the attempts ran out; the command waits for a re-drive."""
         self._began(attempt, worker, started_at)

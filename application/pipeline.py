@@ -19,7 +19,7 @@ from application.catalog import CommandCatalog
 from application.command import VERSION_CONFLICT, Attempt, Command
 from application.event_log import AggregatePresentError, BoxofficeApplication
 from application.failures import conflict_error, domain_error, technical_error, worker_lost_error
-from application.ports import CommandMetrics, Services, Uncounted
+from application.ports import CommandMetrics, Services, Tracer, Uncounted, Untraced
 from application.retry import RetryPolicy
 from application.submission import (
     Acceptance,
@@ -57,12 +57,14 @@ class CommandPipeline:
         retry: RetryPolicy,
         services: Services | None = None,
         metrics: CommandMetrics | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
         self.app = app
         self.catalog = catalog
         self.retry = retry
         self.services = services
         self.metrics: CommandMetrics = metrics or Uncounted()
+        self.tracer: Tracer = tracer or Untraced()
 
     def accept(self, submission: Submission) -> Acceptance:
         """Record ``CommandAccepted`` durably, or return the earlier acceptance of the key.
@@ -72,18 +74,22 @@ class CommandPipeline:
         store's errors when it cannot be reached (nothing is then recorded).
         """
         command_id = submission.command_id()
-        command = self.prepare(submission, command_id)
-        with log_context.bound(**log_context.of_command(command)):
-            acceptance = self._accept(submission, command)
-            if not acceptance.replayed:
-                self.metrics.accepted(command.command_type)
-            logger.info(
-                "%s %s for %s",
-                "answered as accepted before:" if acceptance.replayed else "accepted",
-                command.command_type,
-                command.resource,
-            )
-            return acceptance
+        with self.tracer.span(f"accept {submission.spec.name}", command_id=str(command_id)):
+            command = self.prepare(submission, command_id)
+            with log_context.bound(**log_context.of_command(command)):
+                return self._accept_logged(submission, command)
+
+    def _accept_logged(self, submission: Submission, command: Command) -> Acceptance:
+        acceptance = self._accept(submission, command)
+        if not acceptance.replayed:
+            self.metrics.accepted(command.command_type)
+        logger.info(
+            "%s %s for %s",
+            "answered as accepted before:" if acceptance.replayed else "accepted",
+            command.command_type,
+            command.resource,
+        )
+        return acceptance
 
     def _accept(self, submission: Submission, command: Command) -> Acceptance:
         command_id = command.id
@@ -131,6 +137,9 @@ class CommandPipeline:
             idempotency_key=submission.idempotency_key,
             callback_url=submission.callback_url,
             owner=submission.owner,
+            # The span that accepts it: the relay, the worker and the command's own
+            # consequences (a saga's next commands) continue its trace.
+            traceparent=self.tracer.current(),
         )
 
     def get_command(self, command_id: UUID) -> Command | None:
@@ -174,7 +183,10 @@ class CommandPipeline:
         if command is None:
             logger.info("attempt %d of command %s: skipped (no such command)", attempt, command_id)
             return Outcome.SKIPPED
-        with log_context.bound(**log_context.of_command(command)):
+        with (
+            log_context.bound(**log_context.of_command(command)),
+            self.tracer.span(f"run {command.command_type}", attempt=str(attempt)),
+        ):
             outcome = self._execute(command, attempt, worker, redelivered)
             logger.info("attempt %d of %s: %s", attempt, command.command_type, outcome.value)
         since_accepted = None
@@ -196,7 +208,7 @@ class CommandPipeline:
         if redelivered:
             # Delivered before: a run of it may have been lost with its worker. This
             # run takes the lease first, so that its own loss would be counted.
-            run = command.start(worker)
+            run = command.start(worker, self.tracer.current())
             try:
                 self.app.save(command)
             except IntegrityError:
@@ -205,7 +217,7 @@ class CommandPipeline:
             # The first delivery runs at once: its outcome records its start, one
             # write fewer per command. A concurrent duplicate may run too; only one
             # outcome is recorded (optimistic concurrency on the command).
-            run = command.begin(worker, datetime.now(UTC))
+            run = command.begin(worker, datetime.now(UTC), self.tracer.current())
         uow = UnitOfWork(self.app, self.services, client=command.client)
         try:
             # Inside the try: a worker started without the command's module records a
@@ -214,7 +226,7 @@ class CommandPipeline:
             if not spec.creates:
                 _require_owned_by(uow, command)
             spec.run(uow, command.payload)
-            command.succeed(run.number, **run.unrecorded_start)
+            command.succeed(run.number, **run.with_outcome)
             self.app.save(*uow.aggregates, command)
         except IntegrityError as error:
             # Another command changed an aggregate this one decided on (decide again),
@@ -265,7 +277,7 @@ class CommandPipeline:
                 out_of_budget = self.retry.exhausted(tries)
             if out_of_budget:
                 outcome = Outcome.DEAD_LETTERED
-        start = run.unrecorded_start
+        start = run.with_outcome
         if outcome is Outcome.FAILED:
             command.fail(run.number, error, **start)
         elif outcome is Outcome.DEAD_LETTERED:

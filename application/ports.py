@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol, Self
@@ -121,3 +122,35 @@ class Uncounted:
 
     def attempted(self, command_type: str, outcome: str, since_accepted: float | None) -> None:
         """Count nothing."""
+
+
+class Tracer(Protocol):
+    """Spans of a trace that follows a command through every process (OpenTelemetry in
+    production: ``infrastructure/tracing.py``). A span's context travels as a W3C
+    ``traceparent`` (``00-<trace id>-<span id>-<flags>``): recorded with a command's
+    events, it is how the next process continues the trace."""
+
+    def span(
+        self, name: str, parent: str | None = None, **attributes: str
+    ) -> AbstractContextManager[None]:
+        """A span around the block: a child of the span current here, or when none is
+        (a follower's batch of several traces), of ``parent`` (a traceparent)."""
+        ...
+
+    def current(self) -> str | None:
+        """The traceparent of the span current here; None outside a trace."""
+        ...
+
+
+class Untraced:
+    """The :class:`Tracer` that traces nothing: tracing off (the default), tests, replays."""
+
+    def span(
+        self, name: str, parent: str | None = None, **attributes: str
+    ) -> AbstractContextManager[None]:
+        """No span."""
+        return nullcontext()
+
+    def current(self) -> str | None:
+        """Never in a trace."""
+        return None

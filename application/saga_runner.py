@@ -99,6 +99,9 @@ class SagaRunner:
     the slices read (the pipeline's unless given: a replay may try other settings)."""
 
     name = "saga_runner"
+    # The log follower takes each event under the span of the command's run that saved
+    # it (infrastructure/following.py), so a saga's next commands continue its trace.
+    follows_causes = True
 
     def __init__(
         self,

@@ -13,7 +13,8 @@ commit on when ``make bench`` starts it), with load from ``wrk``, a separate pro
   until the registry shows the outcome, p50/p95/p99; (d) a reservation's saga of four
   commands, placed to confirmed, p50/p99; (e) a projection rebuild's events/s;
   (f) (b) and (c) again with a million events in the log; (g) ``sagas replay`` of
-  thousands of recorded sagas, sagas/s (``benchmarks/replay.py``).
+  thousands of recorded sagas, sagas/s (``benchmarks/replay.py``); (h) (b) with
+  OpenTelemetry tracing off and on (the in-memory exporter), alternately.
 
 Every figure is also a ratio to its baseline of the same run. Writes JSON, a Markdown
 table and PNG plots under ``benchmarks/results/``; sized for 2 cores.
@@ -22,6 +23,7 @@ table and PNG plots under ``benchmarks/results/``; sized for 2 cores.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -65,6 +67,10 @@ from tests.support.processes import ServiceProcess, http_ready, running, service
 SHOW = {"title": "Bench", "starts_at": "2027-01-01T20:00:00Z", "seats": ["A1"], "price_cents": 1}
 BODY = json.dumps(SHOW)
 BIN = Path(sys.executable).parent
+# Commands done, in (b): the shows created and in the registry.
+DONE_SQL = (
+    "SELECT count(*) FROM command_registry WHERE status = 'succeeded' AND type = 'CreateShow'"
+)
 # Gunicorn as `boxoffice web` runs it (interfaces/cli/web.py), for the Flask baselines.
 GUNICORN = ["-k", "gthread", "--threads", "8", "-w", "2", "--reuse-port", "--log-level", "warning"]
 
@@ -409,13 +415,16 @@ def seed_log(url: str, template: list[Notification], events: int) -> int:
 
 
 @contextmanager
-def production_stack(url: str, broker: str, log_dir: Path, queue_prefix: str) -> Iterator[str]:
+def production_stack(
+    url: str, broker: str, log_dir: Path, queue_prefix: str, **extra: str
+) -> Iterator[str]:
     """Boxoffice in its production topology (every part of ``boxoffice serve`` as its
-    own process) on the database at ``url``, warmed up; yields its base URL."""
+    own process, with ``extra`` settings) on the database at ``url``, warmed up; yields
+    its base URL."""
     queue = f"{queue_prefix}.{uuid.uuid4().hex[:6]}"
     migrate(Settings(database_url=url, broker_url=broker, command_queue=queue))
     port = free_port()
-    env = boxoffice_env(url, broker, queue, port)
+    env = {**boxoffice_env(url, broker, queue, port), **extra}
     parts = {part: ServiceProcess(part, env, log_dir) for part in PARTS}
     base = f"http://127.0.0.1:{port}"
     with running(*parts.values()):
@@ -435,12 +444,8 @@ def measure(
     """(a) to (d) on the database at ``url``; (c) at ``rates``, or at 25 % and 50 % of
     the end-to-end rate just measured. Sagas (d) only when no rates are given."""
     with production_stack(url, broker, log_dir, "bench.box") as base:
-        done_sql = (
-            "SELECT count(*) FROM command_registry "
-            "WHERE status = 'succeeded' AND type = 'CreateShow'"
-        )
         accepted, elapsed, samples = load_and_drain(
-            url, done_sql, lambda: run_wrk(base, "box", BODY, args.burst_seconds)
+            url, DONE_SQL, lambda: run_wrk(base, "box", BODY, args.burst_seconds)
         )
         end_to_end = accepted.accepted / elapsed
         first = rates is None
@@ -460,6 +465,33 @@ def measure(
     if saga is not None:
         measured["saga_ms"] = saga
     return measured
+
+
+# (h) Tracing's cost: end to end with tracing off, then on, alternately, each on a fresh
+# database, so that a drift of the machine during the run falls on both.
+TRACING_ROUNDS = 2
+
+
+def tracing_cost(server: str, broker: str, log_dir: Path, seconds: int) -> dict[str, Any]:
+    """(h) end to end/s with tracing off and with it on (``OTEL_TRACES_EXPORTER=memory``:
+    every span made and batched, none shipped), :data:`TRACING_ROUNDS` runs each."""
+    runs: dict[str, list[float]] = {"off": [], "memory": []}
+    for _ in range(TRACING_ROUNDS):
+        for exporter in runs:
+            with (
+                fresh_database(server) as url,
+                production_stack(
+                    url, broker, log_dir, "bench.trace", OTEL_TRACES_EXPORTER=exporter
+                ) as base,
+            ):
+                load = functools.partial(run_wrk, base, "box", BODY, seconds)
+                accepted, elapsed, _ = load_and_drain(url, DONE_SQL, load)
+                runs[exporter].append(round(accepted.accepted / elapsed, 1))
+    off, on = (sum(r) / len(r) for r in runs.values())
+    return {
+        "end_to_end_per_s": runs,
+        "traced_vs_untraced": round(on / off, 3),
+    }
 
 
 def fsync_setting(server: str) -> str:
@@ -519,6 +551,16 @@ def table(results: dict[str, Any]) -> str:
                     f"p50 {round(visible['p50'] / empty, 2)}x the empty log",
                 )
             )
+    traced = box.get("tracing")
+    if traced:
+        runs = traced["end_to_end_per_s"]
+        rows.append(
+            (
+                "end to end/s, tracing off / on (memory exporter)",
+                f"{' '.join(map(str, runs['off']))} / {' '.join(map(str, runs['memory']))}",
+                f"on {ratios['traced_vs_untraced_end_to_end']}x off",
+            )
+        )
     machine = results["machine"]
     lines = [
         f"Measured {results['measured_at']} on {machine['cpus']} cores; "
@@ -596,6 +638,8 @@ def main() -> int:
     baselines["bare_celery_per_s"] = round(baselines["bare_celery_per_s"], 1)
     print("bench: boxoffice", file=sys.stderr)
     box = boxoffice(server, broker, log_dir, args)
+    print("bench: boxoffice, tracing off and on", file=sys.stderr)
+    box["tracing"] = tracing_cost(server, broker, log_dir, args.burst_seconds)
     hand = baselines["hand_built"]
     results: dict[str, Any] = {
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -615,6 +659,7 @@ def main() -> int:
             "end_to_end_vs_eventsourcing_saves": round(
                 box["end_to_end_per_s"] / baselines["eventsourcing_saves_per_s"], 2
             ),
+            "traced_vs_untraced_end_to_end": box["tracing"]["traced_vs_untraced"],
             **(
                 {
                     "seeded_end_to_end_vs_empty": round(

@@ -16,14 +16,19 @@ from typing import Any, Protocol
 
 from eventsourcing.application import Application
 from eventsourcing.persistence import Notification, Tracking
+from eventsourcing.utils import get_topic
 
+from application.command import Command
 from application.retry import Backoff
 from application.segment import WHOLE
+from infrastructure import tracing
 from infrastructure.lease import LeaseLostError
 from infrastructure.stall_log import StallLog
 from infrastructure.subscription import subscribe
 
 logger = logging.getLogger(__name__)
+# The topics of a command's events, which record the span of the part that wrote them.
+COMMAND_TOPICS = get_topic(Command) + "."
 
 
 class Follower(Protocol):
@@ -140,7 +145,9 @@ def follow(
                 return
             if batched is not None and len(notifications) > 1:
                 try:
-                    batched([(_event(app, n), Tracking(name, n.id)) for n in notifications])
+                    events = [(_event(app, n), Tracking(name, n.id)) for n in notifications]
+                    with tracing.taken(f"{follower.name} batch", [_traced(e) for e, _ in events]):
+                        batched(events)
                 except LeaseLostError:
                     raise
                 except Exception:  # noqa: BLE001 - one at a time, to name the event at fault
@@ -163,6 +170,32 @@ def _event(app: Application[Any], notification: Notification) -> Any:
     return app.mapper.to_domain_event(notification)
 
 
+def _traced(event: Any) -> str | None:
+    """The span recorded with ``event`` (a command's), if any."""
+    traceparent = getattr(event, "traceparent", None)
+    return traceparent if isinstance(traceparent, str) else None
+
+
+def _cause(
+    app: Application[Any], follower: Follower, event: Any, notification: Notification
+) -> str | None:
+    """The span ``event`` continues: the one recorded with it, or for a follower that
+    ``follows_causes`` (the saga runner), that of the command's run that saved it in
+    the same transaction (one read, only while tracing)."""
+    own = _traced(event)
+    if own is not None or not tracing.enabled() or not getattr(follower, "follows_causes", False):
+        return own
+    together = getattr(app.recorder, "select_transaction_of", None)
+    if together is None:
+        return None
+    for other in together(notification.id):
+        if other.topic.startswith(COMMAND_TOPICS):
+            found = _traced(_event(app, other))
+            if found is not None:
+                return found
+    return None
+
+
 def _one_by_one(
     app: Application[Any],
     follower: Follower,
@@ -172,7 +205,9 @@ def _one_by_one(
 ) -> None:
     for notification in notifications:
         try:
-            follower.process_event(_event(app, notification), Tracking(name, notification.id))
+            event = _event(app, notification)
+            with tracing.taken(follower.name, [_cause(app, follower, event, notification)]):
+                follower.process_event(event, Tracking(name, notification.id))
         except LeaseLostError:
             raise  # not the event's fault: the follower's term is over
         except Exception as error:

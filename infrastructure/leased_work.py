@@ -252,6 +252,7 @@ class Guarded:
         self.name = follower.name
         self.view = follower.view
         self.segment = getattr(follower, "segment", WHOLE)
+        self.follows_causes = getattr(follower, "follows_causes", False)
         if hasattr(follower, "process_events"):
             self.process_events = self._process_events
 

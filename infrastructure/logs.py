@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 import structlog
 
 from application import log_context
+from infrastructure import tracing
 from infrastructure.settings import Settings
 
 # Our own loggers, which LOG_LEVEL=DEBUG opens; the libraries' stay at INFO then.
@@ -73,6 +74,9 @@ def _about(
     logger: Any, method: str, event_dict: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
     for key, value in log_context.fields().items():
+        event_dict.setdefault(key, value)
+    # The trace and span the line was logged in, while tracing.
+    for key, value in tracing.current_ids().items():
         event_dict.setdefault(key, value)
     return event_dict
 

@@ -20,6 +20,7 @@ from eventsourcing.utils import get_topic
 from application import log_context
 from application.command import Command
 from application.ports import CommandTransport
+from infrastructure import tracing
 from infrastructure.stall_log import StallLog
 
 logger = logging.getLogger(__name__)
@@ -70,7 +71,13 @@ class OutboxRelay:
             if isinstance(event, Command.CommandAccepted)
             else self.app.repository.get(event.originator_id, version=1)
         )
-        with log_context.bound(**log_context.of_command(accepted)):
+        # Under the span recorded with the event (a retry's: its failed run's), so
+        # that Celery's instrumentation carries that trace in the message's headers.
+        parent = getattr(event, "traceparent", None) or accepted.traceparent
+        with (
+            log_context.bound(**log_context.of_command(accepted)),
+            tracing.span(f"publish {accepted.command_type}", parent),
+        ):
             self._publish(event)
 
     def _publish(self, event: Any) -> None:

@@ -21,13 +21,13 @@ from application.command_watcher import CommandWatcher
 from application.event_log import BoxofficeApplication
 from application.operations.ports import Operator
 from application.pipeline import CommandPipeline
-from application.ports import CallbackPolicy, Services
+from application.ports import CallbackPolicy, Services, Tracer, Untraced
 from application.retry import RetryPolicy
 from application.saga_runner import ApplicationStore, SagaRunner
 from application.segment import WHOLE, Segment
 from application.slices import build_catalog
 from application.sweeper import StrandedCommandSweeper
-from infrastructure import schema
+from infrastructure import schema, tracing
 from infrastructure.celery_app import CeleryCommandTransport, build_celery
 from infrastructure.event_store import (
     build_application,
@@ -107,8 +107,16 @@ class Container:
             base_delay=self.settings.retry_base_delay,
             max_delay=self.settings.retry_max_delay,
         )
-        self._pipeline = CommandPipeline(self.app, self.catalog, retry, self.services, self.metrics)
+        self._pipeline = CommandPipeline(
+            self.app, self.catalog, retry, self.services, self.metrics, self.tracer
+        )
         return self._pipeline
+
+    @property
+    def tracer(self) -> Tracer:
+        """This process's spans: OpenTelemetry's once ``tracing.configure`` turned it on
+        (``OTEL_TRACES_EXPORTER``), none otherwise."""
+        return tracing.OpenTelemetryTracer() if tracing.enabled() else Untraced()
 
     @property
     def metrics(self) -> PrometheusMetrics:

@@ -55,6 +55,10 @@ class CommandDocument(BaseModel):
     updated_at: str
     correlation_id: str
     causation_id: str | None
+    trace_id: str | None = Field(
+        default=None,
+        description="the OpenTelemetry trace that follows it (32 hex digits), when traced",
+    )
     error: dict[str, Any] | None
     retry_at: str | None
     links: CommandLinks
@@ -87,6 +91,7 @@ def present_command(command: Command) -> dict[str, Any]:
             "updated_at": command.modified_on.isoformat(),
             "correlation_id": str(command.correlation_id),
             "causation_id": command.causation_id,
+            "trace_id": command.trace_id,
             "error": _public_error(command.error),
             "retry_at": command.retry_at.isoformat() if command.retry_at else None,
             "links": command_links(command),

@@ -19,7 +19,7 @@ import psycopg
 from eventsourcing.persistence import InterfaceError, OperationalError
 
 from application.segment import Segment
-from infrastructure import logs, metrics
+from infrastructure import logs, metrics, tracing
 from infrastructure.following import follow_until_stopped
 from infrastructure.lease import Lease
 from infrastructure.leased_work import (
@@ -97,6 +97,15 @@ def load_settings(*, needs_database: bool = True, component: str = "cli") -> Set
 COUNTING_PARTS = frozenset({"serve", "web", "worker", "relay", "projector", "saga-runner"})
 
 
+def _trace(part: str) -> None:
+    """Turn tracing on for ``part`` if OTEL_TRACES_EXPORTER asks (infrastructure/tracing.py);
+    a setting it cannot follow ends the command with status 2."""
+    try:
+        tracing.configure(part)
+    except tracing.TracingSettingsError as error:
+        raise click.UsageError(str(error)) from None
+
+
 def _part(name: str, help_text: str, needs_database: bool = True) -> Callable[..., Any]:
     """Register ``run(settings) -> int`` as the sub-command of one part."""
 
@@ -111,6 +120,8 @@ def _part(name: str, help_text: str, needs_database: bool = True) -> Callable[..
             with metrics.process_directory(name):
                 if settings.metrics_port is not None and name not in ("web", "serve"):
                     metrics.serve(settings.metrics_port, settings.web_host)
+                if name != "serve":  # its parts trace themselves, each its own service
+                    _trace(name)
                 return run(settings)
 
         return run

@@ -11,7 +11,7 @@ from flask import Flask
 from gunicorn import glogging
 from gunicorn.app.base import BaseApplication
 
-from infrastructure import logs
+from infrastructure import logs, tracing
 from infrastructure.settings import Settings
 from interfaces.bootstrap import bootstrap
 from interfaces.http import create_app
@@ -54,7 +54,9 @@ class WebServer(BaseApplication):  # type: ignore[misc]
             self.settings,
             db_max_overflow=max(self.settings.db_max_overflow, self.settings.web_threads + 3),
         )
-        return closing_when_asked(create_app(bootstrap(pool)))
+        app = create_app(bootstrap(pool))
+        tracing.instrument_flask(app)
+        return closing_when_asked(app)
 
 
 class GunicornLogs(glogging.Logger):  # type: ignore[misc]

@@ -15,6 +15,7 @@ import pytest
 from infrastructure.settings import ApiKey, Settings
 from interfaces.bootstrap import migrate
 from tests.conftest import fresh_database
+from tests.support.otlp import Collector, collecting
 from tests.support.processes import ServiceProcess, http_ready, running, service_env, wait_until
 
 TOKEN = "e2e-writer-token"
@@ -95,6 +96,8 @@ class LiveService:
     log_dir: Path
     # Where the worker serves its Prometheus counters (METRICS_PORT).
     worker_metrics: str
+    # The spans every part exports (OTLP over HTTP), test_traces_live.py reads them.
+    traces: Collector
 
     def client(self, token: str | None = TOKEN) -> Client:
         return Client(self.base, token)
@@ -140,7 +143,7 @@ def live(
     log_dir = tmp_path_factory.mktemp("e2e")
     queue = f"e2e.{log_dir.name}"
     port = free_port()
-    with fresh_database(server_database_url) as database_url:
+    with fresh_database(server_database_url) as database_url, collecting() as traces:
         settings = Settings(database_url=database_url, broker_url=broker_url, command_queue=queue)
         migrate(settings)
         env = service_env(
@@ -157,6 +160,10 @@ def live(
             # Every line as JSON, our own lines down to DEBUG: test_logs_live.py reads them.
             LOG_FORMAT="json",
             LOG_LEVEL="DEBUG",
+            # Traced, exported to the test's receiver without the default 5 s wait.
+            OTEL_TRACES_EXPORTER="otlp",
+            OTEL_EXPORTER_OTLP_ENDPOINT=traces.endpoint,
+            OTEL_BSP_SCHEDULE_DELAY="100",
         )
         web = ServiceProcess("web", env, log_dir)
         metrics_port = free_port()
@@ -168,4 +175,4 @@ def live(
             base = f"http://127.0.0.1:{port}"
             wait_until(http_ready(base + "/health"), 30, "gunicorn to answer")
             worker_metrics = f"http://127.0.0.1:{metrics_port}/metrics"
-            yield LiveService(base, database_url, settings, log_dir, worker_metrics)
+            yield LiveService(base, database_url, settings, log_dir, worker_metrics, traces)

@@ -72,7 +72,7 @@ def test_an_attempt_without_a_lease_is_recorded_whole_with_its_outcome() -> None
 
     run = command.begin("host:1", began)
     assert command.is_current(run, command.version)
-    command.succeed(run.number, **run.unrecorded_start)
+    command.succeed(run.number, **run.with_outcome)
 
     assert event_names(command) == ["CommandSucceeded"]
     assert command.status == "succeeded"
@@ -99,7 +99,7 @@ def test_a_failed_attempt_without_a_lease_counts_against_the_budget() -> None:
     command = accepted()
     run = command.begin("host:1", datetime.now(UTC))
     retry_at = datetime.now(UTC)
-    command.schedule_retry(run.number, {"type": "Boom"}, retry_at, **run.unrecorded_start)
+    command.schedule_retry(run.number, {"type": "Boom"}, retry_at, **run.with_outcome)
 
     assert command.failures_in_budget == 1
     assert command.should_run(2)

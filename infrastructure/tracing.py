@@ -1,0 +1,270 @@
+"""OpenTelemetry traces: one trace follows a command through every process.
+
+Off unless ``OTEL_TRACES_EXPORTER`` names an exporter (``otlp``: OTLP over HTTP,
+configured by the standard ``OTEL_EXPORTER_OTLP_*`` variables; ``console``: the spans
+as JSON on stdout; ``memory``: the last spans kept in the process and dropped, which
+costs what tracing costs without shipping anything). ``OTEL_SDK_DISABLED=true`` turns
+it off whatever the exporter. ``OTEL_SERVICE_NAME`` and ``OTEL_RESOURCE_ATTRIBUTES``
+name the processes (``boxoffice-<part>`` unless set); ``OTEL_BSP_*`` tune the batching.
+
+How a trace crosses the processes:
+
+* web: Flask's instrumentation opens the request's span (continuing the client's
+  ``traceparent``); the accept's span is recorded with the command
+  (``CommandAccepted.traceparent``), so the registry shows its ``trace_id``;
+* relay: publishes each message under the span recorded with it; Celery's
+  instrumentation puts the W3C ``traceparent`` in the message's headers;
+* worker: Celery's instrumentation continues it; the run's span is recorded with the
+  outcome (``CommandSucceeded.traceparent``, and the other outcomes);
+* projector and saga runner: each event they take is taken in a span under the span
+  recorded with it, or for an event a command's run saved (a reservation's), under
+  that run's; a saga's next commands are accepted inside, so that one trace follows
+  the saga from the client's request to its last command;
+* psycopg's instrumentation adds the statements of those spans (a statement outside
+  any trace, a follower's poll, a lease's renewal, is not sampled).
+
+The library is imported only here and only when tracing is on, so that the parts pay
+nothing for it otherwise.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import deque
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from flask import Flask
+    from opentelemetry.sdk.trace import ReadableSpan
+    from opentelemetry.sdk.trace.export import SpanExportResult
+
+logger = logging.getLogger(__name__)
+
+EXPORTER = "OTEL_TRACES_EXPORTER"
+EXPORTERS = ("otlp", "console", "memory")
+# How many finished spans the ``memory`` exporter keeps (the newest).
+MEMORY_SPANS = 10_000
+
+_configured: list[str] = []
+
+
+class TracingSettingsError(ValueError):
+    """Raised when the OTEL_* variables ask for what this service cannot do."""
+
+
+def wanted(env: Mapping[str, str] | None = None) -> str | None:
+    """The exporter the environment asks for, or None when tracing is off; raises
+    :class:`TracingSettingsError` for an exporter or protocol it cannot use."""
+    env = os.environ if env is None else env
+    if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return None
+    exporter = env.get(EXPORTER, "").strip().lower()
+    if exporter in ("", "none"):
+        return None
+    if exporter not in EXPORTERS:
+        raise TracingSettingsError(
+            f"{EXPORTER}={exporter!r}: use one of {', '.join(EXPORTERS)} or none"
+        )
+    protocol = env.get(
+        "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", env.get("OTEL_EXPORTER_OTLP_PROTOCOL", "")
+    )
+    if exporter == "otlp" and protocol not in ("", "http/protobuf"):
+        raise TracingSettingsError(
+            f"OTLP protocol {protocol!r}: only http/protobuf is installed (point it at "
+            "the collector's HTTP port, 4318)"
+        )
+    return exporter
+
+
+def enabled() -> bool:
+    """Whether this process traces (:func:`configure` turned it on)."""
+    return bool(_configured)
+
+
+def configure(component: str) -> bool:
+    """Turn tracing on for this process (and the processes it forks) if the environment
+    asks for it; True if it did. The statements of psycopg and the tasks of Celery are
+    instrumented unless ``OTEL_PYTHON_DISABLED_INSTRUMENTATIONS`` names them."""
+    exporter_name = wanted()
+    if exporter_name is None or _configured:
+        return bool(_configured)
+    from opentelemetry import trace
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    from opentelemetry.sdk.trace.sampling import ParentBased
+
+    provider = TracerProvider(
+        resource=Resource.create({"service.name": f"boxoffice-{component}"}),
+        sampler=ParentBased(root=_roots_of_work()),
+    )
+    provider.add_span_processor(BatchSpanProcessor(_exporter(exporter_name)))
+    trace.set_tracer_provider(provider)
+    disabled = {
+        name.strip()
+        for name in os.environ.get("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS", "").split(",")
+    }
+    if "celery" not in disabled:
+        from opentelemetry.instrumentation.celery import CeleryInstrumentor
+
+        CeleryInstrumentor().instrument()  # type: ignore[no-untyped-call]
+    if "psycopg" not in disabled:
+        from opentelemetry.instrumentation.psycopg import PsycopgInstrumentor
+
+        PsycopgInstrumentor().instrument()
+    _configured.append(exporter_name)
+    logger.info("tracing on: %s exporter", exporter_name)
+    return True
+
+
+def instrument_flask(app: Flask) -> None:
+    """Open a span per request of ``app`` (continuing the client's ``traceparent``),
+    if tracing is on."""
+    disabled = os.environ.get("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS", "")
+    if not enabled() or "flask" in {name.strip() for name in disabled.split(",")}:
+        return
+    from opentelemetry.instrumentation.flask import FlaskInstrumentor
+
+    FlaskInstrumentor.instrument_app(app, excluded_urls="health,metrics")  # type: ignore[no-untyped-call]
+
+
+def _exporter(name: str) -> Any:
+    if name == "otlp":
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        return OTLPSpanExporter()
+    if name == "console":
+        from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+
+        return ConsoleSpanExporter()
+    return RecentSpans()
+
+
+def _roots_of_work() -> Any:
+    """The sampler of a trace's first span: every trace that work starts (a request, a
+    message published, an event taken) and none that a bare statement would start: a
+    follower's poll or a lease's renewal outside any command is not worth a trace each."""
+    from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
+    from opentelemetry.trace import SpanKind
+
+    class RootsOfWork(Sampler):
+        def should_sample(
+            self,
+            parent_context: Any,
+            trace_id: int,
+            name: str,
+            kind: SpanKind | None = None,
+            attributes: Any = None,
+            links: Any = None,
+            trace_state: Any = None,
+        ) -> SamplingResult:
+            drop = kind == SpanKind.CLIENT
+            return SamplingResult(Decision.DROP if drop else Decision.RECORD_AND_SAMPLE)
+
+        def get_description(self) -> str:
+            return "RootsOfWork"
+
+    return RootsOfWork()
+
+
+class RecentSpans:
+    """The ``memory`` exporter: keeps the newest :data:`MEMORY_SPANS` spans (a
+    benchmark's tracing cost without a collector; a bounded memory)."""
+
+    def __init__(self) -> None:
+        self.spans: deque[ReadableSpan] = deque(maxlen=MEMORY_SPANS)
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        from opentelemetry.sdk.trace.export import SpanExportResult
+
+        self.spans.extend(spans)
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        self.spans.clear()
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return True
+
+
+class OpenTelemetryTracer:
+    """The application's :class:`~application.ports.Tracer` over OpenTelemetry."""
+
+    def span(
+        self, name: str, parent: str | None = None, **attributes: str
+    ) -> AbstractContextManager[None]:
+        return span(name, parent, **attributes)
+
+    def current(self) -> str | None:
+        from opentelemetry.propagate import inject
+
+        carrier: dict[str, str] = {}
+        inject(carrier)
+        return carrier.get("traceparent")
+
+
+@contextmanager
+def span(name: str, parent: str | None = None, **attributes: str) -> Iterator[None]:
+    """A span around the block, under the span current here, or when none is (a
+    follower's batch of several traces), under ``parent`` (a traceparent); nothing when
+    tracing is off."""
+    if not _configured:
+        yield
+        return
+    from opentelemetry import trace
+
+    inside = trace.get_current_span().get_span_context().is_valid
+    with trace.get_tracer("boxoffice").start_as_current_span(
+        name,
+        context=_context_of(parent) if parent and not inside else None,
+        attributes={f"boxoffice.{k}": v for k, v in attributes.items()},
+    ):
+        yield
+
+
+def _context_of(traceparent: str) -> Any:
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    return TraceContextTextMapPropagator().extract({"traceparent": traceparent})
+
+
+def current_ids() -> dict[str, str]:
+    """The trace and span ids of the span current here, for a log line (empty when
+    tracing is off or outside a trace)."""
+    if not _configured:
+        return {}
+    from opentelemetry import trace
+
+    context = trace.get_current_span().get_span_context()
+    if not context.is_valid:
+        return {}
+    return {"trace_id": f"{context.trace_id:032x}", "span_id": f"{context.span_id:016x}"}
+
+
+@contextmanager
+def taken(name: str, parents: Sequence[str | None]) -> Iterator[None]:
+    """A span ``name`` per distinct trace of ``parents`` (traceparents; None: not
+    traced) around the block: a follower's batch as each of its commands' traces sees
+    it. With one trace, the block runs inside its span, so that what it does (a saga's
+    commands) continues the trace; a batch of several is no one trace's, so that its
+    log lines name none."""
+    distinct = list(dict.fromkeys(p for p in parents if p)) if _configured else []
+    if not distinct:
+        yield
+        return
+    from opentelemetry import trace
+
+    tracer = trace.get_tracer("boxoffice")
+    if len(distinct) == 1:
+        with tracer.start_as_current_span(name, context=_context_of(distinct[0])):
+            yield
+        return
+    spans = [tracer.start_span(name, context=_context_of(p)) for p in distinct]
+    try:
+        yield
+    finally:
+        for each in spans:
+            each.end()

@@ -1,0 +1,193 @@
+"""Tracing: off unless asked, the settings it refuses, the spans a command records with
+its events, and how a follower's batch and a publish are parented (in a process of
+their own: OpenTelemetry's provider is set once per process)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from application.command import Command
+from application.event_log import BoxofficeApplication
+from application.pipeline import CommandPipeline
+from application.retry import RetryPolicy
+from application.slices import build_catalog
+from infrastructure import tracing
+from projections.command_registry import present_command
+from tests.support.submit import submission
+
+ROOT = Path(__file__).resolve().parents[2]
+SHOW: dict[str, Any] = {
+    "title": "Hamlet",
+    "starts_at": "2027-01-01T20:00:00Z",
+    "seats": ["A1"],
+    "price_cents": 4500,
+}
+
+
+def test_tracing_is_off_unless_an_exporter_is_named() -> None:
+    assert tracing.wanted({}) is None
+    assert tracing.wanted({"OTEL_TRACES_EXPORTER": "none"}) is None
+    assert tracing.wanted({"OTEL_TRACES_EXPORTER": "otlp"}) == "otlp"
+    assert tracing.wanted({"OTEL_TRACES_EXPORTER": "Memory"}) == "memory"
+    disabled = {"OTEL_TRACES_EXPORTER": "otlp", "OTEL_SDK_DISABLED": "true"}
+    assert tracing.wanted(disabled) is None
+
+
+@pytest.mark.parametrize(
+    ("env", "says"),
+    [
+        ({"OTEL_TRACES_EXPORTER": "zipkin"}, "use one of otlp, console, memory"),
+        (
+            {"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"},
+            "only http/protobuf",
+        ),
+        (
+            {"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "grpc"},
+            "only http/protobuf",
+        ),
+    ],
+)
+def test_settings_it_cannot_follow_are_refused(env: dict[str, str], says: str) -> None:
+    with pytest.raises(tracing.TracingSettingsError, match=says):
+        tracing.wanted(env)
+
+
+class RecordingTracer:
+    """A tracer whose spans are numbered, current while their block runs."""
+
+    def __init__(self) -> None:
+        self.stack: list[str] = []
+        self.names: list[str] = []
+
+    @contextmanager
+    def _span(self, name: str) -> Iterator[None]:
+        self.names.append(name)
+        self.stack.append(f"00-{'a' * 32}-{len(self.names):016x}-01")
+        try:
+            yield
+        finally:
+            self.stack.pop()
+
+    def span(self, name: str, parent: str | None = None, **attributes: str) -> Any:
+        return self._span(name)
+
+    def current(self) -> str | None:
+        return self.stack[-1] if self.stack else None
+
+
+def test_a_command_records_the_span_of_its_accept_and_of_each_run() -> None:
+    app = BoxofficeApplication(env={"PERSISTENCE_MODULE": "eventsourcing.popo"})
+    tracer = RecordingTracer()
+    pipeline = CommandPipeline(app, build_catalog(), RetryPolicy(max_attempts=3), tracer=tracer)
+
+    accepted = pipeline.accept(submission(pipeline, "CreateShow", "k1", show_id="s1", **SHOW))
+    pipeline.execute(accepted.command.id, 1, "worker-1")
+
+    assert tracer.names == ["accept CreateShow", "run CreateShow"]
+    command = pipeline.get_command(accepted.command.id)
+    assert command is not None
+    assert command.status == "succeeded"
+    assert command.traceparent == f"00-{'a' * 32}-{1:016x}-01"
+    events = [e for e in app.events.get(command.id) if isinstance(e, Command.CommandSucceeded)]
+    assert [e.traceparent for e in events] == [f"00-{'a' * 32}-{2:016x}-01"]
+    # The registry shows the trace.
+    assert present_command(command)["trace_id"] == "a" * 32
+
+
+def test_an_untraced_command_has_no_trace_id() -> None:
+    app = BoxofficeApplication(env={"PERSISTENCE_MODULE": "eventsourcing.popo"})
+    pipeline = CommandPipeline(app, build_catalog(), RetryPolicy(max_attempts=3))
+
+    accepted = pipeline.accept(submission(pipeline, "CreateShow", "k1", show_id="s1", **SHOW))
+
+    assert accepted.command.traceparent is None
+    assert present_command(accepted.command)["trace_id"] is None
+
+
+SPANS_IN_A_PROCESS = textwrap.dedent(
+    """
+    import json
+    from opentelemetry import trace
+    from infrastructure import tracing
+
+    assert tracing.configure("unit")
+    one = "00-" + "1" * 32 + "-" + "1" * 16 + "-01"
+    two = "00-" + "2" * 32 + "-" + "2" * 16 + "-01"
+    seen = {}
+    with tracing.taken("single", [one, None, one]):
+        seen["single"] = tracing.current_ids()
+        with tracing.span("publish", two):  # under the batch's span, not ``two``
+            pass
+    with tracing.taken("several", [one, two]):
+        seen["several"] = tracing.current_ids()
+        with tracing.span("publish", two):  # none current: under ``two``
+            pass
+    with tracing.taken("untraced", [None]):
+        seen["untraced"] = tracing.current_ids()
+    trace.get_tracer_provider().force_flush()
+    exporter = trace.get_tracer_provider()._active_span_processor._span_processors[0]
+    spans = [
+        {
+            "name": s.name,
+            "trace": f"{s.context.trace_id:032x}",
+            "span": f"{s.context.span_id:016x}",
+            "parent": f"{s.parent.span_id:016x}" if s.parent else None,
+        }
+        for s in exporter.span_exporter.spans
+    ]
+    print(json.dumps({"seen": seen, "spans": spans}))
+    """
+)
+
+
+def test_a_batch_of_one_trace_runs_inside_its_span_and_a_batch_of_several_inside_none() -> None:
+    env = {
+        **os.environ,
+        "OTEL_TRACES_EXPORTER": "memory",
+        "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "celery,psycopg",
+        "PYTHONPATH": str(ROOT),
+    }
+    ran = subprocess.run(
+        [sys.executable, "-c", SPANS_IN_A_PROCESS],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    found = json.loads(ran.stdout.strip().splitlines()[-1])
+    seen, spans = found["seen"], found["spans"]
+    by_name: dict[str, list[dict[str, Any]]] = {}
+    for span in spans:
+        by_name.setdefault(span["name"], []).append(span)
+
+    (single,) = by_name["single"]
+    assert single["trace"] == "1" * 32
+    assert single["parent"] == "1" * 16
+    assert seen["single"] == {"trace_id": "1" * 32, "span_id": single["span"]}
+    # Two traces in a batch: a span in each, and none current (its lines name no trace).
+    assert sorted(s["trace"] for s in by_name["several"]) == ["1" * 32, "2" * 32]
+    assert seen["several"] == {}
+    nested, alone = sorted(by_name["publish"], key=lambda s: s["trace"])
+    assert nested["parent"] == single["span"]
+    assert alone["trace"] == "2" * 32
+    assert alone["parent"] == "2" * 16
+    assert "untraced" not in by_name
+    assert seen["untraced"] == {}
+
+
+def test_the_memory_exporter_keeps_only_the_newest_spans() -> None:
+    kept = tracing.RecentSpans()
+    kept.export([object()] * (tracing.MEMORY_SPANS + 5))  # type: ignore[list-item]
+
+    assert len(kept.spans) == tracing.MEMORY_SPANS
