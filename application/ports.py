@@ -113,6 +113,11 @@ class CommandMetrics(Protocol):
         dead-lettered), None otherwise."""
         ...
 
+    def visible(self, command_type: str, outcome: str, since_accepted: float) -> None:
+        """A command's final ``outcome`` reached the registry ``since_accepted`` seconds
+        after its accept: when a client polling ``GET /commands/{id}`` sees it."""
+        ...
+
 
 class Uncounted:
     """The :class:`CommandMetrics` that counts nothing: tests, replays, tools."""
@@ -121,6 +126,9 @@ class Uncounted:
         """Count nothing."""
 
     def attempted(self, command_type: str, outcome: str, since_accepted: float | None) -> None:
+        """Count nothing."""
+
+    def visible(self, command_type: str, outcome: str, since_accepted: float) -> None:
         """Count nothing."""
 
 

@@ -6,6 +6,7 @@ the HTTP edge only speak this vocabulary.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 from uuid import UUID
@@ -82,4 +83,9 @@ class ViewPositions(Protocol):
 
     def count_between(self, name: str, after: int, upto: int, limit: int) -> int:
         """How many events of the view's topics lie in ``(after, upto]``, up to ``limit``."""
+        ...
+
+    def frontiers(self, names: Sequence[str]) -> dict[str, int | None]:
+        """The position of the first event each view of ``names`` has yet to apply
+        (None: none)."""
         ...

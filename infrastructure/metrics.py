@@ -27,6 +27,7 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -93,6 +94,28 @@ class PrometheusMetrics:
             registry=own,
         )
 
+        self._visible_seconds = Histogram(
+            "boxoffice_command_visible_seconds",
+            "Seconds from a command's accept until its final outcome is in the registry "
+            "(what a client polling it sees), by type and outcome.",
+            ["type", "outcome"],
+            buckets=OUTCOME_BUCKETS,
+            registry=own,
+        )
+        self._webhooks = Counter(
+            "boxoffice_webhook_attempts",
+            "Webhook delivery attempts, by outcome (delivered, failed: tried again later, "
+            "parked: given up, refused: an address not allowed).",
+            ["outcome"],
+            registry=own,
+        )
+        self._refused = Counter(
+            "boxoffice_requests_limited",
+            "Requests answered 429, by the limit they hit (rate, streams).",
+            ["limit"],
+            registry=own,
+        )
+
     def accepted(self, command_type: str) -> None:
         """Count a new command."""
         self._accepted.labels(command_type).inc()
@@ -103,26 +126,49 @@ class PrometheusMetrics:
         if since_accepted is not None:
             self._outcome_seconds.labels(command_type, outcome).observe(max(since_accepted, 0.0))
 
+    def visible(self, command_type: str, outcome: str, since_accepted: float) -> None:
+        """Time a final outcome's arrival in the registry from the accept."""
+        self._visible_seconds.labels(command_type, outcome).observe(since_accepted)
 
-class ViewsCollector:
-    """Each view's position and lag, the log's head, and the commands by status and
-    the sagas by state, read when scraped.
+    def webhook_attempt(self, outcome: str) -> None:
+        """Count a webhook delivery attempt."""
+        self._webhooks.labels(outcome).inc()
 
-    ``status`` is :func:`application.operations.views.projections_status` over the
-    operator's ports (one read per view); ``commands`` and ``sagas`` count the command
-    registry's rows by status and the sagas view's by state. A store out of reach makes
-    a scrape with ``boxoffice_views_up`` 0 rather than an error.
+    def limited(self, limit: str) -> None:
+        """Count a request refused by a limit (``rate``, ``streams``)."""
+        self._refused.labels(limit).inc()
+
+
+@dataclass(frozen=True)
+class StoreReadings:
+    """What a scrape reads from the store (and the broker), each a function called then.
+
+    ``views`` is :func:`application.operations.views.projections_status` (one item per
+    view), ``followers`` :func:`~application.operations.views.followers_status` (the
+    relay, the saga runner); ``commands`` and ``sagas`` count the registry's rows by
+    status and the sagas view's by state; ``stuck_sagas`` counts the running sagas that
+    wait on a dead-lettered command; ``webhooks`` the deliveries by status; ``queue``
+    the messages ready in the command queue (None: the broker did not say).
     """
 
-    def __init__(
-        self,
-        status: Callable[[], list[dict[str, Any]]],
-        commands: Callable[[], dict[str, int]],
-        sagas: Callable[[], dict[str, int]],
-    ) -> None:
-        self.status = status
-        self.commands = commands
-        self.sagas = sagas
+    views: Callable[[], list[dict[str, Any]]]
+    followers: Callable[[], list[dict[str, Any]]]
+    commands: Callable[[], dict[str, int]]
+    sagas: Callable[[], dict[str, int]]
+    stuck_sagas: Callable[[], int]
+    webhooks: Callable[[], dict[str, int]]
+    queue: Callable[[], int | None]
+
+
+class ViewsCollector:
+    """The gauges read from the store when scraped: each view's and follower's position
+    and lag, the log's head, the commands by status, the sagas by state and those stuck,
+    the webhook deliveries by status, and the command queue's depth. A store out of
+    reach makes a scrape with ``boxoffice_views_up`` 0 rather than an error.
+    """
+
+    def __init__(self, read: StoreReadings) -> None:
+        self.read = read
 
     def collect(self) -> Iterator[Metric]:
         """The gauges, as of now."""
@@ -130,40 +176,98 @@ class ViewsCollector:
 
         up = GaugeMetricFamily("boxoffice_views_up", "Whether the views could be read.")
         try:
-            items = self.status()
-            by_status, by_state = self.commands(), self.sagas()
+            items, followers = self.read.views(), self.read.followers()
+            by_status, by_state = self.read.commands(), self.read.sagas()
+            stuck, webhooks = self.read.stuck_sagas(), self.read.webhooks()
         except Exception:  # noqa: BLE001 - a scrape reports the outage, it does not fail
             up.add_metric([], 0)
             yield up
+            yield from self._queue()
             return
         up.add_metric([], 1)
         yield up
+
+        def gauge(name: str, text: str, label: str, values: dict[str, float]) -> Metric:
+            family = GaugeMetricFamily(name, text, labels=[label])
+            for value, count in sorted(values.items()):
+                family.add_metric([value], count)
+            return family
+
+        def per(key: str, rows: list[dict[str, Any]]) -> dict[str, float]:
+            return {row["name"]: row[key] or 0 for row in rows}
+
         head = GaugeMetricFamily("boxoffice_log_head", "Position of the log's last event.")
-        position = GaugeMetricFamily(
-            "boxoffice_view_position", "Position up to which a view has applied.", labels=["view"]
+        head.add_metric([], items[0]["head"] if items else 0)
+        yield head
+        yield gauge(
+            "boxoffice_view_position",
+            "Position up to which a view has applied.",
+            "view",
+            per("position", items),
         )
-        lag = GaugeMetricFamily(
+        yield gauge(
             "boxoffice_view_lag_events",
             "Events of a view's topics it has yet to apply (counted up to 10,000).",
-            labels=["view"],
+            "view",
+            per("lag", items),
         )
-        for item in items:
-            position.add_metric([item["name"]], item["position"] or 0)
-            lag.add_metric([item["name"]], item["lag"])
-        head.add_metric([], items[0]["head"] if items else 0)
-        commands = GaugeMetricFamily(
+        yield gauge(
+            "boxoffice_view_lag_seconds",
+            "Age of the oldest event a view has yet to apply (0: none).",
+            "view",
+            per("lag_seconds", items),
+        )
+        yield gauge(
+            "boxoffice_follower_lag_events",
+            "Events the relay or the saga runner has yet to take (counted up to 10,000).",
+            "follower",
+            per("lag", followers),
+        )
+        yield gauge(
+            "boxoffice_follower_lag_seconds",
+            "Age of the oldest event the relay or the saga runner has yet to take (0: none).",
+            "follower",
+            per("lag_seconds", followers),
+        )
+        yield gauge(
             "boxoffice_commands",
             "Commands in the registry by status (accepted, running and retrying: the backlog).",
-            labels=["status"],
+            "status",
+            dict(by_status),
         )
-        for status, count in sorted(by_status.items()):
-            commands.add_metric([status], count)
-        sagas = GaugeMetricFamily(
-            "boxoffice_sagas", "Sagas by state, as the sagas view has them.", labels=["state"]
+        yield gauge(
+            "boxoffice_sagas",
+            "Sagas by state, as the sagas view has them.",
+            "state",
+            dict(by_state),
         )
-        for state, count in sorted(by_state.items()):
-            sagas.add_metric([state], count)
-        yield from (head, position, lag, commands, sagas)
+        stuck_gauge = GaugeMetricFamily(
+            "boxoffice_sagas_stuck",
+            "Running sagas waiting on a dead-lettered command (an operator must re-drive it).",
+        )
+        stuck_gauge.add_metric([], stuck)
+        yield stuck_gauge
+        yield gauge(
+            "boxoffice_webhook_deliveries",
+            "Webhook deliveries by status (pending, delivered, parked).",
+            "status",
+            dict(webhooks),
+        )
+        yield from self._queue()
+
+    def _queue(self) -> Iterator[Metric]:
+        from prometheus_client.core import GaugeMetricFamily
+
+        try:
+            depth = self.read.queue()
+        except Exception:  # noqa: BLE001 - the broker out of reach: no figure, no error
+            depth = None
+        if depth is not None:
+            family = GaugeMetricFamily(
+                "boxoffice_queue_messages", "Messages ready in the command queue (the broker's)."
+            )
+            family.add_metric([], depth)
+            yield family
 
 
 def exposition(own: CollectorRegistry, *collectors: Collector) -> bytes:

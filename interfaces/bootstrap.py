@@ -40,7 +40,7 @@ from infrastructure.event_store import (
 from infrastructure.following import Follower
 from infrastructure.history import RecordedHistory
 from infrastructure.lease import Lease, LeaseSettings, holder_name, lease_status
-from infrastructure.leased_work import Shares
+from infrastructure.leased_work import FencedTrackingRecorder, Shares
 from infrastructure.metrics import PrometheusMetrics
 from infrastructure.payment_gateway import build_payment_gateway
 from infrastructure.postgres_read_models import PostgresReadModels
@@ -204,6 +204,7 @@ class Container:
             saga_document=partial(get_saga, self.read_models),
             stalled=self.stalled,
             leases=self.leases,
+            followers=self.followers,
             commands_view=CommandRegistryProjection.name,
             sagas_view=SagasProjection.name,
         )
@@ -230,7 +231,12 @@ class Container:
         # One follower per view and segment, each with its own view object: its lease
         # fences its writes, its pool is its own.
         followers: list[Follower] = [
-            p(self._view(build_view(self.settings, p.name, p.view_class)), app.repository, segment)
+            p(
+                self._view(build_view(self.settings, p.name, p.view_class)),
+                app.repository,
+                segment,
+                self.metrics,
+            )
             for p in PROJECTIONS
             for segment in segments
         ]
@@ -264,6 +270,25 @@ class Container:
             renew_every=self.settings.part_lease_renew_seconds,
         )
 
+    def followers(self) -> dict[str, tuple[int, tuple[str, ...]]]:
+        """The relay's and the saga runner's positions (the slowest segment's) and
+        topics (none on the in-memory store)."""
+        datastore = getattr(self.app.recorder, "datastore", None)
+        if datastore is None:
+            return {}
+        name = self.app.name
+        relay = view_on(datastore, "relay", FencedTrackingRecorder)
+        sagas = view_on(datastore, SagaRunner.name, FencedTrackingRecorder)
+        runner = SagaRunner(None, ApplicationStore(self.app), self.pipeline, self.catalog.sagas)
+        segments = Segment.all(self.settings.saga_segments)
+        return {
+            "relay": (relay.max_tracking_id(name) or 0, OutboxRelay.event_topics()),
+            SagaRunner.name: (
+                min(sagas.max_tracking_id(s.tracking_name(name)) or 0 for s in segments),
+                runner.event_topics(),
+            ),
+        }
+
     def leases(self) -> list[dict[str, Any]]:
         """Every lease with its holder and age (none on the in-memory store)."""
         datastore = getattr(self.app.recorder, "datastore", None)
@@ -280,6 +305,7 @@ class Container:
             max_attempts=self.settings.webhook_max_attempts,
             timeout=self.settings.webhook_timeout_seconds,
             threads=threads,
+            counted=self.metrics.webhook_attempt,
         )
 
     @property
@@ -331,6 +357,19 @@ class Container:
         """Raise unless the broker accepts a connection now."""
         with self.celery.connection_for_write() as connection:
             connection.ensure_connection(max_retries=1, timeout=2)
+
+    def queue_depth(self) -> int:
+        """The messages ready in the command queue, as the broker counts them."""
+        with self.celery.connection_for_write() as connection:
+            connection.ensure_connection(max_retries=1, timeout=2)
+            channel: Any = connection.default_channel  # kombu's stubs lack queue_declare
+            declared = channel.queue_declare(self.settings.command_queue, passive=True)
+            return int(declared.message_count)
+
+    def webhook_counts(self) -> dict[str, int]:
+        """The webhook deliveries by status (none while webhooks are off)."""
+        outbox = self.webhook_outbox() if self.settings.webhook_secret else None
+        return outbox.counts() if outbox is not None else {}
 
     def forget_connections(self) -> None:
         """Drop event-store objects inherited across a fork; they are rebuilt on use."""

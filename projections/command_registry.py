@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 from uuid import UUID
 
@@ -144,6 +144,14 @@ class CommandRegistryProjection(DocumentProjection):
     @classmethod
     def present(cls, aggregate: Any) -> dict[str, Any]:
         return present_command(aggregate)
+
+    def written(self, aggregates: list[Any]) -> None:
+        """Time each command whose final outcome just became visible, from its accept."""
+        now = datetime.now(UTC)
+        for command in aggregates:
+            if command.is_terminal:
+                seconds = max((now - command.created_on).total_seconds(), 0.0)
+                self.metrics.visible(command.command_type, command.status, seconds)
 
     @classmethod
     def column_values(cls, aggregate: Any) -> dict[str, Any]:

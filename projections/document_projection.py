@@ -20,6 +20,7 @@ from pydantic import BaseModel
 
 from application import log_context
 from application.command import Command
+from application.ports import CommandMetrics, Uncounted
 from application.queries import Reader
 from application.segment import WHOLE, Segment
 from projections.document_view import Documents, DocumentView, Row
@@ -47,11 +48,17 @@ class DocumentProjection(Projection[Any]):
     cache_size: ClassVar[int] = 10_000
 
     def __init__(
-        self, view: Documents, repository: Repository[Any], segment: Segment = WHOLE
+        self,
+        view: Documents,
+        repository: Repository[Any],
+        segment: Segment = WHOLE,
+        metrics: CommandMetrics | None = None,
     ) -> None:
         super().__init__(view)
         self.documents = view
         self.repository = repository
+        # What the view makes visible is counted (the registry's outcomes), not replays.
+        self.metrics: CommandMetrics = metrics or Uncounted()
         # Of a view split into segments (application/segment.py), this applies the
         # aggregates of ``segment`` only, and is named for it (its lease, its stalls).
         self.segment = segment
@@ -117,6 +124,7 @@ class DocumentProjection(Projection[Any]):
                 for key, (aggregate, position) in latest.items()
             }
             self.documents.upsert_many(rows, batch[-1][1])
+            self.written([aggregate for aggregate, _ in latest.values()])
             if logger.isEnabledFor(logging.DEBUG):
                 self._log_written(latest)
         except BaseException:
@@ -128,6 +136,9 @@ class DocumentProjection(Projection[Any]):
             self._recent.move_to_end(key)
         while len(self._recent) > self.cache_size:
             self._recent.popitem(last=False)
+
+    def written(self, aggregates: list[Any]) -> None:
+        """Called with the aggregates whose documents a batch wrote, once it committed."""
 
     def _log_written(self, latest: dict[UUID, tuple[Any, int]]) -> None:
         for key, (aggregate, position) in latest.items():

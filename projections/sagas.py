@@ -143,3 +143,21 @@ def get_saga(read: Reader, saga_id: UUID) -> dict[str, Any] | None:
     position = stored.pop("position")
     document = SagaDocument.model_validate({**stored, "timeline": timeline})
     return {**document.model_dump(mode="json", exclude_unset=True), "position": position}
+
+
+# Dead letters looked at when counting the sagas stuck on one (a healthy service has few).
+STUCK_SCAN = 1_000
+
+
+def stuck_sagas(read: Reader) -> int:
+    """The running sagas waiting on a dead-lettered command (their own step's, or their
+    reservation's): they go nowhere until an operator re-drives it. Looks at the first
+    :data:`STUCK_SCAN` dead letters."""
+    dead, _ = list_commands(read, {"status": "dead_lettered"}, None, STUCK_SCAN)
+    waiting = {UUID(command["correlation_id"]) for command in dead}
+    return sum(
+        1
+        for saga_id in waiting
+        if (saga := read.get(SagasProjection.name, saga_id)) is not None
+        and saga["state"] in RUNNING
+    )

@@ -110,6 +110,9 @@ class Operator:
     stalled: Callable[[], dict[str, dict[str, Any]]]
     # The single-active parts' leases: name, holder, token, age, time to lapse.
     leases: Callable[[], list[dict[str, Any]]] = list
+    # The followers that are not views (the relay, the saga runner): each one's
+    # position (its slowest segment's) and the topics it follows.
+    followers: Callable[[], dict[str, tuple[int, tuple[str, ...]]]] = dict
     commands_view: str = "command_registry"
     sagas_view: str = "sagas"
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from application.operations import RefusedError
@@ -30,6 +31,8 @@ def projections_status(
     head = operator.app.recorder.max_notification_id() or 0
     stalled = operator.stalled()
     leases = {lease["name"]: lease for lease in operator.leases()}
+    frontiers = read.frontiers(read.names)
+    now = datetime.now(UTC)
     found = []
     for name in read.names:
         position = read.position(name)
@@ -40,6 +43,7 @@ def projections_status(
             "head": head,
             "lag": lag,
             "lag_capped": lag >= LAG_CAP,
+            "lag_seconds": _age(operator, frontiers.get(name), now),
             "stalled": stalled.get(name) or _first_stall(stalled, name),
             "lease": leases.get(f"projection:{name}"),
             "segments": [
@@ -56,6 +60,40 @@ def projections_status(
             item["events_per_s"] = round(applied / sample_seconds, 1)
         found.append(item)
     return found
+
+
+def followers_status(operator: Operator) -> list[dict[str, Any]]:
+    """The followers that are not views (the relay, the saga runner): each one's
+    position, lag (events of its topics it has yet to take, up to :data:`LAG_CAP`) and
+    the age in seconds of the oldest of them."""
+    now = datetime.now(UTC)
+    found = []
+    for name, (position, topics) in sorted(operator.followers().items()):
+        pending = operator.app.recorder.select_notifications(
+            start=position + 1, limit=LAG_CAP, topics=topics
+        )
+        first = pending[0].id if pending else None
+        found.append(
+            {
+                "name": name,
+                "position": position,
+                "lag": len(pending),
+                "lag_seconds": _age(operator, first, now),
+            }
+        )
+    return found
+
+
+def _age(operator: Operator, position: int | None, now: datetime) -> float:
+    """Seconds since the event at ``position`` happened (0 for none): how long the
+    oldest event a follower has yet to take has waited."""
+    if position is None:
+        return 0.0
+    found = operator.app.recorder.select_notifications(start=position, limit=1)
+    if not found:
+        return 0.0
+    happened: datetime = getattr(operator.app.mapper.to_domain_event(found[0]), "timestamp", now)
+    return round(max((now - happened).total_seconds(), 0.0), 3)
 
 
 def _first_stall(stalled: dict[str, Any], name: str) -> Any:

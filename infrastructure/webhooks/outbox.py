@@ -90,6 +90,12 @@ class WebhookOutbox(FencedTrackingRecorder):
                 (status, error, delay or 0.0, delivery_id),
             )
 
+    def counts(self) -> dict[str, int]:
+        """The deliveries by status."""
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute("SELECT status, count(*) AS n FROM webhook_deliveries GROUP BY status")
+            return {row["status"]: row["n"] for row in curs.fetchall()}
+
     def listed(self, status: str | None, limit: int) -> list[dict[str, Any]]:
         """Deliveries (of ``status``), most recently changed first."""
         with self.datastore.transaction(commit=False) as curs:

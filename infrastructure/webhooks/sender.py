@@ -6,6 +6,7 @@ import logging
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 
 from infrastructure.webhooks.addresses import (
     AddressPolicy,
@@ -37,7 +38,10 @@ class WebhookSender:
         threads: int = 8,
         base_delay: float = 0.5,
         idle_seconds: float = 0.2,
+        counted: Callable[[str], None] = lambda outcome: None,
     ) -> None:
+        # Called with each attempt's outcome: delivered, failed, parked or refused.
+        self.counted = counted
         self.outbox = outbox
         self.secret = secret
         self.policy = policy
@@ -100,12 +104,14 @@ class WebhookSender:
         except RefusedAddressError as error:
             logger.error("webhook %s refused: %s", delivery.delivery_id, error)
             self.outbox.failed(delivery.delivery_id, f"refused: {error}", None)
+            self.counted("refused")
             return
         except OSError as error:
             outcome = repr(error)
         else:
             if 200 <= status < 300:
                 self.outbox.delivered(delivery.delivery_id)
+                self.counted("delivered")
                 return
             outcome = f"HTTP {status}"
         attempt = delivery.attempts + 1
@@ -114,7 +120,9 @@ class WebhookSender:
                 "webhook %s parked after %d attempts: %s", delivery.delivery_id, attempt, outcome
             )
             self.outbox.failed(delivery.delivery_id, outcome, None)
+            self.counted("parked")
         else:
             logger.warning("webhook %s attempt %d: %s", delivery.delivery_id, attempt, outcome)
             delay = min(MAX_DELAY_SECONDS, self.base_delay * 2 ** (attempt - 1))
             self.outbox.failed(delivery.delivery_id, outcome, delay)
+            self.counted("failed")

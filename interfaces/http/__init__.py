@@ -36,6 +36,7 @@ def create_app(container: Container) -> Flask:
         rate=container.settings.rate_limit_per_second,
         burst=container.settings.rate_limit_burst,
         streams=container.settings.streams_per_client,
+        refused=container.metrics.limited,
     )
     app.config["MAX_CONTENT_LENGTH"] = container.settings.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]

@@ -25,6 +25,8 @@ class Limits:
     burst: float
     streams: int
     clock: Callable[[], float] = time.monotonic
+    # Called with the limit a refused request hit: ``rate`` or ``streams``.
+    refused: Callable[[str], None] = lambda limit: None
     _buckets: dict[str, tuple[float, float]] = field(default_factory=dict)
     _open: dict[str, int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -38,6 +40,7 @@ class Limits:
             if tokens < 1:
                 self._buckets[client] = (tokens, now)
                 wait = math.ceil((1 - tokens) / self.rate)
+                self.refused("rate")
                 raise _too_many(f"more than {self.rate:g} requests a second", wait)
             self._buckets[client] = (tokens - 1, now)
 
@@ -46,6 +49,7 @@ class Limits:
         to call when it closes (calling it again does nothing)."""
         with self._lock:
             if self._open.get(client, 0) >= self.streams:
+                self.refused("streams")
                 raise _too_many(f"more than {self.streams} event streams open", 5)
             self._open[client] = self._open.get(client, 0) + 1
         released = threading.Event()

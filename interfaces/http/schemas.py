@@ -89,6 +89,9 @@ class ProjectionState(BaseModel):
     head: int
     lag: int
     lag_capped: bool
+    lag_seconds: float = Field(
+        default=0.0, description="age of the oldest event it has yet to apply (0: none)"
+    )
     stalled: Stall | None
     lease: LeaseHolder | None = Field(
         default=None, description="the projector holding this view's lease, if any"

@@ -14,7 +14,7 @@ from interfaces.http.context import container
 from interfaces.http.problems import Problem
 from interfaces.http.route_docs import documented, json_answer, query
 from projections.command_registry import CommandRegistryProjection
-from projections.sagas import SagasProjection
+from projections.sagas import SagasProjection, stuck_sagas
 
 status = Blueprint("status", __name__)
 
@@ -37,8 +37,8 @@ MAX_SAMPLE_SECONDS = 5.0
 def projections() -> Response:
     """Each read model's position, the log's head, and the events it has yet to apply.
 
-    ``lag`` counts the pending events the view follows, up to 10 000 (then ``lag_capped``);
-    ``stalled`` is the event it cannot get past, if any. With ``sample`` (0.1 to 5 s),
+    ``lag`` counts the pending events the view follows, up to 10 000 (then ``lag_capped``),
+    and ``lag_seconds`` is the age of the oldest of them; ``stalled`` is the event it cannot get past, if any. With ``sample`` (0.1 to 5 s),
     ``events_per_s`` is how many it applied per second over that time.
     """
     built = container()
@@ -104,11 +104,18 @@ def prometheus_metrics() -> Response:
     docs/observability.md lists them."""
     built = container()
     authenticate(built.settings.api_keys, ADMIN)
-    read = built.operator.read
+    operator = built.operator
+    read = operator.read
     views = metrics.ViewsCollector(
-        lambda: view_ops.projections_status(built.operator),
-        commands=lambda: read.counts(CommandRegistryProjection.name, "status"),
-        sagas=lambda: read.counts(SagasProjection.name, "state"),
+        metrics.StoreReadings(
+            views=lambda: view_ops.projections_status(operator),
+            followers=lambda: view_ops.followers_status(operator),
+            commands=lambda: read.counts(CommandRegistryProjection.name, "status"),
+            sagas=lambda: read.counts(SagasProjection.name, "state"),
+            stuck_sagas=lambda: stuck_sagas(read),
+            webhooks=built.webhook_counts,
+            queue=built.queue_depth,
+        )
     )
     text = metrics.exposition(built.metrics.registry, views)
     return Response(text, content_type=metrics.CONTENT_TYPE)

@@ -94,8 +94,9 @@ class LiveService:
     database_url: str
     settings: Settings
     log_dir: Path
-    # Where the worker serves its Prometheus counters (METRICS_PORT).
+    # Where the worker and the projector serve their Prometheus counters (METRICS_PORT).
     worker_metrics: str
+    projector_metrics: str
     # The spans every part exports (OTLP over HTTP), test_traces_live.py reads them.
     traces: Collector
 
@@ -168,11 +169,19 @@ def live(
         web = ServiceProcess("web", env, log_dir)
         metrics_port = free_port()
         worker = ServiceProcess("worker", {**env, "METRICS_PORT": str(metrics_port)}, log_dir)
+        projector_port = free_port()
+        projector = ServiceProcess(
+            "projector", {**env, "METRICS_PORT": str(projector_port)}, log_dir
+        )
         others = [
-            ServiceProcess(part, env, log_dir) for part in ("relay", "projector", "saga-runner")
+            projector,
+            *(ServiceProcess(part, env, log_dir) for part in ("relay", "saga-runner")),
         ]
         with running(web, worker, *others):
             base = f"http://127.0.0.1:{port}"
             wait_until(http_ready(base + "/health"), 30, "gunicorn to answer")
             worker_metrics = f"http://127.0.0.1:{metrics_port}/metrics"
-            yield LiveService(base, database_url, settings, log_dir, worker_metrics, traces)
+            projector_metrics = f"http://127.0.0.1:{projector_port}/metrics"
+            yield LiveService(
+                base, database_url, settings, log_dir, worker_metrics, projector_metrics, traces
+            )

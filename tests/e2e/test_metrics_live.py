@@ -43,6 +43,11 @@ def worker_text(live: LiveService) -> str:
         return str(answer.read().decode())
 
 
+def projector_text(live: LiveService) -> str:
+    with urllib.request.urlopen(live.projector_metrics, timeout=10) as answer:  # noqa: S310
+        return str(answer.read().decode())
+
+
 def pids_of(live: LiveService, part: str, command_ids: set[str]) -> set[int]:
     """The processes of ``part`` whose log lines name one of ``command_ids``."""
     return {line["pid"] for line in log_lines(live, part) if line.get("command_id") in command_ids}
@@ -54,6 +59,7 @@ def test_counters_of_every_web_and_worker_process_add_up_as_commands_run(
     admin = live.client(ADMIN_TOKEN)
     before = admin.request_text("GET", "/metrics")
     worker_before = worker_text(live)
+    projector_before = projector_text(live)
     attempts = {"type": "CreateShow", "outcome": "succeeded"}
 
     # A burst from several clients at once, so that both processes of each part get some.
@@ -105,6 +111,26 @@ def test_counters_of_every_web_and_worker_process_add_up_as_commands_run(
         30,
         "the registry to count every command succeeded",
     )
+    # The projector timed each outcome from its accept to the registry.
+    visible = "boxoffice_command_visible_seconds_count"
+    wait_until(
+        lambda: (
+            value(projector_text(live), visible, **attempts)
+            - value(projector_before, visible, **attempts)
+            == SHOWS
+        ),
+        30,
+        "the projector to time every outcome made visible",
+    )
+    # The followers, the sagas stuck, the webhooks and the queue, read when scraped.
+    final = admin.request_text("GET", "/metrics")
+    for follower in ("relay", "saga_runner"):
+        assert gauge(final, "boxoffice_follower_lag_events", follower=follower) >= 0
+        assert gauge(final, "boxoffice_follower_lag_seconds", follower=follower) >= 0
+    for projection in PROJECTIONS:
+        assert gauge(final, "boxoffice_view_lag_seconds", view=projection.name) >= 0
+    assert gauge(final, "boxoffice_sagas_stuck") >= 0
+    assert gauge(final, "boxoffice_queue_messages") >= 0
 
 
 def test_metrics_take_the_admin_scope(live: LiveService) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from typing import Any
 
 import psycopg
@@ -11,6 +12,7 @@ import pytest
 from eventsourcing.persistence import Tracking
 
 from application.command import Command
+from application.operations import views as view_ops
 from infrastructure.event_store import build_view
 from infrastructure.projector import Projector
 from projections.command_registry import (
@@ -148,3 +150,28 @@ def test_events_applied_in_batches_give_the_rows_applied_one_at_a_time(stack: St
     one_rows = registry_rows(stack.database_url, "command_registry_one_by_one", with_positions)
     assert len(one_rows) == 40
     assert registry_rows(stack.database_url, "command_registry_rebuilt", with_positions) == one_rows
+
+
+def test_the_lag_of_the_views_and_the_followers_is_counted_in_events_and_seconds(
+    stack: Stack,
+) -> None:
+    operator = stack.container.operator
+    stack.submit("Bump", "k1", key="t")
+    time.sleep(0.2)  # the accept's event is this old, at least, when the lag is read
+
+    views = {item["name"]: item for item in view_ops.projections_status(operator)}
+    followers = {item["name"]: item for item in view_ops.followers_status(operator)}
+
+    # No relay, projector or saga runner ran: the accept waits for the relay and the
+    # registry, not for the saga runner (it follows no accept).
+    assert followers["relay"]["lag"] == 1
+    assert followers["relay"]["lag_seconds"] >= 0.2
+    assert followers["saga_runner"] == {
+        "name": "saga_runner",
+        "position": 0,
+        "lag": 0,
+        "lag_seconds": 0.0,
+    }
+    assert views["command_registry"]["lag"] == 1
+    assert views["command_registry"]["lag_seconds"] >= 0.2
+    assert views["shows"]["lag_seconds"] == 0.0
