@@ -37,8 +37,9 @@ MAX_SAMPLE_SECONDS = 5.0
 def projections() -> Response:
     """Each read model's position, the log's head, and the events it has yet to apply.
 
-    ``lag`` counts the pending events the view follows, up to 10 000 (then ``lag_capped``),
-    and ``lag_seconds`` is the age of the oldest of them; ``stalled`` is the event it cannot get past, if any. With ``sample`` (0.1 to 5 s),
+    ``lag`` counts the pending events the view follows, up to 10 000 (then
+    ``lag_capped``), and ``lag_seconds`` is the age of the oldest of them; ``stalled``
+    is the event it cannot get past, if any. With ``sample`` (0.1 to 5 s),
     ``events_per_s`` is how many it applied per second over that time.
     """
     built = container()
