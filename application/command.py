@@ -39,6 +39,8 @@ class Attempt:
     worker: str
     started_at: datetime | None
     traceparent: str | None = None
+    # When its message was published and when a worker received it (ISO 8601).
+    delivered: dict[str, str] | None = None
 
     @property
     def with_outcome(self) -> dict[str, Any]:
@@ -49,6 +51,8 @@ class Attempt:
             recorded.update(worker=self.worker, started_at=self.started_at)
         if self.traceparent is not None:
             recorded.update(traceparent=self.traceparent)
+        if self.delivered:
+            recorded.update(delivered=self.delivered)
         return recorded
 
 
@@ -94,6 +98,8 @@ class Command(Aggregate):
         worker: str | None = None
         started_at: datetime | None = None
         traceparent: str | None = None
+        # When the run's message was published and received: None in earlier events.
+        delivered: dict[str, str] | None = None
 
     class CommandFailed(CommandEvent):
         """A domain error: final."""
@@ -103,6 +109,8 @@ class Command(Aggregate):
         worker: str | None = None
         started_at: datetime | None = None
         traceparent: str | None = None
+        # When the run's message was published and received: None in earlier events.
+        delivered: dict[str, str] | None = None
 
     class CommandRetryScheduled(CommandEvent):
         """A technical error; the next attempt is due at ``retry_at``."""
@@ -113,6 +121,8 @@ class Command(Aggregate):
         worker: str | None = None
         started_at: datetime | None = None
         traceparent: str | None = None
+        # When the run's message was published and received: None in earlier events.
+        delivered: dict[str, str] | None = None
 
     class CommandDeadLettered(CommandEvent):
         """Every attempt failed technically; waiting for a re-drive."""
@@ -122,6 +132,8 @@ class Command(Aggregate):
         worker: str | None = None
         started_at: datetime | None = None
         traceparent: str | None = None
+        # When the run's message was published and received: None in earlier events.
+        delivered: dict[str, str] | None = None
 
     class CommandRedriven(CommandEvent):
         """An operator gave the command new attempts, starting at ``next_attempt``, after
@@ -225,18 +237,29 @@ class Command(Aggregate):
             return redelivered and attempt == self.attempt
         return False
 
-    def start(self, worker: str, traceparent: str | None = None) -> Attempt:
+    def start(
+        self,
+        worker: str,
+        traceparent: str | None = None,
+        delivered: dict[str, str] | None = None,
+    ) -> Attempt:
         """Record that ``worker`` starts the next attempt (its lease); returns it."""
         lost = self.status == "running"
         self._started(attempt=self.attempt + 1, worker=worker, previous_run_lost=lost)
-        return Attempt(self.attempt, worker, None, traceparent)
+        return Attempt(self.attempt, worker, None, traceparent, delivered)
 
-    def begin(self, worker: str, at: datetime, traceparent: str | None = None) -> Attempt:
+    def begin(
+        self,
+        worker: str,
+        at: datetime,
+        traceparent: str | None = None,
+        delivered: dict[str, str] | None = None,
+    ) -> Attempt:
         """The next attempt, run by ``worker`` from ``at`` without a lease: nothing is
         recorded until its outcome, which records the attempt with it. A run lost
         before then goes uncounted; the broker's redelivery of its message takes the
         lease (:meth:`start`), so that every later loss counts against the budget."""
-        return Attempt(self.attempt + 1, worker, at, traceparent)
+        return Attempt(self.attempt + 1, worker, at, traceparent, delivered)
 
     def is_current(self, run: Attempt, version: int) -> bool:
         """Whether ``run`` may still record its outcome: a leased run while it is the
@@ -286,12 +309,13 @@ class Command(Aggregate):
         worker: str | None = None,
         started_at: datetime | None = None,
         traceparent: str | None = None,
+        delivered: dict[str, str] | None = None,
     ) -> None:
         """Record success; saved in one transaction with the command's domain events."""
         self._began(attempt, worker, started_at)
         self.status = "succeeded"
         self.error = None
-        self._end_attempt(attempt, "succeeded", None)
+        self._end_attempt(attempt, "succeeded", None, delivered)
         self._add_history("succeeded", self._worker(attempt), None)
 
     @event(CommandFailed)
@@ -302,12 +326,13 @@ class Command(Aggregate):
         worker: str | None = None,
         started_at: datetime | None = None,
         traceparent: str | None = None,
+        delivered: dict[str, str] | None = None,
     ) -> None:
         """Record a domain error: final, never retried."""
         self._began(attempt, worker, started_at)
         self.status = "failed"
         self.error = error
-        self._end_attempt(attempt, "failed", error)
+        self._end_attempt(attempt, "failed", error, delivered)
         self._add_history("failed", self._worker(attempt), error.get("message"))
 
     @event(CommandRetryScheduled)
@@ -319,13 +344,14 @@ class Command(Aggregate):
         worker: str | None = None,
         started_at: datetime | None = None,
         traceparent: str | None = None,
+        delivered: dict[str, str] | None = None,
     ) -> None:
         """Record a technical error and when the next attempt is due."""
         self._began(attempt, worker, started_at)
         self.status = "retrying"
         self.error = error
         self.retry_at = retry_at
-        self._end_attempt(attempt, "retry_scheduled", error)
+        self._end_attempt(attempt, "retry_scheduled", error, delivered)
         self._add_history(
             "retrying", self._worker(attempt), f"{error.get('type')}: retry at {retry_at}"
         )
@@ -338,12 +364,13 @@ class Command(Aggregate):
         worker: str | None = None,
         started_at: datetime | None = None,
         traceparent: str | None = None,
+        delivered: dict[str, str] | None = None,
     ) -> None:
         """Record that the attempts ran out; the command waits for a re-drive."""
         self._began(attempt, worker, started_at)
         self.status = "dead_lettered"
         self.error = error
-        self._end_attempt(attempt, "dead_lettered", error)
+        self._end_attempt(attempt, "dead_lettered", error, delivered)
         self._add_history("dead_lettered", self._worker(attempt), error.get("message"))
 
     def redrive(self, by: str, reason: str) -> None:
@@ -361,10 +388,17 @@ class Command(Aggregate):
         after = f" after attempts {', '.join(map(str, failed_attempts))}" if failed_attempts else ""
         self._add_history("retrying", by, f"re-driven{after}: {reason}")
 
-    def _end_attempt(self, attempt: int, outcome: str, error: dict[str, Any] | None) -> None:
+    def _end_attempt(
+        self,
+        attempt: int,
+        outcome: str,
+        error: dict[str, Any] | None,
+        delivered: dict[str, str] | None = None,
+    ) -> None:
         for run in self.attempts:
             if run["attempt"] == attempt:
                 run.update(ended_at=self.modified_on.isoformat(), outcome=outcome, error=error)
+                run.update(delivered or {})
 
     def _worker(self, attempt: int) -> str:
         return next((str(r["worker"]) for r in self.attempts if r["attempt"] == attempt), "worker")

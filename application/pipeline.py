@@ -167,12 +167,18 @@ class CommandPipeline:
         return None if position is None else (command, position)
 
     def execute(
-        self, command_id: UUID, attempt: int, worker: str, redelivered: bool = False
+        self,
+        command_id: UUID,
+        attempt: int,
+        worker: str,
+        redelivered: bool = False,
+        delivered: dict[str, str] | None = None,
     ) -> Outcome:
         """Run one delivery of a command message.
 
         ``redelivered`` is the broker's flag for a message whose earlier consumer went
-        away without acknowledging it.
+        away without acknowledging it; ``delivered`` says when the message was published
+        and received (``published_at``, ``received_at``), recorded with the outcome.
 
         A delivery that finds the command decided, or another run ahead of it, does
         nothing. Otherwise the handler runs and its aggregates are saved together with
@@ -187,7 +193,7 @@ class CommandPipeline:
             log_context.bound(**log_context.of_command(command)),
             self.tracer.span(f"run {command.command_type}", attempt=str(attempt)),
         ):
-            outcome = self._execute(command, attempt, worker, redelivered)
+            outcome = self._execute(command, attempt, worker, redelivered, delivered)
             logger.info("attempt %d of %s: %s", attempt, command.command_type, outcome.value)
         since_accepted = None
         if outcome in FINAL:
@@ -195,7 +201,14 @@ class CommandPipeline:
         self.metrics.attempted(command.command_type, outcome.value, since_accepted)
         return outcome
 
-    def _execute(self, command: Command, attempt: int, worker: str, redelivered: bool) -> Outcome:
+    def _execute(
+        self,
+        command: Command,
+        attempt: int,
+        worker: str,
+        redelivered: bool,
+        delivered: dict[str, str] | None,
+    ) -> Outcome:
         command_id = command.id
         if not command.should_run(attempt, redelivered):
             return Outcome.SKIPPED
@@ -208,7 +221,7 @@ class CommandPipeline:
         if redelivered:
             # Delivered before: a run of it may have been lost with its worker. This
             # run takes the lease first, so that its own loss would be counted.
-            run = command.start(worker, self.tracer.current())
+            run = command.start(worker, self.tracer.current(), delivered)
             try:
                 self.app.save(command)
             except IntegrityError:
@@ -217,7 +230,7 @@ class CommandPipeline:
             # The first delivery runs at once: its outcome records its start, one
             # write fewer per command. A concurrent duplicate may run too; only one
             # outcome is recorded (optimistic concurrency on the command).
-            run = command.begin(worker, datetime.now(UTC), self.tracer.current())
+            run = command.begin(worker, datetime.now(UTC), self.tracer.current(), delivered)
         uow = UnitOfWork(self.app, self.services, client=command.client)
         try:
             # Inside the try: a worker started without the command's module records a

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 from uuid import UUID
 
@@ -53,6 +54,11 @@ class Reader(Protocol):
     def page(self, name: str, filters: dict[str, Any], cursor: str | None, limit: int) -> Page:
         """A page of view ``name`` matching ``filters`` (column → value, :class:`OneOf`
         or :class:`Between`), oldest first, after ``cursor``."""
+        ...
+
+    def written(self, name: str, keys: Sequence[UUID]) -> dict[UUID, tuple[int, datetime]]:
+        """For each of ``keys`` with a document in view ``name``: the position of the
+        event it was last written for, and when."""
         ...
 
     def counts(self, name: str, column: str) -> dict[str, int]:

@@ -92,6 +92,10 @@ def _transport_options(settings: Settings) -> dict[str, Any]:
     }
 
 
+# The message header that says when the relay published it.
+PUBLISHED_AT = "boxoffice_published_at"
+
+
 class CeleryCommandTransport:
     """:class:`application.ports.CommandTransport` over Celery."""
 
@@ -116,6 +120,9 @@ class CeleryCommandTransport:
             EXECUTE_TASK,
             args=[str(command_id), attempt],
             kwargs={"takeover": True} if takeover else {},
+            # When it was sent, for the command's timeline (a worker records it with the
+            # run); a header, which a worker of an earlier release ignores.
+            headers={PUBLISHED_AT: datetime.now(UTC).isoformat()},
             task_id=f"{command_id}.{attempt}",
             eta=eta,
             countdown=countdown if countdown and countdown > 0 else None,

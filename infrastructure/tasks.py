@@ -6,6 +6,7 @@ import logging
 import os
 import socket
 from collections.abc import Callable
+from datetime import UTC, datetime
 from uuid import UUID
 
 from celery import Celery, Task
@@ -14,7 +15,7 @@ from eventsourcing.persistence import PersistenceError
 
 from application import log_context
 from application.pipeline import CommandPipeline
-from infrastructure.celery_app import EXECUTE_TASK
+from infrastructure.celery_app import EXECUTE_TASK, PUBLISHED_AT
 
 logger = logging.getLogger(__name__)
 
@@ -25,10 +26,20 @@ def register_tasks(
     """Register the execute task; ``pipeline`` is built per process, after the fork."""
 
     @celery.task(name=EXECUTE_TASK, bind=True, max_retries=None, acks_late=True)
-    def execute(self: Task, command_id: str, attempt: int, takeover: bool = False) -> str:  # type: ignore[type-arg]
+    def execute(
+        self: Task,  # type: ignore[type-arg]
+        command_id: str,
+        attempt: int,
+        takeover: bool = False,
+    ) -> str:
         worker = f"{socket.gethostname()}:{os.getpid()}"
+        # The command's timeline shows when its message was sent and taken.
+        delivered = {"received_at": datetime.now(UTC).isoformat()}
+        published_at = getattr(self.request, PUBLISHED_AT, None)
+        if isinstance(published_at, str):
+            delivered["published_at"] = published_at
         with log_context.bound(command_id=command_id):
-            return _execute(self, command_id, int(attempt), worker, takeover)
+            return _execute(self, command_id, int(attempt), worker, takeover, delivered)
 
     def _execute(
         self: Task,  # type: ignore[type-arg]
@@ -36,12 +47,13 @@ def register_tasks(
         attempt: int,
         worker: str,
         takeover: bool,
+        delivered: dict[str, str],
     ) -> str:
         try:
             # The broker redelivers a message whose consumer went away; the sweeper
             # publishes a takeover for a run with no sign of life past its lease.
             redelivered = takeover or bool((self.request.delivery_info or {}).get("redelivered"))
-            outcome = pipeline().execute(UUID(command_id), attempt, worker, redelivered)
+            outcome = pipeline().execute(UUID(command_id), attempt, worker, redelivered, delivered)
         except PersistenceError as error:
             # The event store could not record even the outcome: keep the message
             # and try again later, so nothing accepted is dropped.

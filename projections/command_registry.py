@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 from uuid import UUID
 
 from pydantic import BaseModel, Field
@@ -31,6 +31,12 @@ class Attempt(BaseModel):
     worker: str
     outcome: str | None
     error: dict[str, Any] | None
+    published_at: str | None = Field(
+        default=None, description="when the relay published its message (None: not recorded)"
+    )
+    received_at: str | None = Field(
+        default=None, description="when a worker received its message (None: not recorded)"
+    )
 
 
 class Change(BaseModel):
@@ -40,6 +46,18 @@ class Change(BaseModel):
     at: str
     component: str
     detail: str | None
+
+
+class Hop(BaseModel):
+    """A step of a command on its way, and when (``?timeline=true``)."""
+
+    hop: Literal["accepted", "published", "received", "started", "outcome", "visible"]
+    at: str
+    ms: float = Field(description="milliseconds since the accept")
+    component: str | None = Field(description="the part, or the worker, that took it")
+    attempt: int | None = None
+    outcome: str | None = None
+    view: str | None = Field(default=None, description="of a visible hop: the view")
 
 
 class CommandDocument(BaseModel):
@@ -63,6 +81,9 @@ class CommandDocument(BaseModel):
     retry_at: str | None
     links: CommandLinks
     history: list[Change]
+    timeline: list[Hop] | None = Field(
+        default=None, description="with ?timeline=true: the command's hops with their times"
+    )
 
 
 def command_links(command: Command) -> dict[str, str]:
@@ -97,7 +118,7 @@ def present_command(command: Command) -> dict[str, Any]:
             "links": command_links(command),
             "history": command.history,
         }
-    ).model_dump(mode="json")
+    ).model_dump(mode="json", exclude={"timeline"})
 
 
 def _public_error(error: dict[str, Any] | None) -> dict[str, Any] | None:

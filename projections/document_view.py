@@ -11,7 +11,9 @@ from __future__ import annotations
 import logging
 import re
 import threading
+from collections.abc import Sequence
 from contextlib import nullcontext
+from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any, ClassVar, NoReturn, Protocol
 from uuid import UUID
@@ -78,6 +80,12 @@ class Documents(Protocol):
 
     def get(self, key: UUID) -> dict[str, Any] | None:
         """The document of ``key`` with its ``position``, or None."""
+        ...
+
+    def written(self, keys: Sequence[UUID]) -> dict[UUID, tuple[int, datetime]]:
+        """For each of ``keys`` that has a row: the position of the event it was last
+        written for, and when that write committed (a row rewritten by a rebuild: when
+        the rebuild wrote it)."""
         ...
 
     def counts(self, column: str) -> dict[str, int]:
@@ -232,7 +240,15 @@ class DocumentView(SegmentedTracking):
             SQL(
                 "CREATE TABLE IF NOT EXISTS {schema}.{table} ("
                 "id uuid PRIMARY KEY, seq bigserial, position bigint NOT NULL, "
-                "doc jsonb NOT NULL" + extra + ")"
+                "doc jsonb NOT NULL, written_at timestamptz NOT NULL DEFAULT now()" + extra + ")"
+            ).format(schema=Identifier(self.datastore.schema), table=Identifier(self.table))
+        )
+        # When each row was last written: a command's timeline says when its effects
+        # became visible in each view (a table of an earlier release gains it).
+        self.sql_create_statements.append(
+            SQL(
+                "ALTER TABLE {schema}.{table} ADD COLUMN IF NOT EXISTS "
+                "written_at timestamptz NOT NULL DEFAULT now()"
             ).format(schema=Identifier(self.datastore.schema), table=Identifier(self.table))
         )
         for name, kind in self.columns.items():
@@ -344,7 +360,13 @@ class DocumentView(SegmentedTracking):
             names=SQL(", ").join(Identifier(n) for n in self._kinds),
             rows=rows,
             updates=SQL(", ").join(
-                SQL("{0} = EXCLUDED.{0}").format(Identifier(n)) for n in list(self._kinds)[1:]
+                [
+                    *(
+                        SQL("{0} = EXCLUDED.{0}").format(Identifier(n))
+                        for n in list(self._kinds)[1:]
+                    ),
+                    SQL("written_at = now()"),
+                ]
             ),
         )
 
@@ -417,6 +439,15 @@ class DocumentView(SegmentedTracking):
             return None
         return {**row["doc"], "position": row["position"]}
 
+    def written(self, keys: Sequence[UUID]) -> dict[UUID, tuple[int, datetime]]:
+        """As :meth:`Documents.written`."""
+        statement = SQL(
+            "SELECT id, position, written_at FROM {schema}.{table} WHERE id = ANY(%s)"
+        ).format(schema=Identifier(self.datastore.schema), table=Identifier(self.table))
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(statement, (list(keys),))
+            return {row["id"]: (row["position"], row["written_at"]) for row in curs.fetchall()}
+
     def counts(self, column: str) -> dict[str, int]:
         """How many documents have each value of indexed ``column`` (none: ``""``)."""
         if column not in self.columns:
@@ -468,6 +499,7 @@ class InMemoryDocumentView(POPOTrackingRecorder):
         self.columns = columns
         self.segments = segments
         self._rows: dict[UUID, tuple[int, int, dict[str, Any], dict[str, Any]]] = {}
+        self._written: dict[UUID, datetime] = {}
         self._seq = 0
         self._lock = threading.Lock()
 
@@ -481,6 +513,12 @@ class InMemoryDocumentView(POPOTrackingRecorder):
                 seq = self._rows[key][0] if key in self._rows else self._seq + 1
                 self._seq = max(self._seq, seq)
                 self._rows[key] = (seq, position, doc, values)
+                self._written[key] = datetime.now(UTC)
+
+    def written(self, keys: Sequence[UUID]) -> dict[UUID, tuple[int, datetime]]:
+        """As :meth:`Documents.written`."""
+        with self._lock:
+            return {k: (self._rows[k][1], self._written[k]) for k in keys if k in self._rows}
 
     def view_position(self, application_name: str) -> int | None:
         """As :meth:`DocumentView.view_position`, for the segments it has."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
 from typing import Any, Protocol
 from uuid import UUID
 
@@ -68,6 +69,12 @@ class ReadModels:
         """A page of view ``name``; see :meth:`Documents.page`."""
         self.refresh()
         return self.views[name].page(filters, cursor, limit)
+
+    def written(self, name: str, keys: Sequence[UUID]) -> dict[UUID, tuple[int, datetime]]:
+        """When view ``name``'s documents of ``keys`` were last written; see
+        :meth:`Documents.written`."""
+        self.refresh()
+        return self.views[name].written(keys)
 
     def counts(self, name: str, column: str) -> dict[str, int]:
         """How many documents of view ``name`` have each value of ``column``."""

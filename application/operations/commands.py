@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -26,6 +27,7 @@ def command_detail(operator: Operator, command_id: UUID) -> dict[str, Any]:
     record["submitted_by"] = command.submitted_by
     record["payload"] = command.payload
     record["caused"] = caused_events(operator, command)
+    record["timeline"] = command_timeline(operator, command)
     return record
 
 
@@ -39,6 +41,73 @@ def caused_events(operator: Operator, command: Command) -> list[dict[str, Any]]:
             "position": n.id,
         }
         for n in operator.history.saved_with(command.id, SUCCEEDED_TOPIC)
+    ]
+
+
+OUTCOME_TOPICS = {
+    "succeeded": SUCCEEDED_TOPIC,
+    "failed": get_topic(Command.CommandFailed),
+    "dead_lettered": get_topic(Command.CommandDeadLettered),
+}
+
+
+def command_timeline(operator: Operator, command: Command) -> list[dict[str, Any]]:
+    """The hops of ``command`` with their times, from what the log and the views record:
+    accepted; for each attempt, its message published (by the relay), received by a
+    worker, started, and its outcome saved; then, once it is decided, its outcome
+    visible in each view that applied it (the registry, and on PostgreSQL the views of
+    the aggregates its success changed). Each hop has ``ms``, its time since the accept."""
+    accepted = command.created_on
+    hops: list[dict[str, Any]] = [
+        {
+            "hop": "accepted",
+            "at": accepted.isoformat(),
+            "component": "saga_runner" if command.submitted_by == "saga" else "web",
+        }
+    ]
+    for run in command.attempts:
+        number, worker = run["attempt"], run.get("worker")
+        for hop, key, component in (
+            ("published", "published_at", "relay"),
+            ("received", "received_at", worker),
+            ("started", "started_at", worker),
+            ("outcome", "ended_at", worker),
+        ):
+            if run.get(key):
+                step = {"hop": hop, "at": run[key], "component": component, "attempt": number}
+                if hop == "outcome":
+                    step["outcome"] = run.get("outcome")
+                hops.append(step)
+    hops.extend(_visible(operator, command))
+    for step in hops:
+        at = datetime.fromisoformat(step["at"])
+        step["ms"] = round((at - accepted).total_seconds() * 1000, 1)
+    return hops
+
+
+def _visible(operator: Operator, command: Command) -> list[dict[str, Any]]:
+    """When the decided ``command``'s outcome reached each view: a view's row of an
+    aggregate the outcome's transaction wrote, written for an event of that
+    transaction (a row written again since says nothing of the first time)."""
+    topic = OUTCOME_TOPICS.get(command.status)
+    if topic is None:
+        return []
+    found: dict[str, datetime] = {}
+    registry = operator.read.get(operator.commands_view, command.id)
+    if registry is not None and registry["status"] == command.status:
+        written = operator.read.written(operator.commands_view, [command.id])
+        if command.id in written:
+            found[operator.commands_view] = written[command.id][1]
+    together = operator.history.saved_with(command.id, topic)
+    positions = {n.id for n in together}
+    keys = list({UUID(str(n.originator_id)) for n in together})
+    for view in operator.read.names if keys else []:
+        for position, at in operator.read.written(view, keys).values():
+            if position in positions:
+                found[view] = min(at, found.get(view, at))
+    return [
+        {"hop": "visible", "at": at.isoformat(), "component": "projector", "view": view}
+        for view, at in sorted(found.items(), key=lambda item: item[1])
     ]
 
 

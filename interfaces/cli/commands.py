@@ -89,7 +89,8 @@ def register(cli: click.Group, built: Callable[[], Container]) -> None:
     @click.argument("command_id", type=click.UUID)
     @json_option
     def commands_show(command_id: UUID, as_json: bool) -> int:
-        """A command's record: attempts with tracebacks, history, the events it caused."""
+        """A command's record: attempts with tracebacks, history, its timeline (each hop
+        with its time), the events it caused."""
         container = built()
         with failures():
             record = command_ops.command_detail(container.operator, command_id)
@@ -115,6 +116,20 @@ def register(cli: click.Group, built: Callable[[], Container]) -> None:
             )
             if error.get("traceback"):
                 console.print(error["traceback"], markup=False)
+        table(
+            "timeline",
+            ["ms", "hop", "at", "component", "attempt / view"],
+            [
+                [
+                    f"{hop['ms']:.1f}",
+                    hop["hop"],
+                    hop["at"],
+                    hop.get("component") or "",
+                    str(hop.get("view") or hop.get("attempt") or ""),
+                ]
+                for hop in record["timeline"]
+            ],
+        )
         if record["caused"]:
             table(
                 "events saved with its success",

@@ -14,6 +14,7 @@ from uuid import UUID
 
 from flask import Blueprint, Response, jsonify, request
 
+from application.operations import commands as command_ops
 from interfaces import arguments
 from interfaces.bootstrap import Container
 from interfaces.http.auth import ADMIN, READ, authenticate
@@ -57,7 +58,19 @@ MAX_LIMIT = 500
     "GetCommand",
     "A command's registry entry",
     json_answer("CommandStatus", "the entry"),
-    [path_id("command_id"), CONSISTENCY],
+    [
+        path_id("command_id"),
+        CONSISTENCY,
+        {
+            "name": "timeline",
+            "in": "query",
+            "required": False,
+            "schema": {"type": "boolean", "default": False},
+            "description": "add the command's hops with their times: accepted, each "
+            "attempt's message published, received, started and its outcome, and the "
+            "outcome visible in each view",
+        },
+    ],
     _400=BAD_CONSISTENCY,
     _404="never accepted",
     _410="past the retention window",
@@ -78,7 +91,24 @@ def command(command_id: str) -> Response:
     if not caller.sees(document["client"]):
         raise Problem(404, "Not found", f"no command {command_id}")
     _require_retained(built, document)
+    if _timeline_asked():
+        found = built.pipeline.get_command(key)
+        if found is not None:
+            document = {**document, "timeline": command_ops.command_timeline(built.operator, found)}
     return jsonify(with_consistency(built, [document])[0])
+
+
+def _timeline_asked() -> bool:
+    """``?timeline=true``; a 400 for a value that is not a boolean."""
+    raw = request.args.get("timeline", "false")
+    if raw not in ("true", "false"):
+        raise Problem(
+            400,
+            "Invalid query",
+            kind="validation-error",
+            errors=[{"location": "query.timeline", "message": "true or false"}],
+        )
+    return raw == "true"
 
 
 @commands.get("/commands/<command_id>/events")

@@ -102,3 +102,50 @@ def test_the_event_stream_shows_accepted_running_succeeded_in_order(live: LiveSe
         if line.startswith("data: ")
     ]
     assert statuses == ["accepted", "running", "succeeded"]
+
+
+def test_a_saga_s_command_has_its_timeline_from_the_accept_to_each_view(
+    live: LiveService,
+) -> None:
+    client = live.client()
+    show_id, reservation_id = uuid.uuid4().hex[:10], uuid.uuid4().hex[:10]
+    create_show(live, show_id, seat="A1", price_cents=10)
+    placed = client.request(
+        "PUT",
+        f"/reservations/{reservation_id}",
+        {"show_id": show_id, "customer_id": "ann", "seats": ["A1"], "card_token": "tok_approve"},
+        {"Idempotency-Key": f"timeline-{reservation_id}"},
+    )
+    assert placed.status == 202, placed.body
+
+    def confirmed() -> bool:
+        answer = client.request("GET", f"/reservations/{reservation_id}")
+        return answer.status == 200 and answer.body["status"] == "confirmed"
+
+    wait_until(confirmed, 30, "the reservation to be confirmed")
+    saga_id = client.request("GET", f"/reservations/{reservation_id}").body["saga_id"]
+    listed = client.request(
+        "GET", f"/commands?correlation_id={saga_id}&type=ConfirmReservation"
+    ).body["items"]
+    command_id = listed[0]["command_id"]
+
+    def timeline() -> list[dict[str, object]]:
+        answer = client.request("GET", f"/commands/{command_id}?timeline=true")
+        assert answer.status == 200, answer.body
+        hops: list[dict[str, object]] = answer.body["timeline"]
+        return hops
+
+    wait_until(
+        lambda: {"reservations", "command_registry"} <= {h.get("view") for h in timeline()},
+        30,
+        "the confirmation visible in the registry and the reservations view",
+    )
+    hops = timeline()
+    names = [h["hop"] for h in hops]
+    assert names[:5] == ["accepted", "published", "received", "started", "outcome"]
+    assert [h["component"] for h in hops[:2]] == ["saga_runner", "relay"]
+    assert hops[2]["component"] == hops[3]["component"]  # the worker that took it ran it
+    # On one machine, one clock: each hop after the one before it.
+    times = [float(str(h["ms"])) for h in hops]
+    assert times == sorted(times)
+    assert times[0] == 0

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
+from uuid import UUID
 
 import pytest
 from eventsourcing.persistence import Tracking
@@ -80,3 +82,48 @@ def test_a_projection_applies_a_creation_event_without_reading_the_store() -> No
     # The document the state loaded from the store gives.
     expected = ShowsProjection.stored(app.repository.get(show.id))
     assert view.get(show.id) == {**expected, "position": 1}
+
+
+def test_a_command_s_timeline_gives_each_hop_its_time_and_is_asked_for() -> None:
+    container = make_container(
+        BoxofficeApplication(env={"PERSISTENCE_MODULE": "eventsourcing.popo"})
+    )
+    client = create_app(container).test_client()
+    accepted = client.put(
+        "/shows/s1",
+        json={
+            "title": "Hamlet",
+            "starts_at": "2027-01-01T20:00:00Z",
+            "seats": ["A1"],
+            "price_cents": 1,
+        },
+        headers={"Idempotency-Key": "k1"},
+    ).get_json()
+    command_id = UUID(accepted["command_id"])
+    published = datetime.now(UTC)
+    received = published + timedelta(milliseconds=3)
+    delivered = {"published_at": published.isoformat(), "received_at": received.isoformat()}
+    container.pipeline.execute(command_id, 1, "worker-1", delivered=delivered)
+
+    plain = client.get(f"/commands/{command_id}").get_json()
+    timed = client.get(f"/commands/{command_id}?timeline=true").get_json()
+
+    assert "timeline" not in plain
+    assert plain["attempts"][0]["published_at"] == published.isoformat()
+    hops = [(h["hop"], h.get("component"), h.get("view")) for h in timed["timeline"]]
+    assert hops == [
+        ("accepted", "web", None),
+        ("published", "relay", None),
+        ("received", "worker-1", None),
+        ("started", "worker-1", None),
+        ("outcome", "worker-1", None),
+        ("visible", "projector", "command_registry"),
+    ]
+    times = [h["ms"] for h in timed["timeline"]]
+    assert times[0] == 0
+    assert times[2] - times[1] == 3.0  # received 3 ms after it was published
+    assert times[3:] == sorted(times[3:])  # started, then decided, then visible
+    assert timed["timeline"][4]["outcome"] == "succeeded"
+    bad = client.get(f"/commands/{command_id}?timeline=yes")
+    assert bad.status_code == 400
+    assert bad.get_json()["errors"] == [{"location": "query.timeline", "message": "true or false"}]

@@ -165,6 +165,20 @@ def test_commands_show_gives_tracebacks_and_the_events_a_success_saved(
     code, out, _ = scenario.cli("commands", "show", listed["items"][0]["command_id"], "--json")
     assert [e["event"] for e in out["caused"]] == ["ShowScheduled"]
 
+    # A confirmation's timeline: each hop with its time, up to the reservation it
+    # confirmed visible in the reservations view (whose row nothing wrote since).
+    _, listed, _ = scenario.cli("commands", "list", "--type", "ConfirmReservation", "--json")
+    confirmed = listed["items"][0]["command_id"]
+    code, out, _ = scenario.cli("commands", "show", confirmed, "--json")
+    hops = {(h["hop"], h.get("view")): h["ms"] for h in out["timeline"]}
+    assert {("accepted", None), ("started", None), ("outcome", None)} <= set(hops)
+    assert hops[("accepted", None)] == 0
+    assert hops[("outcome", None)] <= hops[("visible", "command_registry")]
+    assert hops[("outcome", None)] <= hops[("visible", "reservations")]
+    code, text, _ = scenario.cli("commands", "show", confirmed)
+    assert "timeline" in text
+    assert "reservations" in text
+
     code, _, err = scenario.cli("commands", "show", str(uuid.uuid4()))
     assert code == 1
     assert "no command" in err
