@@ -56,6 +56,11 @@ class Reader(Protocol):
         or :class:`Between`), oldest first, after ``cursor``."""
         ...
 
+    def recent(self, name: str, filters: dict[str, Any], limit: int) -> list[dict[str, Any]]:
+        """The ``limit`` documents of view ``name`` matching ``filters`` that were
+        inserted last, newest first."""
+        ...
+
     def written(self, name: str, keys: Sequence[UUID]) -> dict[UUID, tuple[int, datetime]]:
         """For each of ``keys`` with a document in view ``name``: the position of the
         event it was last written for, and when."""

@@ -96,6 +96,10 @@ class Documents(Protocol):
         """Documents matching ``filters`` in insertion order, and the cursor after them."""
         ...
 
+    def recent(self, filters: dict[str, Any], limit: int) -> list[dict[str, Any]]:
+        """The ``limit`` documents matching ``filters`` inserted last, newest first."""
+        ...
+
     def max_tracking_id(self, application_name: str) -> int | None:
         """The position of the last event one of the view's followers applied (its
         segment's, when it is split)."""
@@ -464,15 +468,23 @@ class DocumentView(SegmentedTracking):
             curs.execute(statement)
             return {row["value"]: int(row["n"]) for row in curs.fetchall()}
 
+    def recent(self, filters: dict[str, Any], limit: int) -> list[dict[str, Any]]:
+        """As :meth:`Documents.recent`."""
+        conditions, params = _conditions(filters)
+        where = SQL(" WHERE ") + SQL(" AND ").join(conditions) if conditions else SQL("")
+        statement = SQL(
+            "SELECT doc, position FROM {schema}.{table}{where} ORDER BY seq DESC LIMIT %s"
+        ).format(
+            schema=Identifier(self.datastore.schema), table=Identifier(self.table), where=where
+        )
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(statement, [*params, limit])
+            return [{**r["doc"], "position": r["position"]} for r in curs.fetchall()]
+
     def page(self, filters: dict[str, Any], cursor: str | None, limit: int) -> Page:
         """Documents matching ``filters`` (a value, :class:`OneOf` or :class:`Between` per
         indexed column) in insertion order, and the cursor after them."""
-        conditions: list[Composable] = []
-        params: list[Any] = []
-        for name, value in filters.items():
-            more_conditions, more_params = _condition(name, value)
-            conditions += more_conditions
-            params += more_params
+        conditions, params = _conditions(filters)
         if cursor is not None:
             conditions.append(SQL("seq > %s"))
             params.append(decode_cursor(cursor))
@@ -489,6 +501,17 @@ class DocumentView(SegmentedTracking):
         rows = rows[:limit]
         documents = [{**r["doc"], "position": r["position"]} for r in rows]
         return documents, (encode_cursor(rows[-1]["seq"]) if more and rows else None)
+
+
+def _conditions(filters: dict[str, Any]) -> tuple[list[Composable], list[Any]]:
+    """The ``WHERE`` conditions of ``filters``, and their parameters."""
+    conditions: list[Composable] = []
+    params: list[Any] = []
+    for name, value in filters.items():
+        more_conditions, more_params = _condition(name, value)
+        conditions += more_conditions
+        params += more_params
+    return conditions, params
 
 
 class InMemoryDocumentView(POPOTrackingRecorder):
@@ -551,6 +574,14 @@ class InMemoryDocumentView(POPOTrackingRecorder):
             key = "" if value is None else str(value)
             found[key] = found.get(key, 0) + 1
         return found
+
+    def recent(self, filters: dict[str, Any], limit: int) -> list[dict[str, Any]]:
+        """As :meth:`Documents.recent`."""
+        with self._lock:
+            rows = sorted(
+                (row for row in self._rows.values() if _matches(filters, row[3])), reverse=True
+            )
+        return [{**row[2], "position": row[1]} for row in rows[:limit]]
 
     def page(self, filters: dict[str, Any], cursor: str | None, limit: int) -> Page:
         """Documents matching ``filters`` in insertion order, and the cursor after them."""

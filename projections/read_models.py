@@ -70,6 +70,11 @@ class ReadModels:
         self.refresh()
         return self.views[name].page(filters, cursor, limit)
 
+    def recent(self, name: str, filters: dict[str, Any], limit: int) -> list[dict[str, Any]]:
+        """The documents of view ``name`` inserted last; see :meth:`Documents.recent`."""
+        self.refresh()
+        return self.views[name].recent(filters, limit)
+
     def written(self, name: str, keys: Sequence[UUID]) -> dict[UUID, tuple[int, datetime]]:
         """When view ``name``'s documents of ``keys`` were last written; see
         :meth:`Documents.written`."""

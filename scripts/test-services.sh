@@ -31,6 +31,9 @@ missing=()
 [[ -x "$RABBIT_BIN/rabbitmq-server" ]] || missing+=(rabbitmq-server)
 # The fault tests' proxy (tests/support/faults.py).
 command -v socat >/dev/null || missing+=(socat)
+# The console's browser test (tests/e2e/test_console_browser.py): a headless Chromium.
+command -v chromium >/dev/null || missing+=(chromium)
+command -v chromedriver >/dev/null || missing+=(chromium-driver)
 if (( ${#missing[@]} )); then
     log "installing ${missing[*]} from Debian's packages"
     export DEBIAN_FRONTEND=noninteractive

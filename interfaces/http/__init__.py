@@ -9,6 +9,7 @@ from infrastructure.event_store import STORE_UNAVAILABLE
 from interfaces.bootstrap import Container
 from interfaces.http.admin import admin
 from interfaces.http.commands import commands
+from interfaces.http.console import console
 from interfaces.http.documents import document_endpoints
 from interfaces.http.limits import Limits
 from interfaces.http.openapi import openapi
@@ -46,6 +47,7 @@ def create_app(container: Container) -> Flask:
     app.register_blueprint(status)
     app.register_blueprint(admin)
     app.register_blueprint(openapi)
+    app.register_blueprint(console)  # browser pages: not in the API's OpenAPI document
 
     @app.errorhandler(Problem)
     def problem(error: Problem) -> Response:
