@@ -25,6 +25,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -86,21 +87,19 @@ class PrometheusMetrics:
             ["type", "outcome"],
             registry=own,
         )
-        self._outcome_seconds = Histogram(
-            "boxoffice_command_outcome_seconds",
-            "Seconds from a command's accept to its final outcome, by type and outcome.",
-            ["type", "outcome"],
-            buckets=OUTCOME_BUCKETS,
-            registry=own,
-        )
-
-        self._visible_seconds = Histogram(
-            "boxoffice_command_visible_seconds",
-            "Seconds from a command's accept until its final outcome is in the registry "
-            "(what a client polling it sees), by type and outcome.",
-            ["type", "outcome"],
-            buckets=OUTCOME_BUCKETS,
-            registry=own,
+        self._outcome_seconds, self._visible_seconds = (
+            Histogram(name, text, ["type", "outcome"], buckets=OUTCOME_BUCKETS, registry=own)
+            for name, text in (
+                (
+                    "boxoffice_command_outcome_seconds",
+                    "Seconds from a command's accept to its final outcome, by type and outcome.",
+                ),
+                (
+                    "boxoffice_command_visible_seconds",
+                    "Seconds from a command's accept until its final outcome is in the "
+                    "registry (what a client polling it sees), by type and outcome.",
+                ),
+            )
         )
         self._webhooks = Counter(
             "boxoffice_webhook_attempts",
@@ -273,12 +272,12 @@ class ViewsCollector:
 def exposition(own: CollectorRegistry, *collectors: Collector) -> bytes:
     """The text of a scrape: every process's counters (those of the multi-process
     directory, or ``own`` registry's in a single process) and ``collectors``."""
-    from prometheus_client import CollectorRegistry, generate_latest, multiprocess
+    from prometheus_client import CollectorRegistry, generate_latest
 
     registry = CollectorRegistry(auto_describe=False)
     directory = os.environ.get(MULTIPROCESS_DIR)
     if directory:
-        multiprocess.MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]
+        registry.register(ProcessFiles(directory))
     else:
         registry.register(own)
     for collector in collectors:
@@ -289,8 +288,39 @@ def exposition(own: CollectorRegistry, *collectors: Collector) -> bytes:
 def serve(port: int, host: str) -> None:
     """Serve the counters of this part's processes on ``host``:``port`` (``METRICS_PORT``
     on ``WEB_HOST``'s address), from a thread of this process."""
-    from prometheus_client import CollectorRegistry, multiprocess, start_http_server
+    from prometheus_client import CollectorRegistry, start_http_server
 
     registry = CollectorRegistry(auto_describe=False)
-    multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    registry.register(ProcessFiles(os.environ[MULTIPROCESS_DIR]))
     start_http_server(port, addr=host, registry=registry)
+
+
+# A scrape that meets a file being created is read again this many times.
+READ_TRIES = 5
+
+
+class ProcessFiles:
+    """The sums of the multi-process directory's files (prometheus_client's
+    ``MultiProcessCollector``), read again when a process has just created its file:
+    an empty file made between the listing and the read fails the library's read."""
+
+    def __init__(self, directory: str) -> None:
+        self.directory = directory
+
+    def collect(self) -> Iterator[Metric]:
+        """The summed metrics of every process's files."""
+        import struct
+
+        from prometheus_client import multiprocess
+
+        files = multiprocess.MultiProcessCollector(None, path=self.directory)  # type: ignore[no-untyped-call]
+        for tried in range(READ_TRIES):
+            try:
+                found: list[Metric] = list(files.collect())  # type: ignore[no-untyped-call]
+            except struct.error:
+                if tried == READ_TRIES - 1:
+                    raise
+                time.sleep(0.01)
+            else:
+                yield from found
+                return

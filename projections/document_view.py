@@ -470,48 +470,48 @@ class DocumentView(SegmentedTracking):
 
     def recent(self, filters: dict[str, Any], limit: int) -> list[dict[str, Any]]:
         """As :meth:`Documents.recent`."""
-        conditions, params = _conditions(filters)
-        where = SQL(" WHERE ") + SQL(" AND ").join(conditions) if conditions else SQL("")
-        statement = SQL(
-            "SELECT doc, position FROM {schema}.{table}{where} ORDER BY seq DESC LIMIT %s"
-        ).format(
-            schema=Identifier(self.datastore.schema), table=Identifier(self.table), where=where
-        )
-        with self.datastore.get_connection() as conn, conn.cursor() as curs:
-            curs.execute(statement, [*params, limit])
-            return [{**r["doc"], "position": r["position"]} for r in curs.fetchall()]
+        rows = self._select(filters, None, limit, newest_first=True)
+        return [{**r["doc"], "position": r["position"]} for r in rows]
 
     def page(self, filters: dict[str, Any], cursor: str | None, limit: int) -> Page:
         """Documents matching ``filters`` (a value, :class:`OneOf` or :class:`Between` per
         indexed column) in insertion order, and the cursor after them."""
-        conditions, params = _conditions(filters)
-        if cursor is not None:
-            conditions.append(SQL("seq > %s"))
-            params.append(decode_cursor(cursor))
-        where = SQL(" WHERE ") + SQL(" AND ").join(conditions) if conditions else SQL("")
-        statement = SQL(
-            "SELECT seq, doc, position FROM {schema}.{table}{where} ORDER BY seq LIMIT %s"
-        ).format(
-            schema=Identifier(self.datastore.schema), table=Identifier(self.table), where=where
-        )
-        with self.datastore.get_connection() as conn, conn.cursor() as curs:
-            curs.execute(statement, [*params, limit + 1])
-            rows = curs.fetchall()
+        rows = self._select(filters, cursor, limit + 1)
         more = len(rows) > limit
         rows = rows[:limit]
         documents = [{**r["doc"], "position": r["position"]} for r in rows]
         return documents, (encode_cursor(rows[-1]["seq"]) if more and rows else None)
 
-
-def _conditions(filters: dict[str, Any]) -> tuple[list[Composable], list[Any]]:
-    """The ``WHERE`` conditions of ``filters``, and their parameters."""
-    conditions: list[Composable] = []
-    params: list[Any] = []
-    for name, value in filters.items():
-        more_conditions, more_params = _condition(name, value)
-        conditions += more_conditions
-        params += more_params
-    return conditions, params
+    def _select(
+        self,
+        filters: dict[str, Any],
+        cursor: str | None,
+        limit: int,
+        newest_first: bool = False,
+    ) -> list[DictRow]:
+        """Rows matching ``filters``, after ``cursor``, in insertion order (or newest
+        first), ``limit`` at most."""
+        conditions: list[Composable] = []
+        params: list[Any] = []
+        for name, value in filters.items():
+            more_conditions, more_params = _condition(name, value)
+            conditions += more_conditions
+            params += more_params
+        if cursor is not None:
+            conditions.append(SQL("seq > %s"))
+            params.append(decode_cursor(cursor))
+        where = SQL(" WHERE ") + SQL(" AND ").join(conditions) if conditions else SQL("")
+        statement = SQL(
+            "SELECT seq, doc, position FROM {schema}.{table}{where} ORDER BY seq {order} LIMIT %s"
+        ).format(
+            schema=Identifier(self.datastore.schema),
+            table=Identifier(self.table),
+            where=where,
+            order=SQL("DESC" if newest_first else "ASC"),
+        )
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(statement, [*params, limit])
+            return curs.fetchall()
 
 
 class InMemoryDocumentView(POPOTrackingRecorder):

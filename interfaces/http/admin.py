@@ -23,7 +23,7 @@ from interfaces import arguments
 from interfaces.http.auth import ADMIN, authenticate
 from interfaces.http.bodies import model_body
 from interfaces.http.context import container
-from interfaces.http.problems import Problem, operation_problems
+from interfaces.http.problems import Problem, operation_problems, query_flag
 from interfaces.http.route_docs import (
     ARRAY,
     COMMAND_FILTERS,
@@ -187,15 +187,7 @@ def sagas() -> Response:
             until=args.get("until"),
         )
     )
-    dead = args.get("dead_lettered", "false")
-    if dead not in ("true", "false"):
-        raise Problem(
-            400,
-            "Invalid query",
-            kind="validation-error",
-            errors=[{"location": "query.dead_lettered", "message": "true or false"}],
-        )
-    step_status = ("dead_lettered",) if dead == "true" else ()
+    step_status = ("dead_lettered",) if query_flag("dead_lettered") else ()
     found = saga_ops.list_sagas(container().operator, filters, step_status)[:limit]
     return jsonify({"items": found})
 

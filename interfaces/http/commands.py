@@ -21,7 +21,7 @@ from interfaces.http.auth import ADMIN, READ, authenticate
 from interfaces.http.consistency import await_consistency, with_consistency
 from interfaces.http.context import container
 from interfaces.http.limits import limits
-from interfaces.http.problems import Problem
+from interfaces.http.problems import Problem, query_flag
 from interfaces.http.route_docs import (
     BAD_CONSISTENCY,
     COMMAND_FILTERS,
@@ -91,24 +91,11 @@ def command(command_id: str) -> Response:
     if not caller.sees(document["client"]):
         raise Problem(404, "Not found", f"no command {command_id}")
     _require_retained(built, document)
-    if _timeline_asked():
+    if query_flag("timeline"):
         found = built.pipeline.get_command(key)
         if found is not None:
             document = {**document, "timeline": command_ops.command_timeline(built.operator, found)}
     return jsonify(with_consistency(built, [document])[0])
-
-
-def _timeline_asked() -> bool:
-    """``?timeline=true``; a 400 for a value that is not a boolean."""
-    raw = request.args.get("timeline", "false")
-    if raw not in ("true", "false"):
-        raise Problem(
-            400,
-            "Invalid query",
-            kind="validation-error",
-            errors=[{"location": "query.timeline", "message": "true or false"}],
-        )
-    return raw == "true"
 
 
 @commands.get("/commands/<command_id>/events")

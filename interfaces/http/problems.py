@@ -61,6 +61,20 @@ PROBLEM_TYPES: dict[str, str] = {
 }
 
 
+def query_flag(name: str) -> bool:
+    """The query's ``name=true`` or ``name=false`` (false when absent); a 400
+    :class:`Problem` naming it for any other value."""
+    raw = request.args.get(name, "false")
+    if raw not in ("true", "false"):
+        raise Problem(
+            400,
+            "Invalid query",
+            kind="validation-error",
+            errors=[{"location": f"query.{name}", "message": "true or false"}],
+        )
+    return raw == "true"
+
+
 def kebab(name: str) -> str:
     """``ShowCancelledError`` → ``show-cancelled``: the problem kind of a domain error."""
     return re.sub(r"(?<!^)(?=[A-Z])", "-", name.removesuffix("Error")).lower()

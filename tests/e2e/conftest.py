@@ -128,6 +128,42 @@ def create_show(
     return body
 
 
+def place_reservation(
+    live: LiveService,
+    show_id: str,
+    reservation_id: str,
+    card: str = "tok_approve",
+    customer: str = "ann",
+    wait: bool = True,
+    headers: dict[str, str] | None = None,
+) -> Answer:
+    """Seat A1 of ``show_id`` reserved over HTTP and waited for (``Prefer: wait``: a
+    201), or without ``wait`` its 202; ``headers`` are sent too."""
+    sent = {"Idempotency-Key": f"reserve-{reservation_id}", **(headers or {})}
+    if wait:
+        sent["Prefer"] = "wait=5"
+    answer = live.client().request(
+        "PUT",
+        f"/reservations/{reservation_id}",
+        {"show_id": show_id, "customer_id": customer, "seats": ["A1"], "card_token": card},
+        sent,
+    )
+    assert answer.status == (201 if wait else 202), answer.body
+    return answer
+
+
+def reservation_settled(live: LiveService, reservation_id: str, status: str = "confirmed") -> str:
+    """Wait until the reservation has ``status``; returns its saga's id."""
+    client = live.client()
+
+    def reached() -> bool:
+        answer = client.request("GET", f"/reservations/{reservation_id}")
+        return answer.status == 200 and answer.body["status"] == status
+
+    wait_until(reached, 30, f"the reservation to be {status}")
+    return str(client.request("GET", f"/reservations/{reservation_id}").body["saga_id"])
+
+
 def log_lines(live: LiveService, part: str) -> list[dict[str, Any]]:
     """The JSON lines of ``part``'s log (Celery's banner is not a log line: skipped)."""
     return [

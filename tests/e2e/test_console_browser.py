@@ -22,7 +22,12 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
-from tests.e2e.conftest import ADMIN_TOKEN, LiveService, create_show
+from tests.e2e.conftest import (
+    ADMIN_TOKEN,
+    LiveService,
+    create_show,
+    place_reservation,
+)
 from tests.support.processes import wait_until
 
 pytestmark = [pytest.mark.postgres, pytest.mark.rabbitmq, pytest.mark.browser]
@@ -118,13 +123,7 @@ def test_an_operator_follows_the_load_finds_a_command_and_re_drives_a_dead_lette
         created = list(clients.map(lambda show: create_show(live, show), shows))
     show_id, reservation_id = uuid.uuid4().hex[:10], uuid.uuid4().hex[:10]
     create_show(live, show_id, seat="A1", price_cents=10)
-    placed = live.client().request(
-        "PUT",
-        f"/reservations/{reservation_id}",
-        {"show_id": show_id, "customer_id": "ann", "seats": ["A1"], "card_token": "tok_outage"},
-        {"Idempotency-Key": f"console-{reservation_id}"},
-    )
-    assert placed.status == 202, placed.body
+    place_reservation(live, show_id, reservation_id, "tok_outage", wait=False)
 
     # The counters move without a reload (the event stream).
     wait_until(lambda: count(driver, "succeeded") >= before + 9, 30, "the counter to move")

@@ -9,7 +9,15 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import TOKEN, WEBHOOK_SECRET, LiveService, create_show, log_lines
+from tests.e2e.conftest import (
+    TOKEN,
+    WEBHOOK_SECRET,
+    LiveService,
+    create_show,
+    log_lines,
+    place_reservation,
+    reservation_settled,
+)
 from tests.support.processes import wait_until
 
 pytestmark = [pytest.mark.postgres, pytest.mark.rabbitmq]
@@ -26,20 +34,8 @@ def test_each_line_about_a_reservation_names_its_command_and_no_line_holds_a_sec
     customer = f"customer-{uuid.uuid4().hex}"
     create_show(live, show_id, seat="A1", price_cents=10)
     # tok_flaky: the charge fails twice (retried, each failure logged) before it passes.
-    placed = client.request(
-        "PUT",
-        f"/reservations/{reservation_id}",
-        {"show_id": show_id, "customer_id": customer, "seats": ["A1"], "card_token": "tok_flaky"},
-        {"Prefer": "wait=5", "Idempotency-Key": f"reserve-{reservation_id}"},
-    )
-    assert placed.status == 201, placed.body
-
-    def confirmed() -> bool:
-        answer = client.request("GET", f"/reservations/{reservation_id}")
-        return answer.status == 200 and answer.body["status"] == "confirmed"
-
-    wait_until(confirmed, 30, "the reservation to be confirmed")
-    saga_id = client.request("GET", f"/reservations/{reservation_id}").body["saga_id"]
+    place_reservation(live, show_id, reservation_id, "tok_flaky", customer)
+    saga_id = reservation_settled(live, reservation_id)
     commands = {
         c["command_id"]: c
         for c in client.request("GET", f"/commands?correlation_id={saga_id}").body["items"]

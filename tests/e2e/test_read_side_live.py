@@ -7,7 +7,13 @@ import uuid
 
 import pytest
 
-from tests.e2e.conftest import ADMIN_TOKEN, LiveService, create_show
+from tests.e2e.conftest import (
+    ADMIN_TOKEN,
+    LiveService,
+    create_show,
+    place_reservation,
+    reservation_settled,
+)
 from tests.support.processes import wait_until
 
 pytestmark = [pytest.mark.postgres, pytest.mark.rabbitmq]
@@ -110,20 +116,8 @@ def test_a_saga_s_command_has_its_timeline_from_the_accept_to_each_view(
     client = live.client()
     show_id, reservation_id = uuid.uuid4().hex[:10], uuid.uuid4().hex[:10]
     create_show(live, show_id, seat="A1", price_cents=10)
-    placed = client.request(
-        "PUT",
-        f"/reservations/{reservation_id}",
-        {"show_id": show_id, "customer_id": "ann", "seats": ["A1"], "card_token": "tok_approve"},
-        {"Idempotency-Key": f"timeline-{reservation_id}"},
-    )
-    assert placed.status == 202, placed.body
-
-    def confirmed() -> bool:
-        answer = client.request("GET", f"/reservations/{reservation_id}")
-        return answer.status == 200 and answer.body["status"] == "confirmed"
-
-    wait_until(confirmed, 30, "the reservation to be confirmed")
-    saga_id = client.request("GET", f"/reservations/{reservation_id}").body["saga_id"]
+    place_reservation(live, show_id, reservation_id, wait=False)
+    saga_id = reservation_settled(live, reservation_id)
     listed = client.request(
         "GET", f"/commands?correlation_id={saga_id}&type=ConfirmReservation"
     ).body["items"]

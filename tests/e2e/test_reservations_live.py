@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from tests.e2e.conftest import LiveService, create_show
+from tests.e2e.conftest import LiveService, create_show, place_reservation, reservation_settled
 from tests.support.processes import wait_until
 
 pytestmark = [pytest.mark.postgres, pytest.mark.rabbitmq]
@@ -17,20 +17,10 @@ def test_a_reservation_is_confirmed_and_its_saga_shows_every_step(live: LiveServ
     show_id, reservation_id = uuid.uuid4().hex[:10], uuid.uuid4().hex[:10]
     create_show(live, show_id, seat="A1", price_cents=10)
 
-    placed = client.request(
-        "PUT",
-        f"/reservations/{reservation_id}",
-        {"show_id": show_id, "customer_id": "ann", "seats": ["A1"], "card_token": "tok_approve"},
-        {"Prefer": "wait=5", "Idempotency-Key": f"reserve-{reservation_id}"},
-    )
-    assert placed.status == 201, placed.body
+    placed = place_reservation(live, show_id, reservation_id)
     assert placed.header("Location") == f"/reservations/{reservation_id}"
 
-    def confirmed() -> bool:
-        answer = client.request("GET", f"/reservations/{reservation_id}")
-        return answer.status == 200 and answer.body["status"] == "confirmed"
-
-    wait_until(confirmed, 30, "the reservation to be confirmed")
+    reservation_settled(live, reservation_id)
     reservation = client.request("GET", f"/reservations/{reservation_id}").body
     assert reservation["amount_cents"] == 10
 

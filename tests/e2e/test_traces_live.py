@@ -11,7 +11,13 @@ import uuid
 import pytest
 
 from infrastructure.celery_app import EXECUTE_TASK
-from tests.e2e.conftest import LiveService, create_show, log_lines
+from tests.e2e.conftest import (
+    LiveService,
+    create_show,
+    log_lines,
+    place_reservation,
+    reservation_settled,
+)
 from tests.support.otlp import Span
 from tests.support.processes import wait_until
 
@@ -56,24 +62,9 @@ def test_a_reservation_is_one_trace_from_the_request_to_the_sagas_next_command(
     create_show(live, show_id, seat="A1", price_cents=10)
     # The client's own trace: the service continues it.
     trace_id, client_span = secrets.token_hex(16), secrets.token_hex(8)
-    placed = client.request(
-        "PUT",
-        f"/reservations/{reservation_id}",
-        {"show_id": show_id, "customer_id": "ann", "seats": ["A1"], "card_token": "tok_approve"},
-        {
-            "Prefer": "wait=5",
-            "Idempotency-Key": f"reserve-{reservation_id}",
-            "traceparent": f"00-{trace_id}-{client_span}-01",
-        },
-    )
-    assert placed.status == 201, placed.body
-
-    def confirmed() -> bool:
-        answer = client.request("GET", f"/reservations/{reservation_id}")
-        return answer.status == 200 and answer.body["status"] == "confirmed"
-
-    wait_until(confirmed, 30, "the reservation to be confirmed")
-    saga_id = client.request("GET", f"/reservations/{reservation_id}").body["saga_id"]
+    traceparent = f"00-{trace_id}-{client_span}-01"
+    place_reservation(live, show_id, reservation_id, headers={"traceparent": traceparent})
+    saga_id = reservation_settled(live, reservation_id)
     commands = client.request("GET", f"/commands?correlation_id={saga_id}").body["items"]
     by_type = {c["type"]: c for c in commands}
     assert set(by_type) == {

@@ -3,6 +3,7 @@ counts through its port, and what a scrape shows of it and of the views."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -204,3 +205,25 @@ def test_a_saga_waiting_on_a_dead_letter_is_stuck_until_its_deadline_ends_it() -
     assert stuck_sagas(read) == 1
     world.pass_time(DEADLINE)  # the saga expires the reservation: done, not stuck
     assert stuck_sagas(read) == 0
+
+
+def test_a_scrape_reads_again_when_a_process_s_new_file_is_not_written_yet(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from prometheus_client import multiprocess
+
+    empty = tmp_path / "counter_4242.db"
+    empty.write_bytes(b"")  # a process has created its file, not yet its header
+    reads: list[int] = []
+    read = multiprocess.MultiProcessCollector.collect
+
+    def racing(collector: Any) -> Any:
+        reads.append(1)
+        if len(reads) == 2:
+            empty.unlink()  # written meanwhile (here: gone, the process ended)
+        return read(collector)  # type: ignore[no-untyped-call]
+
+    monkeypatch.setattr(multiprocess.MultiProcessCollector, "collect", racing)
+
+    assert list(metrics.ProcessFiles(str(tmp_path)).collect()) == []
+    assert len(reads) == 2
