@@ -472,11 +472,13 @@ def measure(
 TRACING_ROUNDS = 2
 
 
-def tracing_cost(server: str, broker: str, log_dir: Path, seconds: int) -> dict[str, Any]:
+def tracing_cost(
+    server: str, broker: str, log_dir: Path, seconds: int, rounds: int = TRACING_ROUNDS
+) -> dict[str, Any]:
     """(h) end to end/s with tracing off and with it on (``OTEL_TRACES_EXPORTER=memory``:
-    every span made and batched, none shipped), :data:`TRACING_ROUNDS` runs each."""
-    runs: dict[str, list[float]] = {"off": [], "memory": []}
-    for _ in range(TRACING_ROUNDS):
+    every span made and batched, none shipped), ``rounds`` runs each."""
+    runs: dict[str, list[float]] = {"none": [], "memory": []}
+    for _ in range(rounds):
         for exporter in runs:
             with (
                 fresh_database(server) as url,
@@ -557,7 +559,7 @@ def table(results: dict[str, Any]) -> str:
         rows.append(
             (
                 "end to end/s, tracing off / on (memory exporter)",
-                f"{' '.join(map(str, runs['off']))} / {' '.join(map(str, runs['memory']))}",
+                f"{' '.join(map(str, runs['none']))} / {' '.join(map(str, runs['memory']))}",
                 f"on {ratios['traced_vs_untraced_end_to_end']}x off",
             )
         )
@@ -606,6 +608,12 @@ def main() -> int:
     parser.add_argument("--tasks", type=int, default=5000)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     parser.add_argument(
+        "--tracing-only",
+        type=int,
+        metavar="ROUNDS",
+        help="measure (h) alone, ROUNDS runs each way, and print it, writing no results",
+    )
+    parser.add_argument(
         "--boxoffice-only",
         action="store_true",
         help="measure Boxoffice alone and print it, writing no results (while working on it)",
@@ -614,6 +622,10 @@ def main() -> int:
     server, broker = os.environ["TEST_DATABASE_URL"], os.environ["TEST_BROKER_URL"]
     log_dir = Path(tempfile.mkdtemp(prefix="bench-"))
     print(f"bench: logs in {log_dir}", file=sys.stderr)
+    if args.tracing_only:
+        cost = tracing_cost(server, broker, log_dir, args.burst_seconds, args.tracing_only)
+        print(json.dumps(cost, indent=2))
+        return 0
     if args.boxoffice_only:
         box = boxoffice(server, broker, log_dir, args)
         for run in (box, box.get("seeded", {})):

@@ -103,10 +103,7 @@ def configure(component: str) -> bool:
     )
     provider.add_span_processor(BatchSpanProcessor(_exporter(exporter_name)))
     trace.set_tracer_provider(provider)
-    disabled = {
-        name.strip()
-        for name in os.environ.get("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS", "").split(",")
-    }
+    disabled = _disabled()
     if "celery" not in disabled:
         from opentelemetry.instrumentation.celery import CeleryInstrumentor
 
@@ -123,12 +120,18 @@ def configure(component: str) -> bool:
 def instrument_flask(app: Flask) -> None:
     """Open a span per request of ``app`` (continuing the client's ``traceparent``),
     if tracing is on."""
-    disabled = os.environ.get("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS", "")
-    if not enabled() or "flask" in {name.strip() for name in disabled.split(",")}:
+    if not enabled() or "flask" in _disabled():
         return
     from opentelemetry.instrumentation.flask import FlaskInstrumentor
 
-    FlaskInstrumentor.instrument_app(app, excluded_urls="health,metrics")  # type: ignore[no-untyped-call]
+    # Probes, scrapes and the console's pages are not commands: no trace each.
+    FlaskInstrumentor.instrument_app(app, excluded_urls="health,metrics,console")  # type: ignore[no-untyped-call]
+
+
+def _disabled() -> set[str]:
+    """The instrumentations ``OTEL_PYTHON_DISABLED_INSTRUMENTATIONS`` leaves out."""
+    names = os.environ.get("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS", "")
+    return {name.strip() for name in names.split(",")}
 
 
 def _exporter(name: str) -> Any:
