@@ -12,6 +12,7 @@ from application.operations import commands as command_ops
 from application.operations import views as view_ops
 from application.operations.ports import Operator
 from application.queries import OneOf
+from interfaces import arguments
 from projections.sagas import RUNNING
 
 # The charts' window and resolution: the last five minutes, ten seconds a point.
@@ -118,13 +119,16 @@ def _stuck(operator: Operator, dead: list[dict[str, Any]]) -> list[dict[str, Any
 
 def search(operator: Operator, text: str) -> list[dict[str, Any]]:
     """The commands a search names: the command with that id, and those of that
-    correlation id (a saga's), or of that resource (``/shows/s1``)."""
+    correlation id (a saga's), or of that resource (``/shows/s1``, or ``s1`` under any
+    resource of the commands, as ``commands list --resource`` reads it)."""
     text = text.strip()
     filters: list[dict[str, Any]] = []
     try:
         key = UUID(text)
     except ValueError:
-        filters.append({"resource": text if text.startswith("/") else f"/{text}"})
+        paths = arguments.resource_paths(operator.pipeline.catalog, text)
+        if paths is not None:
+            filters.append({"resource": OneOf(paths)})
     else:
         filters.append({"correlation_id": key})
         found = operator.read.get(operator.commands_view, key)

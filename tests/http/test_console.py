@@ -106,6 +106,10 @@ def test_a_search_finds_a_saga_s_commands_and_draws_one_s_waterfall(
     assert "confirmed" in timeline
     nothing = browser.get("/console?q=/shows/none").data.decode()
     assert "nothing found" in nothing
+    # A client's id finds the commands of every resource it names: the show s1's.
+    by_id = browser.get("/console?q=s1").data.decode()
+    created = next(c for c in world.commands() if c.command_type == "CreateShow")
+    assert f"/console?command={created.id}" in by_id
 
 
 def test_a_re_drive_needs_the_console_s_header_and_re_drives_once(
