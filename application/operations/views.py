@@ -7,6 +7,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from eventsourcing.persistence import Notification
+
 from application.operations import RefusedError
 from application.operations.ports import Operator, ViewBehindError
 
@@ -72,13 +74,13 @@ def followers_status(operator: Operator) -> list[dict[str, Any]]:
         pending = operator.app.recorder.select_notifications(
             start=position + 1, limit=LAG_CAP, topics=topics
         )
-        first = pending[0].id if pending else None
         found.append(
             {
                 "name": name,
                 "position": position,
                 "lag": len(pending),
-                "lag_seconds": _age(operator, first, now),
+                # The oldest pending event is in hand: its age needs no second read.
+                "lag_seconds": _age_of(operator, pending[0], now) if pending else 0.0,
             }
         )
     return found
@@ -90,9 +92,13 @@ def _age(operator: Operator, position: int | None, now: datetime) -> float:
     if position is None:
         return 0.0
     found = operator.app.recorder.select_notifications(start=position, limit=1)
-    if not found:
-        return 0.0
-    happened: datetime = getattr(operator.app.mapper.to_domain_event(found[0]), "timestamp", now)
+    return _age_of(operator, found[0], now) if found else 0.0
+
+
+def _age_of(operator: Operator, notification: Notification, now: datetime) -> float:
+    """Seconds since the event of ``notification`` happened."""
+    event = operator.app.mapper.to_domain_event(notification)
+    happened: datetime = getattr(event, "timestamp", now)
     return round(max((now - happened).total_seconds(), 0.0), 3)
 
 
