@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from eventsourcing.application import Application
@@ -146,7 +146,7 @@ def follow(
             if batched is not None and len(notifications) > 1:
                 try:
                     events = [(_event(app, n), Tracking(name, n.id)) for n in notifications]
-                    with tracing.taken(f"{follower.name} batch", [_traced(e) for e, _ in events]):
+                    with tracing.taken(f"{follower.name} batch", _parents(follower, events)):
                         batched(events)
                 except LeaseLostError:
                     raise
@@ -174,6 +174,25 @@ def _traced(event: Any) -> str | None:
     """The span recorded with ``event`` (a command's), if any."""
     traceparent = getattr(event, "traceparent", None)
     return traceparent if isinstance(traceparent, str) else None
+
+
+def _traces_itself(follower: Follower) -> bool:
+    """Whether ``follower`` opens its own spans for what it does with an event (the
+    relay: one per publish), so that a span per event taken would only add to it."""
+    return bool(getattr(follower, "traces_itself", False))
+
+
+def _parents(follower: Follower, events: Sequence[tuple[Any, Tracking]]) -> list[str | None]:
+    """The spans a batch of ``events`` is taken under (none for a follower that traces
+    itself)."""
+    return [] if _traces_itself(follower) else [_traced(e) for e, _ in events]
+
+
+def _causes(
+    app: Application[Any], follower: Follower, event: Any, notification: Notification
+) -> list[str | None]:
+    """The span ``event`` is taken under (none for a follower that traces itself)."""
+    return [] if _traces_itself(follower) else [_cause(app, follower, event, notification)]
 
 
 def _cause(
@@ -206,7 +225,7 @@ def _one_by_one(
     for notification in notifications:
         try:
             event = _event(app, notification)
-            with tracing.taken(follower.name, [_cause(app, follower, event, notification)]):
+            with tracing.taken(follower.name, _causes(app, follower, event, notification)):
                 follower.process_event(event, Tracking(name, notification.id))
         except LeaseLostError:
             raise  # not the event's fault: the follower's term is over

@@ -253,6 +253,7 @@ class Guarded:
         self.view = follower.view
         self.segment = getattr(follower, "segment", WHOLE)
         self.follows_causes = getattr(follower, "follows_causes", False)
+        self.traces_itself = getattr(follower, "traces_itself", False)
         if hasattr(follower, "process_events"):
             self.process_events = self._process_events
 

@@ -20,8 +20,9 @@ How a trace crosses the processes:
   recorded with it, or for an event a command's run saved (a reservation's), under
   that run's; a saga's next commands are accepted inside, so that one trace follows
   the saga from the client's request to its last command;
-* psycopg's instrumentation adds the statements of those spans (a statement outside
-  any trace, a follower's poll, a lease's renewal, is not sampled).
+* with ``TRACE_SQL=true``, psycopg's instrumentation adds the statements of those spans
+  (a statement outside any trace, a follower's poll, a lease's renewal, is not
+  sampled); off by default, as a span per statement doubles what tracing costs.
 
 The library is imported only here and only when tracing is on, so that the parts pay
 nothing for it otherwise.
@@ -44,11 +45,15 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 EXPORTER = "OTEL_TRACES_EXPORTER"
+# Whether psycopg's instrumentation gives each SQL statement inside a trace a span.
+STATEMENTS = "TRACE_SQL"
 EXPORTERS = ("otlp", "console", "memory")
 # How many finished spans the ``memory`` exporter keeps (the newest).
 MEMORY_SPANS = 10_000
 
 _configured: list[str] = []
+# Our tracer and the traceparent extractor, made once (each costs objects per span).
+_ours: list[Any] = []
 
 
 class TracingSettingsError(ValueError):
@@ -76,6 +81,7 @@ def wanted(env: Mapping[str, str] | None = None) -> str | None:
             f"OTLP protocol {protocol!r}: only http/protobuf is installed (point it at "
             "the collector's HTTP port, 4318)"
         )
+    sampled_ratio(env)
     return exporter
 
 
@@ -86,8 +92,9 @@ def enabled() -> bool:
 
 def configure(component: str) -> bool:
     """Turn tracing on for this process (and the processes it forks) if the environment
-    asks for it; True if it did. The statements of psycopg and the tasks of Celery are
-    instrumented unless ``OTEL_PYTHON_DISABLED_INSTRUMENTATIONS`` names them."""
+    asks for it; True if it did. The tasks of Celery are instrumented unless
+    ``OTEL_PYTHON_DISABLED_INSTRUMENTATIONS`` names them, psycopg's statements only
+    with ``TRACE_SQL=true`` (and psycopg not named there)."""
     exporter_name = wanted()
     if exporter_name is None or _configured:
         return bool(_configured)
@@ -99,7 +106,7 @@ def configure(component: str) -> bool:
 
     provider = TracerProvider(
         resource=Resource.create({"service.name": f"boxoffice-{component}"}),
-        sampler=ParentBased(root=_roots_of_work()),
+        sampler=ParentBased(root=_roots_of_work(sampled_ratio())),
     )
     provider.add_span_processor(BatchSpanProcessor(_exporter(exporter_name)))
     trace.set_tracer_provider(provider)
@@ -108,10 +115,13 @@ def configure(component: str) -> bool:
         from opentelemetry.instrumentation.celery import CeleryInstrumentor
 
         CeleryInstrumentor().instrument()  # type: ignore[no-untyped-call]
-    if "psycopg" not in disabled:
+    if statements_traced() and "psycopg" not in disabled:
         from opentelemetry.instrumentation.psycopg import PsycopgInstrumentor
 
         PsycopgInstrumentor().instrument()
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    _ours[:] = [trace.get_tracer("boxoffice"), TraceContextTextMapPropagator()]
     _configured.append(exporter_name)
     logger.info("tracing on: %s exporter", exporter_name)
     return True
@@ -126,6 +136,12 @@ def instrument_flask(app: Flask) -> None:
 
     # Probes, scrapes and the console's pages are not commands: no trace each.
     FlaskInstrumentor.instrument_app(app, excluded_urls="health,metrics,console")  # type: ignore[no-untyped-call]
+
+
+def statements_traced(env: Mapping[str, str] | None = None) -> bool:
+    """Whether ``TRACE_SQL`` asks for a span per SQL statement."""
+    env = os.environ if env is None else env
+    return env.get(STATEMENTS, "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def _disabled() -> set[str]:
@@ -146,12 +162,55 @@ def _exporter(name: str) -> Any:
     return RecentSpans()
 
 
-def _roots_of_work() -> Any:
-    """The sampler of a trace's first span: every trace that work starts (a request, a
-    message published, an event taken) and none that a bare statement would start: a
-    follower's poll or a lease's renewal outside any command is not worth a trace each."""
-    from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
+SAMPLERS = (
+    "always_on",
+    "parentbased_always_on",
+    "always_off",
+    "parentbased_always_off",
+    "traceidratio",
+    "parentbased_traceidratio",
+)
+
+
+def sampled_ratio(env: Mapping[str, str] | None = None) -> float:
+    """The share of traces sampled, from the standard ``OTEL_TRACES_SAMPLER`` (and
+    ``OTEL_TRACES_SAMPLER_ARG`` for a ratio); raises :class:`TracingSettingsError` for
+    a sampler this service does not offer. A trace's later spans follow its first
+    span's decision, in every process, whichever is named."""
+    env = os.environ if env is None else env
+    name = env.get("OTEL_TRACES_SAMPLER", "").strip().lower() or "parentbased_always_on"
+    if name not in SAMPLERS:
+        raise TracingSettingsError(
+            f"OTEL_TRACES_SAMPLER={name!r}: use one of {', '.join(SAMPLERS)}"
+        )
+    if name.endswith("always_on"):
+        return 1.0
+    if name.endswith("always_off"):
+        return 0.0
+    raw = env.get("OTEL_TRACES_SAMPLER_ARG", "1.0").strip() or "1.0"
+    try:
+        ratio = float(raw)
+    except ValueError:
+        ratio = -1.0
+    if not 0.0 <= ratio <= 1.0:
+        raise TracingSettingsError(f"OTEL_TRACES_SAMPLER_ARG={raw!r}: a number from 0 to 1")
+    return ratio
+
+
+def _roots_of_work(ratio: float = 1.0) -> Any:
+    """The sampler of a trace's first span: ``ratio`` of the traces that work starts (a
+    request, a message published, an event taken), by trace id, and none that a bare
+    statement would start: a follower's poll or a lease's renewal outside any command is
+    not worth a trace each."""
+    from opentelemetry.sdk.trace.sampling import (
+        Decision,
+        Sampler,
+        SamplingResult,
+        TraceIdRatioBased,
+    )
     from opentelemetry.trace import SpanKind
+
+    by_id = TraceIdRatioBased(ratio)
 
     class RootsOfWork(Sampler):
         def should_sample(
@@ -164,8 +223,9 @@ def _roots_of_work() -> Any:
             links: Any = None,
             trace_state: Any = None,
         ) -> SamplingResult:
-            drop = kind == SpanKind.CLIENT
-            return SamplingResult(Decision.DROP if drop else Decision.RECORD_AND_SAMPLE)
+            if kind == SpanKind.CLIENT:
+                return SamplingResult(Decision.DROP)
+            return by_id.should_sample(parent_context, trace_id, name, kind, attributes, links)
 
         def get_description(self) -> str:
             return "RootsOfWork"
@@ -220,7 +280,7 @@ def span(name: str, parent: str | None = None, **attributes: str) -> Iterator[No
     from opentelemetry import trace
 
     inside = trace.get_current_span().get_span_context().is_valid
-    with trace.get_tracer("boxoffice").start_as_current_span(
+    with _ours[0].start_as_current_span(
         name,
         context=_context_of(parent) if parent and not inside else None,
         attributes={f"boxoffice.{k}": v for k, v in attributes.items()},
@@ -229,9 +289,7 @@ def span(name: str, parent: str | None = None, **attributes: str) -> Iterator[No
 
 
 def _context_of(traceparent: str) -> Any:
-    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
-
-    return TraceContextTextMapPropagator().extract({"traceparent": traceparent})
+    return _ours[1].extract({"traceparent": traceparent})
 
 
 def current_ids() -> dict[str, str]:
@@ -258,9 +316,7 @@ def taken(name: str, parents: Sequence[str | None]) -> Iterator[None]:
     if not distinct:
         yield
         return
-    from opentelemetry import trace
-
-    tracer = trace.get_tracer("boxoffice")
+    tracer = _ours[0]
     if len(distinct) == 1:
         with tracer.start_as_current_span(name, context=_context_of(distinct[0])):
             yield

@@ -199,6 +199,7 @@ def live(
             LOG_LEVEL="DEBUG",
             # Traced, exported to the test's receiver without the default 5 s wait.
             OTEL_TRACES_EXPORTER="otlp",
+            TRACE_SQL="true",
             OTEL_EXPORTER_OTLP_ENDPOINT=traces.endpoint,
             OTEL_BSP_SCHEDULE_DELAY="100",
         )

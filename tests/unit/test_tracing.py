@@ -55,11 +55,27 @@ def test_tracing_is_off_unless_an_exporter_is_named() -> None:
             {"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "grpc"},
             "only http/protobuf",
         ),
+        ({"OTEL_TRACES_EXPORTER": "otlp", "OTEL_TRACES_SAMPLER": "jaeger_remote"}, "use one of"),
+        (
+            {
+                "OTEL_TRACES_EXPORTER": "otlp",
+                "OTEL_TRACES_SAMPLER": "traceidratio",
+                "OTEL_TRACES_SAMPLER_ARG": "1.5",
+            },
+            "a number from 0 to 1",
+        ),
     ],
 )
 def test_settings_it_cannot_follow_are_refused(env: dict[str, str], says: str) -> None:
     with pytest.raises(tracing.TracingSettingsError, match=says):
         tracing.wanted(env)
+
+
+def test_the_share_of_traces_sampled_follows_the_standard_variables() -> None:
+    assert tracing.sampled_ratio({}) == 1.0
+    assert tracing.sampled_ratio({"OTEL_TRACES_SAMPLER": "parentbased_always_off"}) == 0.0
+    ratio = {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.1"}
+    assert tracing.sampled_ratio(ratio) == 0.1
 
 
 class RecordingTracer:
@@ -184,6 +200,79 @@ def test_a_batch_of_one_trace_runs_inside_its_span_and_a_batch_of_several_inside
     assert alone["parent"] == "2" * 16
     assert "untraced" not in by_name
     assert seen["untraced"] == {}
+
+
+SAMPLED_IN_A_PROCESS = textwrap.dedent(
+    """
+    import json
+    from opentelemetry import trace
+    from infrastructure import tracing
+
+    assert tracing.configure("unit")
+    sampled = "00-" + "1" * 32 + "-" + "1" * 16 + "-01"
+    with tracing.span("root"):
+        pass
+    with tracing.span("continued", sampled):
+        pass
+    trace.get_tracer_provider().force_flush()
+    exporter = trace.get_tracer_provider()._active_span_processor._span_processors[0]
+    print(json.dumps(sorted(s.name for s in exporter.span_exporter.spans)))
+    """
+)
+
+
+def test_a_ratio_of_zero_starts_no_trace_but_continues_a_sampled_one() -> None:
+    env = {
+        **os.environ,
+        "OTEL_TRACES_EXPORTER": "memory",
+        "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+        "OTEL_TRACES_SAMPLER_ARG": "0",
+        "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "celery",
+        "PYTHONPATH": str(ROOT),
+    }
+    ran = subprocess.run(
+        [sys.executable, "-c", SAMPLED_IN_A_PROCESS],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert json.loads(ran.stdout.strip().splitlines()[-1]) == ["continued"]
+
+
+STATEMENTS_IN_A_PROCESS = textwrap.dedent(
+    """
+    from opentelemetry.instrumentation.psycopg import PsycopgInstrumentor
+    from infrastructure import tracing
+
+    assert tracing.configure("unit")
+    print(PsycopgInstrumentor().is_instrumented_by_opentelemetry)
+    """
+)
+
+
+@pytest.mark.parametrize(("trace_sql", "instrumented"), [("", "False"), ("true", "True")])
+def test_sql_statements_are_traced_only_when_asked(trace_sql: str, instrumented: str) -> None:
+    """A span per statement doubles what tracing costs: psycopg is left out unless
+    ``TRACE_SQL`` asks for it."""
+    env = {
+        **os.environ,
+        "OTEL_TRACES_EXPORTER": "memory",
+        "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "celery",
+        "TRACE_SQL": trace_sql,
+        "PYTHONPATH": str(ROOT),
+    }
+    ran = subprocess.run(
+        [sys.executable, "-c", STATEMENTS_IN_A_PROCESS],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert ran.stdout.strip().splitlines()[-1] == instrumented
+    assert tracing.statements_traced({"TRACE_SQL": trace_sql}) is (instrumented == "True")
 
 
 def test_the_memory_exporter_keeps_only_the_newest_spans() -> None:
