@@ -14,7 +14,9 @@ commit on when ``make bench`` starts it), with load from ``wrk``, a separate pro
   commands, placed to confirmed, p50/p99; (e) a projection rebuild's events/s;
   (f) (b) and (c) again with a million events in the log; (g) ``sagas replay`` of
   thousands of recorded sagas, sagas/s (``benchmarks/replay.py``); (h) (b) with
-  OpenTelemetry tracing off and on (the in-memory exporter), alternately.
+  OpenTelemetry tracing off and on (the in-memory exporter), alternately, and the CPU
+  a command costs each way; (i) three times (b)'s rate for a minute, admission
+  control on, by clients that honour ``Retry-After`` (``benchmarks/overload.py``).
 
 Every figure is also a ratio to its baseline of the same run. Writes JSON, a Markdown
 table and PNG plots under ``benchmarks/results/``; sized for 2 cores.
@@ -46,6 +48,8 @@ from eventsourcing.persistence import Notification, StoredEvent, Tracking
 
 from application.event_log import BoxofficeApplication
 from benchmarks.baselines import create_hand_table, hand_celery, noop, noop_celery
+from benchmarks.cpu import cpu_seconds, per_command
+from benchmarks.overload import overload
 from benchmarks.plots import plot_latency, plot_throughput
 from benchmarks.replay import measure as measure_replay
 from benchmarks.wrk import WrkResult, run_wrk
@@ -256,6 +260,9 @@ def boxoffice_env(url: str, broker: str, queue: str, port: int) -> dict[str, str
         COMMAND_MODULES="",
         RATE_LIMIT_PER_SECOND="1000000",
         RATE_LIMIT_BURST="1000000",
+        # The figures measure capacity: every command the burst sends is accepted, as
+        # before admission control; the overload workload (i) turns it on.
+        MAX_BACKLOG_SECONDS="0",
     )
 
 
@@ -476,8 +483,11 @@ def tracing_cost(
     server: str, broker: str, log_dir: Path, seconds: int, rounds: int = TRACING_ROUNDS
 ) -> dict[str, Any]:
     """(h) end to end/s with tracing off and with it on (``OTEL_TRACES_EXPORTER=memory``:
-    every span made and batched, none shipped), ``rounds`` runs each."""
+    every span made and batched, none shipped), ``rounds`` runs each, and the CPU a
+    command costs across the parts and PostgreSQL in each (a steadier figure than the
+    rate on a machine whose speed drifts from run to run)."""
     runs: dict[str, list[float]] = {"none": [], "memory": []}
+    cpu: dict[str, list[dict[str, float]]] = {"none": [], "memory": []}
     for _ in range(rounds):
         for exporter in runs:
             with (
@@ -487,13 +497,59 @@ def tracing_cost(
                 ) as base,
             ):
                 load = functools.partial(run_wrk, base, "box", BODY, seconds)
+                before = cpu_seconds()
                 accepted, elapsed, _ = load_and_drain(url, DONE_SQL, load)
+                cpu[exporter].append(per_command(before, cpu_seconds(), accepted.accepted))
                 runs[exporter].append(round(accepted.accepted / elapsed, 1))
     off, on = (sum(r) / len(r) for r in runs.values())
+    cpu_off, cpu_on = (sum(c["total"] for c in r) / len(r) for r in cpu.values())
     return {
         "end_to_end_per_s": runs,
         "traced_vs_untraced": round(on / off, 3),
+        "cpu_ms_per_command": cpu,
+        "cpu_traced_vs_untraced": round(cpu_on / cpu_off, 3),
     }
+
+
+# (i) Overload: three times the end-to-end capacity for a minute, admission control on
+# with a backlog of at most 10 s, so that the limit binds within seconds.
+OVERLOAD_FACTOR = 3.0
+OVERLOAD_SECONDS = 60
+OVERLOAD_LIMIT_SECONDS = 10.0
+
+
+def overload_run(
+    server: str, broker: str, log_dir: Path, capacity: float, seconds: int = OVERLOAD_SECONDS
+) -> dict[str, Any]:
+    """(i) the overload workload (benchmarks/overload.py) at :data:`OVERLOAD_FACTOR`
+    times ``capacity`` (end to end/s)."""
+    with (
+        fresh_database(server) as url,
+        production_stack(
+            url,
+            broker,
+            log_dir,
+            "bench.overload",
+            MAX_BACKLOG_SECONDS=f"{OVERLOAD_LIMIT_SECONDS:g}",
+        ) as base,
+    ):
+        return overload(
+            base,
+            url,
+            os.getpid(),
+            capacity * OVERLOAD_FACTOR,
+            seconds,
+            OVERLOAD_LIMIT_SECONDS,
+        )
+
+
+def capacity(server: str, broker: str, log_dir: Path, seconds: int) -> float:
+    """End to end/s of one burst, as (b) measures it."""
+    with fresh_database(server) as url, production_stack(url, broker, log_dir, "bench.cap") as base:
+        accepted, elapsed, _ = load_and_drain(
+            url, DONE_SQL, functools.partial(run_wrk, base, "box", BODY, seconds)
+        )
+    return accepted.accepted / elapsed
 
 
 def fsync_setting(server: str) -> str:
@@ -563,6 +619,42 @@ def table(results: dict[str, Any]) -> str:
                 f"on {ratios['traced_vs_untraced_end_to_end']}x off",
             )
         )
+        spent = traced["cpu_ms_per_command"]
+        rows.append(
+            (
+                "CPU per command, ms, tracing off / on (every part and PostgreSQL)",
+                f"{' '.join(str(c['total']) for c in spent['none'])} / "
+                f"{' '.join(str(c['total']) for c in spent['memory'])}",
+                f"on {ratios['traced_vs_untraced_cpu']}x off",
+            )
+        )
+    overloaded = box.get("overload")
+    if overloaded:
+        answers = overloaded["answer_ms"]
+        rows += [
+            (
+                f"overload {OVERLOAD_FACTOR:g}x for {overloaded['seconds']} s: answered within 1 s",
+                f"{overloaded['answered_within_1s'] * 100:.1f} %",
+                f"{overloaded['requests']} requests, p99 {answers['p99']} ms, max "
+                f"{answers['max']} ms; {overloaded['statuses']}",
+            ),
+            (
+                "overload: accepted on the first retry",
+                f"{(overloaded['accepted_on_first_retry'] or 0) * 100:.1f} %",
+                f"of {overloaded['shed_then_retried']} commands shed and sent again",
+            ),
+            (
+                "overload: peak backlog, s of work",
+                overloaded["peak_backlog_seconds"],
+                f"MAX_BACKLOG_SECONDS={overloaded['max_backlog_seconds']:g}; "
+                f"{overloaded['peak_waiting']} waiting at {overloaded['decided_per_s']}/s",
+            ),
+            (
+                "overload: RSS, highest / lowest, worst process",
+                overloaded["rss_highest_over_lowest"]["worst"],
+                f"of {overloaded['rss_highest_over_lowest']['processes']} processes",
+            ),
+        ]
     machine = results["machine"]
     lines = [
         f"Measured {results['measured_at']} on {machine['cpus']} cores; "
@@ -614,6 +706,12 @@ def main() -> int:
         help="measure (h) alone, ROUNDS runs each way, and print it, writing no results",
     )
     parser.add_argument(
+        "--overload-only",
+        type=int,
+        metavar="SECONDS",
+        help="measure the capacity, then (i) alone for SECONDS, and print it, writing no results",
+    )
+    parser.add_argument(
         "--boxoffice-only",
         action="store_true",
         help="measure Boxoffice alone and print it, writing no results (while working on it)",
@@ -625,6 +723,11 @@ def main() -> int:
     if args.tracing_only:
         cost = tracing_cost(server, broker, log_dir, args.burst_seconds, args.tracing_only)
         print(json.dumps(cost, indent=2))
+        return 0
+    if args.overload_only:
+        rate = capacity(server, broker, log_dir, args.burst_seconds)
+        print(f"bench: capacity {rate:.1f}/s", file=sys.stderr)
+        print(json.dumps(overload_run(server, broker, log_dir, rate, args.overload_only), indent=2))
         return 0
     if args.boxoffice_only:
         box = boxoffice(server, broker, log_dir, args)
@@ -652,6 +755,8 @@ def main() -> int:
     box = boxoffice(server, broker, log_dir, args)
     print("bench: boxoffice, tracing off and on", file=sys.stderr)
     box["tracing"] = tracing_cost(server, broker, log_dir, args.burst_seconds)
+    print("bench: boxoffice, overload", file=sys.stderr)
+    box["overload"] = overload_run(server, broker, log_dir, box["end_to_end_per_s"])
     hand = baselines["hand_built"]
     results: dict[str, Any] = {
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -672,6 +777,7 @@ def main() -> int:
                 box["end_to_end_per_s"] / baselines["eventsourcing_saves_per_s"], 2
             ),
             "traced_vs_untraced_end_to_end": box["tracing"]["traced_vs_untraced"],
+            "traced_vs_untraced_cpu": box["tracing"]["cpu_traced_vs_untraced"],
             **(
                 {
                     "seeded_end_to_end_vs_empty": round(

@@ -110,7 +110,7 @@ class PrometheusMetrics:
         )
         self._refused = Counter(
             "boxoffice_requests_limited",
-            "Requests answered 429, by the limit they hit (rate, streams).",
+            "Requests refused: 429 by the rate or streams limit, 503 by a full backlog.",
             ["limit"],
             registry=own,
         )
@@ -134,7 +134,7 @@ class PrometheusMetrics:
         self._webhooks.labels(outcome).inc()
 
     def limited(self, limit: str) -> None:
-        """Count a request refused by a limit (``rate``, ``streams``)."""
+        """Count a request refused by a limit (``rate``, ``streams``, ``backlog``)."""
         self._refused.labels(limit).inc()
 
 

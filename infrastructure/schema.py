@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from application.event_log import BoxofficeApplication
+from infrastructure.admission_tickets import PostgresTickets
 from infrastructure.event_store import build_application, build_tracker, build_view
 from infrastructure.lease import create_lease_table
 from infrastructure.leased_work import create_members_table
@@ -37,6 +38,7 @@ def migrate(settings: Settings, views: Sequence[tuple[str, type[DocumentView]]])
         app.recorder.check_ids_ahead()
     PostgresLedger(app.recorder.datastore).create_table()  # type: ignore[attr-defined]
     StallLog(app.recorder.datastore).create_table()  # type: ignore[attr-defined]
+    PostgresTickets(app.recorder.datastore).create_table()  # type: ignore[attr-defined]
     create_lease_table(app.recorder.datastore)  # type: ignore[attr-defined]
     with app.recorder.datastore.transaction(commit=True) as curs:  # type: ignore[attr-defined]
         create_members_table(curs)
@@ -45,6 +47,8 @@ def migrate(settings: Settings, views: Sequence[tuple[str, type[DocumentView]]])
         f"{BoxofficeApplication.name.lower()}_events",
         "fake_gateway_charges",
         "follower_stalls",
+        "admission_tickets",
+        "admission_schedule",
         "leases",
         "lease_members",
     ]

@@ -174,6 +174,11 @@ class Settings:
     webhook_allow_networks: tuple[str, ...] = ()
     command_lease_seconds: float = 120.0
     payment_gateway: str = "fake"
+    # Admission control (application/admission.py): new commands are refused with a 503
+    # while the backlog holds more than this many seconds of work at the drain rate
+    # (0: never), once it holds at least ``admission_min_backlog`` commands.
+    max_backlog_seconds: float = 30.0
+    admission_min_backlog: int = 100
     rate_limit_per_second: float = 500.0
     rate_limit_burst: float = 1000.0
     streams_per_client: int = 8
@@ -380,6 +385,12 @@ class Settings:
                 "RATE_LIMIT_PER_SECOND", positive_float, defaults.rate_limit_per_second
             ),
             rate_limit_burst=get("RATE_LIMIT_BURST", positive_float, defaults.rate_limit_burst),
+            max_backlog_seconds=get(
+                "MAX_BACKLOG_SECONDS", non_negative_float, defaults.max_backlog_seconds
+            ),
+            admission_min_backlog=get(
+                "ADMISSION_MIN_BACKLOG", positive_int, defaults.admission_min_backlog
+            ),
             part_lease_seconds=get(
                 "PART_LEASE_SECONDS", positive_float, defaults.part_lease_seconds
             ),

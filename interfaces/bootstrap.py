@@ -16,6 +16,7 @@ from uuid import UUID
 
 from celery import Celery
 
+from application.admission import Admission
 from application.catalog import CommandCatalog
 from application.command_watcher import CommandWatcher
 from application.event_log import BoxofficeApplication
@@ -28,6 +29,7 @@ from application.segment import WHOLE, Segment
 from application.slices import build_catalog
 from application.sweeper import StrandedCommandSweeper
 from infrastructure import schema, tracing
+from infrastructure.admission_tickets import PostgresTickets
 from infrastructure.celery_app import CeleryCommandTransport, build_celery
 from infrastructure.event_store import (
     build_application,
@@ -85,6 +87,7 @@ class Container:
     _read_models: ReadModels | None = None
     _services: Services | None = None
     _metrics: PrometheusMetrics | None = None
+    _admission: Admission | None = None
     _lock: threading.RLock = field(default_factory=threading.RLock)
 
     @property
@@ -117,6 +120,35 @@ class Container:
         """This process's spans: OpenTelemetry's once ``tracing.configure`` turned it on
         (``OTEL_TRACES_EXPORTER``), none otherwise."""
         return tracing.OpenTelemetryTracer() if tracing.enabled() else Untraced()
+
+    @property
+    def admission(self) -> Admission:
+        """This web process's admission control, reading the command registry's backlog
+        (never shedding on the in-memory store, which has no registry table)."""
+        with self._lock:
+            if self._admission is None:
+                datastore = getattr(self.app.recorder, "datastore", None)
+                registry = (
+                    view_on(datastore, CommandRegistryProjection.name, CommandRegistryView)
+                    if datastore is not None
+                    else None
+                )
+                gauge = (
+                    partial(
+                        registry.backlog,
+                        application_name=self.app.name,
+                        events_table=self.app.recorder.events_table_name,  # type: ignore[attr-defined]
+                    )
+                    if registry is not None
+                    else None
+                )
+                self._admission = Admission(
+                    gauge,
+                    self.settings.max_backlog_seconds,
+                    self.settings.admission_min_backlog,
+                    tickets=PostgresTickets(datastore) if datastore is not None else None,
+                )
+            return self._admission
 
     @property
     def metrics(self) -> PrometheusMetrics:

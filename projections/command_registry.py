@@ -6,8 +6,12 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal
 from uuid import UUID
 
+from eventsourcing.postgres import PostgresDatastore
+from eventsourcing.utils import get_topic
+from psycopg.sql import SQL, Identifier
 from pydantic import BaseModel, Field
 
+from application.admission import SHORTEST_WINDOW, Backlog
 from application.command import Command, Status
 from application.queries import Page, Reader
 from projections.document_projection import DocumentProjection
@@ -128,6 +132,17 @@ def _public_error(error: dict[str, Any] | None) -> dict[str, Any] | None:
     return {k: v for k, v in error.items() if k != "traceback"}
 
 
+# A command's statuses before its outcome, and its outcomes.
+WAITING: tuple[Status, ...] = ("accepted", "running", "retrying")
+DECIDED: tuple[Status, ...] = ("succeeded", "failed", "dead_lettered")
+# The events that start a command waiting, and those that end its wait.
+OPENING = tuple(get_topic(e) for e in (Command.CommandAccepted, Command.CommandRedriven))
+CLOSING = tuple(
+    get_topic(e)
+    for e in (Command.CommandSucceeded, Command.CommandFailed, Command.CommandDeadLettered)
+)
+
+
 class CommandRegistryView(DocumentView):
     """The command registry's table."""
 
@@ -141,6 +156,63 @@ class CommandRegistryView(DocumentView):
         "resource": "text",
         "submitted_at": "timestamptz",
     }
+
+    def __init__(self, datastore: PostgresDatastore, **kwargs: Any) -> None:
+        super().__init__(datastore, **kwargs)
+        # The commands decided lately, for admission control's drain rate (backlog).
+        self.sql_create_statements.append(
+            SQL("CREATE INDEX IF NOT EXISTS {index} ON {schema}.{table} (written_at)").format(
+                index=Identifier(f"{self.table}_written_at_idx"),
+                schema=Identifier(self.datastore.schema),
+                table=Identifier(self.table),
+            )
+        )
+
+    def backlog(self, longest_window: float, application_name: str, events_table: str) -> Backlog:
+        """As :class:`~application.admission.BacklogGauge`, in one statement: the
+        commands accepted, running or retrying, by the registry and by the events of the
+        log it has yet to apply (a registry behind under load would count too few), and
+        those decided within the window, by the registry (by index: the waiting by
+        status, the decided by time written, the log's tail by position)."""
+        position, position_params = self.position_subquery(application_name)
+        statement = SQL(
+            "WITH waiting AS (SELECT count(*) AS n, "
+            "extract(epoch FROM clock_timestamp() - min(submitted_at)) AS oldest "
+            "FROM {schema}.{table} WHERE status = ANY(%s)), "
+            "tail AS (SELECT count(*) FILTER (WHERE topic = ANY(%s)) AS opened, "
+            "count(*) FILTER (WHERE topic = ANY(%s)) AS closed "
+            "FROM {schema}.{events} WHERE notification_id > coalesce({position}, 0)), "
+            "span AS (SELECT greatest(n + opened - closed, 0) AS n, coalesce(oldest, 0) AS oldest, "
+            "least(%s, greatest(%s, coalesce(oldest, %s))) AS secs FROM waiting, tail) "
+            "SELECT n, oldest, secs, (SELECT count(*) FROM {schema}.{table} "
+            "WHERE written_at > clock_timestamp() - make_interval(secs => secs) "
+            "AND status = ANY(%s)) AS drained FROM span"
+        ).format(
+            schema=Identifier(self.datastore.schema),
+            table=Identifier(self.table),
+            events=Identifier(events_table),
+            position=position,
+        )
+        params = [
+            list(WAITING),
+            list(OPENING),
+            list(CLOSING),
+            *position_params,
+            longest_window,
+            SHORTEST_WINDOW,
+            longest_window,
+            list(DECIDED),
+        ]
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(statement, params)
+            row = curs.fetchone()
+        assert row is not None  # an aggregate without GROUP BY returns one row
+        return Backlog(
+            waiting=int(row["n"]),
+            oldest_seconds=float(row["oldest"]),
+            drained=int(row["drained"]),
+            window=float(row["secs"]),
+        )
 
     def unfinished_since(self, before: datetime, limit: int) -> list[UUID]:
         """Commands accepted, running or retrying whose last change is before ``before``."""

@@ -45,7 +45,10 @@ class DocumentProjection(Projection[Any]):
     private: ClassVar[bool] = False
     id_schema: ClassVar[dict[str, Any]] = {"type": "string"}
 
-    cache_size: ClassVar[int] = 10_000
+    # Aggregates kept at hand, the most recently applied: a command's or a saga's events
+    # come seconds apart, so this covers what is in flight at thousands a second, and
+    # keeps a projector's memory flat when every command makes a new aggregate.
+    cache_size: ClassVar[int] = 2_000
 
     def __init__(
         self,

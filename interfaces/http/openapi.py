@@ -213,7 +213,11 @@ def _add_command_route(spec: APISpec, command: CommandSpec[Any]) -> None:
         },
         "responses": {
             "202": {
-                **json_answer("Accepted", "accepted; its status is at Location"),
+                **json_answer(
+                    "Accepted",
+                    "accepted; its status is at Location, its outcome expected in "
+                    "Retry-After seconds",
+                ),
                 "headers": {
                     "Location": {"schema": {"type": "string"}},
                     "Retry-After": {"schema": {"type": "string"}},
@@ -241,6 +245,11 @@ def _add_command_route(spec: APISpec, command: CommandSpec[Any]) -> None:
             "415": problem("not application/json"),
             "422": problem("Idempotency-Key reused for another command, or a broken rule"),
             **COMMON_ERRORS,
+            "503": problem(
+                "the event store cannot be reached, or the backlog is full (nothing was "
+                "accepted; Retry-After says when there is room)",
+                **{"Retry-After": "string"},
+            ),
         },
     }
     spec.path(path=endpoint.path, operations={endpoint.method.lower(): operation})

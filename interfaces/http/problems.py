@@ -50,6 +50,10 @@ PROBLEM_TYPES: dict[str, str] = {
     "Retry-After says when to try again. Nothing stale was served.",
     "store-unavailable": "The event store cannot be reached. Nothing was done; retrying with "
     "the same Idempotency-Key is safe.",
+    "backlog-full": "More commands are waiting than the workers can decide within "
+    "MAX_BACKLOG_SECONDS at the rate they decide them now. Nothing was accepted; send the "
+    "same request (same Idempotency-Key) again after Retry-After seconds, the time the "
+    "backlog needs to fall back under the limit. Reads are never refused this way.",
     "dead-lettered": "Every attempt of the command failed with a technical error; it waits "
     "for an operator to re-drive it. Its registry entry has the errors.",
     "command-failed": "The command was refused by a business rule; detail says which.",

@@ -10,6 +10,7 @@ from typing import Any
 from flask import Blueprint, Response, json, request
 from pydantic import ValidationError
 
+from application.admission import Admitted
 from application.catalog import CommandCatalog, CommandSpec
 from application.command import Command
 from application.payloads import pattern_message
@@ -28,7 +29,6 @@ from projections.command_registry import command_links, present_command
 from projections.views import present
 
 IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
-RETRY_AFTER_SECONDS = "1"
 
 
 def flask_rule(path: str) -> str:
@@ -68,6 +68,7 @@ def submit(command_type: str, **path: str) -> Response:
             errors=errors,
         )
     wait = prefer_wait(built.settings.max_wait_seconds)
+    admitted = _admitted(built, caller.client, key)
     submission = Submission(
         spec=spec,
         payload=payload,
@@ -78,7 +79,28 @@ def submit(command_type: str, **path: str) -> Response:
     acceptance = _accept(built, submission)
     if wait is not None:
         return _answer_after_wait(built, spec, acceptance, wait)
-    return _accepted(acceptance, warn=key is None)
+    return _accepted(acceptance, admitted.retry_after, warn=key is None)
+
+
+def _admitted(built: Container, client: str, key: str | None) -> Admitted:
+    """Admission control's answer for ``client``'s command ``key``; a 503
+    :class:`Problem` with ``Retry-After`` while the backlog holds more work than
+    ``MAX_BACKLOG_SECONDS`` (the room kept for the command then, if it has a key)."""
+    decision = built.admission.decide(client, key)
+    if isinstance(decision, Admitted):
+        return decision
+    built.metrics.limited("backlog")
+    raise Problem(
+        503,
+        "Backlog full",
+        f"{decision.waiting} commands are waiting and {decision.rate:.1f} a second are "
+        f"decided: more than {decision.limit_seconds:g} s of work. Nothing was accepted; "
+        f"send the same request again in {decision.retry_after} s.",
+        kind="backlog-full",
+        headers={"Retry-After": str(decision.retry_after)},
+        waiting=decision.waiting,
+        drain_per_second=round(decision.rate, 1),
+    )
 
 
 def _accept(built: Container, submission: Submission) -> Acceptance:
@@ -163,7 +185,8 @@ def _callback_url(built: Container, errors: list[dict[str, str]]) -> str | None:
     return None
 
 
-def _accepted(acceptance: Acceptance, *, warn: bool) -> Response:
+def _accepted(acceptance: Acceptance, retry_after: int, *, warn: bool) -> Response:
+    """The 202, with ``Retry-After`` the seconds to the command's expected outcome."""
     command = acceptance.command
     body: dict[str, Any] = {
         "command_id": str(command.id),
@@ -179,7 +202,7 @@ def _accepted(acceptance: Acceptance, *, warn: bool) -> Response:
         ]
     response = Response(json.dumps(body), status=202, mimetype="application/json")
     response.headers["Location"] = f"/commands/{command.id}"
-    response.headers["Retry-After"] = RETRY_AFTER_SECONDS
+    response.headers["Retry-After"] = str(retry_after)
     return response
 
 
@@ -190,7 +213,11 @@ def _answer_after_wait(
     command = watched.command
     applied = {"Preference-Applied": f"wait={_format_seconds(wait)}"}
     if not command.is_terminal:
-        response = _accepted(acceptance, warn=acceptance.command.idempotency_key is None)
+        response = _accepted(
+            acceptance,
+            built.admission.expected_seconds(),
+            warn=acceptance.command.idempotency_key is None,
+        )
         response.headers.update(applied)
         return response
     if command.status == "succeeded":
