@@ -10,6 +10,8 @@ from application.admission import Ticket
 # A ticket is kept this long after its time (a client that came back late still had
 # room kept for it).
 LATE_SECONDS = 30.0
+# A ticket holds room against new commands until this long after its time.
+OVERDUE_SECONDS = 1.0
 
 
 class PostgresTickets:
@@ -83,16 +85,18 @@ class PostgresTickets:
         return Ticket(due_in=float(row["wait"]), used=bool(row["used"]))
 
     def outstanding(self, within: float) -> int:
-        """The tickets in date not used yet that are due within ``within`` seconds (those
-        out of date are dropped)."""
+        """The tickets not used yet that are due within ``within`` seconds, or were due
+        at most :data:`OVERDUE_SECONDS` ago: a holder later than that still has its
+        ticket, but no longer holds room against new commands (those out of date are
+        dropped)."""
         with self.datastore.transaction(commit=True) as curs:
             curs.execute(
                 "WITH gone AS (DELETE FROM admission_tickets "
                 "WHERE due_at <= clock_timestamp() - make_interval(secs => %(late)s)) "
                 "SELECT count(*) AS n FROM admission_tickets "
-                "WHERE due_at > clock_timestamp() - make_interval(secs => %(late)s) "
+                "WHERE due_at > clock_timestamp() - make_interval(secs => %(overdue)s) "
                 "AND due_at <= clock_timestamp() + make_interval(secs => %(within)s)",
-                {"late": LATE_SECONDS, "within": within},
+                {"late": LATE_SECONDS, "overdue": OVERDUE_SECONDS, "within": within},
             )
             row = curs.fetchone()
         return int(row["n"]) if row is not None else 0
