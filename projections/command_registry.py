@@ -135,6 +135,9 @@ def _public_error(error: dict[str, Any] | None) -> dict[str, Any] | None:
 # A command's statuses before its outcome, and its outcomes.
 WAITING: tuple[Status, ...] = ("accepted", "running", "retrying")
 DECIDED: tuple[Status, ...] = ("succeeded", "failed", "dead_lettered")
+# The most events of the log's unapplied tail counted (a registry far behind, being
+# rebuilt, say, is counted that far: each reading stays cheap).
+TAIL_CAP = 20_000
 # The events that start a command waiting, and those that end its wait.
 OPENING = tuple(get_topic(e) for e in (Command.CommandAccepted, Command.CommandRedriven))
 CLOSING = tuple(
@@ -171,9 +174,10 @@ class CommandRegistryView(DocumentView):
     def backlog(self, longest_window: float, application_name: str, events_table: str) -> Backlog:
         """As :class:`~application.admission.BacklogGauge`, in one statement: the
         commands accepted, running or retrying, by the registry and by the events of the
-        log it has yet to apply (a registry behind under load would count too few), and
-        those decided within the window, by the registry (by index: the waiting by
-        status, the decided by time written, the log's tail by position)."""
+        log it has yet to apply, the first :data:`TAIL_CAP` of them (a registry behind
+        under load would count too few), and those decided within the window, by the
+        registry (by index: the waiting by status, the decided by time written, the
+        log's tail by position)."""
         position, position_params = self.position_subquery(application_name)
         statement = SQL(
             "WITH waiting AS (SELECT count(*) AS n, "
@@ -181,7 +185,9 @@ class CommandRegistryView(DocumentView):
             "FROM {schema}.{table} WHERE status = ANY(%s)), "
             "tail AS (SELECT count(*) FILTER (WHERE topic = ANY(%s)) AS opened, "
             "count(*) FILTER (WHERE topic = ANY(%s)) AS closed "
-            "FROM {schema}.{events} WHERE notification_id > coalesce({position}, 0)), "
+            "FROM (SELECT topic FROM {schema}.{events} "
+            "WHERE notification_id > coalesce({position}, 0) "
+            "ORDER BY notification_id LIMIT %s) AS unapplied), "
             "span AS (SELECT greatest(n + opened - closed, 0) AS n, coalesce(oldest, 0) AS oldest, "
             "least(%s, greatest(%s, coalesce(oldest, %s))) AS secs FROM waiting, tail) "
             "SELECT n, oldest, secs, (SELECT count(*) FROM {schema}.{table} "
@@ -198,6 +204,7 @@ class CommandRegistryView(DocumentView):
             list(OPENING),
             list(CLOSING),
             *position_params,
+            TAIL_CAP,
             longest_window,
             SHORTEST_WINDOW,
             longest_window,

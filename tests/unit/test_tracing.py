@@ -166,22 +166,24 @@ SPANS_IN_A_PROCESS = textwrap.dedent(
 )
 
 
-def test_a_batch_of_one_trace_runs_inside_its_span_and_a_batch_of_several_inside_none() -> None:
-    env = {
-        **os.environ,
-        "OTEL_TRACES_EXPORTER": "memory",
-        "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "celery,psycopg",
-        "PYTHONPATH": str(ROOT),
-    }
+def last_line_of(script: str, **env: str) -> str:
+    """The last line ``script`` prints, run in a process of its own with tracing on
+    (the ``memory`` exporter) and ``env``: tracing is configured once per process."""
     ran = subprocess.run(
-        [sys.executable, "-c", SPANS_IN_A_PROCESS],
-        env=env,
+        [sys.executable, "-c", script],
+        env={**os.environ, "OTEL_TRACES_EXPORTER": "memory", "PYTHONPATH": str(ROOT), **env},
         capture_output=True,
         text=True,
         timeout=60,
         check=True,
     )
-    found = json.loads(ran.stdout.strip().splitlines()[-1])
+    return ran.stdout.strip().splitlines()[-1]
+
+
+def test_a_batch_of_one_trace_runs_inside_its_span_and_a_batch_of_several_inside_none() -> None:
+    found = json.loads(
+        last_line_of(SPANS_IN_A_PROCESS, OTEL_PYTHON_DISABLED_INSTRUMENTATIONS="celery,psycopg")
+    )
     seen, spans = found["seen"], found["spans"]
     by_name: dict[str, list[dict[str, Any]]] = {}
     for span in spans:
@@ -222,23 +224,13 @@ SAMPLED_IN_A_PROCESS = textwrap.dedent(
 
 
 def test_a_ratio_of_zero_starts_no_trace_but_continues_a_sampled_one() -> None:
-    env = {
-        **os.environ,
-        "OTEL_TRACES_EXPORTER": "memory",
-        "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
-        "OTEL_TRACES_SAMPLER_ARG": "0",
-        "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "celery",
-        "PYTHONPATH": str(ROOT),
-    }
-    ran = subprocess.run(
-        [sys.executable, "-c", SAMPLED_IN_A_PROCESS],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
+    spans = last_line_of(
+        SAMPLED_IN_A_PROCESS,
+        OTEL_TRACES_SAMPLER="parentbased_traceidratio",
+        OTEL_TRACES_SAMPLER_ARG="0",
+        OTEL_PYTHON_DISABLED_INSTRUMENTATIONS="celery",
     )
-    assert json.loads(ran.stdout.strip().splitlines()[-1]) == ["continued"]
+    assert json.loads(spans) == ["continued"]
 
 
 STATEMENTS_IN_A_PROCESS = textwrap.dedent(
@@ -256,22 +248,10 @@ STATEMENTS_IN_A_PROCESS = textwrap.dedent(
 def test_sql_statements_are_traced_only_when_asked(trace_sql: str, instrumented: str) -> None:
     """A span per statement doubles what tracing costs: psycopg is left out unless
     ``TRACE_SQL`` asks for it."""
-    env = {
-        **os.environ,
-        "OTEL_TRACES_EXPORTER": "memory",
-        "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "celery",
-        "TRACE_SQL": trace_sql,
-        "PYTHONPATH": str(ROOT),
-    }
-    ran = subprocess.run(
-        [sys.executable, "-c", STATEMENTS_IN_A_PROCESS],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
+    found = last_line_of(
+        STATEMENTS_IN_A_PROCESS, OTEL_PYTHON_DISABLED_INSTRUMENTATIONS="celery", TRACE_SQL=trace_sql
     )
-    assert ran.stdout.strip().splitlines()[-1] == instrumented
+    assert found == instrumented
     assert tracing.statements_traced({"TRACE_SQL": trace_sql}) is (instrumented == "True")
 
 
