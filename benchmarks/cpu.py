@@ -33,25 +33,48 @@ def _part(pid: int) -> str:
     return Path(words[0]).name if words else "?"
 
 
+def _table() -> dict[int, list[str]]:
+    """Every process's stat fields (those after its name), by pid."""
+    found: dict[int, list[str]] = {}
+    for entry in PROC.iterdir():
+        if entry.name.isdigit():
+            fields = _stat(int(entry.name))
+            if fields is not None:
+                found[int(entry.name)] = fields
+    return found
+
+
+def _children(table: dict[int, list[str]]) -> defaultdict[int, list[int]]:
+    """Each process's children, by its pid (the parent's pid is the second field)."""
+    children: defaultdict[int, list[int]] = defaultdict(list)
+    for pid, fields in table.items():
+        children[int(fields[1])].append(pid)
+    return children
+
+
+def descendants(root: int) -> list[int]:
+    """Every process under ``root``, at any depth."""
+    children = _children(_table())
+    found: list[int] = []
+    pending = list(children[root])
+    while pending:
+        pid = pending.pop()
+        found.append(pid)
+        pending.extend(children[pid])
+    return found
+
+
 def cpu_seconds() -> dict[str, float]:
     """CPU seconds so far of each part started by this process (its whole tree of
     processes, by the part its top process runs) and of every ``postgres`` process."""
-    children: defaultdict[int, list[int]] = defaultdict(list)
-    seconds: dict[int, float] = {}
+    table = _table()
+    children = _children(table)
+    # utime and stime are fields 14 and 15 of stat, 12 and 13 after the name.
+    seconds = {pid: (int(f[11]) + int(f[12])) / TICKS for pid, f in table.items()}
     postgres = 0.0
-    for entry in PROC.iterdir():
-        if not entry.name.isdigit():
-            continue
-        pid = int(entry.name)
-        fields = _stat(pid)
-        if fields is None:
-            continue
-        # After the name: state, ppid, ... utime and stime are fields 14 and 15 of stat.
-        used = (int(fields[11]) + int(fields[12])) / TICKS
-        children[int(fields[1])].append(pid)
-        seconds[pid] = used
+    for pid, used in seconds.items():
         try:
-            if (PROC / entry.name / "comm").read_text().strip() == "postgres":
+            if (PROC / str(pid) / "comm").read_text().strip() == "postgres":
                 postgres += used
         except OSError:
             continue

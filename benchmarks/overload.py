@@ -21,13 +21,13 @@ import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import psycopg
 
-PROC = Path("/proc")
+from benchmarks.cpu import PROC, descendants
+
 # The commands waiting and those decided, as admission control counts them.
 BACKLOG_SQL = (
     "SELECT count(*) FILTER (WHERE status IN ('accepted', 'running', 'retrying')), "
@@ -98,25 +98,14 @@ def _rss_pages(pid: int) -> int | None:
 
 
 def _service_pids(root: int) -> dict[int, str]:
-    """Every process under ``root`` (the bench) but the load's own, with its command."""
-    children: dict[int, list[int]] = {}
-    for entry in PROC.iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            children.setdefault(int(stat[1]), []).append(int(entry.name))
+    """Every process under ``root`` (the bench), with its command."""
     found: dict[int, str] = {}
-    pending = list(children.get(root, []))
-    while pending:
-        pid = pending.pop()
+    for pid in descendants(root):
         try:
             argv = (PROC / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode()
         except OSError:
             continue
         found[pid] = argv.strip()
-        pending.extend(children.get(pid, []))
     return found
 
 
