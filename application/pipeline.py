@@ -19,7 +19,15 @@ from application.catalog import CommandCatalog
 from application.command import VERSION_CONFLICT, Attempt, Command
 from application.event_log import AggregatePresentError, BoxofficeApplication
 from application.failures import conflict_error, domain_error, technical_error, worker_lost_error
-from application.ports import CommandMetrics, Services, Tracer, Uncounted, Untraced
+from application.ports import (
+    CommandMetrics,
+    Dispatch,
+    Services,
+    Tracer,
+    Uncounted,
+    Undispatched,
+    Untraced,
+)
 from application.retry import RetryPolicy
 from application.submission import (
     Acceptance,
@@ -58,6 +66,7 @@ class CommandPipeline:
         services: Services | None = None,
         metrics: CommandMetrics | None = None,
         tracer: Tracer | None = None,
+        dispatcher: Dispatch | None = None,
     ) -> None:
         self.app = app
         self.catalog = catalog
@@ -65,6 +74,7 @@ class CommandPipeline:
         self.services = services
         self.metrics: CommandMetrics = metrics or Uncounted()
         self.tracer: Tracer = tracer or Untraced()
+        self.dispatcher: Dispatch = dispatcher or Undispatched()
 
     def accept(self, submission: Submission) -> Acceptance:
         """Record ``CommandAccepted`` durably, or return the earlier acceptance of the key.
@@ -82,6 +92,8 @@ class CommandPipeline:
     def _accept_logged(self, submission: Submission, command: Command) -> Acceptance:
         acceptance = self._accept(submission, command)
         if not acceptance.replayed:
+            # Committed: its message goes now, from here, a hop fewer than the relay.
+            self.dispatcher.dispatch(command)
             self.metrics.accepted(command.command_type)
         logger.info(
             "%s %s for %s",

@@ -27,6 +27,28 @@ class CommandTransport(Protocol):
         ...
 
 
+class Dispatch(Protocol):
+    """Sends a just-accepted command's first message from the process that accepted it,
+    right after the accept committed (docs/design.md, "The outbox").
+
+    It never blocks nor fails the accept, and may drop the message (the broker away, the
+    process dying): the relay's safety net publishes every accept left unpublished.
+    """
+
+    def dispatch(self, command: Any) -> None:
+        """Send ``command``'s (a :class:`~application.command.Command`, just saved)
+        first message soon."""
+        ...
+
+
+class Undispatched:
+    """The :class:`Dispatch` that sends nothing: the relay's safety net publishes every
+    accept (the in-memory store, tests, tools)."""
+
+    def dispatch(self, command: Any) -> None:
+        """Send nothing."""
+
+
 @dataclass(frozen=True)
 class ChargeResult:
     """What the gateway answered: approved with a reference, or declined with a reason."""

@@ -220,11 +220,13 @@ class SagaRunner:
     ) -> None:
         """Issue a command of a policy's, once per ``key``."""
         try:
-            self.store.save(_prepare(self.pipeline, command_type, key, payload, cause, owner))
+            command = _prepare(self.pipeline, command_type, key, payload, cause, owner)
+            self.store.save(command)
         except IntegrityError:
             logger.info("%s %s was issued already", command_type, key)
         else:
             if not self.store.dry_run:
+                self.pipeline.dispatcher.dispatch(command)
                 self.pipeline.metrics.accepted(command_type)
 
     # --- deadlines ----------------------------------------------------------------------
@@ -260,6 +262,7 @@ class SagaRunner:
         with log_context.bound(correlation_id=saga.id, causation_id=cause):
             logger.debug("saga %s decided (version %d)", saga.id, saga.version)
         for command in commands:
+            self.pipeline.dispatcher.dispatch(command)
             self.pipeline.metrics.accepted(command.command_type)
             with log_context.bound(**log_context.of_command(command)):
                 logger.info("saga %s issued %s", saga.id, command.command_type)

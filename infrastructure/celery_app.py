@@ -92,15 +92,22 @@ def _transport_options(settings: Settings) -> dict[str, Any]:
     }
 
 
-# The message header that says when the relay published it.
+# The message header that says when the message was published.
 PUBLISHED_AT = "boxoffice_published_at"
+
+
+# How a publish retries while the broker cannot be reached: a part's patience, and a
+# web process's (which gives up soon: the relay publishes what it could not).
+PATIENT = {"max_retries": 5, "interval_start": 0.2, "interval_step": 0.5}
+BRIEF = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2}
 
 
 class CeleryCommandTransport:
     """:class:`application.ports.CommandTransport` over Celery."""
 
-    def __init__(self, celery: Celery) -> None:
+    def __init__(self, celery: Celery, retry_policy: dict[str, float] | None = None) -> None:
         self._celery = celery
+        self._retry_policy = retry_policy or PATIENT
         self._queue = str(celery.conf.task_default_queue)
         queues = celery.conf.task_queues or ()
         # Native delayed delivery counts whole seconds, down: round up, never early.
@@ -128,5 +135,5 @@ class CeleryCommandTransport:
             countdown=countdown if countdown and countdown > 0 else None,
             queue=self._queue,
             retry=True,
-            retry_policy={"max_retries": 5, "interval_start": 0.2, "interval_step": 0.5},
+            retry_policy=self._retry_policy,
         )

@@ -108,6 +108,14 @@ class PrometheusMetrics:
             ["outcome"],
             registry=own,
         )
+        self._published = Counter(
+            "boxoffice_command_messages_published",
+            "Command messages published, by source: accepting_process (a command's first, "
+            "from the process that accepted it), safety_net (a first message the relay "
+            "sent for want of that one), retry, redrive.",
+            ["source"],
+            registry=own,
+        )
         self._refused = Counter(
             "boxoffice_requests_limited",
             "Requests refused: 429 by the rate or streams limit, 503 by a full backlog.",
@@ -132,6 +140,10 @@ class PrometheusMetrics:
     def webhook_attempt(self, outcome: str) -> None:
         """Count a webhook delivery attempt."""
         self._webhooks.labels(outcome).inc()
+
+    def published(self, source: str) -> None:
+        """Count a command message handed to the broker by ``source``."""
+        self._published.labels(source).inc()
 
     def limited(self, limit: str) -> None:
         """Count a request refused by a limit (``rate``, ``streams``, ``backlog``)."""

@@ -11,19 +11,21 @@ from collections.abc import Sequence
 
 from application.event_log import BoxofficeApplication
 from infrastructure.admission_tickets import PostgresTickets
+from infrastructure.direct_publish import PublishedMarks
 from infrastructure.event_store import build_application, build_tracker, build_view
 from infrastructure.lease import create_lease_table
 from infrastructure.leased_work import create_members_table
 from infrastructure.log_recorder import TransactionOrderedRecorder
 from infrastructure.payment_gateway import PostgresLedger
+from infrastructure.relay import SAFETY_NET_TRACKER
 from infrastructure.settings import Settings
 from infrastructure.stall_log import StallLog
 from infrastructure.webhooks.dispatcher import WebhookDispatcher
 from infrastructure.webhooks.outbox import WebhookOutbox
 from projections.document_view import DocumentView
 
-# The followers that keep only a position: the relay and the saga runner.
-TRACKERS = ("relay", "saga_runner")
+# The followers that keep only a position: the relay, its safety net and the saga runner.
+TRACKERS = ("relay", SAFETY_NET_TRACKER, "saga_runner")
 
 
 def migrate(settings: Settings, views: Sequence[tuple[str, type[DocumentView]]]) -> list[str]:
@@ -39,6 +41,7 @@ def migrate(settings: Settings, views: Sequence[tuple[str, type[DocumentView]]])
     PostgresLedger(app.recorder.datastore).create_table()  # type: ignore[attr-defined]
     StallLog(app.recorder.datastore).create_table()  # type: ignore[attr-defined]
     PostgresTickets(app.recorder.datastore).create_table()  # type: ignore[attr-defined]
+    PublishedMarks(app.recorder.datastore).create_table()  # type: ignore[attr-defined]
     create_lease_table(app.recorder.datastore)  # type: ignore[attr-defined]
     with app.recorder.datastore.transaction(commit=True) as curs:  # type: ignore[attr-defined]
         create_members_table(curs)
@@ -49,6 +52,7 @@ def migrate(settings: Settings, views: Sequence[tuple[str, type[DocumentView]]])
         "follower_stalls",
         "admission_tickets",
         "admission_schedule",
+        PublishedMarks.TABLE,
         "leases",
         "lease_members",
     ]

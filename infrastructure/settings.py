@@ -173,6 +173,9 @@ class Settings:
     webhook_timeout_seconds: float = 5.0
     webhook_allow_networks: tuple[str, ...] = ()
     command_lease_seconds: float = 120.0
+    # The relay's safety net publishes an accept that its process did not mark published
+    # this long after it was made (infrastructure/relay.py).
+    publish_grace_seconds: float = 5.0
     payment_gateway: str = "fake"
     # Admission control (application/admission.py): new commands are refused with a 503
     # while the backlog holds more than this many seconds of work at the drain rate
@@ -379,6 +382,9 @@ class Settings:
             webhook_allow_networks=get("WEBHOOK_ALLOW_NETWORKS", networks, ()),
             command_lease_seconds=get(
                 "COMMAND_LEASE_SECONDS", non_negative_float, defaults.command_lease_seconds
+            ),
+            publish_grace_seconds=get(
+                "PUBLISH_GRACE_SECONDS", non_negative_float, defaults.publish_grace_seconds
             ),
             payment_gateway=get("PAYMENT_GATEWAY", adapter, defaults.payment_gateway),
             rate_limit_per_second=get(

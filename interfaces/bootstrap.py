@@ -22,7 +22,7 @@ from application.command_watcher import CommandWatcher
 from application.event_log import BoxofficeApplication
 from application.operations.ports import Operator
 from application.pipeline import CommandPipeline
-from application.ports import CallbackPolicy, Services, Tracer, Untraced
+from application.ports import CallbackPolicy, Dispatch, Services, Tracer, Undispatched, Untraced
 from application.retry import RetryPolicy
 from application.saga_runner import ApplicationStore, SagaRunner
 from application.segment import WHOLE, Segment
@@ -30,7 +30,8 @@ from application.slices import build_catalog
 from application.sweeper import StrandedCommandSweeper
 from infrastructure import schema, tracing
 from infrastructure.admission_tickets import PostgresTickets
-from infrastructure.celery_app import CeleryCommandTransport, build_celery
+from infrastructure.celery_app import BRIEF, CeleryCommandTransport, build_celery
+from infrastructure.direct_publish import DirectPublisher, PublishedMarks
 from infrastructure.event_store import (
     build_application,
     build_tracker,
@@ -48,7 +49,7 @@ from infrastructure.payment_gateway import build_payment_gateway
 from infrastructure.postgres_read_models import PostgresReadModels
 from infrastructure.projector import Projector
 from infrastructure.rebuild import ProjectionRebuild
-from infrastructure.relay import OutboxRelay
+from infrastructure.relay import SAFETY_NET_TRACKER, OutboxRelay, SafetyNet
 from infrastructure.settings import Settings
 from infrastructure.stall_log import StallLog
 from infrastructure.subscription import subscribe
@@ -88,6 +89,7 @@ class Container:
     _services: Services | None = None
     _metrics: PrometheusMetrics | None = None
     _admission: Admission | None = None
+    _direct: DirectPublisher | None = None
     _lock: threading.RLock = field(default_factory=threading.RLock)
 
     @property
@@ -111,9 +113,29 @@ class Container:
             max_delay=self.settings.retry_max_delay,
         )
         self._pipeline = CommandPipeline(
-            self.app, self.catalog, retry, self.services, self.metrics, self.tracer
+            self.app,
+            self.catalog,
+            retry,
+            self.services,
+            self.metrics,
+            self.tracer,
+            self._dispatcher(),
         )
         return self._pipeline
+
+    def _dispatcher(self) -> Dispatch:
+        """Each accepted command's first message, sent by this process (none on the
+        in-memory store, which has no relay to rely on: a test plays the relay)."""
+        datastore = getattr(self.app.recorder, "datastore", None)
+        if datastore is None:
+            return Undispatched()
+        self._direct = DirectPublisher(
+            lambda: CeleryCommandTransport(self.celery, BRIEF),
+            PublishedMarks(datastore),
+            self.settings.publish_grace_seconds,
+            self.metrics.published,
+        )
+        return self._direct
 
     @property
     def tracer(self) -> Tracer:
@@ -303,18 +325,20 @@ class Container:
         )
 
     def followers(self) -> dict[str, tuple[int, tuple[str, ...]]]:
-        """The relay's and the saga runner's positions (the slowest segment's) and
+        """The relay's, its safety net's and the saga runner's positions (the slowest segment's) and
         topics (none on the in-memory store)."""
         datastore = getattr(self.app.recorder, "datastore", None)
         if datastore is None:
             return {}
         name = self.app.name
         relay = view_on(datastore, "relay", FencedTrackingRecorder)
+        net = view_on(datastore, SAFETY_NET_TRACKER, FencedTrackingRecorder)
         sagas = view_on(datastore, SagaRunner.name, FencedTrackingRecorder)
         runner = SagaRunner(None, ApplicationStore(self.app), self.pipeline, self.catalog.sagas)
         segments = Segment.all(self.settings.saga_segments)
         return {
             "relay": (relay.max_tracking_id(name) or 0, OutboxRelay.event_topics()),
+            SafetyNet.name: (net.max_tracking_id(name) or 0, SafetyNet.event_topics()),
             SagaRunner.name: (
                 min(sagas.max_tracking_id(s.tracking_name(name)) or 0 for s in segments),
                 runner.event_topics(),
@@ -358,7 +382,21 @@ class Container:
     def relay(self) -> OutboxRelay:
         """An outbox relay publishing through this container's Celery app."""
         tracker = build_tracker(self.settings, "relay")
-        return OutboxRelay(self.app, tracker, CeleryCommandTransport(self.celery), self.stall_log())
+        transport = CeleryCommandTransport(self.celery)
+        return OutboxRelay(self.app, tracker, transport, self.stall_log(), self.metrics.published)
+
+    def safety_net(self) -> SafetyNet:
+        """The relay's safety net for the accepts their processes left unpublished."""
+        datastore = self.app.recorder.datastore  # type: ignore[attr-defined]
+        return SafetyNet(
+            self.app,
+            build_tracker(self.settings, SAFETY_NET_TRACKER),
+            CeleryCommandTransport(self.celery),
+            PublishedMarks(datastore),
+            self.settings.publish_grace_seconds,
+            self.stall_log(),
+            self.metrics.published,
+        )
 
     def stall_log(self) -> StallLog | None:
         """Where followers record an event they cannot get past (None on the in-memory store)."""
@@ -413,6 +451,8 @@ class Container:
 
     def close(self) -> None:
         """Close what this process opened."""
+        if self._direct is not None:
+            self._direct.close()
         if self._watcher is not None:
             self._watcher.close()
         progress = self._read_models.progress if self._read_models is not None else None

@@ -192,22 +192,40 @@ def _stop_on_signals() -> threading.Event:
     return stop
 
 
-@_part("relay", "Publish accepted commands to the broker (outbox relay).")
+@_part("relay", "Publish retries, re-drives and accepts left unpublished (outbox relay).")
 def _relay(settings: Settings) -> int:
     container = bootstrap(settings)
     stop = _stop_on_signals()
     logger.info("relay publishing to %s", settings.broker.split("://")[0])
     sweeper = container.sweeper()
     relay = container.relay()
+    net = container.safety_net()
     lease = container.lease("relay")
 
     def work(term: threading.Event) -> None:
-        if isinstance(relay.view, FencedTrackingRecorder):
-            relay.view.fence = lease.fence
+        for tracker in (relay.view, net.view):
+            if isinstance(tracker, FencedTrackingRecorder):
+                tracker.fence = lease.fence
+        net.stop = term
         # A quarter of the lease: a stranded command waits at most 1.25 leases.
         quarter = settings.command_lease_seconds / 4
         _every(quarter, _guarded(lease, sweeper.sweep), term, "sweeping stranded commands")
+
+        def netting() -> None:
+            while not term.is_set():
+                try:
+                    lease.guard()
+                    net.seed(relay.view)
+                    break
+                except Exception as error:  # noqa: BLE001 - tried again while the term lasts
+                    logger.warning("relay-net cannot start yet: %s", error)
+                    term.wait(1.0)
+            follow_until_stopped(container.app, Guarded(net, lease), term, stalls=net.stalls)
+
+        net_thread = threading.Thread(target=netting, name="relay-net")
+        net_thread.start()
         follow_until_stopped(container.app, Guarded(relay, lease), term, stalls=relay.stalls)
+        net_thread.join()
 
     run_leased(lease, work, stop)
     container.close()

@@ -38,6 +38,10 @@ class WebServer(BaseApplication):  # type: ignore[misc]
             # woke first took them, and long-lived keep-alive connections could all
             # end up in one process, leaving the other idle.
             "reuse_port": True,
+            # The longest request line gunicorn takes (its default is 4094): a long
+            # query string then reaches the app, which answers a problem+json 400 for
+            # what is wrong with it, instead of gunicorn's HTML 414.
+            "limit_request_line": 8190,
             "timeout": int(self.settings.max_wait_seconds) + 30,
             "graceful_timeout": 10,
             "accesslog": "-",

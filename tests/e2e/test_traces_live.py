@@ -1,5 +1,5 @@
 """One reservation's trace, as the real parts export it (OTLP over HTTP, received in the
-test's memory): from the client's request through the web's accept, the relay's publish
+test's memory): from the client's request through the web's accept, its publish
 and RabbitMQ to the worker's run, and on to the saga's next commands, each span under
 the one that caused it."""
 
@@ -97,9 +97,9 @@ def test_a_reservation_is_one_trace_from_the_request_to_the_sagas_next_command(
     assert request.service == "boxoffice-web"
     accept = only(spans, "accept PlaceReservation", "boxoffice-web", request)
     assert any(s.parent_id == accept.span_id and s.kind == "SPAN_KIND_CLIENT" for s in spans)
-    # relay: publishes under the accept (inside its span for the event, when it took it
-    # alone); Celery's producer span carries it to RabbitMQ.
-    publish = only(spans, "publish PlaceReservation", "boxoffice-relay", accept, deep=True)
+    # web: publishes under the accept once it committed; Celery's producer span carries
+    # it to RabbitMQ.
+    publish = only(spans, "publish PlaceReservation", "boxoffice-web", accept)
     sent = next(
         s for s in spans if s.kind == "SPAN_KIND_PRODUCER" and s.parent_id == publish.span_id
     )
@@ -107,9 +107,9 @@ def test_a_reservation_is_one_trace_from_the_request_to_the_sagas_next_command(
     received = only(spans, f"run/{EXECUTE_TASK}", "boxoffice-worker", sent)
     run = only(spans, "run PlaceReservation", "boxoffice-worker", received)
     # saga runner: takes the placed reservation under the run that saved it, and
-    # issues the saga's first command there.
+    # issues the saga's first command there, and publishes it.
     taken = only(spans, "saga_runner", "boxoffice-saga-runner", run)
-    reserve = only(spans, "publish ReserveSeats", "boxoffice-relay", taken, deep=True)
+    reserve = only(spans, "publish ReserveSeats", "boxoffice-saga-runner", taken, deep=True)
     reserve_sent = next(
         s for s in spans if s.kind == "SPAN_KIND_PRODUCER" and s.parent_id == reserve.span_id
     )
@@ -122,7 +122,7 @@ def test_a_reservation_is_one_trace_from_the_request_to_the_sagas_next_command(
     assert orphans() == []
 
     # Each part's lines about the saga's commands carry its trace.
-    for part in ("web", "relay", "worker", "saga-runner"):
+    for part in ("web", "worker", "saga-runner"):
         lines = [line for line in log_lines(live, part) if line.get("correlation_id") == saga_id]
         assert lines, part
         assert {line.get("trace_id") for line in lines} == {trace_id}, part

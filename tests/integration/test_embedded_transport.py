@@ -28,7 +28,7 @@ def test_a_torn_message_is_dropped_and_the_worker_carries_on(
 ) -> None:
     var = tmp_path / "var"
     queue = f"embedded.{uuid.uuid4().hex[:8]}"
-    stack = Stack(database_url, "filesystem://", queue, tmp_path)
+    stack = Stack(database_url, "filesystem://", queue, tmp_path, var_dir=var)
     parts = [
         stack.process(p, BROKER_URL="filesystem://", BOXOFFICE_VAR_DIR=str(var))
         for p in ("worker", "relay")
@@ -66,12 +66,13 @@ def test_a_command_whose_message_was_lost_is_published_again_past_its_lease(
     database_url: str, tmp_path: Path
 ) -> None:
     var = tmp_path / "var"
-    stack = Stack(database_url, "filesystem://", f"lost.{uuid.uuid4().hex[:8]}", tmp_path)
+    queue = f"lost.{uuid.uuid4().hex[:8]}"
+    stack = Stack(database_url, "filesystem://", queue, tmp_path, var_dir=var)
     relay, projector, worker = embedded_parts(stack, var, "relay", "projector", "worker")
     with running(relay, projector):
         command_id = stack.submit("Bump", key="lost").command.id
         folder = var / "broker" / "queue"
-        wait_until(lambda: any(folder.glob("*.msg")), 10, "the relay to publish")
+        wait_until(lambda: any(folder.glob("*.msg")), 10, "the accept's publish")
         for message in folder.glob("*.msg"):
             message.unlink()  # the broker lost it
 
@@ -87,7 +88,8 @@ def test_a_command_whose_worker_died_mid_run_is_taken_over_past_its_lease(
     database_url: str, tmp_path: Path
 ) -> None:
     var = tmp_path / "var"
-    stack = Stack(database_url, "filesystem://", f"died.{uuid.uuid4().hex[:8]}", tmp_path)
+    queue = f"died.{uuid.uuid4().hex[:8]}"
+    stack = Stack(database_url, "filesystem://", queue, tmp_path, var_dir=var)
     relay, projector, doomed, spare = embedded_parts(
         stack, var, "relay", "projector", "worker", "worker"
     )

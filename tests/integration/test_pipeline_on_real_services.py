@@ -16,6 +16,7 @@ import psycopg
 import pytest
 from kombu.exceptions import ChannelError, OperationalError
 
+from application.ports import Undispatched
 from infrastructure.celery_app import CeleryCommandTransport
 from infrastructure.log_recorder import TransactionOrderedRecorder
 from tests.integration.conftest import Stack
@@ -65,28 +66,38 @@ def test_migrate_creates_the_tables_and_commands_land_in_postgres(stack: Stack) 
     assert stored == [("application.command:Command.CommandAccepted",)]
 
 
-def test_the_relay_publishes_accepted_commands_to_rabbitmq_and_tracks_its_position(
+def test_the_accepting_process_publishes_each_command_it_accepts(stack: Stack) -> None:
+    for i in range(3):
+        stack.submit("Bump", f"k{i}", key=f"t{i}")
+
+    # No relay runs: the test's process, which accepted them, published them.
+    wait_until(lambda: queued_messages(stack.broker_url, stack.queue) == 3, 30, "3 messages")
+
+
+def test_the_relay_publishes_accepts_left_unpublished_and_tracks_its_position(
     stack: Stack,
 ) -> None:
-    # Commands accepted while no relay runs (as if the web died right after the write).
+    # Commands accepted by a process that died right after each write, before it
+    # published anything.
+    stack.container.pipeline.dispatcher = Undispatched()
     for i in range(3):
         stack.submit("Bump", f"k{i}", key=f"t{i}")
     assert queued_messages(stack.broker_url, stack.queue) == 0
 
-    with running(stack.process("relay")):
+    with running(stack.process("relay", PUBLISH_GRACE_SECONDS="0.5")):
         wait_until(lambda: queued_messages(stack.broker_url, stack.queue) == 3, 30, "3 messages")
         head = rows(stack.database_url, "SELECT max(notification_id) FROM boxoffice_events")
         wait_until(
             lambda: (
                 rows(
                     stack.database_url,
-                    "SELECT notification_id FROM relay_tracking WHERE application_name = %s",
+                    "SELECT notification_id FROM relay_net_tracking WHERE application_name = %s",
                     "Boxoffice",
                 )
                 == head
             ),
             10,
-            "the relay's tracking position",
+            "the safety net's tracking position",
         )
 
 

@@ -18,7 +18,11 @@ from tests.support.processes import running
 pytestmark = [pytest.mark.postgres, pytest.mark.rabbitmq]
 
 
-def test_commands_and_their_retries_run_on_a_quorum_queue(stack: Stack, tmp_path: Path) -> None:
+def test_commands_and_their_retries_run_on_a_quorum_queue(
+    database_url: str, broker_url: str, queue_name: str, tmp_path: Path
+) -> None:
+    # The test's own process accepts, and so publishes, as a web process would.
+    stack = Stack(database_url, broker_url, queue_name, tmp_path, command_queue_type="quorum")
     quorum = {"COMMAND_QUEUE_TYPE": "quorum", "COMMAND_RETRY_BASE_DELAY": "1.2"}
     with running(stack.process("relay", **quorum), stack.process("worker", **quorum)):
         bumped = stack.submit("Bump", "k1", key="q")
@@ -46,3 +50,4 @@ def test_commands_and_their_retries_run_on_a_quorum_queue(stack: Stack, tmp_path
         channel: Any = conn.channel()
         with pytest.raises(amqp.exceptions.PreconditionFailed):
             channel.queue_declare(stack.queue, durable=True, arguments={"x-queue-type": "classic"})
+    stack.container.close()

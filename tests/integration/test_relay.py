@@ -1,4 +1,5 @@
-"""The outbox relay over PostgreSQL, with a transport that records what it is handed."""
+"""The relay's safety net over PostgreSQL, with a transport that records what it is
+handed: it publishes, as takeovers, the accepts nobody marked published."""
 
 from __future__ import annotations
 
@@ -14,9 +15,10 @@ from eventsourcing.persistence import Tracking
 from application.pipeline import CommandPipeline
 from application.retry import RetryPolicy
 from application.slices import build_catalog
+from infrastructure.direct_publish import PublishedMarks
 from infrastructure.event_store import build_application, build_tracker
 from infrastructure.following import follow_until_stopped
-from infrastructure.relay import OutboxRelay
+from infrastructure.relay import SAFETY_NET_TRACKER, SafetyNet
 from infrastructure.settings import Settings
 from interfaces.bootstrap import migrate
 from tests.support.submit import create_show
@@ -29,6 +31,7 @@ class RecordingTransport:
 
     def __init__(self, fail_at: int | None = None) -> None:
         self.published: list[UUID] = []
+        self.takeovers: list[bool] = []
         self.fail_at = fail_at
         self.calls = 0
 
@@ -39,6 +42,7 @@ class RecordingTransport:
         if self.calls == self.fail_at:
             raise ConnectionError("the broker went away")
         self.published.append(command_id)
+        self.takeovers.append(takeover)
 
 
 def accepted_commands(settings: Settings, count: int) -> list[UUID]:
@@ -51,24 +55,26 @@ def accepted_commands(settings: Settings, count: int) -> list[UUID]:
     return ids
 
 
-def relay_of_a_backlog(
-    database_url: str, count: int, transport: RecordingTransport
-) -> tuple[OutboxRelay, list[UUID]]:
-    """A relay over ``transport``, and the ids of the ``count`` commands accepted before
-    it runs (in log order)."""
+def net_of_a_backlog(
+    database_url: str, count: int, transport: RecordingTransport, grace: float = 0.0
+) -> tuple[SafetyNet, list[UUID]]:
+    """A safety net over ``transport``, and the ids of the ``count`` commands accepted
+    before it runs (in log order), none of them marked published."""
     settings = Settings(database_url=database_url)
     migrate(settings)
     ids = accepted_commands(settings, count)
-    relay = OutboxRelay(build_application(settings), build_tracker(settings, "relay"), transport)
-    return relay, ids
+    app = build_application(settings)
+    marks = PublishedMarks(app.recorder.datastore)  # type: ignore[attr-defined]
+    net = SafetyNet(app, build_tracker(settings, SAFETY_NET_TRACKER), transport, marks, grace)
+    return net, ids
 
 
-def relay_until(relay: OutboxRelay, done: Any) -> None:
-    """Run the relay in a thread, resuming after errors, until ``done()`` holds (10 s
+def net_until(net: SafetyNet, done: Any) -> None:
+    """Run the safety net in a thread, resuming after errors, until ``done()`` holds (10 s
     at most)."""
     stop = threading.Event()
-    app = relay.app
-    thread = threading.Thread(target=follow_until_stopped, args=(app, relay, stop, 0.05))
+    app = net.app
+    thread = threading.Thread(target=follow_until_stopped, args=(app, net, stop, 0.05))
     thread.start()
     deadline = time.monotonic() + 10
     while not done() and time.monotonic() < deadline:
@@ -77,10 +83,10 @@ def relay_until(relay: OutboxRelay, done: Any) -> None:
     thread.join(10)
 
 
-def test_the_relay_tracks_its_position_once_per_read_of_the_backlog(database_url: str) -> None:
+def test_the_net_tracks_its_position_once_per_read_of_the_backlog(database_url: str) -> None:
     transport = RecordingTransport()
-    relay, ids = relay_of_a_backlog(database_url, 30, transport)
-    app, tracker = relay.app, relay.view
+    net, ids = net_of_a_backlog(database_url, 30, transport)
+    app, tracker = net.app, net.view
     writes: list[Tracking] = []
     insert = tracker.insert_tracking
 
@@ -89,22 +95,73 @@ def test_the_relay_tracks_its_position_once_per_read_of_the_backlog(database_url
         insert(tracking)
 
     tracker.insert_tracking = counted  # type: ignore[method-assign]
-    relay_until(relay, lambda: len(transport.published) == 30 and writes)
+    net_until(net, lambda: len(transport.published) == 30 and writes)
     position = tracker.max_tracking_id(app.name)
     head = app.recorder.max_notification_id()
     app.close()
 
     assert transport.published == ids
+    # Each as a takeover: its run takes the lease, as it may have been published before.
+    assert all(transport.takeovers)
     assert len(writes) < 30
     assert position == head
 
 
 def test_a_publish_that_fails_mid_batch_loses_no_message(database_url: str) -> None:
     transport = RecordingTransport(fail_at=5)
-    relay, ids = relay_of_a_backlog(database_url, 10, transport)
-    relay_until(relay, lambda: set(ids) <= set(transport.published))
-    relay.app.close()
+    net, ids = net_of_a_backlog(database_url, 10, transport)
+    net_until(net, lambda: set(ids) <= set(transport.published))
+    net.app.close()
 
     # Published in order; those before the failure may be published twice.
     assert set(transport.published) == set(ids)
     assert [i for n, i in enumerate(transport.published) if i not in transport.published[:n]] == ids
+
+
+def test_the_net_publishes_only_what_nobody_marked_published(database_url: str) -> None:
+    transport = RecordingTransport()
+    net, ids = net_of_a_backlog(database_url, 5, transport)
+    assert net.marks is not None
+    net.marks.mark(ids[1:4])
+    net_until(net, lambda: net.view.max_tracking_id(net.app.name) is not None)
+    left = net.marks.take(ids)
+    net.app.close()
+
+    assert transport.published == [ids[0], ids[4]]
+    assert left == set()  # the marks it passed are taken
+
+
+def test_an_accept_younger_than_the_grace_is_neither_published_nor_passed(
+    database_url: str,
+) -> None:
+    transport = RecordingTransport()
+    net, _ = net_of_a_backlog(database_url, 1, transport, grace=600)
+    (notification,) = net.app.recorder.select_notifications(1, 10, topics=net.event_topics())
+    event = net.app.mapper.to_domain_event(notification)
+    net.stop.set()  # the relay's term ends while it waits for the accept's grace
+
+    net.process_events([(event, Tracking(net.app.name, notification.id))])
+    position = net.view.max_tracking_id(net.app.name)
+    net.app.close()
+
+    assert transport.published == []
+    assert position is None  # the next relay takes it up from here
+
+
+def test_the_net_starts_where_the_relay_of_an_earlier_release_was(database_url: str) -> None:
+    transport = RecordingTransport()
+    settings = Settings(database_url=database_url)
+    net, _ = net_of_a_backlog(database_url, 3, transport)
+    relay = build_tracker(settings, "relay")
+    head = net.app.recorder.max_notification_id()
+    assert head is not None
+    relay.insert_tracking(Tracking(net.app.name, head))
+
+    net.seed(relay)
+    net.seed(relay)  # once only
+    (later,) = accepted_commands(settings, 1)
+    net_until(net, lambda: bool(transport.published))
+    net.app.close()
+
+    # The three the earlier relay had published are not published again.
+    assert transport.published == [later]

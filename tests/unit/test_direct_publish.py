@@ -1,0 +1,83 @@
+"""The web process's publisher of first messages: it never holds up the accept, marks
+what the broker took, and leaves the rest to the relay's safety net."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from uuid import UUID, uuid4
+
+from application.command import Command
+from infrastructure.direct_publish import DirectPublisher
+
+
+class Transport:
+    def __init__(self, refuse: set[UUID] | None = None) -> None:
+        self.published: list[tuple[UUID, int, bool]] = []
+        self.refuse = refuse or set()
+
+    def publish(
+        self, command_id: UUID, attempt: int, eta: datetime | None = None, takeover: bool = False
+    ) -> None:
+        if command_id in self.refuse:
+            raise ConnectionError("the broker went away")
+        self.published.append((command_id, attempt, takeover))
+
+
+class Marks:
+    def __init__(self) -> None:
+        self.marked: list[UUID] = []
+
+    def mark(self, command_ids: Sequence[UUID]) -> None:
+        self.marked.extend(command_ids)
+
+
+def command() -> Command:
+    return Command(
+        id=uuid4(),
+        command_type="CreateShow",
+        aggregate_id=uuid4(),
+        resource="/shows/s",
+        payload={},
+        fingerprint="f",
+        correlation_id=uuid4(),
+        causation_id=None,
+        submitted_by="alice",
+        idempotency_key=None,
+    )
+
+
+def test_each_command_is_published_once_as_a_first_delivery_and_marked() -> None:
+    transport, marks, sources = Transport(), Marks(), []
+    publisher = DirectPublisher(lambda: transport, marks, grace=60, counted=sources.append)
+    commands = [command() for _ in range(3)]
+    for c in commands:
+        publisher.dispatch(c)
+    publisher.close()
+
+    assert transport.published == [(c.id, 1, False) for c in commands]
+    assert marks.marked == [c.id for c in commands]
+    assert sources == ["accepting_process"] * 3
+
+
+def test_a_refused_publish_is_left_unmarked_for_the_relay_and_the_next_goes_on() -> None:
+    refused, sent = command(), command()
+    transport, marks = Transport(refuse={refused.id}), Marks()
+    publisher = DirectPublisher(lambda: transport, marks, grace=60)
+    publisher.dispatch(refused)
+    publisher.dispatch(sent)
+    publisher.close()
+
+    assert transport.published == [(sent.id, 1, False)]
+    assert marks.marked == [sent.id]
+
+
+def test_a_command_that_waited_half_the_grace_is_left_to_the_relay() -> None:
+    transport, marks = Transport(), Marks()
+    publisher = DirectPublisher(lambda: transport, marks, grace=0)
+    publisher.dispatch(command())
+    publisher.close()
+
+    # The safety net may be publishing it already: sending it too would run it twice.
+    assert transport.published == []
+    assert marks.marked == []
