@@ -48,7 +48,8 @@ def command() -> Command:
 
 
 def test_each_command_is_published_once_as_a_first_delivery_and_marked() -> None:
-    transport, marks, sources = Transport(), Marks(), []
+    transport, marks = Transport(), Marks()
+    sources: list[str] = []
     publisher = DirectPublisher(lambda: transport, marks, grace=60, counted=sources.append)
     commands = [command() for _ in range(3)]
     for c in commands:
