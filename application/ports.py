@@ -29,7 +29,7 @@ class CommandTransport(Protocol):
 
 class Dispatch(Protocol):
     """Sends a just-accepted command's first message from the process that accepted it,
-    right after the accept committed (docs/design.md, "The outbox").
+    right after the accept committed (docs/design.md, "The outbox's contract").
 
     It never blocks nor fails the accept, and may drop the message (the broker away, the
     process dying): the relay's safety net publishes every accept left unpublished.

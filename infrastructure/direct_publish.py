@@ -6,7 +6,7 @@ at once and then records in :class:`PublishedMarks` that it did. The request nev
 waits for the broker. The relay's safety net (``infrastructure/relay.py``) takes the
 marks of the accepts it reads a grace period later, and publishes the accepts without
 one: those whose process died between the commit and the publish, or could not reach
-the broker. docs/design.md, "The outbox", has the contract.
+the broker. docs/design.md, "The outbox's contract", has it.
 """
 
 from __future__ import annotations

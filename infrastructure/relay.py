@@ -12,7 +12,7 @@ its tracked positions (woken by PostgreSQL LISTEN/NOTIFY) in two followers:
 
 Both publish with publisher confirms, then advance their position, once for the
 events a read returned. A crash between publish and tracking publishes those messages
-again, which the workers recognise as duplicates. docs/design.md, "The outbox".
+again, which the workers recognise as duplicates. docs/design.md, "The outbox's contract".
 """
 
 from __future__ import annotations

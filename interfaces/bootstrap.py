@@ -325,8 +325,8 @@ class Container:
         )
 
     def followers(self) -> dict[str, tuple[int, tuple[str, ...]]]:
-        """The relay's, its safety net's and the saga runner's positions (the slowest segment's) and
-        topics (none on the in-memory store)."""
+        """The relay's, its safety net's and the saga runner's positions (the slowest
+        segment's) and topics (none on the in-memory store)."""
         datastore = getattr(self.app.recorder, "datastore", None)
         if datastore is None:
             return {}
