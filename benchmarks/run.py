@@ -14,8 +14,8 @@ commit on when ``make bench`` starts it), with load from ``wrk``, a separate pro
   commands, placed to confirmed, p50/p99; (e) a projection rebuild's events/s;
   (f) (b) and (c) again with a million events in the log; (g) ``sagas replay`` of
   thousands of recorded sagas, sagas/s (``benchmarks/replay.py``); (h) (b) with
-  OpenTelemetry tracing off and on (the in-memory exporter), alternately, and the CPU
-  a command costs each way; (i) three times (b)'s rate for a minute, admission
+  OpenTelemetry tracing off and on (the in-memory exporter), in pairs of runs, the
+  median of the pairs' ratios, and the CPU a command costs each way; (i) three times (b)'s rate for a minute, admission
   control on, by clients that honour ``Retry-After`` (``benchmarks/overload.py``).
 
 Every figure is also a ratio to its baseline of the same run. Writes JSON, a Markdown
@@ -28,6 +28,7 @@ import argparse
 import functools
 import json
 import os
+import statistics
 import sys
 import tempfile
 import threading
@@ -474,22 +475,24 @@ def measure(
     return measured
 
 
-# (h) Tracing's cost: end to end with tracing off, then on, alternately, each on a fresh
-# database, so that a drift of the machine during the run falls on both.
-TRACING_ROUNDS = 2
+# (h) Tracing's cost: end to end with tracing off and on, in pairs, each run on a fresh
+# database. The machine's speed drifts by more than the cost measured, within minutes:
+# each pair runs its two back to back, in the order off-on, then on-off (so that a
+# steady drift falls on both sides alike), and the figure is the median of the pairs'
+# ratios, which one slow run does not move.
+TRACING_PAIRS = 4
 
 
 def tracing_cost(
-    server: str, broker: str, log_dir: Path, seconds: int, rounds: int = TRACING_ROUNDS
+    server: str, broker: str, log_dir: Path, seconds: int, pairs: int = TRACING_PAIRS
 ) -> dict[str, Any]:
     """(h) end to end/s with tracing off and with it on (``OTEL_TRACES_EXPORTER=memory``:
-    every span made and batched, none shipped), ``rounds`` runs each, and the CPU a
-    command costs across the parts and PostgreSQL in each (a steadier figure than the
-    rate on a machine whose speed drifts from run to run)."""
+    every span made and batched, none shipped), in ``pairs`` pairs of runs, and the CPU
+    a command costs across the parts and PostgreSQL in each."""
     runs: dict[str, list[float]] = {"none": [], "memory": []}
     cpu: dict[str, list[dict[str, float]]] = {"none": [], "memory": []}
-    for _ in range(rounds):
-        for exporter in runs:
+    for pair in range(pairs):
+        for exporter in ("none", "memory") if pair % 2 == 0 else ("memory", "none"):
             with (
                 fresh_database(server) as url,
                 production_stack(
@@ -501,13 +504,15 @@ def tracing_cost(
                 accepted, elapsed, _ = load_and_drain(url, DONE_SQL, load)
                 cpu[exporter].append(per_command(before, cpu_seconds(), accepted.accepted))
                 runs[exporter].append(round(accepted.accepted / elapsed, 1))
-    off, on = (sum(r) / len(r) for r in runs.values())
-    cpu_off, cpu_on = (sum(c["total"] for c in r) / len(r) for r in cpu.values())
+    rates = [on / off for off, on in zip(runs["none"], runs["memory"], strict=True)]
+    costs = [on["total"] / off["total"] for off, on in zip(cpu["none"], cpu["memory"], strict=True)]
     return {
         "end_to_end_per_s": runs,
-        "traced_vs_untraced": round(on / off, 3),
+        "pair_ratios": [round(r, 3) for r in rates],
+        "traced_vs_untraced": round(statistics.median(rates), 3),
         "cpu_ms_per_command": cpu,
-        "cpu_traced_vs_untraced": round(cpu_on / cpu_off, 3),
+        "cpu_pair_ratios": [round(c, 3) for c in costs],
+        "cpu_traced_vs_untraced": round(statistics.median(costs), 3),
     }
 
 
@@ -616,7 +621,8 @@ def table(results: dict[str, Any]) -> str:
             (
                 "end to end/s, tracing off / on (memory exporter)",
                 f"{' '.join(map(str, runs['none']))} / {' '.join(map(str, runs['memory']))}",
-                f"on {ratios['traced_vs_untraced_end_to_end']}x off",
+                f"on {ratios['traced_vs_untraced_end_to_end']}x off (median of the pairs "
+                f"{', '.join(map(str, traced['pair_ratios']))})",
             )
         )
         spent = traced["cpu_ms_per_command"]
@@ -625,7 +631,8 @@ def table(results: dict[str, Any]) -> str:
                 "CPU per command, ms, tracing off / on (every part and PostgreSQL)",
                 f"{' '.join(str(c['total']) for c in spent['none'])} / "
                 f"{' '.join(str(c['total']) for c in spent['memory'])}",
-                f"on {ratios['traced_vs_untraced_cpu']}x off",
+                f"on {ratios['traced_vs_untraced_cpu']}x off (median of the pairs "
+                f"{', '.join(map(str, traced['cpu_pair_ratios']))})",
             )
         )
     overloaded = box.get("overload")
@@ -702,8 +709,8 @@ def main() -> int:
     parser.add_argument(
         "--tracing-only",
         type=int,
-        metavar="ROUNDS",
-        help="measure (h) alone, ROUNDS runs each way, and print it, writing no results",
+        metavar="PAIRS",
+        help="measure (h) alone, PAIRS pairs of runs, and print it, writing no results",
     )
     parser.add_argument(
         "--overload-only",
