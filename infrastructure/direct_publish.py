@@ -31,8 +31,10 @@ logger = logging.getLogger(__name__)
 
 # Commands waiting for the thread, at most; past it a command is left to the relay.
 CAPACITY = 10_000
-# Commands published before their marks are written together.
+# Commands published before their marks are written together, at most.
 BATCH = 200
+# Seconds from a publish to its mark, at most (a quarter of the grace if that is less).
+MARK_EVERY = 0.5
 
 
 class Marking(Protocol):
@@ -171,20 +173,33 @@ class DirectPublisher:
                 self._thread.start()
 
     def _run(self) -> None:
+        unmarked: list[UUID] = []
+        mark_by = 0.0
         while True:
-            first = self._queue.get()
-            batch = [first]
-            while len(batch) < BATCH:
+            wait = max(mark_by - time.monotonic(), 0.0) if unmarked else None
+            try:
+                batch = [self._queue.get(timeout=wait)]
+            except queue.Empty:
+                batch = []
+            while batch and len(batch) < BATCH:
                 try:
                     batch.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
             stopping = None in batch
-            self._publish([a for a in batch if a is not None])
+            sent = self._publish([a for a in batch if a is not None])
+            if sent and not unmarked:
+                mark_by = time.monotonic() + min(MARK_EVERY, self.grace / 4)
+            unmarked += sent
+            # The marks of a while are written together: one statement for many
+            # commands, still long before the safety net looks for them.
+            if unmarked and (stopping or len(unmarked) >= BATCH or time.monotonic() >= mark_by):
+                self._mark(unmarked)
+                unmarked = []
             if stopping:
                 return
 
-    def _publish(self, batch: list[_Accepted]) -> None:
+    def _publish(self, batch: list[_Accepted]) -> list[UUID]:
         published: list[UUID] = []
         for accepted in batch:
             if time.monotonic() - accepted.committed > self.grace / 2:
@@ -198,11 +213,15 @@ class DirectPublisher:
                 )
                 continue
             published.append(accepted.command_id)
-        if published and self.marks is not None:
-            try:
-                self.marks.mark(published)
-            except Exception as error:  # noqa: BLE001 - the relay publishes them again
-                logger.warning("could not mark %d commands published: %r", len(published), error)
+        return published
+
+    def _mark(self, published: list[UUID]) -> None:
+        if self.marks is None:
+            return
+        try:
+            self.marks.mark(published)
+        except Exception as error:  # noqa: BLE001 - the relay publishes them again
+            logger.warning("could not mark %d commands published: %r", len(published), error)
 
     def _send(self, accepted: _Accepted) -> None:
         if self._transport is None:

@@ -14,15 +14,15 @@ import threading
 
 from eventsourcing.postgres import PostgresDatastore
 
-from infrastructure.subscription import listen
+from infrastructure.subscription import Listening, listening
 from projections.document_view import VIEW_PROGRESS_CHANNEL
 
 logger = logging.getLogger(__name__)
 
 
 class ViewProgressListener:
-    """Counts each view's commits as PostgreSQL notifies them (LISTEN, one connection
-    of ``datastore``'s pool, taken at the first use).
+    """Counts each view's commits as PostgreSQL notifies them (LISTEN, on the process's
+    one listening connection to ``datastore``'s database, from the first use).
 
     Implements :class:`projections.read_models.ViewProgress`. When the connection fails
     (the database restarted), the next use listens again; a commit notified in between
@@ -33,8 +33,7 @@ class ViewProgressListener:
         self._datastore = datastore
         self._changed = threading.Condition()
         self._generations: dict[str, int] = {}
-        self._thread: threading.Thread | None = None
-        self._stopped = threading.Event()
+        self._registration: Listening.Registration | None = None
 
     def generation(self, view: str) -> int:
         """How many commits of ``view`` this process has been told of."""
@@ -49,20 +48,22 @@ class ViewProgressListener:
 
     def close(self) -> None:
         """Stop listening (from any thread)."""
-        self._stopped.set()
+        with self._changed:
+            registration, self._registration = self._registration, None
+        if registration is not None:
+            registration.remove()
 
     def _ensure_listening(self) -> None:
         with self._changed:
-            if self._thread is not None and self._thread.is_alive():
+            if self._registration is not None and self._registration.active:
                 return
-            self._thread = threading.Thread(target=self._listen, name="view-progress", daemon=True)
-            self._thread.start()
+            # On the process's one listening connection (the log's too).
+            self._registration = listening(self._datastore).add(
+                VIEW_PROGRESS_CHANNEL, self._moved, self._lost
+            )
 
-    def _listen(self) -> None:
-        try:
-            listen(self._datastore, VIEW_PROGRESS_CHANNEL, self._stopped, self._moved)
-        except Exception:
-            logger.warning("view progress: listening stopped", exc_info=True)
+    def _lost(self, error: BaseException) -> None:
+        logger.warning("view progress: listening stopped: %s", error)
 
     def _moved(self, view: str) -> None:
         with self._changed:
