@@ -15,8 +15,9 @@ commit on when ``make bench`` starts it), with load from ``wrk``, a separate pro
   (f) (b) and (c) again with a million events in the log; (g) ``sagas replay`` of
   thousands of recorded sagas, sagas/s (``benchmarks/replay.py``); (h) (b) with
   OpenTelemetry tracing off and on (the in-memory exporter), in pairs of runs, the
-  median of the pairs' ratios, and the CPU a command costs each way; (i) three times (b)'s rate for a minute, admission
-  control on, by clients that honour ``Retry-After`` (``benchmarks/overload.py``).
+  median of the pairs' ratios, and the CPU a command costs each way; (i) three times
+  (b)'s rate for a minute, admission control on, by clients that honour
+  ``Retry-After`` (``benchmarks/overload.py``).
 
 Every figure is also a ratio to its baseline of the same run. Writes JSON, a Markdown
 table and PNG plots under ``benchmarks/results/``; sized for 2 cores.
