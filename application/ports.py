@@ -31,8 +31,9 @@ class Dispatch(Protocol):
     """Sends a just-accepted command's first message from the process that accepted it,
     right after the accept committed (docs/design.md, "The outbox's contract").
 
-    It never blocks nor fails the accept, and may drop the message (the broker away, the
-    process dying): the relay's safety net publishes every accept left unpublished.
+    It never fails the accept (it may wait for the broker's confirm, about a
+    millisecond), and may drop the message (the broker away, the process dying): the
+    relay's safety net publishes every accept left unpublished.
     """
 
     def dispatch(self, command: Any) -> None:

@@ -1,23 +1,21 @@
 """A command's first message, sent by the process that accepted it.
 
 The web process (and the saga runner, for the commands its sagas issue) hands each
-command it has just committed to :class:`DirectPublisher`, whose thread publishes it
-at once and then records in :class:`PublishedMarks` that it did. The request never
-waits for the broker. The relay's safety net (``infrastructure/relay.py``) takes the
-marks of the accepts it reads a grace period later, and publishes the accepts without
-one: those whose process died between the commit and the publish, or could not reach
-the broker. docs/design.md, "The outbox's contract", has it.
+command it has just committed to :class:`DirectPublisher`, which publishes it in the
+same thread, with the broker's confirm, and has :class:`PublishedMarks` record that it
+did. The relay's safety net (``infrastructure/relay.py``) takes the marks of the
+accepts it reads a grace period later, and publishes the accepts without one: those
+whose process died between the commit and the publish, or could not reach the broker.
+docs/design.md, "The outbox's contract", has it.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any, Protocol
 from uuid import UUID
 
@@ -29,9 +27,7 @@ from infrastructure import tracing
 
 logger = logging.getLogger(__name__)
 
-# Commands waiting for the thread, at most; past it a command is left to the relay.
-CAPACITY = 10_000
-# Commands published before their marks are written together, at most.
+# Marks written in one statement, at most.
 BATCH = 200
 # Seconds from a publish to its mark, at most (a quarter of the grace if that is less).
 MARK_EVERY = 0.5
@@ -94,23 +90,17 @@ class PublishedMarks:
             return cursor.rowcount
 
 
-@dataclass(frozen=True)
-class _Accepted:
-    command_id: UUID
-    fields: dict[str, object]
-    command_type: str
-    traceparent: str | None
-    committed: float
-
-
 class DirectPublisher:
-    """:class:`application.ports.Dispatch`: one thread per process publishes the commands
-    handed to it, in order, then marks them published.
+    """:class:`application.ports.Dispatch`: publishes a command's first message in the
+    thread that accepted it, right after the commit (each of a web process's request
+    threads with a connection of its own from Celery's pool: no queue to fall behind
+    in), and has its marks written together by a thread of its own.
 
-    A command still waiting past half of ``grace`` (the seconds after which the relay's
-    safety net publishes an unmarked accept) is left to the safety net, as is one the
-    broker refused: the two never both send a command's first message unless a mark
-    took longer than half of ``grace`` to write.
+    A message the broker refused is left to the relay's safety net, and so is every
+    message for the next half of ``grace`` after it (the broker is away: an accept does
+    not wait on it again and again). A message whose publish took longer than half of
+    ``grace`` is not marked: the safety net sends it again, as a takeover, so that a
+    command never runs twice without its lease.
     """
 
     def __init__(
@@ -125,111 +115,87 @@ class DirectPublisher:
         self.marks = marks
         self.grace = grace
         self._counted = counted
-        self._queue: queue.Queue[_Accepted | None] = queue.Queue(CAPACITY)
-        self._thread: threading.Thread | None = None
-        self._pid = 0
         self._lock = threading.Lock()
+        self._unmarked: list[UUID] = []
+        self._due = threading.Event()
+        self._resume_at = 0.0
+        self._marker: threading.Thread | None = None
+        self._pid = 0
+        self._stopped = threading.Event()
 
     def dispatch(self, command: Any) -> None:
-        """Queue ``command``'s first message; never waits."""
-        self._running()
-        accepted = _Accepted(
-            command.id,
-            log_context.of_command(command),
-            command.command_type,
-            command.traceparent,
-            time.monotonic(),
-        )
+        """Publish ``command``'s first message now; never raises."""
+        began = time.monotonic()
+        if began < self._resume_at:
+            return  # the broker failed a publish lately: the safety net sends it
         try:
-            self._queue.put_nowait(accepted)
-        except queue.Full:
-            logger.warning("%s left to the relay: %d wait to be published", command.id, CAPACITY)
+            self._send(command)
+        except Exception as error:  # noqa: BLE001 - the relay publishes it instead
+            self._resume_at = time.monotonic() + self.grace / 2
+            logger.warning(
+                "could not publish %s (%r): left to the relay, as is every accept of the next %g s",
+                command.id,
+                error,
+                self.grace / 2,
+            )
+            return
+        if time.monotonic() - began > self.grace / 2:
+            logger.info("%s published late: the relay publishes it again", command.id)
+            return
+        self._to_mark(command.id)
 
     def close(self, timeout: float = 2.0) -> None:
-        """Publish what waits (for ``timeout`` seconds at most), then stop the thread."""
-        thread = self._thread
-        if thread is None or not thread.is_alive() or self._pid != os.getpid():
+        """Write the marks not written yet, and stop the marking thread."""
+        marker = self._marker
+        if marker is None or self._pid != os.getpid():
             return
-        try:
-            self._queue.put(None, timeout=timeout)
-        except queue.Full:
-            return
-        thread.join(timeout)
+        self._stopped.set()
+        self._due.set()
+        marker.join(timeout)
 
-    def _running(self) -> None:
-        # Started on first use, in the process that uses it: a thread does not survive
-        # the fork of a gunicorn or Celery worker.
-        if self._pid == os.getpid() and self._thread is not None:
-            return
-        with self._lock:
-            if self._pid != os.getpid() or self._thread is None:
-                if self._pid != os.getpid():
-                    self._queue = queue.Queue(CAPACITY)
-                    self._transport = None
-                self._pid = os.getpid()
-                self._thread = threading.Thread(
-                    target=self._run, name="direct-publisher", daemon=True
-                )
-                self._thread.start()
-
-    def _run(self) -> None:
-        unmarked: list[UUID] = []
-        mark_by = 0.0
-        while True:
-            wait = max(mark_by - time.monotonic(), 0.0) if unmarked else None
-            try:
-                batch = [self._queue.get(timeout=wait)]
-            except queue.Empty:
-                batch = []
-            while batch and len(batch) < BATCH:
-                try:
-                    batch.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            stopping = None in batch
-            sent = self._publish([a for a in batch if a is not None])
-            if sent and not unmarked:
-                mark_by = time.monotonic() + min(MARK_EVERY, self.grace / 4)
-            unmarked += sent
-            # The marks of a while are written together: one statement for many
-            # commands, still long before the safety net looks for them.
-            if unmarked and (stopping or len(unmarked) >= BATCH or time.monotonic() >= mark_by):
-                self._mark(unmarked)
-                unmarked = []
-            if stopping:
-                return
-
-    def _publish(self, batch: list[_Accepted]) -> list[UUID]:
-        published: list[UUID] = []
-        for accepted in batch:
-            if time.monotonic() - accepted.committed > self.grace / 2:
-                logger.info("%s left to the relay: not published in time", accepted.command_id)
-                continue
-            try:
-                self._send(accepted)
-            except Exception as error:  # noqa: BLE001 - the relay publishes it instead
-                logger.warning(
-                    "could not publish %s (%r): left to the relay", accepted.command_id, error
-                )
-                continue
-            published.append(accepted.command_id)
-        return published
-
-    def _mark(self, published: list[UUID]) -> None:
-        if self.marks is None:
-            return
-        try:
-            self.marks.mark(published)
-        except Exception as error:  # noqa: BLE001 - the relay publishes them again
-            logger.warning("could not mark %d commands published: %r", len(published), error)
-
-    def _send(self, accepted: _Accepted) -> None:
+    def _send(self, command: Any) -> None:
         if self._transport is None:
             self._transport = self._transport_factory()
         with (
-            log_context.bound(**accepted.fields),
-            tracing.span(f"publish {accepted.command_type}", accepted.traceparent),
+            log_context.bound(**log_context.of_command(command)),
+            tracing.span(f"publish {command.command_type}", command.traceparent),
         ):
-            self._transport.publish(accepted.command_id, 1)
-            logger.debug("published %s", accepted.command_id)
+            self._transport.publish(command.id, 1)
+            logger.debug("published %s", command.id)
         self._counted("accepting_process")
+
+    def _to_mark(self, command_id: UUID) -> None:
+        if self.marks is None:
+            return
+        with self._lock:
+            if self._marker is None or self._pid != os.getpid():
+                # Started on first use, in the process that uses it: a thread does not
+                # survive the fork of a gunicorn or Celery worker.
+                self._pid = os.getpid()
+                self._unmarked = []
+                self._stopped = threading.Event()
+                self._marker = threading.Thread(target=self._mark, name="marks", daemon=True)
+                self._marker.start()
+            self._unmarked.append(command_id)
+            if len(self._unmarked) >= BATCH:
+                self._due.set()
+
+    def _mark(self) -> None:
+        # The marks of a while are written together: one statement for many commands,
+        # still long before the safety net looks for them.
+        every = min(MARK_EVERY, self.grace / 4)
+        while not self._stopped.is_set():
+            self._due.wait(every)
+            self._due.clear()
+            self._write_marks()
+        self._write_marks()
+
+    def _write_marks(self) -> None:
+        with self._lock:
+            unmarked, self._unmarked = self._unmarked, []
+        if not unmarked or self.marks is None:
+            return
+        try:
+            self.marks.mark(unmarked)
+        except Exception as error:  # noqa: BLE001 - the relay publishes them again
+            logger.warning("could not mark %d commands published: %r", len(unmarked), error)
