@@ -45,11 +45,10 @@ SAFETY_NET_TRACKER = "relay_net"
 FORGET_EVERY = 60.0
 
 
-class OutboxRelay:
-    """Follows the event log and publishes the commands due to run again (retries and
-    re-drives)."""
+class _Publishing:
+    """What the relay's two followers share: the log they follow, where they keep their
+    position, the transport they publish to, and what counts their messages."""
 
-    name = "relay"
     # Each publish opens its own span under the event's: no span per event taken too.
     traces_itself = True
 
@@ -66,6 +65,13 @@ class OutboxRelay:
         self.transport = transport
         self.stalls = stalls
         self.counted = counted
+
+
+class OutboxRelay(_Publishing):
+    """Follows the event log and publishes the commands due to run again (retries and
+    re-drives)."""
+
+    name = "relay"
 
     @staticmethod
     def event_topics() -> tuple[str, ...]:
@@ -98,7 +104,7 @@ class OutboxRelay:
         logger.debug("published %s for %s", type(event).__name__, event.originator_id)
 
 
-class SafetyNet:
+class SafetyNet(_Publishing):
     """Publishes, as takeovers, the accepts left unpublished by the process that made
     them, ``grace`` seconds after they were made (by the accepting host's clock, which
     is to be within a fraction of ``grace`` of this one's).
@@ -108,7 +114,6 @@ class SafetyNet:
     """
 
     name = "relay-net"
-    traces_itself = True
 
     def __init__(
         self,
@@ -120,13 +125,9 @@ class SafetyNet:
         stalls: StallLog | None = None,
         counted: Callable[[str], None] = lambda source: None,
     ) -> None:
-        self.app = app
-        self.view = tracker
-        self.transport = transport
+        super().__init__(app, tracker, transport, stalls, counted)
         self.marks = marks
         self.grace = grace
-        self.stalls = stalls
-        self.counted = counted
         self.stop = threading.Event()
         self._forgotten_at = time.monotonic()
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import socket
 import urllib.request
+import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,26 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+@contextmanager
+def stack_database(
+    server_database_url: str, broker_url: str, prefix: str, **extra: str
+) -> Iterator[tuple[str, dict[str, str], int]]:
+    """A fresh database with every table, the environment of a stack's parts on it (a
+    command queue of its own, two web processes on a free port, ``extra``), and that
+    port."""
+    queue = f"{prefix}.{uuid.uuid4().hex[:6]}"
+    port = free_port()
+    with fresh_database(server_database_url) as database_url:
+        migrate(Settings(database_url=database_url, broker_url=broker_url, command_queue=queue))
+        yield (
+            database_url,
+            service_env(
+                database_url, broker_url, queue, WEB_PORT=str(port), WEB_WORKERS="2", **extra
+            ),
+            port,
+        )
 
 
 @dataclass(frozen=True)

@@ -5,17 +5,13 @@ a read."""
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from infrastructure.settings import Settings
-from interfaces.bootstrap import migrate
-from tests.conftest import fresh_database
-from tests.e2e.conftest import Answer, Client, free_port
-from tests.support.processes import ServiceProcess, http_ready, running, service_env, wait_until
+from tests.e2e.conftest import Answer, Client, stack_database
+from tests.support.processes import ServiceProcess, http_ready, running, wait_until
 
 pytestmark = [pytest.mark.postgres, pytest.mark.rabbitmq]
 
@@ -32,19 +28,13 @@ class Stack:
 
 @pytest.fixture
 def stack(server_database_url: str, broker_url: str, tmp_path: Path) -> Iterator[Stack]:
-    queue = f"e2e.admission.{uuid.uuid4().hex[:6]}"
-    port = free_port()
-    with fresh_database(server_database_url) as database_url:
-        migrate(Settings(database_url=database_url, broker_url=broker_url, command_queue=queue))
-        env = service_env(
-            database_url,
-            broker_url,
-            queue,
-            WEB_PORT=str(port),
-            WEB_WORKERS="2",
-            MAX_BACKLOG_SECONDS=str(LIMIT_SECONDS),
-            ADMISSION_MIN_BACKLOG=str(SMALLEST),
-        )
+    with stack_database(
+        server_database_url,
+        broker_url,
+        "e2e.admission",
+        MAX_BACKLOG_SECONDS=str(LIMIT_SECONDS),
+        ADMISSION_MIN_BACKLOG=str(SMALLEST),
+    ) as (_, env, port):
         parts = [ServiceProcess(part, env, tmp_path) for part in ("web", "relay", "projector")]
         worker = ServiceProcess("worker", env, tmp_path)
         with running(*parts):

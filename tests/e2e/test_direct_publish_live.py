@@ -15,12 +15,10 @@ from eventsourcing.utils import get_topic
 
 from application.command import Command
 from application.event_log import BoxofficeApplication
-from infrastructure.settings import ApiKey, Settings
-from interfaces.bootstrap import migrate
-from tests.conftest import fresh_database
-from tests.e2e.conftest import ADMIN_TOKEN, TOKEN, Client, free_port
+from infrastructure.settings import ApiKey
+from tests.e2e.conftest import ADMIN_TOKEN, TOKEN, Client, free_port, stack_database
 from tests.e2e.test_metrics_live import value
-from tests.support.processes import ServiceProcess, http_ready, running, service_env, wait_until
+from tests.support.processes import ServiceProcess, http_ready, running, wait_until
 
 pytestmark = [pytest.mark.postgres, pytest.mark.rabbitmq]
 
@@ -63,21 +61,15 @@ class Stack:
 def stack_with(
     server_database_url: str, broker_url: str, tmp_path: Path, web_broker: str
 ) -> Iterator[Stack]:
-    queue = f"e2e.direct.{uuid.uuid4().hex[:6]}"
-    port = free_port()
-    with fresh_database(server_database_url) as database_url:
-        migrate(Settings(database_url=database_url, broker_url=broker_url, command_queue=queue))
-        env = service_env(
-            database_url,
-            broker_url,
-            queue,
-            WEB_PORT=str(port),
-            WEB_WORKERS="2",
-            PUBLISH_GRACE_SECONDS="1",
-            LOG_FORMAT="json",
-            API_KEYS=f"alice commands:write,commands:read sha256:{ApiKey.digest_of(TOKEN)};"
-            f"ops admin sha256:{ApiKey.digest_of(ADMIN_TOKEN)}",
-        )
+    with stack_database(
+        server_database_url,
+        broker_url,
+        "e2e.direct",
+        PUBLISH_GRACE_SECONDS="1",
+        LOG_FORMAT="json",
+        API_KEYS=f"alice commands:write,commands:read sha256:{ApiKey.digest_of(TOKEN)};"
+        f"ops admin sha256:{ApiKey.digest_of(ADMIN_TOKEN)}",
+    ) as (database_url, env, port):
         web = ServiceProcess("web", {**env, "BROKER_URL": web_broker}, tmp_path)
         relay = ServiceProcess("relay", env, tmp_path)
         with running(web, relay, ServiceProcess("worker", env, tmp_path)):

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from uuid import UUID, uuid4
+from uuid import UUID
 
-from application.command import Command
 from infrastructure.direct_publish import DirectPublisher
+from tests.unit.test_command import new_command
 
 
 class Transport:
@@ -32,26 +32,11 @@ class Marks:
         self.marked.extend(command_ids)
 
 
-def command() -> Command:
-    return Command(
-        id=uuid4(),
-        command_type="CreateShow",
-        aggregate_id=uuid4(),
-        resource="/shows/s",
-        payload={},
-        fingerprint="f",
-        correlation_id=uuid4(),
-        causation_id=None,
-        submitted_by="alice",
-        idempotency_key=None,
-    )
-
-
 def test_each_command_is_published_once_as_a_first_delivery_and_marked() -> None:
     transport, marks = Transport(), Marks()
     sources: list[str] = []
     publisher = DirectPublisher(lambda: transport, marks, grace=60, counted=sources.append)
-    commands = [command() for _ in range(3)]
+    commands = [new_command() for _ in range(3)]
     for c in commands:
         publisher.dispatch(c)
     # Published before dispatch returns: the accepting thread sends it.
@@ -63,7 +48,7 @@ def test_each_command_is_published_once_as_a_first_delivery_and_marked() -> None
 
 
 def test_after_a_refused_publish_the_accepts_of_half_the_grace_are_left_to_the_relay() -> None:
-    refused, next_one = command(), command()
+    refused, next_one = new_command(), new_command()
     transport, marks = Transport(refuse={refused.id}), Marks()
     publisher = DirectPublisher(lambda: transport, marks, grace=60)
     publisher.dispatch(refused)
@@ -77,7 +62,7 @@ def test_after_a_refused_publish_the_accepts_of_half_the_grace_are_left_to_the_r
 def test_a_publish_that_took_half_the_grace_is_not_marked() -> None:
     transport, marks = Transport(), Marks()
     publisher = DirectPublisher(lambda: transport, marks, grace=0)
-    late = command()
+    late = new_command()
     publisher.dispatch(late)
     publisher.close()
 
