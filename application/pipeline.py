@@ -92,9 +92,7 @@ class CommandPipeline:
     def _accept_logged(self, submission: Submission, command: Command) -> Acceptance:
         acceptance = self._accept(submission, command)
         if not acceptance.replayed:
-            # Committed: its message goes now, from here, a hop fewer than the relay.
-            self.dispatcher.dispatch(command)
-            self.metrics.accepted(command.command_type)
+            self.saved(command)
         logger.info(
             "%s %s for %s",
             "answered as accepted before:" if acceptance.replayed else "accepted",
@@ -102,6 +100,13 @@ class CommandPipeline:
             command.resource,
         )
         return acceptance
+
+    def saved(self, command: Command) -> None:
+        """``command`` was just accepted, its ``CommandAccepted`` committed (by a client's
+        request, or with a saga's decision): send its first message from here, a hop
+        fewer than the relay, and count it."""
+        self.dispatcher.dispatch(command)
+        self.metrics.accepted(command.command_type)
 
     def _accept(self, submission: Submission, command: Command) -> Acceptance:
         command_id = command.id

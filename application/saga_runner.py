@@ -226,8 +226,7 @@ class SagaRunner:
             logger.info("%s %s was issued already", command_type, key)
         else:
             if not self.store.dry_run:
-                self.pipeline.dispatcher.dispatch(command)
-                self.pipeline.metrics.accepted(command_type)
+                self.pipeline.saved(command)
 
     # --- deadlines ----------------------------------------------------------------------
 
@@ -262,8 +261,7 @@ class SagaRunner:
         with log_context.bound(correlation_id=saga.id, causation_id=cause):
             logger.debug("saga %s decided (version %d)", saga.id, saga.version)
         for command in commands:
-            self.pipeline.dispatcher.dispatch(command)
-            self.pipeline.metrics.accepted(command.command_type)
+            self.pipeline.saved(command)
             with log_context.bound(**log_context.of_command(command)):
                 logger.info("saga %s issued %s", saga.id, command.command_type)
         return 1
