@@ -30,6 +30,15 @@ class GuardsAbsence(Protocol):
     guards_absence: bool
 
 
+@runtime_checkable
+class GroupsCommits(Protocol):
+    """A recorder whose ``insert_events`` takes ``grouped``: a save of one event so
+    marked may be written in one transaction with other such saves made at the same
+    time by the process, and returns once that transaction has committed."""
+
+    groups_commits: bool
+
+
 class BoxofficeApplication(Application[UUID]):
     """The event store: commands and domain aggregates share one ordered log.
 
@@ -43,12 +52,17 @@ class BoxofficeApplication(Application[UUID]):
         self,
         *objs: MutableOrImmutableAggregate[UUID] | DomainEventProtocol[UUID] | None,
         absent: UUID | None = None,
+        grouped: bool = False,
         **kwargs: Any,
     ) -> list[Recording[UUID]]:
         """:meth:`Application.save`; given ``absent``, only if that aggregate has no
         events (else :class:`AggregatePresentError`, and nothing is recorded). A
         recorder that :class:`GuardsAbsence` checks in its write (one round trip); for
-        another (the in-memory store) the check is a read before it."""
+        another (the in-memory store) the check is a read before it. A ``grouped``
+        save may share its transaction with others (a recorder that
+        :class:`GroupsCommits`): for the saves that wait on nothing but their commit."""
+        if grouped and isinstance(self.recorder, GroupsCommits):
+            kwargs["grouped"] = True
         if absent is not None:
             if isinstance(self.recorder, GuardsAbsence):
                 kwargs["absent"] = absent

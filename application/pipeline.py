@@ -114,9 +114,12 @@ class CommandPipeline:
         try:
             # Written first, looked up only if the key is taken: a new command (the
             # usual case) costs the store one round trip, not two. A create's target
-            # must have no events yet, which the write itself checks.
+            # must have no events yet, which the write itself checks. The accepts in
+            # flight in this process commit together.
             recordings = self.app.save(
-                command, absent=spec.target(submission.payload) if spec.creates else None
+                command,
+                absent=spec.target(submission.payload) if spec.creates else None,
+                grouped=True,
             )
         except AggregatePresentError:
             # Perhaps made by this very command, accepted before: answered as then.

@@ -115,6 +115,7 @@ def build_application(settings: Settings, *, create_table: bool = False) -> Boxo
     """The event-store application; connects lazily, on first use."""
     app = BoxofficeApplication(env=event_store_env(settings, create_table=create_table))
     ping_when_idle(app.recorder.datastore)  # type: ignore[attr-defined]
+    app.recorder.group_commits(settings.accept_group_max)  # type: ignore[attr-defined]
     return app
 
 

@@ -22,6 +22,11 @@ before: that was the wall of the throughput profile (``docs/throughput.md``).
 
 Ids are sparse (gaps between transactions); nothing in the service does arithmetic on
 them. A transaction writes at most 65,535 events.
+
+Accepts (saves of one event given ``grouped``) made at the same time by one process's
+threads are written in one statement, one transaction and one notification
+(:class:`~infrastructure.group_commit.GroupCommit`), once :meth:`group_commits` is
+called: the accept rate then stops being a commit and a notification per request.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from uuid import UUID
 
 import psycopg
 from eventsourcing.persistence import (
+    IntegrityError,
     InterfaceError,
     Notification,
     OperationalError,
@@ -48,6 +54,7 @@ from psycopg.rows import DictRow
 from psycopg.sql import SQL, Composed, Identifier, Literal
 
 from application.event_log import AggregatePresentError
+from infrastructure.group_commit import GroupCommit
 
 # Bits of a notification id left for an event's place within its transaction.
 PLACE_BITS = 16
@@ -116,14 +123,20 @@ class LogAheadOfTransactionIdsError(RuntimeError):
     """
 
 
+# A grouped write: its one event, and the aggregate that must have none (or None).
+GroupedWrite = tuple[StoredEvent, UUID | None]
+
+
 class TransactionOrderedRecorder(PostgresApplicationRecorder):
     """An application recorder whose writers do not serialize (see the module).
 
     It :class:`~application.event_log.GuardsAbsence`: a write given ``absent`` inserts
-    only if that aggregate has no events, in the same statement.
+    only if that aggregate has no events, in the same statement. It
+    :class:`~application.event_log.GroupsCommits` once :meth:`group_commits` is called.
     """
 
     guards_absence = True
+    groups_commits = True
     # Run first in every write's transaction when a lease holder writes (the saga
     # runner: infrastructure/lease.py); it fails the write of one that lost its lease.
     fence: Callable[[Cursor[DictRow]], None] | None = None
@@ -190,6 +203,22 @@ class TransactionOrderedRecorder(PostgresApplicationRecorder):
         self.max_notification_id_statement = SQL(
             "SELECT max(notification_id) FROM {schema}.{table} WHERE notification_id < {horizon}"
         ).format(**names)
+        # Many writes of one event each, in one statement: a write whose aggregate
+        # version is taken, or whose ``absent`` aggregate has events, is left out (and
+        # then written alone, to raise its own error).
+        self._insert_group_statement = SQL(
+            "INSERT INTO {schema}.{table} AS t "
+            "(originator_id, originator_version, topic, state, notification_id) "
+            "SELECT e.originator_id, e.originator_version, e.topic, e.state, "
+            "(pg_current_xact_id()::text::bigint << {bits}) + e.place "
+            "FROM unnest(%s::{schema}.{stored_event_type}[]) WITH ORDINALITY "
+            "AS e(originator_id, originator_version, topic, state, place) "
+            "JOIN unnest(%s::uuid[]) WITH ORDINALITY AS a(absent, place) ON a.place = e.place "
+            "WHERE a.absent IS NULL OR NOT EXISTS "
+            "(SELECT FROM {schema}.{table} WHERE originator_id = a.absent) "
+            "ORDER BY e.place ON CONFLICT DO NOTHING RETURNING notification_id"
+        ).format(**names)
+        self._group: GroupCommit[GroupedWrite, int] | None = None
         self._notify_statement = SQL("SELECT pg_notify(%s, %s)")
         # The follow statement as sent, by (topics given, closed): see _select.
         self._composed: dict[tuple[bool, bool], bytes] = {}
@@ -226,6 +255,11 @@ class TransactionOrderedRecorder(PostgresApplicationRecorder):
             )
             raise LogAheadOfTransactionIdsError(msg)
 
+    def group_commits(self, max_group: int) -> None:
+        """Write up to ``max_group`` concurrent grouped saves of this process in one
+        transaction (1: each alone)."""
+        self._group = GroupCommit(self._write_group, max_group) if max_group > 1 else None
+
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
@@ -233,8 +267,14 @@ class TransactionOrderedRecorder(PostgresApplicationRecorder):
         """Record ``stored_events`` atomically, then wake the followers.
 
         The library's write less its lock, as one statement (atomic on its own), with
-        the notification sent on the same connection once it has committed.
+        the notification sent on the same connection once it has committed. A save of
+        one event given ``grouped`` may share its statement with other such saves of
+        the process (:meth:`group_commits`); it returns once that has committed.
         """
+        grouped = kwargs.pop("grouped", False)
+        group = self._group
+        if grouped and group is not None and len(stored_events) == 1 and self.fence is None:
+            return [group.write((stored_events[0], kwargs.get("absent")))]
         if len(stored_events) > MAX_EVENTS_PER_TRANSACTION:
             msg = (
                 f"{len(stored_events)} events in one save; "
@@ -280,6 +320,56 @@ class TransactionOrderedRecorder(PostgresApplicationRecorder):
         if absent is not None and not ids:
             raise AggregatePresentError(absent)
         return ids
+
+    def _write_group(self, writes: Sequence[GroupedWrite]) -> list[int | BaseException]:
+        """Record ``writes`` in one statement, then wake the followers once; each
+        write's notification id, or the error its write alone raises (a taken version,
+        a present aggregate)."""
+        with self.datastore.get_connection() as conn:
+            with conn.transaction() if not conn.autocommit else nullcontext():
+                rows = conn.execute(
+                    self._insert_group_statement,
+                    (
+                        [self._pg_stored_event(event) for event, _ in writes],
+                        [absent for _, absent in writes],
+                    ),
+                ).fetchall()
+            # A write's place in the statement is the low bits of its id.
+            ids = {
+                row["notification_id"] & MAX_EVENTS_PER_TRANSACTION: row["notification_id"]
+                for row in rows
+            }
+            outcomes = [
+                ids[place] if place in ids else self._write_alone(conn, event, absent)
+                for place, (event, absent) in enumerate(writes, start=1)
+            ]
+            recorded = [
+                event
+                for (event, _), outcome in zip(writes, outcomes, strict=True)
+                if isinstance(outcome, int)
+            ]
+            if recorded:
+                self._notify(
+                    conn,
+                    sorted({event.topic for event in recorded}),
+                    sorted({str(event.originator_id) for event in recorded}),
+                )
+        return outcomes
+
+    def _write_alone(
+        self, conn: psycopg.Connection[DictRow], event: StoredEvent, absent: UUID | None
+    ) -> int | BaseException:
+        """A write its group left out, alone: its id, or the error it raises (as the
+        event store raises it)."""
+        try:
+            ids = self._write(conn, [event], absent=absent)
+        except AggregatePresentError as present:
+            return present
+        except psycopg.IntegrityError as taken:
+            return IntegrityError(str(taken))
+        except psycopg.Error as failed:
+            return OperationalError(str(failed))
+        return ids[0] if ids else OperationalError("a grouped write recorded nothing")
 
     def _pg_stored_event(self, event: StoredEvent) -> Any:
         return self.construct_pg_stored_event(

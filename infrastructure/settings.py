@@ -176,6 +176,9 @@ class Settings:
     # The relay's safety net publishes an accept that its process did not mark published
     # this long after it was made (infrastructure/relay.py).
     publish_grace_seconds: float = 5.0
+    # At most this many accepts in flight in one process commit in one transaction
+    # (infrastructure/group_commit.py); 1: each commits alone.
+    accept_group_max: int = 64
     payment_gateway: str = "fake"
     # Admission control (application/admission.py): new commands are refused with a 503
     # while the backlog holds more than this many seconds of work at the drain rate
@@ -386,6 +389,7 @@ class Settings:
             publish_grace_seconds=get(
                 "PUBLISH_GRACE_SECONDS", non_negative_float, defaults.publish_grace_seconds
             ),
+            accept_group_max=get("ACCEPT_GROUP_MAX", positive_int, defaults.accept_group_max),
             payment_gateway=get("PAYMENT_GATEWAY", adapter, defaults.payment_gateway),
             rate_limit_per_second=get(
                 "RATE_LIMIT_PER_SECOND", positive_float, defaults.rate_limit_per_second
