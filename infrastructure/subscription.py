@@ -54,8 +54,8 @@ class LogSubscription(Iterator[Notification]):
     ``interval``, and a pull returns every event of its topics. An error of the
     listening connection (the database went away) is raised by the iteration, so that
     the follower resumes from its tracked position. Given ``shared``, it is one of that
-    :class:`SharedLog`'s, which listens and reads for it; otherwise it listens (on
-    PostgreSQL) and reads on its own.
+    :class:`SharedLog`'s, which listens and reads for it; otherwise it reads on its
+    own, woken (on PostgreSQL) by the process's :class:`Listening`.
     """
 
     def __init__(
@@ -77,7 +77,7 @@ class LogSubscription(Iterator[Notification]):
         self._wake = threading.Event()
         self._stopped = threading.Event()
         self._error: BaseException | None = None
-        self._listener: threading.Thread | None = None
+        self._listening: Listening.Registration | None = None
         self._held_back = False
         self._held_back_wait = HELD_BACK_FIRST
         # The last read reached the head, and no notification came since.
@@ -88,10 +88,9 @@ class LogSubscription(Iterator[Notification]):
         if isinstance(recorder, PostgresApplicationRecorder):
             self._interval = CATCH_UP_INTERVAL if interval is None else interval
             if shared is None:
-                self._listener = threading.Thread(
-                    target=self._listen, args=(recorder,), name="log-listener", daemon=True
+                self._listening = listening(recorder.datastore).add(
+                    recorder.channel_name, self.wake, self.fail
                 )
-                self._listener.start()
         else:
             self._interval = IN_MEMORY_INTERVAL if interval is None else interval
 
@@ -100,8 +99,6 @@ class LogSubscription(Iterator[Notification]):
 
     def __exit__(self, *_: object) -> None:
         self.stop()
-        if self._listener is not None and self._listener is not threading.current_thread():
-            self._listener.join()
 
     def stop(self) -> None:
         """End the iteration (from any thread)."""
@@ -109,6 +106,8 @@ class LogSubscription(Iterator[Notification]):
         self._wake.set()
         if self._shared is not None:
             self._shared.leave(self)
+        if self._listening is not None:
+            self._listening.remove()
 
     def __iter__(self) -> Self:
         return self
@@ -204,12 +203,6 @@ class LogSubscription(Iterator[Notification]):
         while self._pending and len(batch) < limit:
             batch.append(self._pending.popleft())
         return batch
-
-    def _listen(self, recorder: PostgresApplicationRecorder) -> None:
-        try:
-            listen(recorder.datastore, recorder.channel_name, self._stopped, self.wake)
-        except BaseException as error:  # noqa: BLE001 - handed to the iterating thread
-            self.fail(error)
 
 
 class SharedLog:

@@ -160,10 +160,12 @@ def test_a_shed_command_has_its_room_kept_and_each_next_one_comes_back_later() -
     # Too early: told again when its time is (in 1.52 s).
     clock.now += 0.5
     assert decided.decide("bob", "k2") == Shed(2, 1_600, 50.0, 30)
-    # On time, but the backlog is still full: in a second, its ticket kept.
+    # On time, but the backlog is still full (the drain fell behind): a new place at
+    # the end of the schedule, rather than a try every second that would take the
+    # room of those due after it.
     clock.now += 1.5
-    assert decided.decide("alice", "k1") == Shed(1, 1_600, 50.0, 30)
-    assert ("alice", "k1") in tickets.due
+    assert decided.decide("alice", "k1") == Shed(2, 1_600, 50.0, 30)
+    assert tickets.due["alice", "k1"] == clock.now + 2
     # Room again: its ticket is used, before any newcomer's.
     clock.now += 1
     assert decided.decide("alice", "k1") == Admitted(30)
@@ -178,3 +180,21 @@ def test_no_room_is_promised_while_nothing_drains() -> None:
     decided = Admission(Gauge(backlog(150, 0)), 30, 100, clock=clock, tickets=tickets)
     assert decided.decide("alice", "k1") == Shed(30, 150, 0.0, 30)
     assert tickets.due == {}
+
+
+def test_the_tickets_due_within_the_limit_hold_their_room() -> None:
+    clock = Clock()
+    tickets = MemoryTickets(clock)
+    # 400 waiting at 50/s with a limit of 10 s: room for 100 more.
+    decided = Admission(Gauge(backlog(400, 50)), 10, 100, clock=clock, tickets=tickets)
+    soon = {("shed", f"k{n}"): clock.now + 5 + n / 50 for n in range(150)}
+    later = {("shed", f"late{n}"): clock.now + 20 + n / 50 for n in range(150)}
+
+    # 150 holders come back within the 10 s the backlog takes to drain: no room left.
+    tickets.due.update(soon)
+    assert isinstance(decided.decide("newcomer", "n1"), Shed)
+    # Holders 20 s away keep none: the backlog may fill before they come.
+    tickets.due.clear()
+    tickets.due.update(later)
+    clock.now += 1  # past the refresh: the tickets are read again
+    assert decided.decide("newcomer", "n2") == Admitted(8)
