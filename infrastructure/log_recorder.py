@@ -207,16 +207,11 @@ class TransactionOrderedRecorder(PostgresApplicationRecorder):
         # version is taken, or whose ``absent`` aggregate has events, is left out (and
         # then written alone, to raise its own error).
         self._insert_group_statement = SQL(
-            "INSERT INTO {schema}.{table} AS t "
-            "(originator_id, originator_version, topic, state, notification_id) "
-            "SELECT e.originator_id, e.originator_version, e.topic, e.state, "
-            "(pg_current_xact_id()::text::bigint << {bits}) + e.place "
-            "FROM unnest(%s::{schema}.{stored_event_type}[]) WITH ORDINALITY "
-            "AS e(originator_id, originator_version, topic, state, place) "
-            "JOIN unnest(%s::uuid[]) WITH ORDINALITY AS a(absent, place) ON a.place = e.place "
-            "WHERE a.absent IS NULL OR NOT EXISTS "
-            "(SELECT FROM {schema}.{table} WHERE originator_id = a.absent) "
-            "ORDER BY e.place ON CONFLICT DO NOTHING RETURNING notification_id"
+            insert
+            + "JOIN unnest(%s::uuid[]) WITH ORDINALITY AS a(absent, place) ON a.place = e.place "
+            + "WHERE a.absent IS NULL OR NOT EXISTS "
+            + "(SELECT FROM {schema}.{table} WHERE originator_id = a.absent) "
+            + "ORDER BY e.place ON CONFLICT DO NOTHING RETURNING notification_id"
         ).format(**names)
         self._group: GroupCommit[GroupedWrite, int] | None = None
         self._notify_statement = SQL("SELECT pg_notify(%s, %s)")
@@ -283,12 +278,7 @@ class TransactionOrderedRecorder(PostgresApplicationRecorder):
             raise TooManyEventsError(msg)
         with self.datastore.get_connection() as conn:
             ids = self._write(conn, stored_events, **kwargs)
-            if stored_events:
-                self._notify(
-                    conn,
-                    sorted({event.topic for event in stored_events}),
-                    sorted({str(event.originator_id) for event in stored_events}),
-                )
+            self._notify(conn, stored_events)
         return ids
 
     def _write(
@@ -348,12 +338,7 @@ class TransactionOrderedRecorder(PostgresApplicationRecorder):
                 for (event, _), outcome in zip(writes, outcomes, strict=True)
                 if isinstance(outcome, int)
             ]
-            if recorded:
-                self._notify(
-                    conn,
-                    sorted({event.topic for event in recorded}),
-                    sorted({str(event.originator_id) for event in recorded}),
-                )
+            self._notify(conn, recorded)
         return outcomes
 
     def _write_alone(
@@ -382,9 +367,12 @@ class TransactionOrderedRecorder(PostgresApplicationRecorder):
     def _notify_channel(self, curs: Cursor[DictRow]) -> None:
         """Not inside the write: a NOTIFY in a transaction serializes its commit."""
 
-    def _notify(
-        self, conn: psycopg.Connection[DictRow], topics: Sequence[str], originators: Sequence[str]
-    ) -> None:
+    def _notify(self, conn: psycopg.Connection[DictRow], recorded: Sequence[StoredEvent]) -> None:
+        """Wake the followers of the topics and aggregates of ``recorded`` (if any)."""
+        if not recorded:
+            return
+        topics = sorted({event.topic for event in recorded})
+        originators = sorted({str(event.originator_id) for event in recorded})
         # Best effort: the events are committed whatever happens here, and followers
         # pull at least every second without a notification. Never raised: a retry of
         # the whole write would meet its own events and report a failure.

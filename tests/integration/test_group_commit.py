@@ -19,6 +19,7 @@ from infrastructure.settings import Settings
 from interfaces.bootstrap import migrate
 from tests.support.commands import Tally
 from tests.support.processes import wait_until
+from tests.support.servers import backends
 
 pytestmark = pytest.mark.postgres
 
@@ -142,9 +143,4 @@ def test_a_write_alone_commits_at_once(app: BoxofficeApplication) -> None:
 
 def blocker_waited_on(database_url: str) -> bool:
     """Whether a backend of the test's database waits for a lock (the held version)."""
-    with psycopg.connect(database_url) as conn:
-        row = conn.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-            "AND wait_event_type = 'Lock'"
-        ).fetchone()
-    return bool(row and row[0])
+    return backends(database_url, "wait_event_type = 'Lock'") > 0

@@ -19,6 +19,7 @@ from infrastructure.view_progress import ViewProgressListener
 from tests.integration.test_log_subscription import collecting, counting_pulls
 from tests.support.commands import Tally
 from tests.support.processes import wait_until
+from tests.support.servers import backends
 
 pytestmark = pytest.mark.postgres
 
@@ -27,12 +28,7 @@ TALLY = "tests.support.commands:Tally.Opened"
 
 def listening_backends(database_url: str) -> int:
     """The connections to the test's database that LISTEN."""
-    with psycopg.connect(database_url) as conn:
-        row = conn.execute(
-            "SELECT count(*) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND query LIKE 'LISTEN%%'"
-        ).fetchone()
-    return int(row[0]) if row else 0
+    return backends(database_url, "query LIKE 'LISTEN%%'")
 
 
 def test_the_followers_of_a_process_share_one_read_per_wake(database_url: str) -> None:

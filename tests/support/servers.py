@@ -11,6 +11,8 @@ import os
 import subprocess
 from pathlib import Path
 
+import psycopg
+
 
 def available() -> bool:
     """Whether the servers were started by ``scripts/test-services.sh`` for this run."""
@@ -62,3 +64,14 @@ def stop_rabbitmq() -> None:
 def start_rabbitmq() -> None:
     """Start the RabbitMQ application again (durable queues and messages come back)."""
     _rabbitmqctl("start_app")
+
+
+def backends(database_url: str, condition: str) -> int:
+    """How many connections to the database at ``database_url`` meet ``condition`` (SQL
+    over ``pg_stat_activity``'s columns)."""
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity "  # noqa: S608 - the tests' own SQL
+            f"WHERE datname = current_database() AND {condition}"
+        ).fetchone()
+    return int(row[0]) if row else 0
