@@ -28,10 +28,9 @@ SHORTEST_WINDOW = 1.0
 # A shed command is never told to wait more than this many times the limit (a reading
 # of a rate near zero would say hours).
 LONGEST_RETRY = 30
-# The tickets due within the limit (``max_backlog_seconds``), and at least this many
-# seconds, hold their room against new commands: their holders come back while the
-# backlog of now drains. Those due later do not, so that an empty backlog is not kept
-# empty for clients still minutes away.
+# The tickets due within this many seconds hold their room against new commands: their
+# holders are on their way. Those due later do not, so that an empty backlog is not
+# kept empty for clients still minutes away, or late.
 PROMISE_HORIZON = 2.0
 
 
@@ -116,8 +115,8 @@ class Admission:
     A shed command that has an ``Idempotency-Key`` gets a ticket for the time it is
     told to come back, after the tickets told before it, one drained command apart: a
     client that honours ``Retry-After`` finds its room kept, whichever web process it
-    reaches, while new commands are shed as long as the tickets due within the limit
-    (:data:`PROMISE_HORIZON` at least) fill the backlog. A ticket is used whenever the
+    reaches, while new commands are shed as long as the tickets due within
+    :data:`PROMISE_HORIZON` fill the backlog. A ticket is used whenever the
     backlog has room, early or late. A holder that comes back on time and finds no room
     (the drain fell behind the schedule) gets a new place at the schedule's end, so
     that it does not take the room of the holders due after it.
@@ -193,7 +192,7 @@ class Admission:
         # retries come back at the rate the backlog drains (the table orders them:
         # another web process's tickets since the last reading are not counted here).
         due = tickets.issue(client, key, self._back_under(reading, 0), 1 / rate)
-        if due <= self._horizon:
+        if due <= PROMISE_HORIZON:
             with self._counting:
                 self._issued += 1
         return self._shed(reading, min(math.ceil(due), self._longest))
@@ -230,11 +229,6 @@ class Admission:
         return min(self._longest, max(1, math.ceil(ahead / rate)))
 
     @property
-    def _horizon(self) -> float:
-        """Tickets due within this many seconds hold room (see :data:`PROMISE_HORIZON`)."""
-        return max(PROMISE_HORIZON, self.max_backlog_seconds)
-
-    @property
     def _longest(self) -> int:
         return max(1, math.ceil(self.max_backlog_seconds * LONGEST_RETRY))
 
@@ -254,7 +248,7 @@ class Admission:
             busy = reading.waiting >= self.min_backlog
             self._capacity = reading.rate if busy else max(self._capacity, reading.rate)
             if self.tickets is not None:
-                promised = self.tickets.outstanding(self._horizon)
+                promised = self.tickets.outstanding(PROMISE_HORIZON)
                 with self._counting:
                     self._promised, self._issued = promised, 0
         except Exception:
