@@ -116,10 +116,10 @@ class Admission:
     told to come back, after the tickets told before it, one drained command apart: a
     client that honours ``Retry-After`` finds its room kept, whichever web process it
     reaches, while new commands are shed as long as the tickets due within
-    :data:`PROMISE_HORIZON` fill the backlog. A ticket is used whenever the
-    backlog has room, early or late. A holder that comes back on time and finds no room
-    (the drain fell behind the schedule) gets a new place at the schedule's end, so
-    that it does not take the room of the holders due after it.
+    :data:`PROMISE_HORIZON` fill the backlog. A ticket is used whenever the backlog has
+    room, early or late. A holder that comes back on time and finds no room (the drain
+    fell behind the schedule) gets a new place at the schedule's end, so that it does
+    not take the room of the holders due after it.
 
     The drain rate read is what the workers did, which is less than what they can do
     while the backlog is nearly empty: the rate that paces the tickets is the last one
