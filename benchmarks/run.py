@@ -11,7 +11,8 @@ commit on when ``make bench`` starts it), with load from ``wrk``, a separate pro
   from the first request until every accepted command is succeeded *and* in the
   registry; (c) at 25 % and 50 % of (b): the ``Prefer: wait`` round trip and the time
   until the registry shows the outcome, p50/p95/p99; (d) a reservation's saga of four
-  commands, placed to confirmed, p50/p99; (e) a projection rebuild's events/s;
+  commands, placed to confirmed, p50/p99, on a new show and on one of 4,001 events
+  (read from its snapshot); (e) a projection rebuild's events/s;
   (f) (b) and (c) again with a million events in the log; (g) ``sagas replay`` of
   thousands of recorded sagas, sagas/s (``benchmarks/replay.py``); (h) (b) with
   OpenTelemetry tracing off and on (the in-memory exporter), in pairs of runs, the
@@ -324,14 +325,18 @@ def paced(base: str, rate: float, seconds: float) -> dict[str, Any]:
     }
 
 
-def sagas(base: str, count_: int) -> dict[str, float]:
-    """(d) a reservation placed until it is confirmed (four commands), one at a time."""
-    seats = [f"S{n}" for n in range(count_)]
-    show_id = f"saga-{uuid.uuid4().hex[:6]}"
-    status, _, _ = request(
-        base, "PUT", f"/shows/{show_id}", {**SHOW, "seats": seats}, Prefer="wait=10"
-    )
-    assert status == 201, status
+def sagas(base: str, count_: int, on: tuple[str, list[str]] | None = None) -> dict[str, float]:
+    """(d) a reservation placed until it is confirmed (four commands), one at a time, on
+    a new show (or ``on``: a show's id and free seats)."""
+    if on is None:
+        seats = [f"S{n}" for n in range(count_)]
+        show_id = f"saga-{uuid.uuid4().hex[:6]}"
+        status, _, _ = request(
+            base, "PUT", f"/shows/{show_id}", {**SHOW, "seats": seats}, Prefer="wait=10"
+        )
+        assert status == 201, status
+    else:
+        show_id, seats = on[0], on[1][:count_]
     durations: list[float] = []
     for seat in seats:
         reservation = f"r-{uuid.uuid4().hex[:8]}"
@@ -352,6 +357,39 @@ def sagas(base: str, count_: int) -> dict[str, float]:
             time.sleep(0.002)
         durations.append((time.perf_counter() - sent) * 1000)
     return percentiles(durations)
+
+
+# (d) again on a show that sold this many seats before (two events each): the commands
+# that change it read it from its latest snapshot, not from its first event.
+HOT_SHOW_SOLD = 2_000
+
+
+def hot_show(url: str, base: str, free: int) -> tuple[str, list[str]]:
+    """A show made through the API, then sold :data:`HOT_SHOW_SOLD` seats by saves
+    straight to its log, with ``free`` seats left: its id and those seats, once the
+    views have it all."""
+    show_id = f"hot-{uuid.uuid4().hex[:6]}"
+    seats = [f"H{n}" for n in range(HOT_SHOW_SOLD + free)]
+    status, _, _ = request(
+        base, "PUT", f"/shows/{show_id}", {**SHOW, "seats": seats}, Prefer="wait=10"
+    )
+    assert status == 201, status
+    app = build_application(Settings(database_url=url))
+    show: Show = app.repository.get(Show.create_id(show_id))
+    for number, seat in enumerate(seats[:HOT_SHOW_SOLD]):
+        show.reserve_or_wait(f"sold-{number}", [seat])
+        show.sell_seats(f"sold-{number}")
+        if number % 100 == 99:
+            app.save(show)
+    app.save(show)
+    app.close()
+
+    def sold() -> bool:
+        code, document, _ = request(base, "GET", f"/shows/{show_id}")
+        return code == 200 and len(document.get("available", [])) == free
+
+    wait_until(sold, 120, "the hot show in its view")
+    return show_id, seats[HOT_SHOW_SOLD:]
 
 
 def rebuild(settings: Settings) -> dict[str, float]:
@@ -462,6 +500,7 @@ def measure(
             rates = {f"{share}%": end_to_end * share / 100 for share in (25, 50)}
         loads = {share: paced(base, rate, args.paced_seconds) for share, rate in rates.items()}
         saga = sagas(base, args.sagas) if first else None
+        hot = sagas(base, args.sagas, hot_show(url, base, args.sagas)) if first else None
     measured: dict[str, Any] = {
         "accepts_per_s": round(accepted.accepted_per_s, 1),
         "accept_latency_ms": accepted.latency_ms,
@@ -471,8 +510,9 @@ def measure(
         "samples": samples,
         "paced": loads,
     }
-    if saga is not None:
+    if saga is not None and hot is not None:
         measured["saga_ms"] = saga
+        measured["hot_show_saga_ms"] = {**hot, "show_events": 2 * HOT_SHOW_SOLD + 1}
     return measured
 
 
@@ -584,6 +624,14 @@ def table(results: dict[str, Any]) -> str:
         rows.append((f"registry visible, {share} load, p50/p99 ms", _pair(visible), rate))
         rows.append((f"Prefer: wait, {share} load, p50/p99 ms", _pair(waited), rate))
     rows.append(("saga of 4 commands, p50/p99 ms", _pair(box["saga_ms"]), ""))
+    hot = box["hot_show_saga_ms"]
+    rows.append(
+        (
+            f"saga of 4 commands on a show of {hot['show_events']:,} events, p50/p99 ms",
+            _pair(hot),
+            f"{ratios['hot_show_saga_vs_new_show']}x the saga on a new show (p50)",
+        )
+    )
     rebuilt = box["rebuild"]
     rows.append(("rebuild, events/s", rebuilt["events_per_s"], f"{rebuilt['events']} events"))
     replayed = box.get("replay")
@@ -783,6 +831,9 @@ def main() -> int:
             ),
             "end_to_end_vs_eventsourcing_saves": round(
                 box["end_to_end_per_s"] / baselines["eventsourcing_saves_per_s"], 2
+            ),
+            "hot_show_saga_vs_new_show": round(
+                box["hot_show_saga_ms"]["p50"] / box["saga_ms"]["p50"], 2
             ),
             "traced_vs_untraced_end_to_end": box["tracing"]["traced_vs_untraced"],
             "traced_vs_untraced_cpu": box["tracing"]["cpu_traced_vs_untraced"],

@@ -27,7 +27,7 @@ from eventsourcing.postgres import (
 from eventsourcing.utils import Environment
 from psycopg.sql import SQL, Identifier
 
-from application.event_log import BoxofficeApplication
+from application.event_log import SNAPSHOT_INTERVAL, BoxofficeApplication
 from infrastructure.leased_work import FencedTrackingRecorder
 from infrastructure.settings import Settings
 
@@ -61,6 +61,7 @@ def event_store_env(settings: Settings, *, create_table: bool = False) -> dict[s
         "POSTGRES_CONNECT_TIMEOUT": str(settings.db_connect_timeout),
         "POSTGRES_PRE_PING": "y",
         "CREATE_TABLE": "y" if create_table else "n",
+        SNAPSHOT_INTERVAL: str(settings.snapshot_interval),
     }
 
 

@@ -179,6 +179,9 @@ class Settings:
     # At most this many accepts in flight in one process commit in one transaction
     # (infrastructure/group_commit.py); 1: each commits alone.
     accept_group_max: int = 64
+    # Every this many events of an aggregate, a snapshot of it is taken, and a longer
+    # history is read from its latest one (application/event_log.py); 0: never.
+    snapshot_interval: int = 50
     payment_gateway: str = "fake"
     # Admission control (application/admission.py): new commands are refused with a 503
     # while the backlog holds more than this many seconds of work at the drain rate
@@ -249,6 +252,12 @@ class Settings:
             value = int(raw)
             if value < 1:
                 raise ValueError("must be a whole number of at least 1")
+            return value
+
+        def non_negative_int(raw: str) -> int:
+            value = int(raw)
+            if value < 0:
+                raise ValueError("must be a whole number of at least 0")
             return value
 
         def segments(raw: str) -> int:
@@ -390,6 +399,9 @@ class Settings:
                 "PUBLISH_GRACE_SECONDS", non_negative_float, defaults.publish_grace_seconds
             ),
             accept_group_max=get("ACCEPT_GROUP_MAX", positive_int, defaults.accept_group_max),
+            snapshot_interval=get(
+                "SNAPSHOT_INTERVAL", non_negative_int, defaults.snapshot_interval
+            ),
             payment_gateway=get("PAYMENT_GATEWAY", adapter, defaults.payment_gateway),
             rate_limit_per_second=get(
                 "RATE_LIMIT_PER_SECOND", positive_float, defaults.rate_limit_per_second

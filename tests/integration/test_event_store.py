@@ -135,3 +135,48 @@ def test_a_create_is_accepted_in_one_statement_that_checks_its_target(
     assert again.replayed
     assert again.command.id == accepted.command.id
     assert unrecorded is None
+
+
+def test_a_long_history_is_read_from_its_snapshot_in_two_round_trips(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A show that sold 60 seats (121 events) is read from its snapshot at 100 and the
+    events after it, in two reads; a short one still in one."""
+    settings = Settings(
+        database_url=database_url, snapshot_interval=50, db_pool_size=1, db_max_overflow=0
+    )
+    migrate(settings)
+    app = build_application(settings)
+    datastore: Any = app.recorder.datastore  # type: ignore[attr-defined]
+    seats = [f"S{n}" for n in range(60)]
+    show = Show.schedule("long", "Hamlet", "2027-01-01T20:00:00Z", seats, 100)
+    for n, seat in enumerate(seats):
+        show.reserve_or_wait(f"r{n}", [seat])
+        show.sell_seats(f"r{n}")
+        if n % 7 == 6:
+            app.save(show)
+    app.save(show)
+    short = Show.schedule("short", "Hamlet", "2027-01-01T20:00:00Z", ["A1"], 100)
+    app.save(short)
+    # Read before, so that the reads traced are not the first of their statements
+    # (psycopg prepares a statement run often, in a round trip of its own).
+    for _ in range(6):
+        app.repository.get(show.id)
+        app.repository.get(short.id)
+    with traced(datastore, tmp_path / "long.trace", monkeypatch) as long_trace:
+        found: Show = app.repository.get(show.id)
+    with traced(datastore, tmp_path / "short.trace", monkeypatch) as short_trace:
+        app.repository.get(short.id)
+    with psycopg.connect(database_url) as conn:
+        taken = conn.execute(
+            "SELECT originator_version FROM boxoffice_snapshots WHERE originator_id = %s"
+            " ORDER BY 1",
+            (show.id,),
+        ).fetchall()
+    app.close()
+
+    assert [row[0] for row in taken] == [50, 100]
+    assert found.version == show.version == 121
+    assert (found.sold, found.held, found.available) == (show.sold, show.held, show.available)
+    assert long_trace.round_trips == 2, long_trace.text
+    assert short_trace.round_trips == 1, short_trace.text

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from infrastructure.event_store import event_store_env
 from infrastructure.settings import ApiKey, DatabaseUrl, Settings, SettingsError
 
 
@@ -132,3 +133,15 @@ def test_segments_are_a_whole_number_from_one_to_sixteen() -> None:
         "VIEW_SEGMENTS='0': must be a whole number from 1 to 16",
         "SAGA_SEGMENTS='17': must be a whole number from 1 to 16",
     ]
+
+
+def test_the_snapshot_interval_is_a_whole_number_zero_for_none() -> None:
+    assert Settings.from_env({}).snapshot_interval == 50
+    assert Settings.from_env({"SNAPSHOT_INTERVAL": "0"}).snapshot_interval == 0
+    chosen = Settings(database_url="postgresql://u@db/box", snapshot_interval=20)
+    assert event_store_env(chosen)["SNAPSHOT_INTERVAL"] == "20"
+
+    with pytest.raises(SettingsError) as raised:
+        Settings.from_env({"SNAPSHOT_INTERVAL": "-1"})
+
+    assert raised.value.problems == ["SNAPSHOT_INTERVAL='-1': must be a whole number of at least 0"]
