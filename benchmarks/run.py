@@ -386,7 +386,7 @@ def hot_show(url: str, base: str, free: int) -> tuple[str, list[str]]:
 
     def sold() -> bool:
         code, document, _ = request(base, "GET", f"/shows/{show_id}")
-        return code == 200 and len(document.get("available", [])) == free
+        return code == 200 and len(document["seats"]["available"]) == free
 
     wait_until(sold, 120, "the hot show in its view")
     return show_id, seats[HOT_SHOW_SOLD:]
