@@ -32,6 +32,22 @@ class RecordedHistory:
         together: list[Notification] = recorder.select_transaction_of(marks[-1].id)
         return [n for n in together if n.originator_id != aggregate_id]
 
+    def pending(
+        self, after: int, topics: Sequence[str], cap: int
+    ) -> tuple[int, Notification | None]:
+        """How many events (of ``topics`` only, if given) the log holds after position
+        ``after``, counted up to ``cap``, and the first of them. On PostgreSQL the count
+        is one row back: a follower far behind is not read in full at every scrape."""
+        recorder = self.app.recorder
+        first = recorder.select_notifications(start=after + 1, limit=1, topics=topics)
+        if not first:
+            return 0, None
+        if isinstance(recorder, TransactionOrderedRecorder):
+            return recorder.count_after(after, topics, cap), first[0]
+        return len(recorder.select_notifications(start=after + 1, limit=cap, topics=topics)), first[
+            0
+        ]
+
     def events_of(
         self, aggregate_ids: Sequence[UUID], topics: Sequence[str] = ()
     ) -> dict[UUID, list[Any]]:

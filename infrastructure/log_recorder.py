@@ -223,6 +223,11 @@ class TransactionOrderedRecorder(PostgresApplicationRecorder):
             "AND (cardinality(%s::text[]) = 0 OR topic = ANY(%s)) "
             "ORDER BY originator_id, originator_version"
         ).format(**names)
+        self._count_after_statement = SQL(
+            "SELECT count(*) AS n FROM (SELECT FROM {schema}.{table} "
+            "WHERE notification_id > %s AND (cardinality(%s::text[]) = 0 OR topic = ANY(%s)) "
+            "LIMIT %s) pending"
+        ).format(**names)
         self._transaction_statement = SQL(
             "SELECT notification_id, originator_id, originator_version, topic, state "
             "FROM {schema}.{table} WHERE notification_id >= (%s >> {bits}) << {bits} "
@@ -417,6 +422,15 @@ class TransactionOrderedRecorder(PostgresApplicationRecorder):
             statement += SQL(" AND e.notification_id <= %s")
             params.append(stop)
         return [_notification(row) for row in self._select(statement, params, topics, limit)]
+
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def count_after(self, after: int, topics: Sequence[str], cap: int) -> int:
+        """How many events (of ``topics`` only, if given) the log holds after position
+        ``after``, counted up to ``cap``: one row back, not the events."""
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(self._count_after_statement, [after, list(topics), list(topics), cap])
+            row = curs.fetchone()
+        return int(row["n"]) if row else 0
 
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def select_events_of(

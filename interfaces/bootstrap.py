@@ -10,7 +10,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
-from functools import partial
+from functools import cached_property, partial
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -334,16 +334,22 @@ class Container:
         relay = view_on(datastore, "relay", FencedTrackingRecorder)
         net = view_on(datastore, SAFETY_NET_TRACKER, FencedTrackingRecorder)
         sagas = view_on(datastore, SagaRunner.name, FencedTrackingRecorder)
-        runner = SagaRunner(None, ApplicationStore(self.app), self.pipeline, self.catalog.sagas)
         segments = Segment.all(self.settings.saga_segments)
         return {
             "relay": (relay.max_tracking_id(name) or 0, OutboxRelay.event_topics()),
             SafetyNet.name: (net.max_tracking_id(name) or 0, SafetyNet.event_topics()),
             SagaRunner.name: (
                 min(sagas.max_tracking_id(s.tracking_name(name)) or 0 for s in segments),
-                runner.event_topics(),
+                self._saga_topics,
             ),
         }
+
+    @cached_property
+    def _saga_topics(self) -> tuple[str, ...]:
+        """The topics the saga runner follows (a runner built once to ask, not at every
+        scrape of the followers)."""
+        runner = SagaRunner(None, ApplicationStore(self.app), self.pipeline, self.catalog.sagas)
+        return runner.event_topics()
 
     def leases(self) -> list[dict[str, Any]]:
         """Every lease with its holder and age (none on the in-memory store)."""

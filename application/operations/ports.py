@@ -31,6 +31,13 @@ class History(Protocol):
         of ``aggregate_id`` (none where the store keeps no transactions)."""
         ...
 
+    def pending(
+        self, after: int, topics: Sequence[str], cap: int
+    ) -> tuple[int, Notification | None]:
+        """How many events (of ``topics`` only, if given) the log holds after position
+        ``after``, counted up to ``cap``, and the first of them (None: none)."""
+        ...
+
     def events_of(
         self, aggregate_ids: Sequence[UUID], topics: Sequence[str] = ()
     ) -> dict[UUID, list[Any]]:

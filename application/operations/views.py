@@ -71,16 +71,13 @@ def followers_status(operator: Operator) -> list[dict[str, Any]]:
     now = datetime.now(UTC)
     found = []
     for name, (position, topics) in sorted(operator.followers().items()):
-        pending = operator.app.recorder.select_notifications(
-            start=position + 1, limit=LAG_CAP, topics=topics
-        )
+        lag, oldest = operator.history.pending(position, topics, LAG_CAP)
         found.append(
             {
                 "name": name,
                 "position": position,
-                "lag": len(pending),
-                # The oldest pending event is in hand: its age needs no second read.
-                "lag_seconds": _age_of(operator, pending[0], now) if pending else 0.0,
+                "lag": lag,
+                "lag_seconds": _age_of(operator, oldest, now) if oldest is not None else 0.0,
             }
         )
     return found
