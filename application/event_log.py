@@ -82,7 +82,9 @@ class SnapshottingRepository(Repository[UUID]):
     after the latest one (or all of them) are read.
     """
 
-    def __init__(self, event_store: EventStore[UUID], snapshots: EventStore[UUID], interval: int):
+    def __init__(
+        self, event_store: EventStore[UUID], snapshots: EventStore[UUID], interval: int
+    ) -> None:
         super().__init__(event_store=event_store, snapshot_store=snapshots)
         self.snapshots = snapshots
         self.interval = interval

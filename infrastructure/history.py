@@ -43,10 +43,10 @@ class RecordedHistory:
         if not first:
             return 0, None
         if isinstance(recorder, TransactionOrderedRecorder):
-            return recorder.count_after(after, topics, cap), first[0]
-        return len(recorder.select_notifications(start=after + 1, limit=cap, topics=topics)), first[
-            0
-        ]
+            count = recorder.count_after(after, topics, cap)
+        else:
+            count = len(recorder.select_notifications(start=after + 1, limit=cap, topics=topics))
+        return count, first[0]
 
     def events_of(
         self, aggregate_ids: Sequence[UUID], topics: Sequence[str] = ()
