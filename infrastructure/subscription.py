@@ -391,23 +391,6 @@ def listening(datastore: PostgresDatastore) -> Listening:
         return found
 
 
-def listen(
-    datastore: PostgresDatastore,
-    channel: str,
-    stopped: threading.Event,
-    received: Callable[[str], None],
-) -> None:
-    """Hand ``received`` the payload of each notification on ``channel``, on one
-    connection of ``datastore``'s pool, until ``stopped`` is set. The connection's
-    errors (the database went away) are raised."""
-    with datastore.get_connection() as conn:
-        conn.execute(SQL("LISTEN {0}").format(Identifier(channel)))
-        while not stopped.is_set():
-            # A short timeout so that a stop is noticed soon.
-            for notify in conn.notifies(timeout=0.1, stop_after=1):
-                received(notify.payload)
-
-
 def subscribe(
     recorder: Any,
     gt: int | None,
