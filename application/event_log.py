@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping
+from functools import cached_property
 from itertools import chain
 from typing import Any, Protocol, runtime_checkable
 from uuid import UUID
@@ -86,7 +87,6 @@ class SnapshottingRepository(Repository[UUID]):
         self, event_store: EventStore[UUID], snapshots: EventStore[UUID], interval: int
     ) -> None:
         super().__init__(event_store=event_store, snapshot_store=snapshots)
-        self.snapshots = snapshots
         self.interval = interval
 
     def _reconstruct_aggregate(
@@ -96,6 +96,8 @@ class SnapshottingRepository(Repository[UUID]):
         projector_func: ProjectorFunction[Any, Any],
     ) -> Any:
         recorder, mapper = self.event_store.recorder, self.event_store.mapper
+        snapshots = self.snapshot_store
+        assert snapshots is not None, "given at construction"
         window = self.interval + 1
         newest = recorder.select_events(aggregate_id, lte=version, desc=True, limit=window)
         events: Iterable[Any]
@@ -103,7 +105,7 @@ class SnapshottingRepository(Repository[UUID]):
             start: list[Any] = []
             events = (mapper.to_domain_event(stored) for stored in reversed(newest))
         else:
-            start = list(self.snapshots.get(aggregate_id, desc=True, limit=1, lte=version))
+            start = list(snapshots.get(aggregate_id, desc=True, limit=1, lte=version))
             taken = start[0].originator_version if start else 0
             if taken >= newest[-1].originator_version - 1:
                 events = (
@@ -139,9 +141,10 @@ class BoxofficeApplication(Application[UUID]):
         self._groups_commits = isinstance(self.recorder, GroupsCommits)
         self._guards_absence = isinstance(self.recorder, GuardsAbsence)
 
-    @property
+    @cached_property
     def snapshot_interval(self) -> int:
-        """How many events apart an aggregate's snapshots are (0: none are taken)."""
+        """How many events apart an aggregate's snapshots are (0: none are taken); read
+        from the environment once, not at every save."""
         return int(self.env.get(SNAPSHOT_INTERVAL) or DEFAULT_SNAPSHOT_INTERVAL)
 
     def construct_repository(self) -> Repository[UUID]:
