@@ -193,12 +193,15 @@ class CommandPipeline:
         worker: str,
         redelivered: bool = False,
         delivered: dict[str, str] | None = None,
+        traceparent: str | None = None,
     ) -> Outcome:
         """Run one delivery of a command message.
 
         ``redelivered`` is the broker's flag for a message whose earlier consumer went
         away without acknowledging it; ``delivered`` says when the message was published
-        and received (``published_at``, ``received_at``), recorded with the outcome.
+        and received (``published_at``, ``received_at``), recorded with the outcome;
+        ``traceparent`` is the span the message was published under, which the run's
+        span continues.
 
         A delivery that finds the command decided, or another run ahead of it, does
         nothing. Otherwise the handler runs and its aggregates are saved together with
@@ -211,7 +214,9 @@ class CommandPipeline:
             return Outcome.SKIPPED
         with (
             log_context.bound(**log_context.of_command(command)),
-            self.tracer.span(f"run {command.command_type}", attempt=str(attempt)),
+            self.tracer.span(
+                f"run {command.command_type}", traceparent, kind="consumer", attempt=str(attempt)
+            ),
         ):
             outcome = self._execute(command, attempt, worker, redelivered, delivered)
             logger.info("attempt %d of %s: %s", attempt, command.command_type, outcome.value)

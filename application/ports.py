@@ -162,10 +162,12 @@ class Tracer(Protocol):
     events, it is how the next process continues the trace."""
 
     def span(
-        self, name: str, parent: str | None = None, **attributes: str
+        self, name: str, parent: str | None = None, *, kind: str = "internal", **attributes: str
     ) -> AbstractContextManager[None]:
         """A span around the block: a child of the span current here, or when none is
-        (a follower's batch of several traces), of ``parent`` (a traceparent)."""
+        (a follower's batch of several traces, a worker's run of a message), of
+        ``parent`` (a traceparent). ``kind`` is OpenTelemetry's, by name: ``consumer``
+        for the run of a message."""
         ...
 
     def current(self) -> str | None:
@@ -177,7 +179,7 @@ class Untraced:
     """The :class:`Tracer` that traces nothing: tracing off (the default), tests, replays."""
 
     def span(
-        self, name: str, parent: str | None = None, **attributes: str
+        self, name: str, parent: str | None = None, *, kind: str = "internal", **attributes: str
     ) -> AbstractContextManager[None]:
         """No span."""
         return nullcontext()

@@ -11,6 +11,7 @@ from uuid import UUID
 from celery import Celery
 from kombu import Exchange, Queue
 
+from infrastructure import tracing
 from infrastructure.settings import Settings
 
 EXECUTE_TASK = "boxoffice.commands.execute.v1"
@@ -27,6 +28,10 @@ def build_celery(settings: Settings) -> Celery:
         accept_content=["json"],
         result_serializer="json",
         task_ignore_result=True,
+        # No result backend: the disabled one holds nothing, so one per process will
+        # do, instead of one per thread, each made by scanning every installed
+        # package's entry points (a web process's request threads publish).
+        result_backend_thread_safe=True,
         task_default_queue=settings.command_queue,
         # A message is acknowledged only after its command's outcome is recorded, and
         # redelivered when the worker dies: at-least-once delivery. The Command aggregate
@@ -94,6 +99,9 @@ def _transport_options(settings: Settings) -> dict[str, Any]:
 
 # The message header that says when the message was published.
 PUBLISHED_AT = "boxoffice_published_at"
+# The message header that carries the span it was published under (W3C's name, as
+# OpenTelemetry's own Celery instrumentation puts it, so a message of either is read).
+TRACEPARENT = "traceparent"
 
 
 # How a publish retries while the broker cannot be reached: a part's patience, and a
@@ -120,6 +128,12 @@ class CeleryCommandTransport:
     ) -> None:
         """Publish "run ``attempt`` of ``command_id``", to run no earlier than ``eta``."""
         countdown = None
+        # When it was sent, for the command's timeline (a worker records it with the
+        # run); a header, which a worker of an earlier release ignores.
+        headers = {PUBLISHED_AT: datetime.now(UTC).isoformat()}
+        traceparent = tracing.current_traceparent()
+        if traceparent is not None:
+            headers[TRACEPARENT] = traceparent
         if eta is not None and self._whole_seconds:
             countdown = math.ceil((eta - datetime.now(UTC)).total_seconds())
             eta = None
@@ -127,9 +141,7 @@ class CeleryCommandTransport:
             EXECUTE_TASK,
             args=[str(command_id), attempt],
             kwargs={"takeover": True} if takeover else {},
-            # When it was sent, for the command's timeline (a worker records it with the
-            # run); a header, which a worker of an earlier release ignores.
-            headers={PUBLISHED_AT: datetime.now(UTC).isoformat()},
+            headers=headers,
             task_id=f"{command_id}.{attempt}",
             eta=eta,
             countdown=countdown if countdown and countdown > 0 else None,

@@ -158,7 +158,7 @@ class DirectPublisher:
             self._transport = self._transport_factory()
         with (
             log_context.bound(**log_context.of_command(command)),
-            tracing.span(f"publish {command.command_type}", command.traceparent),
+            tracing.span(f"publish {command.command_type}", command.traceparent, kind="producer"),
         ):
             self._transport.publish(command.id, 1)
             logger.debug("published %s", command.id)

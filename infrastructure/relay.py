@@ -198,8 +198,8 @@ class SafetyNet(_Publishing):
 
 def _under_its_span(app: Application[Any], event: Any, publish: Callable[[], None]) -> None:
     """``publish`` under the command's log fields and a span under the one recorded with
-    ``event`` (a retry's: its failed run's), so that Celery's instrumentation carries
-    that trace in the message's headers."""
+    ``event`` (a retry's: its failed run's), whose ``traceparent`` the message's headers
+    carry to the worker."""
     # Only the first event of a command says its correlation and causation; a retry or
     # a re-drive (a few of the messages) reads it back.
     accepted = (
@@ -210,6 +210,6 @@ def _under_its_span(app: Application[Any], event: Any, publish: Callable[[], Non
     parent = getattr(event, "traceparent", None) or accepted.traceparent
     with (
         log_context.bound(**log_context.of_command(accepted)),
-        tracing.span(f"publish {accepted.command_type}", parent),
+        tracing.span(f"publish {accepted.command_type}", parent, kind="producer"),
     ):
         publish()

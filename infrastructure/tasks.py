@@ -15,7 +15,7 @@ from eventsourcing.persistence import PersistenceError
 
 from application import log_context
 from application.pipeline import CommandPipeline
-from infrastructure.celery_app import EXECUTE_TASK, PUBLISHED_AT
+from infrastructure.celery_app import EXECUTE_TASK, PUBLISHED_AT, TRACEPARENT
 
 logger = logging.getLogger(__name__)
 
@@ -38,8 +38,17 @@ def register_tasks(
         published_at = getattr(self.request, PUBLISHED_AT, None)
         if isinstance(published_at, str):
             delivered["published_at"] = published_at
+        traceparent = getattr(self.request, TRACEPARENT, None)
         with log_context.bound(command_id=command_id):
-            return _execute(self, command_id, int(attempt), worker, takeover, delivered)
+            return _execute(
+                self,
+                command_id,
+                int(attempt),
+                worker,
+                takeover,
+                delivered,
+                traceparent if isinstance(traceparent, str) else None,
+            )
 
     def _execute(
         self: Task,  # type: ignore[type-arg]
@@ -48,12 +57,15 @@ def register_tasks(
         worker: str,
         takeover: bool,
         delivered: dict[str, str],
+        traceparent: str | None,
     ) -> str:
         try:
             # The broker redelivers a message whose consumer went away; the sweeper
             # publishes a takeover for a run with no sign of life past its lease.
             redelivered = takeover or bool((self.request.delivery_info or {}).get("redelivered"))
-            outcome = pipeline().execute(UUID(command_id), attempt, worker, redelivered, delivered)
+            outcome = pipeline().execute(
+                UUID(command_id), attempt, worker, redelivered, delivered, traceparent
+            )
         except PersistenceError as error:
             # The event store could not record even the outcome: keep the message
             # and try again later, so nothing accepted is dropped.

@@ -84,6 +84,7 @@ class RecordingTracer:
     def __init__(self) -> None:
         self.stack: list[str] = []
         self.names: list[str] = []
+        self.asked: list[tuple[str, str | None, str]] = []
 
     @contextmanager
     def _span(self, name: str) -> Iterator[None]:
@@ -94,7 +95,10 @@ class RecordingTracer:
         finally:
             self.stack.pop()
 
-    def span(self, name: str, parent: str | None = None, **attributes: str) -> Any:
+    def span(
+        self, name: str, parent: str | None = None, *, kind: str = "internal", **attributes: str
+    ) -> Any:
+        self.asked.append((name, parent, kind))
         return self._span(name)
 
     def current(self) -> str | None:
@@ -107,9 +111,12 @@ def test_a_command_records_the_span_of_its_accept_and_of_each_run() -> None:
     pipeline = CommandPipeline(app, build_catalog(), RetryPolicy(max_attempts=3), tracer=tracer)
 
     accepted = pipeline.accept(submission(pipeline, "CreateShow", "k1", show_id="s1", **SHOW))
-    pipeline.execute(accepted.command.id, 1, "worker-1")
+    published = f"00-{'b' * 32}-{'c' * 16}-01"
+    pipeline.execute(accepted.command.id, 1, "worker-1", traceparent=published)
 
     assert tracer.names == ["accept CreateShow", "run CreateShow"]
+    # The run continues the span its message was published under, as its consumer.
+    assert tracer.asked[1] == ("run CreateShow", published, "consumer")
     command = pipeline.get_command(accepted.command.id)
     assert command is not None
     assert command.status == "succeeded"
@@ -202,6 +209,95 @@ def test_a_batch_of_one_trace_runs_inside_its_span_and_a_batch_of_several_inside
     assert alone["parent"] == "2" * 16
     assert "untraced" not in by_name
     assert seen["untraced"] == {}
+
+
+EDGES_IN_A_PROCESS = textwrap.dedent(
+    """
+    import json, uuid
+    from celery import Celery
+    from flask import Flask
+    from opentelemetry import trace
+    from infrastructure import tracing
+    from infrastructure.celery_app import CeleryCommandTransport
+
+    assert tracing.configure("unit")
+    celery = Celery(broker="memory://", set_as_current=False)
+    celery.conf.update(task_default_queue="commands", task_ignore_result=True)
+    app = Flask("unit")
+
+    @app.put("/shows/<show_id>")
+    def put(show_id):
+        with tracing.span("accept CreateShow"):
+            with tracing.span("publish CreateShow", kind="producer"):
+                CeleryCommandTransport(celery).publish(uuid.uuid4(), 1)
+        return {}, 202
+
+    @app.get("/health")
+    def health():
+        return {}, 200
+
+    @app.get("/away")
+    def away():
+        return {}, 503
+
+    tracing.instrument_flask(app)
+    client = app.test_client()
+    client.put("/shows/s1", headers={"traceparent": "00-" + "1" * 32 + "-" + "2" * 16 + "-01"})
+    client.get("/health")
+    client.get("/away")
+    with celery.connection_for_read() as connection:
+        message = connection.SimpleQueue("commands").get(timeout=5)
+    trace.get_tracer_provider().force_flush()
+    exporter = trace.get_tracer_provider()._active_span_processor._span_processors[0]
+    spans = [
+        {
+            "name": s.name,
+            "kind": s.kind.name,
+            "trace": f"{s.context.trace_id:032x}",
+            "span": f"{s.context.span_id:016x}",
+            "parent": f"{s.parent.span_id:016x}" if s.parent else None,
+            "attributes": dict(s.attributes),
+            "error": s.status.status_code.name == "ERROR",
+        }
+        for s in exporter.span_exporter.spans
+    ]
+    print(json.dumps({"spans": spans, "header": message.headers.get("traceparent")}))
+    """
+)
+
+
+def test_a_request_and_a_message_continue_the_trace_at_the_edges() -> None:
+    """The request's server span continues the client's ``traceparent`` and is named
+    by its route; a message carries the span it was published under in its headers;
+    probes are not traced."""
+    found = json.loads(last_line_of(EDGES_IN_A_PROCESS))
+    by_name = {span["name"]: span for span in found["spans"]}
+    assert set(by_name) == {
+        "PUT /shows/<show_id>",
+        "GET /away",
+        "accept CreateShow",
+        "publish CreateShow",
+    }
+
+    request = by_name["PUT /shows/<show_id>"]
+    assert request["kind"] == "SERVER"
+    assert (request["trace"], request["parent"]) == ("1" * 32, "2" * 16)
+    assert request["attributes"] == {
+        "http.request.method": "PUT",
+        "url.path": "/shows/s1",
+        "http.route": "/shows/<show_id>",
+        "http.response.status_code": 202,
+    }
+    assert not request["error"]
+    accept, publish = by_name["accept CreateShow"], by_name["publish CreateShow"]
+    assert accept["parent"] == request["span"]
+    assert (publish["parent"], publish["kind"]) == (accept["span"], "PRODUCER")
+    assert found["header"] == f"00-{'1' * 32}-{publish['span']}-01"
+    # A 5xx is an error; its trace is the service's own when the client sent none.
+    away = by_name["GET /away"]
+    assert away["error"]
+    assert away["parent"] is None
+    assert away["trace"] != "1" * 32
 
 
 SAMPLED_IN_A_PROCESS = textwrap.dedent(
