@@ -125,3 +125,19 @@ def test_log_format_is_checked(monkeypatch: pytest.MonkeyPatch) -> None:
 
     with pytest.raises(SettingsError, match="LOG_FORMAT"):
         Settings.from_env()
+
+
+@pytest.mark.parametrize(
+    ("text", "kept"),
+    [
+        ("AUTHORIZATION: BEARER abc.def", "AUTHORIZATION: [redacted]"),
+        ("{'Card_Token': 'tok_visa'}", "{'Card_Token': '[redacted]'}"),
+        ("sent with bearer xyz-1", "sent with bearer [redacted]"),
+        ("Signature=3f2a, then", "Signature=[redacted], then"),
+        ("accepted CreateShow for /shows/s1", "accepted CreateShow for /shows/s1"),
+    ],
+)
+def test_a_secret_is_found_whatever_the_case_of_its_name(text: str, kept: str) -> None:
+    """A text without the name of a secret skips the patterns: one with it, in any case,
+    does not."""
+    assert logs.Redactor().text(text) == kept
