@@ -180,7 +180,9 @@ def instrument_flask(app: Flask) -> None:
             span.update_name(f"{flask.request.method} {rule.rule}")
             span.set_attribute("http.route", rule.rule)
 
-    app.before_request(routed)
+    # First of the hooks: one that answers early (a refused key, a rate limit) stops
+    # the others, and its request is still named by its route.
+    app.before_request_funcs.setdefault(None, []).insert(0, routed)
     app.wsgi_app = traced  # type: ignore[method-assign]
 
 

@@ -189,7 +189,7 @@ def last_line_of(script: str, **env: str) -> str:
 
 def test_a_batch_of_one_trace_runs_inside_its_span_and_a_batch_of_several_inside_none() -> None:
     found = json.loads(
-        last_line_of(SPANS_IN_A_PROCESS, OTEL_PYTHON_DISABLED_INSTRUMENTATIONS="celery,psycopg")
+        last_line_of(SPANS_IN_A_PROCESS, OTEL_PYTHON_DISABLED_INSTRUMENTATIONS="psycopg")
     )
     seen, spans = found["seen"], found["spans"]
     by_name: dict[str, list[dict[str, Any]]] = {}
@@ -215,7 +215,7 @@ EDGES_IN_A_PROCESS = textwrap.dedent(
     """
     import json, uuid
     from celery import Celery
-    from flask import Flask
+    from flask import Flask, request
     from opentelemetry import trace
     from infrastructure import tracing
     from infrastructure.celery_app import CeleryCommandTransport
@@ -236,6 +236,11 @@ EDGES_IN_A_PROCESS = textwrap.dedent(
     def health():
         return {}, 200
 
+    @app.before_request
+    def refuse():
+        if request.path == "/shows/locked":
+            return {}, 401
+
     @app.get("/away")
     def away():
         return {}, 503
@@ -245,6 +250,9 @@ EDGES_IN_A_PROCESS = textwrap.dedent(
     client.put("/shows/s1", headers={"traceparent": "00-" + "1" * 32 + "-" + "2" * 16 + "-01"})
     client.get("/health")
     client.get("/away")
+    refused = client.put("/shows/locked")
+    garbled = client.put("/shows/s2", headers={"traceparent": "00-nonsense"})
+    assert (refused.status_code, garbled.status_code) == (401, 202)
     with celery.connection_for_read() as connection:
         message = connection.SimpleQueue("commands").get(timeout=5)
     trace.get_tracer_provider().force_flush()
@@ -278,8 +286,11 @@ def test_a_request_and_a_message_continue_the_trace_at_the_edges() -> None:
         "accept CreateShow",
         "publish CreateShow",
     }
+    # The client's request, the one a hook refused, the one with a garbled traceparent.
+    puts = [span for span in found["spans"] if span["name"] == "PUT /shows/<show_id>"]
+    assert len(puts) == 3
 
-    request = by_name["PUT /shows/<show_id>"]
+    request = puts[0]
     assert request["kind"] == "SERVER"
     assert (request["trace"], request["parent"]) == ("1" * 32, "2" * 16)
     assert request["attributes"] == {
@@ -289,7 +300,8 @@ def test_a_request_and_a_message_continue_the_trace_at_the_edges() -> None:
         "http.response.status_code": 202,
     }
     assert not request["error"]
-    accept, publish = by_name["accept CreateShow"], by_name["publish CreateShow"]
+    client_trace = {span["name"]: span for span in found["spans"] if span["trace"] == "1" * 32}
+    accept, publish = client_trace["accept CreateShow"], client_trace["publish CreateShow"]
     assert accept["parent"] == request["span"]
     assert (publish["parent"], publish["kind"]) == (accept["span"], "PRODUCER")
     assert found["header"] == f"00-{'1' * 32}-{publish['span']}-01"
@@ -298,6 +310,14 @@ def test_a_request_and_a_message_continue_the_trace_at_the_edges() -> None:
     assert away["error"]
     assert away["parent"] is None
     assert away["trace"] != "1" * 32
+    # A request a hook answered early is named by its route all the same.
+    refused = puts[1]
+    assert refused["attributes"]["http.response.status_code"] == 401
+    assert refused["attributes"]["http.route"] == "/shows/<show_id>"
+    # A traceparent that is not one starts a trace of the service's own.
+    garbled = puts[2]
+    assert garbled["parent"] is None
+    assert garbled["attributes"]["http.response.status_code"] == 202
 
 
 SAMPLED_IN_A_PROCESS = textwrap.dedent(
@@ -324,7 +344,6 @@ def test_a_ratio_of_zero_starts_no_trace_but_continues_a_sampled_one() -> None:
         SAMPLED_IN_A_PROCESS,
         OTEL_TRACES_SAMPLER="parentbased_traceidratio",
         OTEL_TRACES_SAMPLER_ARG="0",
-        OTEL_PYTHON_DISABLED_INSTRUMENTATIONS="celery",
     )
     assert json.loads(spans) == ["continued"]
 
@@ -344,9 +363,7 @@ STATEMENTS_IN_A_PROCESS = textwrap.dedent(
 def test_sql_statements_are_traced_only_when_asked(trace_sql: str, instrumented: str) -> None:
     """A span per statement doubles what tracing costs: psycopg is left out unless
     ``TRACE_SQL`` asks for it."""
-    found = last_line_of(
-        STATEMENTS_IN_A_PROCESS, OTEL_PYTHON_DISABLED_INSTRUMENTATIONS="celery", TRACE_SQL=trace_sql
-    )
+    found = last_line_of(STATEMENTS_IN_A_PROCESS, TRACE_SQL=trace_sql)
     assert found == instrumented
     assert tracing.statements_traced({"TRACE_SQL": trace_sql}) is (instrumented == "True")
 
