@@ -370,10 +370,13 @@ def current_ids() -> dict[str, str]:
 def taken(name: str, parents: Sequence[str | None]) -> Iterator[None]:
     """A span ``name`` per distinct trace of ``parents`` (traceparents; None: not
     traced) around the block: a follower's batch as each of its commands' traces sees
-    it. With one trace, the block runs inside its span, so that what it does (a saga's
-    commands) continues the trace; a batch of several is no one trace's, so that its
-    log lines name none."""
-    distinct = list(dict.fromkeys(p for p in parents if p)) if _configured else []
+    it, under the trace's last span in the batch (a command's accept and its run in
+    one batch: one span, under the run, the later). With one trace, the block runs
+    inside its span, so that what it does (a saga's commands) continues the trace; a
+    batch of several is no one trace's, so that its log lines name none."""
+    # The trace id is the traceparent's second field: 00-<trace id>-<span id>-<flags>.
+    by_trace = {p[3:35]: p for p in parents if p} if _configured else {}
+    distinct = list(by_trace.values())
     if not distinct:
         yield
         return

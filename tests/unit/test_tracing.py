@@ -157,6 +157,9 @@ SPANS_IN_A_PROCESS = textwrap.dedent(
             pass
     with tracing.taken("untraced", [None]):
         seen["untraced"] = tracing.current_ids()
+    later = "00-" + "1" * 32 + "-" + "3" * 16 + "-01"
+    with tracing.taken("one trace, two spans", [one, two, later]):
+        pass
     trace.get_tracer_provider().force_flush()
     exporter = trace.get_tracer_provider()._active_span_processor._span_processors[0]
     spans = [
@@ -209,6 +212,11 @@ def test_a_batch_of_one_trace_runs_inside_its_span_and_a_batch_of_several_inside
     assert alone["parent"] == "2" * 16
     assert "untraced" not in by_name
     assert seen["untraced"] == {}
+    # A command's accept and its run in one batch: one span, under the later.
+    assert sorted((s["trace"], s["parent"]) for s in by_name["one trace, two spans"]) == [
+        ("1" * 32, "3" * 16),
+        ("2" * 32, "2" * 16),
+    ]
 
 
 EDGES_IN_A_PROCESS = textwrap.dedent(
