@@ -50,9 +50,11 @@ def test_the_followers_of_a_process_share_one_read_per_wake(database_url: str) -
         thread.join(5)
     app.close()
 
-    # Each follower on its own reads once per save it is woken for, 80 in all; one reader
-    # for the four reads about once per save (and once a second while idle).
-    assert reads < 2 * saves, reads
+    # Each follower on its own reads at least once per save it is woken for, 80 in all;
+    # one reader for the four reads once per save, and again when a notification came
+    # during that read (a busy machine: up to twice per save), and once a second while
+    # idle. Below 60 separates the two whatever the machine's speed.
+    assert reads < 3 * saves, reads
     assert [[n.id for n in r] for r in received[1:]] == [[n.id for n in received[0]]] * 3
 
 
