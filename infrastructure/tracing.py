@@ -324,9 +324,7 @@ def span(
     if not _configured:
         yield
         return
-    from opentelemetry import trace
-
-    inside = trace.get_current_span().get_span_context().is_valid
+    inside = _current_context() is not None
     with _ours[0].start_as_current_span(
         name,
         context=_context_of(parent) if parent and not inside else None,
@@ -340,15 +338,22 @@ def _context_of(traceparent: str) -> Any:
     return _ours[1].extract({"traceparent": traceparent})
 
 
-def current_traceparent() -> str | None:
-    """The W3C ``traceparent`` of the span current here (for a message's headers, or
-    to record with an event); None when tracing is off or outside a trace."""
+def _current_context() -> Any:
+    """The context of the span current here; None when tracing is off or outside a
+    trace."""
     if not _configured:
         return None
     from opentelemetry import trace
 
     context = trace.get_current_span().get_span_context()
-    if not context.is_valid:
+    return context if context.is_valid else None
+
+
+def current_traceparent() -> str | None:
+    """The W3C ``traceparent`` of the span current here (for a message's headers, or
+    to record with an event); None when tracing is off or outside a trace."""
+    context = _current_context()
+    if context is None:
         return None
     return f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}"
 
@@ -356,12 +361,8 @@ def current_traceparent() -> str | None:
 def current_ids() -> dict[str, str]:
     """The trace and span ids of the span current here, for a log line (empty when
     tracing is off or outside a trace)."""
-    if not _configured:
-        return {}
-    from opentelemetry import trace
-
-    context = trace.get_current_span().get_span_context()
-    if not context.is_valid:
+    context = _current_context()
+    if context is None:
         return {}
     return {"trace_id": f"{context.trace_id:032x}", "span_id": f"{context.span_id:016x}"}
 
