@@ -15,6 +15,7 @@ from eventsourcing.persistence import PersistenceError
 
 from application import log_context
 from application.pipeline import CommandPipeline
+from infrastructure import heap
 from infrastructure.celery_app import EXECUTE_TASK, PUBLISHED_AT, TRACEPARENT
 
 logger = logging.getLogger(__name__)
@@ -76,5 +77,6 @@ def register_tasks(
 
     def reconnect(**_: object) -> None:
         after_fork()
+        heap.settled()
 
     worker_process_init.connect(reconnect, weak=False)

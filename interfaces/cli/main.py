@@ -19,7 +19,7 @@ import psycopg
 from eventsourcing.persistence import InterfaceError, OperationalError
 
 from application.segment import Segment
-from infrastructure import logs, metrics, tracing
+from infrastructure import heap, logs, metrics, tracing
 from infrastructure.following import follow_until_stopped
 from infrastructure.lease import Lease
 from infrastructure.leased_work import (
@@ -201,6 +201,7 @@ def _relay(settings: Settings) -> int:
     relay = container.relay()
     net = container.safety_net()
     lease = container.lease("relay")
+    heap.settled()
 
     def work(term: threading.Event) -> None:
         for tracker in (relay.view, net.view):
@@ -260,8 +261,10 @@ def _projector(settings: Settings) -> int:
     container = bootstrap(settings)
     stop = _stop_on_signals()
     logger.info("projector running")
+    projector = container.projector()
+    heap.settled()
     try:
-        container.projector().run(stop)
+        projector.run(stop)
     finally:
         container.close()
     return 0
@@ -282,6 +285,7 @@ def _saga_runner(settings: Settings) -> int:
     if shares is not None:
         jobs.append(("shares", functools.partial(shares.run, stop)))
     logger.info("saga runner running (%d segment(s))", len(segments))
+    heap.settled()
     try:
         run_together(jobs, stop)
     finally:

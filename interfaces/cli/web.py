@@ -11,7 +11,7 @@ from flask import Flask
 from gunicorn import glogging
 from gunicorn.app.base import BaseApplication
 
-from infrastructure import logs, tracing
+from infrastructure import heap, logs, tracing
 from infrastructure.settings import Settings
 from interfaces.bootstrap import bootstrap
 from interfaces.http import create_app
@@ -60,7 +60,9 @@ class WebServer(BaseApplication):  # type: ignore[misc]
         )
         app = create_app(bootstrap(pool))
         tracing.instrument_flask(app)
-        return closing_when_asked(app)
+        served = closing_when_asked(app)
+        heap.settled()
+        return served
 
 
 class GunicornLogs(glogging.Logger):  # type: ignore[misc]

@@ -81,3 +81,20 @@ def test_each_line_about_a_reservation_names_its_command_and_no_line_holds_a_sec
     ]
     assert len(retried) >= 2  # each failed charge, with its error, yet no token
     assert any("accepted" in line["message"] for line in about["web"])
+
+
+def test_every_process_of_every_part_leaves_its_start_up_out_of_garbage_collection(
+    live: LiveService,
+) -> None:
+    """Each part's process says it froze what it built (infrastructure/heap.py), and
+    each process of the web's and the worker's after its fork: two gunicorn workers,
+    two Celery pool processes."""
+    settled: dict[str, set[int]] = {}
+    for part in COMPONENTS:
+        for line in log_lines(live, part):
+            if line["logger"] == "infrastructure.heap":
+                assert line["message"].startswith("start-up done"), line
+                settled.setdefault(part, set()).add(line["pid"])
+    assert set(settled) == set(COMPONENTS)
+    assert len(settled["web"]) >= 2
+    assert len(settled["worker"]) >= 2
