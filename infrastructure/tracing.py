@@ -35,8 +35,10 @@ nothing for it otherwise.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import re
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
@@ -57,12 +59,15 @@ EXPORTERS = ("otlp", "console", "memory")
 MEMORY_SPANS = 10_000
 
 _configured: list[str] = []
-# Our tracer and the traceparent extractor, made once (each costs objects per span).
+# Our tracer, the traceparent extractor, and what makes a context of a traceparent read
+# directly (:func:`_context_of`), made once (each costs objects per span).
 _ours: list[Any] = []
 # OpenTelemetry's span kinds by name ("server", "producer", "consumer"...), once on.
 _kinds: dict[str, Any] = {}
 # Paths whose requests are not traced: probes, scrapes and the console are not commands.
 UNTRACED_PATHS = ("/health", "/metrics", "/console")
+# A traceparent after its version: the trace's, the span's ids and the flags, in hex.
+_HEX = re.compile(r"[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
 
 
 class TracingSettingsError(ValueError):
@@ -122,10 +127,18 @@ def configure(component: str) -> bool:
         from opentelemetry.instrumentation.psycopg import PsycopgInstrumentor
 
         PsycopgInstrumentor().instrument()
-    from opentelemetry.trace import SpanKind
+    from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags
     from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-    _ours[:] = [trace.get_tracer("boxoffice"), TraceContextTextMapPropagator()]
+    def remote(trace_id: int, span_id: int, flags: int) -> NonRecordingSpan:
+        return NonRecordingSpan(SpanContext(trace_id, span_id, True, TraceFlags(flags)))
+
+    _ours[:] = [
+        trace.get_tracer("boxoffice"),
+        TraceContextTextMapPropagator(),
+        trace.set_span_in_context,
+        remote,
+    ]
     _kinds.update({kind.name.lower(): kind for kind in SpanKind})
     _configured.append(exporter_name)
     logger.info("tracing on: %s exporter", exporter_name)
@@ -282,16 +295,21 @@ def _roots_of_work(ratio: float = 1.0) -> Any:
 
 
 class RecentSpans:
-    """The ``memory`` exporter: keeps the newest :data:`MEMORY_SPANS` spans (a
-    benchmark's tracing cost without a collector; a bounded memory)."""
+    """The ``memory`` exporter: keeps the newest :data:`MEMORY_SPANS` spans, each as a
+    line of JSON (:func:`span_record`), as an exporter encodes what it ships; a
+    benchmark's tracing cost without a collector, in a bounded memory.
+
+    A line of text is not the span's objects, which Python's garbage collector would
+    walk at every full collection for as long as they were kept: ten thousand spans of
+    some twenty objects each doubled what collections cost a traced web process."""
 
     def __init__(self) -> None:
-        self.spans: deque[ReadableSpan] = deque(maxlen=MEMORY_SPANS)
+        self.spans: deque[str] = deque(maxlen=MEMORY_SPANS)
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         from opentelemetry.sdk.trace.export import SpanExportResult
 
-        self.spans.extend(spans)
+        self.spans.extend(json.dumps(span_record(span)) for span in spans)
         return SpanExportResult.SUCCESS
 
     def shutdown(self) -> None:
@@ -299,6 +317,25 @@ class RecentSpans:
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         return True
+
+
+def span_record(span: ReadableSpan) -> dict[str, Any]:
+    """What the ``memory`` exporter keeps of ``span``: its name and kind (``SERVER``,
+    ``PRODUCER``...), its trace's,
+    its own and its parent's ids (hex, as in a ``traceparent``), its start and end
+    (ns since the epoch), its attributes and whether it ended in error."""
+    context, parent = span.get_span_context(), span.parent
+    return {
+        "name": span.name,
+        "kind": span.kind.name,
+        "trace": f"{context.trace_id:032x}" if context else None,
+        "span": f"{context.span_id:016x}" if context else None,
+        "parent": f"{parent.span_id:016x}" if parent else None,
+        "start": span.start_time,
+        "end": span.end_time,
+        "attributes": dict(span.attributes or {}),
+        "error": span.status.status_code.name == "ERROR",
+    }
 
 
 class OpenTelemetryTracer:
@@ -324,17 +361,26 @@ def span(
     if not _configured:
         yield
         return
-    inside = _current_context() is not None
+    context = _context_of(parent) if parent and _current_context() is None else None
     with _ours[0].start_as_current_span(
         name,
-        context=_context_of(parent) if parent and not inside else None,
+        context=context,
         kind=_kinds[kind],
-        attributes={f"boxoffice.{k}": v for k, v in attributes.items()},
+        attributes={f"boxoffice.{k}": v for k, v in attributes.items()} if attributes else None,
     ):
         yield
 
 
 def _context_of(traceparent: str) -> Any:
+    """The context of a span recorded as ``traceparent`` by :func:`current_traceparent`
+    (with an event, in a message's headers), read directly: the propagator's parse costs
+    several times more, for the checks a client's header needs (the request's span
+    uses it). Anything else goes through the propagator, which rejects what it must."""
+    if len(traceparent) == 55 and traceparent.startswith("00-") and _HEX.fullmatch(traceparent, 3):
+        trace_id, span_id = int(traceparent[3:35], 16), int(traceparent[36:52], 16)
+        if trace_id and span_id:  # all zeros is no span: the propagator says how
+            in_context, remote = _ours[2], _ours[3]
+            return in_context(remote(trace_id, span_id, int(traceparent[53:], 16)))
     return _ours[1].extract({"traceparent": traceparent})
 
 

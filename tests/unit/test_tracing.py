@@ -162,15 +162,7 @@ SPANS_IN_A_PROCESS = textwrap.dedent(
         pass
     trace.get_tracer_provider().force_flush()
     exporter = trace.get_tracer_provider()._active_span_processor._span_processors[0]
-    spans = [
-        {
-            "name": s.name,
-            "trace": f"{s.context.trace_id:032x}",
-            "span": f"{s.context.span_id:016x}",
-            "parent": f"{s.parent.span_id:016x}" if s.parent else None,
-        }
-        for s in exporter.span_exporter.spans
-    ]
+    spans = [json.loads(line) for line in exporter.span_exporter.spans]
     print(json.dumps({"seen": seen, "spans": spans}))
     """
 )
@@ -265,18 +257,7 @@ EDGES_IN_A_PROCESS = textwrap.dedent(
         message = connection.SimpleQueue("commands").get(timeout=5)
     trace.get_tracer_provider().force_flush()
     exporter = trace.get_tracer_provider()._active_span_processor._span_processors[0]
-    spans = [
-        {
-            "name": s.name,
-            "kind": s.kind.name,
-            "trace": f"{s.context.trace_id:032x}",
-            "span": f"{s.context.span_id:016x}",
-            "parent": f"{s.parent.span_id:016x}" if s.parent else None,
-            "attributes": dict(s.attributes),
-            "error": s.status.status_code.name == "ERROR",
-        }
-        for s in exporter.span_exporter.spans
-    ]
+    spans = [json.loads(line) for line in exporter.span_exporter.spans]
     print(json.dumps({"spans": spans, "header": message.headers.get("traceparent")}))
     """
 )
@@ -342,7 +323,7 @@ SAMPLED_IN_A_PROCESS = textwrap.dedent(
         pass
     trace.get_tracer_provider().force_flush()
     exporter = trace.get_tracer_provider()._active_span_processor._span_processors[0]
-    print(json.dumps(sorted(s.name for s in exporter.span_exporter.spans)))
+    print(json.dumps(sorted(json.loads(s)["name"] for s in exporter.span_exporter.spans)))
     """
 )
 
@@ -376,8 +357,53 @@ def test_sql_statements_are_traced_only_when_asked(trace_sql: str, instrumented:
     assert tracing.statements_traced({"TRACE_SQL": trace_sql}) is (instrumented == "True")
 
 
-def test_the_memory_exporter_keeps_only_the_newest_spans() -> None:
+def test_the_memory_exporter_keeps_only_the_newest_spans_as_text() -> None:
+    from opentelemetry.sdk.trace import ReadableSpan
+    from opentelemetry.trace import SpanContext
+
     kept = tracing.RecentSpans()
-    kept.export([object()] * (tracing.MEMORY_SPANS + 5))  # type: ignore[list-item]
+    kept.export(
+        [
+            ReadableSpan(str(i), SpanContext(trace_id=1, span_id=i + 1, is_remote=False))
+            for i in range(tracing.MEMORY_SPANS + 5)
+        ]
+    )
 
     assert len(kept.spans) == tracing.MEMORY_SPANS
+    oldest = json.loads(kept.spans[0])
+    assert (oldest["name"], oldest["trace"], oldest["span"]) == ("5", f"{1:032x}", f"{6:016x}")
+    # Text, not the span's objects: nothing the garbage collector walks.
+    assert all(type(line) is str for line in kept.spans)
+
+
+CONTEXTS_IN_A_PROCESS = textwrap.dedent(
+    """
+    import json
+    from opentelemetry import trace
+    from infrastructure import tracing
+
+    assert tracing.configure("unit")
+    cases = [
+        "00-" + "a" * 32 + "-" + "b" * 16 + "-01",
+        "00-" + "a" * 32 + "-" + "b" * 16 + "-00",
+        "00-" + "0" * 32 + "-" + "b" * 16 + "-01",
+        "00-" + "A" * 32 + "-" + "b" * 16 + "-01",
+        "00-nonsense",
+        "01-" + "a" * 32 + "-" + "b" * 16 + "-01",
+    ]
+    def seen(context):
+        span = trace.get_current_span(context).get_span_context()
+        return [span.trace_id, span.span_id, span.trace_flags, span.is_remote, span.is_valid]
+    print(json.dumps([
+        [seen(tracing._context_of(c)), seen(tracing._ours[1].extract({"traceparent": c}))]
+        for c in cases
+    ]))
+    """
+)
+
+
+def test_a_recorded_traceparent_is_read_as_the_propagator_reads_it() -> None:
+    """Our direct read of a traceparent (the one we record) and the propagator's agree,
+    and what is not one of ours is left to the propagator."""
+    for ours, propagators in json.loads(last_line_of(CONTEXTS_IN_A_PROCESS)):
+        assert ours == propagators
