@@ -521,7 +521,7 @@ def measure(
 # each pair runs its two back to back, in the order off-on, then on-off (so that a
 # steady drift falls on both sides alike), and the figure is the median of the pairs'
 # ratios, which one slow run does not move.
-TRACING_PAIRS = 4
+TRACING_PAIRS = 6
 
 
 def tracing_cost(
