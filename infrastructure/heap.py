@@ -5,7 +5,8 @@ hundreds of thousands of objects are never garbage, yet each full collection of
 Python's cyclic garbage collector walks all of them again. A full collection comes
 every few thousand objects that outlive a request (a span waiting to be exported, a
 connection's cache entry), and walking the start-up objects was most of its cost:
-58 ms per collection in a web process (docs/throughput.md, "Garbage collection").
+58 ms per collection in a web process (docs/throughput.md, "Garbage collection, and
+the rest of tracing's cost").
 :func:`settled` moves them to the permanent generation once the part is built, as
 Python's documentation advises for a server (``gc.freeze``); what the part makes
 afterwards is collected as before.

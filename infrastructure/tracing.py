@@ -321,9 +321,9 @@ class RecentSpans:
 
 def span_record(span: ReadableSpan) -> dict[str, Any]:
     """What the ``memory`` exporter keeps of ``span``: its name and kind (``SERVER``,
-    ``PRODUCER``...), its trace's,
-    its own and its parent's ids (hex, as in a ``traceparent``), its start and end
-    (ns since the epoch), its attributes and whether it ended in error."""
+    ``PRODUCER``...), its trace's, its own and its parent's ids (hex, as in a
+    ``traceparent``), its start and end (ns since the epoch), its attributes and
+    whether it ended in error."""
     context, parent = span.get_span_context(), span.parent
     return {
         "name": span.name,
