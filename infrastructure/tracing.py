@@ -59,8 +59,8 @@ EXPORTERS = ("otlp", "console", "memory")
 MEMORY_SPANS = 10_000
 
 _configured: list[str] = []
-# Our tracer, the traceparent extractor, and what makes a context of a traceparent read
-# directly (:func:`_context_of`), made once (each costs objects per span).
+# Our tracer, the traceparent extractor, and what makes the context of a traceparent's
+# ids read directly (:func:`_context_of`), made once (each costs objects per span).
 _ours: list[Any] = []
 # OpenTelemetry's span kinds by name ("server", "producer", "consumer"...), once on.
 _kinds: dict[str, Any] = {}
@@ -130,15 +130,11 @@ def configure(component: str) -> bool:
     from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags
     from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-    def remote(trace_id: int, span_id: int, flags: int) -> NonRecordingSpan:
-        return NonRecordingSpan(SpanContext(trace_id, span_id, True, TraceFlags(flags)))
+    def remote(trace_id: int, span_id: int, flags: int) -> Any:
+        span = NonRecordingSpan(SpanContext(trace_id, span_id, True, TraceFlags(flags)))
+        return trace.set_span_in_context(span)
 
-    _ours[:] = [
-        trace.get_tracer("boxoffice"),
-        TraceContextTextMapPropagator(),
-        trace.set_span_in_context,
-        remote,
-    ]
+    _ours[:] = [trace.get_tracer("boxoffice"), TraceContextTextMapPropagator(), remote]
     _kinds.update({kind.name.lower(): kind for kind in SpanKind})
     _configured.append(exporter_name)
     logger.info("tracing on: %s exporter", exporter_name)
@@ -376,11 +372,10 @@ def _context_of(traceparent: str) -> Any:
     (with an event, in a message's headers), read directly: the propagator's parse costs
     several times more, for the checks a client's header needs (the request's span
     uses it). Anything else goes through the propagator, which rejects what it must."""
-    if len(traceparent) == 55 and traceparent.startswith("00-") and _HEX.fullmatch(traceparent, 3):
+    if traceparent.startswith("00-") and _HEX.fullmatch(traceparent, 3):
         trace_id, span_id = int(traceparent[3:35], 16), int(traceparent[36:52], 16)
         if trace_id and span_id:  # all zeros is no span: the propagator says how
-            in_context, remote = _ours[2], _ours[3]
-            return in_context(remote(trace_id, span_id, int(traceparent[53:], 16)))
+            return _ours[2](trace_id, span_id, int(traceparent[53:], 16))
     return _ours[1].extract({"traceparent": traceparent})
 
 
