@@ -15,6 +15,21 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def last_line_of(script: str, **env: str) -> str:
+    """The last line Python ``script`` prints, run in a process of its own (with this
+    repository importable and ``env``): for what is set once per process, such as
+    tracing or a frozen heap."""
+    ran = subprocess.run(
+        [sys.executable, "-c", script],
+        env={**os.environ, "PYTHONPATH": str(ROOT), **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return ran.stdout.strip().splitlines()[-1]
+
+
 def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
     """Poll ``predicate`` until it holds; fail the test with ``what`` after ``timeout`` s."""
     deadline = time.monotonic() + timeout

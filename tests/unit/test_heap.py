@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.processes import last_line_of
 
 SETTLED_IN_A_PROCESS = textwrap.dedent(
     """
@@ -39,15 +35,7 @@ SETTLED_IN_A_PROCESS = textwrap.dedent(
 
 
 def test_start_up_objects_are_frozen_and_its_garbage_collected_first() -> None:
-    ran = subprocess.run(
-        [sys.executable, "-c", SETTLED_IN_A_PROCESS],
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    found = json.loads(ran.stdout.strip().splitlines()[-1])
+    found = json.loads(last_line_of(SETTLED_IN_A_PROCESS))
     assert found["frozen"] >= 1000
     assert found["cycle_collected"]
     assert not found["kept_walked"]

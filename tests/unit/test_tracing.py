@@ -5,13 +5,9 @@ their own: OpenTelemetry's provider is set once per process)."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,9 +19,9 @@ from application.retry import RetryPolicy
 from application.slices import build_catalog
 from infrastructure import tracing
 from projections.command_registry import present_command
+from tests.support import processes
 from tests.support.submit import submission
 
-ROOT = Path(__file__).resolve().parents[2]
 SHOW: dict[str, Any] = {
     "title": "Hamlet",
     "starts_at": "2027-01-01T20:00:00Z",
@@ -171,15 +167,7 @@ SPANS_IN_A_PROCESS = textwrap.dedent(
 def last_line_of(script: str, **env: str) -> str:
     """The last line ``script`` prints, run in a process of its own with tracing on
     (the ``memory`` exporter) and ``env``: tracing is configured once per process."""
-    ran = subprocess.run(
-        [sys.executable, "-c", script],
-        env={**os.environ, "OTEL_TRACES_EXPORTER": "memory", "PYTHONPATH": str(ROOT), **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    return ran.stdout.strip().splitlines()[-1]
+    return processes.last_line_of(script, **{"OTEL_TRACES_EXPORTER": "memory", **env})
 
 
 def test_a_batch_of_one_trace_runs_inside_its_span_and_a_batch_of_several_inside_none() -> None:
