@@ -88,6 +88,10 @@ def command(command_id: str) -> Response:
         if accepted is None:
             raise Problem(404, "Not found", f"no command {command_id}")
         document = present_command(accepted)
+        if accepted.is_terminal:
+            # Its outcome is in the log before the registry has it: the token is the
+            # outcome's position, so that a read sent with it waits for its views.
+            document["position"] = built.position_of(key)
     if not caller.sees(document["client"]):
         raise Problem(404, "Not found", f"no command {command_id}")
     _require_retained(built, document)

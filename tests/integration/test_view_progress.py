@@ -22,10 +22,13 @@ from infrastructure.event_store import build_application, view_on
 from infrastructure.postgres_read_models import PostgresReadModels
 from infrastructure.settings import Settings
 from infrastructure.view_progress import ViewProgressListener
+from interfaces.http import create_app
 from projections import document_view, read_models
 from projections.read_models import ReadModels
 from projections.views import PROJECTIONS, PROJECTIONS_BY_NAME
+from tests.integration.conftest import Stack
 from tests.support.pgtrace import traced
+from tests.support.processes import running
 from tests.support.submit import create_show
 
 pytestmark = pytest.mark.postgres
@@ -224,3 +227,41 @@ def test_a_large_batch_is_written_whole_or_not_at_all(settings: Settings) -> Non
     assert unwritten == ({"n": 0, "position": 9}, None)
     assert len(written) == size
     assert {document["n"] for document in written} == {2}
+
+
+def test_an_outcome_the_registry_has_not_applied_yet_still_gives_its_consistency_token(
+    database_url: str, queue_name: str, tmp_path: Path
+) -> None:
+    stack = Stack(database_url, "memory://", queue_name, tmp_path)
+    client = create_app(stack.container).test_client()
+    show_id = str(uuid.uuid4())
+    created = stack.submit(
+        "CreateShow",
+        show_id=show_id,
+        title="Hamlet",
+        starts_at="2027-01-01T20:00:00Z",
+        seats=["A1"],
+        price_cents=100,
+    )
+    # Run, with no projector: the outcome is in the log and in no view.
+    stack.container.pipeline.execute(created.command.id, 1, "test")
+
+    entry = client.get(f"/commands/{created.command.id}").get_json()
+    assert entry["status"] == "succeeded"
+    token = entry["consistency_token"]
+    assert token is not None
+    assert created.position is not None
+    assert int(token) > created.position
+    behind = client.get(
+        f"/shows/{show_id}", headers={"Consistency-Token": token, "Prefer": "wait=0.2"}
+    )
+    assert behind.status_code == 503
+    assert behind.get_json()["type"].endswith("not-caught-up")
+
+    with running(stack.process("projector")):
+        read = client.get(
+            f"/shows/{show_id}", headers={"Consistency-Token": token, "Prefer": "wait=20"}
+        )
+    stack.container.close()
+    assert read.status_code == 200
+    assert read.get_json()["title"] == "Hamlet"
