@@ -39,7 +39,8 @@ def backlog(waiting: int, per_second: float, window: float = 10.0) -> Backlog:
 
 
 def admission(*readings: Backlog | Exception, limit: float = 30, least: int = 100) -> Admission:
-    return Admission(Gauge(*readings), limit, least, refresh=0.5, clock=Clock())
+    # Up to the whole limit, so that the figures read plainly (the aim has its own test).
+    return Admission(Gauge(*readings), limit, least, refresh=0.5, clock=Clock(), aim=1)
 
 
 def test_a_backlog_within_the_limit_is_admitted_with_its_expected_wait() -> None:
@@ -61,6 +62,19 @@ def test_a_backlog_that_does_not_drain_is_shed_for_the_limit() -> None:
     assert decision.retry_after == 30
 
 
+def test_work_is_admitted_up_to_the_aim_below_the_limit() -> None:
+    # At 50/s and a 30 s limit, 60 % of it: 900 commands.
+    aimed = Admission(Gauge(backlog(899, 50)), 30, 100, clock=Clock())
+    assert aimed.decide() == Admitted(18)
+    full = Admission(Gauge(backlog(1_000, 50)), 30, 100, clock=Clock())
+    # 100 past the aim, gone in 2 s; the problem says what is admitted up to.
+    assert full.decide() == Shed(retry_after=2, waiting=1_000, rate=50.0, limit_seconds=18)
+    # The whole limit admitted when asked, as the other tests do.
+    assert Admission(Gauge(backlog(1_000, 50)), 30, 100, clock=Clock(), aim=1).decide() == (
+        Admitted(20)
+    )
+
+
 def test_a_small_backlog_is_never_shed() -> None:
     # 99 waiting and nothing drains: below the smallest backlog that is shed.
     assert admission(backlog(99, 0)).decide() == Admitted(1)
@@ -80,7 +94,7 @@ def test_a_limit_of_zero_never_sheds_but_still_says_when_to_look() -> None:
 def test_the_backlog_is_read_at_most_once_per_refresh() -> None:
     gauge = Gauge(backlog(250, 50), backlog(2_000, 50))
     clock = Clock()
-    decided = Admission(gauge, 30, 100, refresh=0.5, clock=clock)
+    decided = Admission(gauge, 30, 100, refresh=0.5, clock=clock, aim=1)
     assert decided.decide() == Admitted(5)
     clock.now += 0.4
     assert decided.decide() == Admitted(5)
@@ -94,7 +108,7 @@ def test_the_backlog_is_read_at_most_once_per_refresh() -> None:
 def test_a_gauge_that_fails_leaves_the_last_reading(caplog: pytest.LogCaptureFixture) -> None:
     gauge = Gauge(backlog(2_000, 50), OSError("the store went away"))
     clock = Clock()
-    decided = Admission(gauge, 30, 100, refresh=0.5, clock=clock)
+    decided = Admission(gauge, 30, 100, refresh=0.5, clock=clock, aim=1)
     assert isinstance(decided.decide(), Shed)
     clock.now += 1
     with caplog.at_level(logging.WARNING):
@@ -147,7 +161,7 @@ def test_a_shed_command_has_its_room_kept_and_each_next_one_comes_back_later() -
     # 1,600 waiting at 50/s: 100 past the 1,500 allowed, gone in 2 s; still full two
     # seconds on (new ones came); then down to 1,499.
     gauge = Gauge(backlog(1_600, 50), backlog(1_600, 50), backlog(1_499, 50))
-    decided = Admission(gauge, 30, 100, refresh=1, clock=clock, tickets=tickets)
+    decided = Admission(gauge, 30, 100, refresh=1, clock=clock, tickets=tickets, aim=1)
 
     first = decided.decide("alice", "k1")
     second = decided.decide("bob", "k2")
@@ -177,7 +191,7 @@ def test_a_shed_command_has_its_room_kept_and_each_next_one_comes_back_later() -
 def test_no_room_is_promised_while_nothing_drains() -> None:
     clock = Clock()
     tickets = MemoryTickets(clock)
-    decided = Admission(Gauge(backlog(150, 0)), 30, 100, clock=clock, tickets=tickets)
+    decided = Admission(Gauge(backlog(150, 0)), 30, 100, clock=clock, tickets=tickets, aim=1)
     assert decided.decide("alice", "k1") == Shed(30, 150, 0.0, 30)
     assert tickets.due == {}
 
@@ -186,7 +200,7 @@ def test_only_the_tickets_due_soon_hold_their_room() -> None:
     clock = Clock()
     tickets = MemoryTickets(clock)
     # 400 waiting at 50/s with a limit of 10 s: room for 100 more.
-    decided = Admission(Gauge(backlog(400, 50)), 10, 100, clock=clock, tickets=tickets)
+    decided = Admission(Gauge(backlog(400, 50)), 10, 100, clock=clock, tickets=tickets, aim=1)
 
     # 150 holders on their way (due within two seconds): no room left.
     tickets.due.update({("shed", f"k{n}"): clock.now + 0.5 + n / 100 for n in range(150)})
