@@ -132,6 +132,8 @@ class Admission:
     The drain rate read is what the workers did, which is less than what they can do
     while the backlog is nearly empty: the rate that paces the tickets is the last one
     read while the backlog was full enough to keep them busy, or a higher one since.
+
+    ``aim``: the share of ``max_backlog_seconds`` of work admitted up to (:data:`AIM`).
     """
 
     def __init__(

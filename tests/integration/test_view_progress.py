@@ -233,35 +233,37 @@ def test_an_outcome_the_registry_has_not_applied_yet_still_gives_its_consistency
     database_url: str, queue_name: str, tmp_path: Path
 ) -> None:
     stack = Stack(database_url, "memory://", queue_name, tmp_path)
-    client = create_app(stack.container).test_client()
-    show_id = str(uuid.uuid4())
-    created = stack.submit(
-        "CreateShow",
-        show_id=show_id,
-        title="Hamlet",
-        starts_at="2027-01-01T20:00:00Z",
-        seats=["A1"],
-        price_cents=100,
-    )
-    # Run, with no projector: the outcome is in the log and in no view.
-    stack.container.pipeline.execute(created.command.id, 1, "test")
-
-    entry = client.get(f"/commands/{created.command.id}").get_json()
-    assert entry["status"] == "succeeded"
-    token = entry["consistency_token"]
-    assert token is not None
-    assert created.position is not None
-    assert int(token) > created.position
-    behind = client.get(
-        f"/shows/{show_id}", headers={"Consistency-Token": token, "Prefer": "wait=0.2"}
-    )
-    assert behind.status_code == 503
-    assert behind.get_json()["type"].endswith("not-caught-up")
-
-    with running(stack.process("projector")):
-        read = client.get(
-            f"/shows/{show_id}", headers={"Consistency-Token": token, "Prefer": "wait=20"}
+    try:
+        client = create_app(stack.container).test_client()
+        show_id = str(uuid.uuid4())
+        created = stack.submit(
+            "CreateShow",
+            show_id=show_id,
+            title="Hamlet",
+            starts_at="2027-01-01T20:00:00Z",
+            seats=["A1"],
+            price_cents=100,
         )
-    stack.container.close()
-    assert read.status_code == 200
-    assert read.get_json()["title"] == "Hamlet"
+        # Run, with no projector: the outcome is in the log and in no view.
+        stack.container.pipeline.execute(created.command.id, 1, "test")
+
+        entry = client.get(f"/commands/{created.command.id}").get_json()
+        assert entry["status"] == "succeeded"
+        token = entry["consistency_token"]
+        assert token is not None
+        assert created.position is not None
+        assert int(token) > created.position
+        behind = client.get(
+            f"/shows/{show_id}", headers={"Consistency-Token": token, "Prefer": "wait=0.2"}
+        )
+        assert behind.status_code == 503
+        assert behind.get_json()["type"].endswith("not-caught-up")
+
+        with running(stack.process("projector")):
+            read = client.get(
+                f"/shows/{show_id}", headers={"Consistency-Token": token, "Prefer": "wait=20"}
+            )
+        assert read.status_code == 200
+        assert read.get_json()["title"] == "Hamlet"
+    finally:
+        stack.container.close()
