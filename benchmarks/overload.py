@@ -39,15 +39,21 @@ BACKLOG_SQL = (
 )
 # Commands still unaccepted this long after the load ended are counted as given up.
 RETRY_GRACE_SECONDS = 180
+# A retry sent more than this after the time its Retry-After said is late: the client
+# (its threads all busy) did not honour it, and its ticket no longer held its room.
+LATE_SECONDS = 1.0
 
 
 @dataclass
 class Job:
-    """One command: its key, its attempts, and what each answer was."""
+    """One command: its key, its attempts, what each answer was, and how long after
+    the time it was due each attempt was sent (seconds)."""
 
     key: str
     attempts: int = 0
     statuses: list[int] = field(default_factory=list)
+    lateness: list[float] = field(default_factory=list)
+    due_at: float = 0.0
 
 
 @dataclass
@@ -139,6 +145,7 @@ def overload(
 
     def send(job: Job) -> None:
         sent = time.monotonic()
+        job.lateness.append(sent - job.due_at)
         status, headers = clients.put(f"/shows/ov-{run}-{job.key}", body, job.key)
         answered = time.monotonic()
         with observed.lock:
@@ -148,8 +155,9 @@ def overload(
         job.statuses.append(status)
         if status == 503 or status >= 599:
             wait = float(headers.get("Retry-After", "1"))
+            job.due_at = answered + wait
             with due_lock:
-                heapq.heappush(due, (answered + wait, id(job), job))
+                heapq.heappush(due, (job.due_at, id(job), job))
                 due_lock.notify()
         else:
             with due_lock:
@@ -159,11 +167,11 @@ def overload(
     def schedule_new() -> None:
         total = int(rate * seconds)
         for number in range(total):
-            job = Job(f"{number}")
+            job = Job(f"{number}", due_at=started + number / rate)
             jobs.append(job)
             with due_lock:
                 outstanding[0] += 1
-                heapq.heappush(due, (started + number / rate, id(job), job))
+                heapq.heappush(due, (job.due_at, id(job), job))
                 due_lock.notify()
 
     stop = threading.Event()
@@ -228,6 +236,10 @@ def _figures(
     accepted = [j for j in jobs if j.statuses and j.statuses[-1] == 202]
     retried = [j for j in jobs if len(j.statuses) > 1 and j.statuses[0] == 503]
     first_retry = [j for j in retried if j.statuses[1] == 202]
+    # The first retries sent when told (the client's threads keep up or fall behind).
+    on_time = [j for j in retried if j.lateness[1] <= LATE_SECONDS]
+    on_time_accepted = [j for j in on_time if j.statuses[1] == 202]
+    lateness = sorted(j.lateness[1] for j in retried)
     # The rate commands were decided while the load lasted (from its 5th second).
     during = [(t, d) for t, _, d in observed.backlog if 5 <= t <= seconds]
     drained = (
@@ -262,6 +274,16 @@ def _figures(
         "seconds_to_last_accept": round(finished - started, 1),
         "shed_then_retried": len(retried),
         "accepted_on_first_retry": round(len(first_retry) / len(retried), 3) if retried else None,
+        "first_retries_late": round(1 - len(on_time) / len(retried), 3) if retried else None,
+        "first_retry_lateness_s": {
+            "p50": round(lateness[len(lateness) // 2], 2),
+            "p99": round(lateness[int(0.99 * len(lateness))], 2),
+        }
+        if lateness
+        else {},
+        "accepted_on_first_retry_on_time": round(len(on_time_accepted) / len(on_time), 3)
+        if on_time
+        else None,
         "peak_waiting": peak,
         "peak_tickets": max((t for t, _ in observed.tickets), default=0),
         # Every 5th second: (second, waiting, tickets out, decided in the last 10 s).

@@ -52,7 +52,7 @@ from eventsourcing.persistence import Notification, StoredEvent, Tracking
 from application.event_log import BoxofficeApplication
 from benchmarks.baselines import create_hand_table, hand_celery, noop, noop_celery
 from benchmarks.cpu import cpu_seconds, per_command
-from benchmarks.overload import overload
+from benchmarks.overload import LATE_SECONDS, overload
 from benchmarks.plots import plot_latency, plot_throughput
 from benchmarks.replay import measure as measure_replay
 from benchmarks.wrk import WrkResult, run_wrk
@@ -697,7 +697,11 @@ def table(results: dict[str, Any]) -> str:
             (
                 "overload: accepted on the first retry",
                 f"{(overloaded['accepted_on_first_retry'] or 0) * 100:.1f} %",
-                f"of {overloaded['shed_then_retried']} commands shed and sent again",
+                f"of {overloaded['shed_then_retried']} commands shed and sent again; "
+                f"{(overloaded.get('first_retries_late') or 0) * 100:.1f} % of those retries "
+                f"sent over {LATE_SECONDS:g} s late by the client, "
+                f"{(overloaded.get('accepted_on_first_retry_on_time') or 0) * 100:.1f} % "
+                "accepted of those sent on time",
             ),
             (
                 "overload: peak backlog, s of work",
