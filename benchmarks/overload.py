@@ -223,7 +223,7 @@ def overload(
     return _figures(observed, jobs, started, finished, seconds, rate, limit_seconds)
 
 
-def _quantile(ordered: list[float], q: float) -> float:
+def quantile(ordered: list[float], q: float) -> float:
     """The ``q`` quantile of the sorted, non-empty ``ordered``."""
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
@@ -260,7 +260,7 @@ def _figures(
     worst = max(swings, key=lambda pid: swings[pid], default=None)
 
     def at(q: float) -> float:
-        return round(_quantile(latencies, q), 1)
+        return round(quantile(latencies, q), 1)
 
     return {
         "offered_per_s": round(rate, 1),
@@ -281,8 +281,8 @@ def _figures(
         "accepted_on_first_retry": round(len(first_retry) / len(retried), 3) if retried else None,
         "first_retries_late": round(1 - len(on_time) / len(retried), 3) if retried else None,
         "first_retry_lateness_s": {
-            "p50": round(_quantile(lateness, 0.5), 2),
-            "p99": round(_quantile(lateness, 0.99), 2),
+            "p50": round(quantile(lateness, 0.5), 2),
+            "p99": round(quantile(lateness, 0.99), 2),
         }
         if lateness
         else {},

@@ -52,7 +52,7 @@ from eventsourcing.persistence import Notification, StoredEvent, Tracking
 from application.event_log import BoxofficeApplication
 from benchmarks.baselines import create_hand_table, hand_celery, noop, noop_celery
 from benchmarks.cpu import cpu_seconds, per_command
-from benchmarks.overload import LATE_SECONDS, overload
+from benchmarks.overload import LATE_SECONDS, overload, quantile
 from benchmarks.plots import plot_latency, plot_throughput
 from benchmarks.replay import measure as measure_replay
 from benchmarks.wrk import WrkResult, run_wrk
@@ -87,7 +87,7 @@ def percentiles(samples: list[float]) -> dict[str, float]:
     ordered = sorted(samples)
 
     def at(q: float) -> float:
-        return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 1)
+        return round(quantile(ordered, q), 1)
 
     return {"p50": at(0.50), "p95": at(0.95), "p99": at(0.99), "n": len(ordered)}
 
