@@ -21,7 +21,8 @@ def _stat(pid: int) -> list[str] | None:
 
 
 def _part(pid: int) -> str:
-    """The part a process of ``boxoffice`` runs (``web``, ``worker``...), by its command."""
+    """The part a process of ``boxoffice`` runs (``web``, ``worker``...), or the console
+    script a baseline's process runs (``gunicorn``, ``celery``), by its command."""
     try:
         argv = (PROC / str(pid) / "cmdline").read_bytes().split(b"\0")
     except OSError:
@@ -30,7 +31,13 @@ def _part(pid: int) -> str:
     if "interfaces.cli.main" in words:
         after = words.index("interfaces.cli.main") + 1
         return words[after] if after < len(words) else "?"
-    return Path(words[0]).name if words else "?"
+    if not words:
+        return "?"
+    name = Path(words[0]).name
+    # A console script (gunicorn, celery) runs as its interpreter, the script's path next.
+    if name.startswith("python") and len(words) > 1 and not words[1].startswith("-"):
+        return Path(words[1]).name
+    return name
 
 
 def _table() -> dict[int, list[str]]:

@@ -131,8 +131,9 @@ def load_and_drain(
     return result, elapsed, [(t, n - before) for t, n in samples]
 
 
-def eventsourcing_saves(server: str, saves: int) -> float:
-    """(3) ``app.save()`` of one new aggregate per call, one client: saves/s."""
+def eventsourcing_saves(server: str, saves: int) -> dict[str, float]:
+    """(3) ``app.save()`` of one new aggregate per call, one client: saves/s, and the CPU
+    a save costs (the client's thread and PostgreSQL), ms."""
     with fresh_database(server) as url:
         settings = Settings(database_url=url)
         migrate(settings)
@@ -140,16 +141,19 @@ def eventsourcing_saves(server: str, saves: int) -> float:
         env = event_store_env(settings)
         del env["APPLICATION_RECORDER_TOPIC"]
         app = BoxofficeApplication(env=env)
+        before, client = cpu_seconds()["postgres"], time.thread_time()
         started = time.perf_counter()
         for number in range(saves):
             app.save(Show.schedule(f"es-{number}", "Bench", "2027-01-01T20:00:00Z", ["A1"], 1))
         rate = saves / (time.perf_counter() - started)
+        spent = time.thread_time() - client + cpu_seconds()["postgres"] - before
         app.close()
-    return rate
+    return {"per_s": round(rate, 1), "cpu_ms": round(spent * 1000 / saves, 3)}
 
 
-def bare_flask(log_dir: Path, seconds: int) -> WrkResult:
-    """(1) accepts/s of bare Flask under the same gunicorn settings."""
+def bare_flask(log_dir: Path, seconds: int) -> tuple[WrkResult, float]:
+    """(1) accepts/s of bare Flask under the same gunicorn settings, and the CPU a
+    request costs its processes, ms."""
     port = free_port()
     web = ServiceProcess(
         "bare-flask",
@@ -165,7 +169,10 @@ def bare_flask(log_dir: Path, seconds: int) -> WrkResult:
     )
     with running(web):
         wait_until(http_ready(f"http://127.0.0.1:{port}/shows/x"), 30, "bare flask")
-        return run_wrk(f"http://127.0.0.1:{port}", "bare", BODY, seconds)
+        before = cpu_seconds()
+        result = run_wrk(f"http://127.0.0.1:{port}", "bare", BODY, seconds)
+        spent = per_command(before, cpu_seconds(), result.requests)
+    return result, spent["total"]
 
 
 def celery_worker(name: str, app: str, env: dict[str, str], log_dir: Path) -> ServiceProcess:
@@ -185,8 +192,9 @@ def celery_worker(name: str, app: str, env: dict[str, str], log_dir: Path) -> Se
     return ServiceProcess(name, env, log_dir, argv=argv)
 
 
-def noop_tasks(broker: str, log_dir: Path, tasks: int) -> float:
-    """(2) end to end/s of no-op Celery tasks: published with confirms, run with late acks."""
+def noop_tasks(broker: str, log_dir: Path, tasks: int) -> dict[str, Any]:
+    """(2) end to end/s of no-op Celery tasks, published with confirms and run with late
+    acks, and the CPU a task costs (the publisher's thread and the worker's processes), ms."""
     queue = f"bench.noop.{uuid.uuid4().hex[:6]}"
     env = {**os.environ, "BENCH_BROKER_URL": broker, "BENCH_QUEUE": queue}
     os.environ.update(BENCH_BROKER_URL=broker, BENCH_QUEUE=queue)
@@ -194,10 +202,12 @@ def noop_tasks(broker: str, log_dir: Path, tasks: int) -> float:
     worker = celery_worker("noop", "benchmarks.baselines:noop_celery", env, log_dir)
     with running(worker):
         wait_until(lambda: bool(noop_celery.control.ping(timeout=0.5)), 60, "the no-op worker")
-        started = time.monotonic()
+        before = cpu_seconds()
+        started, client = time.monotonic(), time.thread_time()
         with noop_celery.connection_for_write() as connection, connection.Producer() as producer:
             for _ in range(tasks):
                 noop.apply_async(producer=producer)
+        publisher = time.thread_time() - client
 
         def done() -> bool:
             stats = noop_celery.control.inspect(timeout=1).stats() or {}
@@ -205,12 +215,16 @@ def noop_tasks(broker: str, log_dir: Path, tasks: int) -> float:
             return bool(total >= tasks)
 
         wait_until(done, 300, "the no-op tasks")
-        return tasks / (time.monotonic() - started)
+        rate = tasks / (time.monotonic() - started)
+        spent = per_command(before, cpu_seconds(), tasks)
+    spent["publisher"] = round(publisher * 1000 / tasks, 3)
+    spent["total"] = round(spent["total"] + spent["publisher"], 3)
+    return {"per_s": rate, "cpu_ms": spent}
 
 
 def hand_built(server: str, broker: str, log_dir: Path, seconds: int) -> dict[str, Any]:
-    """(4) the hand-built service: accepts/s, and end to end/s until every row and
-    every task's status is written."""
+    """(4) the hand-built service: accepts/s, end to end/s until every row and every
+    task's status is written, and the CPU a command costs its processes and PostgreSQL."""
     with fresh_database(server) as url:
         create_hand_table(url)
         queue = f"bench.hand.{uuid.uuid4().hex[:6]}"
@@ -239,16 +253,53 @@ def hand_built(server: str, broker: str, log_dir: Path, seconds: int) -> dict[st
             wait_until(lambda: bool(hand_celery.control.ping(timeout=0.5)), 60, "the hand worker")
             wait_until(http_ready(f"http://127.0.0.1:{port}/shows/warm"), 30, "hand web")
             # A task's status is written after its row: a success is a command done.
+            before = cpu_seconds()
             accepted, elapsed, samples = load_and_drain(
                 url,
                 "SELECT count(*) FROM celery_taskmeta WHERE status = 'SUCCESS'",
                 lambda: run_wrk(f"http://127.0.0.1:{port}", "hand", BODY, seconds),
             )
+            spent = per_command(before, cpu_seconds(), accepted.accepted)
     return {
         "accepts_per_s": round(accepted.accepted_per_s, 1),
         "end_to_end_per_s": round(accepted.accepted / elapsed, 1),
         "accepted": accepted.accepted,
+        "cpu_ms_per_command": spent,
         "samples": samples,
+    }
+
+
+# What the frameworks under a command cost in CPU, from the same run's baselines, each
+# used one at a time as a user of it would: a command is one HTTP request, one task and
+# at least two durable saves (its accept, and its outcome with its events), before any
+# read, projection or log line of its own. Not a floor: Boxoffice's accepts share their
+# transactions (group commit), which (3) does not. RabbitMQ's CPU is left out of every
+# figure, Boxoffice's included.
+def frameworks(request: float, task: dict[str, float], save: float) -> dict[str, float]:
+    """The CPU, ms, of a bare Flask request, of a no-op Celery task and of an
+    eventsourcing save, and of one request, one task and two saves together."""
+    return {
+        "bare_flask_request": request,
+        "bare_celery_task": task["total"],
+        "eventsourcing_save": save,
+        "request_task_two_saves": round(request + task["total"] + 2 * save, 3),
+    }
+
+
+def untraced_cpu(box: dict[str, Any]) -> float:
+    """Boxoffice's CPU per command, ms: the median of (h)'s untraced runs."""
+    runs: list[dict[str, float]] = box["tracing"]["cpu_ms_per_command"]["none"]
+    return round(statistics.median(run["total"] for run in runs), 2)
+
+
+def cpu_ratios(box: dict[str, Any], baselines: dict[str, Any]) -> dict[str, float]:
+    """Boxoffice's CPU per command against the hand-built service's, and against one
+    request, one task and two saves of the frameworks."""
+    spent = untraced_cpu(box)
+    hand = baselines["hand_built"]["cpu_ms_per_command"]["total"]
+    return {
+        "cpu_vs_hand_built": round(spent / hand, 2),
+        "cpu_vs_frameworks": round(spent / baselines["cpu_ms"]["request_task_two_saves"], 2),
     }
 
 
@@ -407,8 +458,8 @@ def rebuild(settings: Settings) -> dict[str, float]:
 
 
 def boxoffice(server: str, broker: str, log_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
-    """Boxoffice in its production topology: (a) to (e), then (b) and (c) again on a log
-    of ``args.seeded_events`` events, at the same paced rates."""
+    """Boxoffice in its production topology: (a) to (e), (g), then (f): (b) and (c) on
+    empty logs and on a log of ``args.seeded_events`` events, at the same paced rates."""
     with fresh_database(server) as url:
         empty = measure(url, broker, log_dir, args)
         print("bench: boxoffice, rebuild", file=sys.stderr)
@@ -420,13 +471,77 @@ def boxoffice(server: str, broker: str, log_dir: Path, args: argparse.Namespace)
         print(f"bench: boxoffice, replaying {args.replay_sagas} sagas", file=sys.stderr)
         empty["replay"] = measure_replay(server, args.replay_sagas)
     if args.seeded_events:
-        with fresh_database(server) as url:
-            print(f"bench: boxoffice, seeding {args.seeded_events} events", file=sys.stderr)
-            seeded = seed_log(url, template, args.seeded_events)
-            print("bench: boxoffice, on the seeded log", file=sys.stderr)
-            rates = {share: load["rate_per_s"] for share, load in empty["paced"].items()}
-            empty["seeded"] = {"events": seeded, **measure(url, broker, log_dir, args, rates)}
+        rates = {share: load["rate_per_s"] for share, load in empty["paced"].items()}
+        empty["seeded"] = long_log(server, broker, log_dir, args, template, rates)
     return empty
+
+
+# (f) The long log: (b) and (c) on a fresh empty log and on the seeded log, in pairs
+# whose order alternates, as (h)'s do. One run's end to end swings by a tenth from the
+# next on this machine (six untraced runs of one `make bench`: 178.6 to 211.2/s), as
+# much as the bound the figure is held to; the median of the pairs' ratios is not moved
+# by one slow run.
+LONG_LOG_PAIRS = 3
+
+
+def long_log(
+    server: str,
+    broker: str,
+    log_dir: Path,
+    args: argparse.Namespace,
+    template: list[Notification],
+    rates: dict[str, float],
+) -> dict[str, Any]:
+    """(f) ``args.seeded_events`` events in the log: :data:`LONG_LOG_PAIRS` pairs of runs
+    of (b) and (c) at ``rates``, one on a fresh empty log, one on the seeded log (the
+    same log each time), and each figure as the seeded run's over the empty one's."""
+    runs: dict[str, list[dict[str, Any]]] = {"empty": [], "seeded": []}
+    with fresh_database(server) as seeded_url:
+        print(f"bench: boxoffice, seeding {args.seeded_events} events", file=sys.stderr)
+        events = seed_log(seeded_url, template, args.seeded_events)
+        for pair in range(LONG_LOG_PAIRS):
+            for log in ("empty", "seeded") if pair % 2 == 0 else ("seeded", "empty"):
+                print(f"bench: boxoffice, the long log, pair {pair + 1}: {log}", file=sys.stderr)
+                if log == "seeded":
+                    runs[log].append(measure(seeded_url, broker, log_dir, args, rates))
+                    continue
+                with fresh_database(server) as url:
+                    runs[log].append(measure(url, broker, log_dir, args, rates))
+    return {"events": events, **long_log_figures(runs["empty"], runs["seeded"])}
+
+
+def long_log_figures(empty: list[dict[str, Any]], seeded: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each figure of (f)'s runs (rates, and latencies' p50s), the pairs' ratios (seeded
+    over empty: a rate below 1 or a latency above 1 is the long log's cost) and their
+    medians; with the first seeded run's samples, for the throughput plot."""
+    figures: dict[str, Callable[[dict[str, Any]], float]] = {
+        "accepts/s": lambda run: float(run["accepts_per_s"]),
+        "end to end/s": lambda run: float(run["end_to_end_per_s"]),
+    }
+    for share in empty[0]["paced"]:
+        for latency, label in (
+            ("prefer_wait_ms", "Prefer: wait"),
+            ("registry_visible_ms", "registry visible"),
+        ):
+            figures[f"{label}, {share} load, p50 ms"] = functools.partial(_p50, share, latency)
+    measured = {
+        name: {"empty": [at(run) for run in empty], "seeded": [at(run) for run in seeded]}
+        for name, at in figures.items()
+    }
+    pairs = {
+        name: [round(s / e, 3) for e, s in zip(runs["empty"], runs["seeded"], strict=True)]
+        for name, runs in measured.items()
+    }
+    return {
+        "figures": measured,
+        "pair_ratios": pairs,
+        "seeded_vs_empty": {name: statistics.median(r) for name, r in pairs.items()},
+        "samples": seeded[0]["samples"],
+    }
+
+
+def _p50(share: str, latency: str, run: dict[str, Any]) -> float:
+    return float(run["paced"][share][latency]["p50"])
 
 
 # Events per save while seeding (one transaction each).
@@ -488,7 +603,9 @@ def production_stack(
     with running(*parts.values()):
         wait_until(http_ready(base + "/health"), 60, "web")
         parts["worker"].wait_for_output("ready", 60)
-        request(base, "PUT", "/shows/warm-up", SHOW, Prefer="wait=10")
+        # A show of its own: on a log a stack ran on before, an earlier id's answer
+        # would come back without this stack running anything.
+        request(base, "PUT", f"/shows/warm-up-{uuid.uuid4().hex[:6]}", SHOW, Prefer="wait=10")
         yield base
 
 
@@ -501,9 +618,12 @@ def measure(
 ) -> dict[str, Any]:
     """(a) to (d) on the database at ``url``; (c) at ``rates``, or at 25 % and 50 % of
     the end-to-end rate just measured. Sagas (d) only when no rates are given."""
+    # Ids of their own: (f) runs this more than once on one log, where the ids of an
+    # earlier run would be answered as that run's commands, not run again.
+    ids = f"box{uuid.uuid4().hex[:6]}"
     with production_stack(url, broker, log_dir, "bench.box") as base:
         accepted, elapsed, samples = load_and_drain(
-            url, DONE_SQL, lambda: run_wrk(base, "box", BODY, args.burst_seconds)
+            url, DONE_SQL, lambda: run_wrk(base, ids, BODY, args.burst_seconds)
         )
         end_to_end = accepted.accepted / elapsed
         first = rates is None
@@ -619,7 +739,7 @@ def fsync_setting(server: str) -> str:
 def table(results: dict[str, Any]) -> str:
     """The Markdown summary the README shows."""
     box, base, ratios = results["boxoffice"], results["baselines"], results["ratios"]
-    hand = base["hand_built"]
+    hand, cpu = base["hand_built"], base.get("cpu_ms")
     rows = [
         ("accepts/s", box["accepts_per_s"], f"{ratios['accept_vs_bare_flask']}x bare Flask"),
         (
@@ -657,21 +777,14 @@ def table(results: dict[str, Any]) -> str:
     seeded = box.get("seeded")
     if seeded:
         events = f"{seeded['events']:,} events"
-        rows.append(
-            (
-                f"end to end/s, {events} in the log",
-                seeded["end_to_end_per_s"],
-                f"{ratios['seeded_end_to_end_vs_empty']}x the empty log",
-            )
-        )
-        for share, load in seeded["paced"].items():
-            empty = box["paced"][share]["registry_visible_ms"]["p50"]
-            visible = load["registry_visible_ms"]
+        for name, measured in seeded["figures"].items():
             rows.append(
                 (
-                    f"registry visible, {share} load, {events}, p50/p99 ms",
-                    _pair(visible),
-                    f"p50 {round(visible['p50'] / empty, 2)}x the empty log",
+                    f"{name}, empty log / {events} in the log",
+                    f"{' '.join(map(str, measured['empty']))} / "
+                    f"{' '.join(map(str, measured['seeded']))}",
+                    f"{seeded['seeded_vs_empty'][name]}x the empty log's (median of the "
+                    f"pairs {', '.join(map(str, seeded['pair_ratios'][name]))})",
                 )
             )
     traced = box.get("tracing")
@@ -695,6 +808,15 @@ def table(results: dict[str, Any]) -> str:
                 f"{', '.join(map(str, traced['cpu_pair_ratios']))})",
             )
         )
+        if "cpu_vs_frameworks" in ratios:
+            rows.append(
+                (
+                    "CPU per command, untraced, ms (median)",
+                    untraced_cpu(box),
+                    f"{ratios['cpu_vs_hand_built']}x the hand-built service's, "
+                    f"{ratios['cpu_vs_frameworks']}x a request, a task and two saves of (1) to (3)",
+                )
+            )
     overloaded = box.get("overload")
     if overloaded:
         answers = overloaded["answer_ms"]
@@ -738,6 +860,19 @@ def table(results: dict[str, Any]) -> str:
         f"| (3) eventsourcing `app.save()`, saves/s | {base['eventsourcing_saves_per_s']} |",
         f"| (4) hand-built service, accepts/s | {hand['accepts_per_s']} |",
         f"| (4) hand-built service, end to end/s | {hand['end_to_end_per_s']} |",
+        *(
+            [
+                f"| (1) bare Flask, CPU per request, ms | {cpu['bare_flask_request']} |",
+                f"| (2) bare Celery, CPU per no-op task, ms | {cpu['bare_celery_task']} |",
+                f"| (3) eventsourcing, CPU per save, ms | {cpu['eventsourcing_save']} |",
+                "| (1) + (2) + 2 saves of (3): a command's request, task and saves, ms | "
+                f"{cpu['request_task_two_saves']} |",
+                "| (4) hand-built service, CPU per command, ms | "
+                f"{hand['cpu_ms_per_command']['total']} |",
+            ]
+            if cpu
+            else []
+        ),
         "",
         "| Boxoffice | measured | compared |",
         "|---|---|---|",
@@ -804,8 +939,8 @@ def main() -> int:
         box = boxoffice(server, broker, log_dir, args)
         for run in (box, box.get("seeded", {})):
             run.pop("samples", None)
-            for load in run.get("paced", {}).values():
-                load.pop("visible_samples_ms", None)
+        for load in box["paced"].values():
+            load.pop("visible_samples_ms", None)
         print(json.dumps(box, indent=2))
         return 0
     steps: list[tuple[str, Callable[[], Any]]] = [
@@ -818,10 +953,12 @@ def main() -> int:
     for name, step in steps:
         print(f"bench: {name}", file=sys.stderr)
         baselines[name] = step()
-    flask: WrkResult = baselines.pop("bare_flask")
+    flask, flask_cpu = baselines.pop("bare_flask")
+    saves, celery = baselines.pop("eventsourcing_saves_per_s"), baselines.pop("bare_celery_per_s")
     baselines["bare_flask_accepts_per_s"] = round(flask.accepted_per_s, 1)
-    baselines["eventsourcing_saves_per_s"] = round(baselines["eventsourcing_saves_per_s"], 1)
-    baselines["bare_celery_per_s"] = round(baselines["bare_celery_per_s"], 1)
+    baselines["eventsourcing_saves_per_s"] = saves["per_s"]
+    baselines["bare_celery_per_s"] = round(celery["per_s"], 1)
+    baselines["cpu_ms"] = frameworks(flask_cpu, celery["cpu_ms"], saves["cpu_ms"])
     print("bench: boxoffice", file=sys.stderr)
     box = boxoffice(server, broker, log_dir, args)
     print("bench: boxoffice, tracing off and on", file=sys.stderr)
@@ -851,13 +988,10 @@ def main() -> int:
                 box["hot_show_saga_ms"]["p50"] / box["saga_ms"]["p50"], 2
             ),
             "traced_vs_untraced_end_to_end": box["tracing"]["traced_vs_untraced"],
+            **cpu_ratios(box, baselines),
             "traced_vs_untraced_cpu": box["tracing"]["cpu_traced_vs_untraced"],
             **(
-                {
-                    "seeded_end_to_end_vs_empty": round(
-                        box["seeded"]["end_to_end_per_s"] / box["end_to_end_per_s"], 2
-                    )
-                }
+                {"seeded_end_to_end_vs_empty": box["seeded"]["seeded_vs_empty"]["end to end/s"]}
                 if "seeded" in box
                 else {}
             ),
