@@ -458,8 +458,9 @@ def rebuild(settings: Settings) -> dict[str, float]:
 
 
 def boxoffice(server: str, broker: str, log_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
-    """Boxoffice in its production topology: (a) to (e), (g), then (f): (b) and (c) on
-    empty logs and on a log of ``args.seeded_events`` events, at the same paced rates."""
+    """Boxoffice in its production topology: (a) to (e), (g), then (f): (b) and (c) on a
+    log that started empty and on a log of ``args.seeded_events`` events, at the same
+    paced rates."""
     with fresh_database(server) as url:
         empty = measure(url, broker, log_dir, args)
         print("bench: boxoffice, rebuild", file=sys.stderr)
