@@ -303,6 +303,15 @@ def cpu_ratios(box: dict[str, Any], baselines: dict[str, Any]) -> dict[str, floa
     }
 
 
+def alternating(first: str, second: str, pairs: int) -> Iterator[tuple[int, str]]:
+    """The runs of ``pairs`` pairs, numbered by pair: ``first`` then ``second``, then
+    the other way round, and so on, so that a steady drift of the machine's speed falls
+    on both sides alike."""
+    for pair in range(pairs):
+        for side in (first, second) if pair % 2 == 0 else (second, first):
+            yield pair, side
+
+
 def boxoffice_env(url: str, broker: str, queue: str, port: int) -> dict[str, str]:
     return service_env(
         url,
@@ -506,10 +515,9 @@ def long_log(
         urls = {"empty": short_url, "seeded": seeded_url}
         print(f"bench: boxoffice, seeding {args.seeded_events} events", file=sys.stderr)
         events = seed_log(seeded_url, template, args.seeded_events)
-        for pair in range(LONG_LOG_PAIRS):
-            for log in ("empty", "seeded") if pair % 2 == 0 else ("seeded", "empty"):
-                print(f"bench: boxoffice, the long log, pair {pair + 1}: {log}", file=sys.stderr)
-                runs[log].append(measure(urls[log], broker, log_dir, args, rates))
+        for pair, log in alternating("empty", "seeded", LONG_LOG_PAIRS):
+            print(f"bench: boxoffice, the long log, pair {pair + 1}: {log}", file=sys.stderr)
+            runs[log].append(measure(urls[log], broker, log_dir, args, rates))
     return {"events": events, **long_log_figures(runs["empty"], runs["seeded"])}
 
 
@@ -666,19 +674,18 @@ def tracing_cost(
     a command costs across the parts and PostgreSQL in each."""
     runs: dict[str, list[float]] = {"none": [], "memory": []}
     cpu: dict[str, list[dict[str, float]]] = {"none": [], "memory": []}
-    for pair in range(pairs):
-        for exporter in ("none", "memory") if pair % 2 == 0 else ("memory", "none"):
-            with (
-                fresh_database(server) as url,
-                production_stack(
-                    url, broker, log_dir, "bench.trace", OTEL_TRACES_EXPORTER=exporter
-                ) as base,
-            ):
-                load = functools.partial(run_wrk, base, "box", BODY, seconds)
-                before = cpu_seconds()
-                accepted, elapsed, _ = load_and_drain(url, DONE_SQL, load)
-                cpu[exporter].append(per_command(before, cpu_seconds(), accepted.accepted))
-                runs[exporter].append(round(accepted.accepted / elapsed, 1))
+    for _, exporter in alternating("none", "memory", pairs):
+        with (
+            fresh_database(server) as url,
+            production_stack(
+                url, broker, log_dir, "bench.trace", OTEL_TRACES_EXPORTER=exporter
+            ) as base,
+        ):
+            load = functools.partial(run_wrk, base, "box", BODY, seconds)
+            before = cpu_seconds()
+            accepted, elapsed, _ = load_and_drain(url, DONE_SQL, load)
+            cpu[exporter].append(per_command(before, cpu_seconds(), accepted.accepted))
+            runs[exporter].append(round(accepted.accepted / elapsed, 1))
     rates = [on / off for off, on in zip(runs["none"], runs["memory"], strict=True)]
     costs = [on["total"] / off["total"] for off, on in zip(cpu["none"], cpu["memory"], strict=True)]
     return {

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.cpu import _part
-from benchmarks.run import cpu_ratios, frameworks, long_log_figures, untraced_cpu
+from benchmarks.run import alternating, cpu_ratios, frameworks, long_log_figures, untraced_cpu
 from tests.support.processes import wait_until
 
 
@@ -102,3 +102,14 @@ def test_the_long_log_is_judged_by_the_median_of_its_pairs_not_by_one_run() -> N
         "seeded": [150.0, 196.0, 204.0],
     }
     assert found["samples"] == [[0.0, 150]]
+
+
+def test_pairs_alternate_which_side_runs_first() -> None:
+    assert list(alternating("off", "on", 3)) == [
+        (0, "off"),
+        (0, "on"),
+        (1, "on"),
+        (1, "off"),
+        (2, "off"),
+        (2, "on"),
+    ]
